@@ -1,0 +1,1 @@
+//! Shared benchmark workloads (filled in by the benchmarks issue).

@@ -1,0 +1,1 @@
+//! Spinlock baseline (in progress).

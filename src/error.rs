@@ -1,0 +1,99 @@
+//! Errors for bad input (DESIGN §5): each names what was wrong and where, and
+//! reporting one changes no allocator state.
+
+use core::fmt;
+
+/// Why a region could not be turned into (or added to) a heap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InitError {
+    /// The start pointer was null.
+    NullStart,
+    /// `start + len` overflows the address space.
+    Overflow,
+    /// After alignment and metadata, too little memory is left.
+    TooSmall {
+        /// Bytes the caller offered.
+        len: usize,
+        /// Smallest length that works for this start address and CPU count.
+        min: usize,
+    },
+    /// The CPU count is zero or above [`crate::MAX_CPUS`].
+    BadCpuCount(usize),
+    /// The heap already holds [`crate::MAX_REGIONS`] regions.
+    TooManyRegions,
+    /// The region holds more pages than the page index can name (2^32).
+    TooLarge,
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::NullStart => write!(f, "region start is null"),
+            Self::Overflow => write!(f, "region end overflows the address space"),
+            Self::TooSmall { len, min } => {
+                write!(f, "region of {len} bytes is too small: need at least {min}")
+            }
+            Self::BadCpuCount(n) => {
+                write!(f, "CPU count {n} is outside 1..={}", crate::MAX_CPUS)
+            }
+            Self::TooManyRegions => write!(f, "heap already has {} regions", crate::MAX_REGIONS),
+            Self::TooLarge => write!(f, "region has more than 2^32 pages"),
+        }
+    }
+}
+
+/// Why a pointer handed to `free` was refused. The pointer is carried so the
+/// message names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FreeError {
+    /// The pointer lies in no region of this heap.
+    Foreign(usize),
+    /// The pointer lies inside a live block but not at its start.
+    Interior {
+        /// The pointer passed to free.
+        ptr: usize,
+        /// Start of the live block that contains it.
+        block: usize,
+    },
+    /// The pointer lies in memory that is free (never allocated, or already freed).
+    NotAllocated(usize),
+    /// The pointer is a block start whose block is already free or being freed.
+    DoubleFree(usize),
+    /// The pointer lies in the heap's own metadata or an unusable gap.
+    Metadata(usize),
+}
+
+impl FreeError {
+    /// The offending pointer.
+    pub fn ptr(&self) -> usize {
+        match *self {
+            Self::Foreign(p)
+            | Self::NotAllocated(p)
+            | Self::DoubleFree(p)
+            | Self::Metadata(p)
+            | Self::Interior { ptr: p, .. } => p,
+        }
+    }
+}
+
+impl fmt::Display for FreeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Foreign(p) => write!(f, "free({p:#x}): pointer is not in this heap"),
+            Self::Interior { ptr, block } => write!(
+                f,
+                "free({ptr:#x}): pointer is inside the block at {block:#x}, not at its start"
+            ),
+            Self::NotAllocated(p) => write!(f, "free({p:#x}): memory is not allocated"),
+            Self::DoubleFree(p) => write!(f, "free({p:#x}): block is already free (double free)"),
+            Self::Metadata(p) => write!(f, "free({p:#x}): pointer is in the heap's metadata"),
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+extern crate std;
+#[cfg(feature = "std")]
+impl std::error::Error for InitError {}
+#[cfg(feature = "std")]
+impl std::error::Error for FreeError {}

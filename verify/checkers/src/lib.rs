@@ -1,0 +1,2 @@
+//! Allocator checkers (in progress).
+#![no_std]

@@ -1,0 +1,1 @@
+//! Verification suites live in `tests/`.
