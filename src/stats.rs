@@ -4,7 +4,7 @@
 use core::fmt;
 
 /// Number of block orders tracked: order `k` is `PAGE_SIZE << k` bytes.
-pub const ORDERS: usize = 40;
+pub const ORDERS: usize = 32;
 
 /// Metadata bytes broken down by component (names are static strings).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -35,7 +35,7 @@ mod imp {
     pub use portable_atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 }
 
-pub(crate) use imp::*;
+pub use imp::*;
 
 /// True when the atomics are a model checker's: tests shrink their work.
 pub const MODEL_CHECKED: bool = cfg!(any(loom, feature = "shuttle"));
