@@ -14,6 +14,8 @@
 extern crate std;
 
 pub mod baseline;
+pub mod buddy;
+mod cas;
 mod error;
 mod stats;
 pub mod sync;

@@ -1,0 +1,163 @@
+//! Allocation and free inside one area: the two-word protocol of the module
+//! docs, each step one [`cas_update`].
+
+use super::{AreaWord, ChunkWord, Geometry};
+use crate::cas::cas_update;
+use crate::sync::AtomicU64;
+
+/// One area's words, borrowed from the region's metadata.
+#[derive(Clone, Copy)]
+pub(crate) struct Area<'a> {
+    pub(crate) top: &'a AtomicU64,
+    pub(crate) chunks: &'a [AtomicU64],
+    pub(crate) g: Geometry,
+}
+
+impl Area<'_> {
+    /// Allocates a block of order `k <= H`; returns its first page's offset in
+    /// the area. `None` means this area has no free block of that order.
+    /// Lost CAS races are added to `retries`.
+    #[inline]
+    pub(crate) fn alloc(&self, k: u32, retries: &mut u32) -> Option<u32> {
+        let g = self.g;
+        if k > g.chunk_order() {
+            let d = g.area_order() - k;
+            let up = cas_update(self.top, |w: AreaWord| w.alloc(g, d)).ok()?;
+            *retries += up.retries;
+            return Some(up.out << k);
+        }
+        let pages = 1 << k;
+        let d = g.chunk_order() - k;
+        let mut fragmented = 0u64;
+        loop {
+            // Step 1: reserve the pages in the fullest chunk with room.
+            let up = cas_update(self.top, |w: AreaWord| {
+                let j = w.pick_chunk(g, pages, fragmented)?;
+                Some((w.reserve(g, j, pages)?, j))
+            })
+            .ok()?;
+            *retries += up.retries;
+            let j = up.out;
+            // Step 2: take a node of order k in that chunk (linearization point).
+            match cas_update(&self.chunks[j as usize], |w: ChunkWord| w.alloc(g, d)) {
+                Ok(node) => {
+                    *retries += node.retries;
+                    return Some((j << g.chunk_order()) | (node.out << k));
+                }
+                Err(_) => {
+                    // Enough pages but no aligned run of them: give them back.
+                    self.unreserve(j, pages, retries);
+                    fragmented |= 1 << j;
+                }
+            }
+        }
+    }
+
+    /// Frees the block of order `k` starting at page `offset`. `Err(())` if no
+    /// such block is allocated (nothing is changed then).
+    #[inline]
+    pub(crate) fn free(&self, offset: u32, k: u32, retries: &mut u32) -> Result<(), ()> {
+        let g = self.g;
+        if k > g.chunk_order() {
+            let d = g.area_order() - k;
+            let up = cas_update(self.top, |w: AreaWord| Some((w.release(d, offset >> k)?, ())))
+                .map_err(drop)?;
+            *retries += up.retries;
+            return Ok(());
+        }
+        let j = offset >> g.chunk_order();
+        let node = (offset & (g.chunk_pages() - 1)) >> k;
+        let d = g.chunk_order() - k;
+        // Step 1: release the node in its chunk.
+        let up = cas_update(&self.chunks[j as usize], |w: ChunkWord| Some((w.release(d, node)?, ())))
+            .map_err(drop)?;
+        *retries += up.retries;
+        // Step 2: return the pages to the count (linearization point).
+        self.unreserve(j, 1 << k, retries);
+        Ok(())
+    }
+
+    fn unreserve(&self, j: u32, pages: u32, retries: &mut u32) {
+        let g = self.g;
+        match cas_update(self.top, |w: AreaWord| Some((w.unreserve(g, j, pages)?, ()))) {
+            Ok(up) => *retries += up.retries,
+            // Invariant R: our own pages are part of used(j).
+            Err(w) => panic!("magbuddy: reservation count of chunk {j} below {pages}: {w:?}"),
+        }
+    }
+
+    /// The allocated block covering page `offset`, as `(order, first page)`.
+    /// A racy snapshot: exact only when nobody changes the area meanwhile.
+    pub(crate) fn block_at(&self, offset: u32) -> Option<(u32, u32)> {
+        let g = self.g;
+        let chunk = offset >> g.chunk_order();
+        if let Some((d, j)) = AreaWord(self.load_top()).block_of(g, chunk) {
+            let k = g.area_order() - d;
+            return Some((k, j << k));
+        }
+        let word = ChunkWord(self.load_chunk(chunk));
+        let (d, j) = word.block_of(g, offset & (g.chunk_pages() - 1))?;
+        let k = g.chunk_order() - d;
+        Some((k, (chunk << g.chunk_order()) | (j << k)))
+    }
+
+    /// The area word. Relaxed: a snapshot for reports and error messages; no
+    /// memory is accessed on the strength of it.
+    pub(crate) fn load_top(&self) -> u64 {
+        self.top.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// Chunk word `j`. Relaxed for the same reason as [`Self::load_top`].
+    pub(crate) fn load_chunk(&self, j: u32) -> u64 {
+        self.chunks[j as usize].load(crate::sync::Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(any(loom, feature = "shuttle"))))]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    fn words(g: Geometry) -> (AtomicU64, Vec<AtomicU64>) {
+        (AtomicU64::new(0), (0..g.chunks_per_area()).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    #[test]
+    fn fills_and_empties_at_every_order() {
+        let g = Geometry::DEFAULT;
+        let (top, chunks) = words(g);
+        let area = Area { top: &top, chunks: &chunks, g };
+        let mut r = 0;
+        for k in 0..=g.area_order() {
+            let mut got = Vec::new();
+            while let Some(off) = area.alloc(k, &mut r) {
+                assert_eq!(off % (1 << k), 0, "aligned");
+                assert_eq!(area.block_at(off), Some((k, off)));
+                got.push(off);
+            }
+            assert_eq!(got.len(), 1 << (g.area_order() - k), "order {k}");
+            for off in got {
+                area.free(off, k, &mut r).unwrap();
+                assert!(area.free(off, k, &mut r).is_err(), "double free refused");
+            }
+            assert_eq!(area.load_top(), 0);
+        }
+    }
+
+    #[test]
+    fn fragmentation_falls_through_to_the_next_chunk() {
+        let g = Geometry::new(2, 4).unwrap(); // 4-page chunks, 4 chunks
+        let (top, chunks) = words(g);
+        let area = Area { top: &top, chunks: &chunks, g };
+        let mut r = 0;
+        // Pages 0 and 2 of chunk 0: two free pages but no free pair there.
+        let a = area.alloc(0, &mut r).unwrap();
+        let b = area.alloc(0, &mut r).unwrap();
+        let c = area.alloc(0, &mut r).unwrap();
+        area.free(b, 0, &mut r).unwrap();
+        assert!(a < 4 && c < 4);
+        let pair = area.alloc(1, &mut r).unwrap();
+        assert!(pair >= 4 || (pair..pair + 2).all(|p| p != a && p != c));
+        assert_eq!(AreaWord(area.load_top()).used(g, 0), 2 + u32::from(pair < 4) * 2);
+    }
+}

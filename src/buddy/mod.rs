@@ -1,0 +1,173 @@
+//! The lock-free buddy tree: one tree per *area*, packed into atomic words.
+//!
+//! # Shape
+//!
+//! An area holds `2^H` pages (`H` = [`Geometry::area_order`], default 8: 1 MiB
+//! of 4 KiB pages). Its buddy tree has `H + 1` levels, cut into two kinds of
+//! word so that one CAS updates a whole subtree:
+//!
+//! ```text
+//!   order H ..= c+1   AreaWord  (one per area: top nodes + per-chunk counts)
+//!   order c ..= 0     ChunkWord (one per chunk of 2^c pages: an exact subtree)
+//! ```
+//!
+//! `c` = [`Geometry::chunk_order`] (default 5, so 6 levels per chunk word and
+//! `H - c` = 3 levels in the area word). Both are parameters so that model
+//! checkers can use trees of a few pages that still span several words.
+//!
+//! # Encoding
+//!
+//! | word        | bits                                   | meaning                                   |
+//! |-------------|----------------------------------------|-------------------------------------------|
+//! | `ChunkWord` | `2^(c+1) - 1` node bits, heap-ordered  | node allocated as one block               |
+//! | `AreaWord`  | `2^(H-c) - 1` node bits, heap-ordered  | top node (order > c) allocated            |
+//! | `AreaWord`  | `2^(H-c)` counts of `c + 1` bits       | pages of chunk `j` allocated or reserved  |
+//!
+//! Node `i` of a packed tree sits at bit `i - 1`; level `d` is a contiguous
+//! field (see `bits`). Everything else — is a node *used* (it or a
+//! descendant allocated), *covered* (it or an ancestor allocated), *free* — is
+//! derived from these bits inside the transition, never stored, so there is no
+//! redundant state to keep consistent. All-zero words mean "entirely free".
+//! Default cost: 8 B per 32 pages plus 8 B per area, 0.006 % of the heap.
+//!
+//! # Transitions (pure functions in `word`, applied by one CAS each)
+//!
+//! | transition             | word  | precondition                                     | effect           |
+//! |------------------------|-------|--------------------------------------------------|------------------|
+//! | `reserve(j, n)`        | area  | chunk `j` not covered, `used(j) + n <= 2^c`      | `used(j) += n`   |
+//! | `unreserve(j, n)`      | area  | `used(j) >= n`                                   | `used(j) -= n`   |
+//! | `AreaWord::alloc(d)`   | area  | node free: nothing above/below, its chunks idle  | set node bit     |
+//! | `AreaWord::release`    | area  | node bit set                                     | clear node bit   |
+//! | `ChunkWord::alloc(d)`  | chunk | node free: nothing allocated above or below      | set node bit     |
+//! | `ChunkWord::release`   | chunk | node bit set                                     | clear node bit   |
+//!
+//! # Protocol across the two words
+//!
+//! * Block of order `k > c`: one CAS on the area word (`alloc` / `release`).
+//! * Block of order `k <= c`, allocation: (1) `reserve(j, 2^k)` on the area
+//!   word for a chunk `j` with room, (2) `ChunkWord::alloc` on chunk `j`; if
+//!   the chunk is too fragmented for order `k`, `unreserve` and try the next
+//!   chunk. Free: (1) `ChunkWord::release`, (2) `unreserve(j, 2^k)`.
+//!
+//! Reservation runs top-down and release bottom-up, so the count is an upper
+//! bound on what the chunk holds and never a flag that could be stale:
+//!
+//! **Invariant R.** `used(j) = A_j + R_j + F_j`, where `A_j` counts the pages
+//! allocated in chunk word `j`, `R_j` the pages reserved by allocations between
+//! their steps (1) and (2), and `F_j` the pages released in the chunk by frees
+//! between their steps (1) and (2).
+//!
+//! Consequences: `used(j) == 0` implies chunk word `j` is all-zero and nothing
+//! is in flight in it, so a top node taken by `AreaWord::alloc` (which needs
+//! its chunks idle) never overlaps a chunk block; while it is held `reserve`
+//! on its chunks fails, so none can appear. For order 0 the pages free in the
+//! chunk word are `2^c - A_j >= R_j`, so step (2) never fails after step (1).
+//! After every operation completes, all counts and node bits are back to zero:
+//! the whole area is one free block again, whatever the interleaving.
+//!
+//! Why counts and not NBBS's coalescing flags: with flags, a free decides in
+//! one word that the subtree below will become empty and marks the word above
+//! later. An allocation that climbs through the upper word in between leaves
+//! it unchanged (its bit is already set), so the late mark lands on a subtree
+//! that holds a live block, and a delayed unmark can then clear it. Counts
+//! cannot be stale in that way: each operation adds or removes its own pages.
+//! `papers/design.md` has the worked interleaving.
+//!
+//! # Linearization points
+//!
+//! * alloc, `k <= c`: the successful chunk CAS (step 2); `k > c`: the area CAS.
+//! * free, `k <= c`: the `unreserve` CAS (step 2), when the pages become
+//!   obtainable again; `k > c`: the area CAS.
+//!
+//! # Progress
+//!
+//! A CAS fails only when another CAS on the same word succeeded, and the
+//! fragmentation retry visits each chunk at most once per call: lock-free.
+
+mod area;
+pub(crate) mod bits;
+mod word;
+
+pub(crate) use area::Area;
+pub(crate) use word::{AreaWord, ChunkWord};
+
+/// Shape of the buddy tree: pages per chunk word and per area.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    chunk_order: u32,
+    area_order: u32,
+}
+
+impl Geometry {
+    /// 32-page chunks (6 levels per chunk word) in 256-page areas (1 MiB).
+    pub const DEFAULT: Self = Self { chunk_order: 5, area_order: 8 };
+
+    /// A geometry with `2^chunk_order` pages per chunk word and `2^area_order`
+    /// per area, if both words fit in 64 bits (`chunk_order <= 5`,
+    /// `area_order > chunk_order`).
+    pub const fn new(chunk_order: u32, area_order: u32) -> Option<Self> {
+        if chunk_order > 5 || area_order <= chunk_order || area_order - chunk_order > 5 {
+            return None;
+        }
+        let t = area_order - chunk_order;
+        let bits = ((1u32 << t) - 1) + (1u32 << t) * (chunk_order + 1);
+        if bits > 64 {
+            return None;
+        }
+        Some(Self { chunk_order, area_order })
+    }
+
+    /// log2 of pages per chunk word.
+    pub const fn chunk_order(self) -> u32 {
+        self.chunk_order
+    }
+    /// log2 of pages per area.
+    pub const fn area_order(self) -> u32 {
+        self.area_order
+    }
+    /// Tree levels packed in one chunk word.
+    pub const fn chunk_levels(self) -> u32 {
+        self.chunk_order + 1
+    }
+    /// Tree levels packed in the area word.
+    pub const fn top_levels(self) -> u32 {
+        self.area_order - self.chunk_order
+    }
+    /// Pages per chunk word.
+    pub const fn chunk_pages(self) -> u32 {
+        1 << self.chunk_order
+    }
+    /// Pages per area.
+    pub const fn area_pages(self) -> u32 {
+        1 << self.area_order
+    }
+    /// Chunk words per area.
+    pub const fn chunks_per_area(self) -> u32 {
+        1 << self.top_levels()
+    }
+    /// Width of one reservation count.
+    pub(crate) const fn count_bits(self) -> u32 {
+        self.chunk_order + 1
+    }
+}
+
+impl Default for Geometry {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn geometry_bounds() {
+        assert_eq!(Geometry::new(5, 8), Some(Geometry::DEFAULT));
+        assert!(Geometry::new(5, 9).is_none(), "15 + 16 * 6 bits do not fit");
+        assert!(Geometry::new(6, 8).is_none());
+        assert!(Geometry::new(3, 3).is_none());
+        assert!(Geometry::new(1, 2).is_some());
+        assert!(Geometry::new(0, 1).is_some());
+    }
+}
