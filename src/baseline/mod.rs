@@ -1,1 +1,497 @@
-//! Spinlock baseline (in progress).
+//! The spinlock baseline: the seed's slab + buddy design under one global lock.
+//!
+//! This is the design most students build for the lab in `seeds/000` and the
+//! one `seeds/001` describes ("buddy allocator under one big lock, slab caches
+//! for small sizes, a page-aligned pointer means buddy on free"), written as
+//! well as that design allows so that comparing it with the lock-free
+//! [`crate`] front end measures the locking, not a careless baseline:
+//!
+//! * **Slabs** ([`slab`](self) module `slab.rs`): power-of-two classes 8 B …
+//!   2 KiB, alignment = size, an allocation bitmap per slab (O(1) alloc and
+//!   free, and double frees are detected), at most one empty slab kept per
+//!   class, the others go back to the buddy allocator.
+//! * **Buddy** (`buddy.rs`): 4 KiB pages, orders up to [`ORDERS`], per-order
+//!   doubly-linked free lists through a per-page descriptor table, so a merge
+//!   unlinks its buddy in O(1) and `free` needs no size. Larger requests get a
+//!   block of `2^ceil(log2 size)` bytes aligned to its size.
+//! * **One lock** (`lock.rs`): a test-and-test-and-set spinlock around all of
+//!   it, in a pure-spin and a spin-then-yield [`LockMode`]. Critical sections
+//!   are O(1) list operations plus at most `ORDERS` split or merge steps; no
+//!   list is ever walked under the lock except by [`SpinHeap::validate`].
+//!
+//! Where the seed tells buddy blocks from slab objects by page alignment
+//! (which forces a header in front of every slab's objects), this version asks
+//! the page descriptor, so objects need no header and any pointer can be
+//! classified: foreign, metadata, interior, not allocated, double free.
+//!
+//! # Memory layout
+//!
+//! ```text
+//!  init region:  | pad | SpinHeap | PageDesc × n | pad | n pages ........ | rest < 1 page |
+//!  added region: | PageDesc × n | pad | n pages ......................... | rest < 1 page |
+//! ```
+//!
+//! All metadata lives inside the regions (the seed's requirement). Per page it
+//! costs one 24-byte descriptor (0.59 %), plus the fixed [`SpinHeap`] header
+//! (about 2.2 KiB) and, inside live 8/16/32-byte slabs, the in-page bitmaps.
+//!
+//! # Handles
+//!
+//! [`SpinHeap::handle`] hands out up to `cpus` exclusive [`SpinHandle`]s so
+//! benchmarks drive this heap exactly like the lock-free one. The baseline keeps
+//! nothing per CPU: a handle's operations take the same global lock.
+
+mod buddy;
+mod lock;
+mod slab;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use core::alloc::Layout;
+use core::mem::{align_of, size_of};
+use core::ptr::NonNull;
+
+use crossbeam_utils::CachePadded;
+
+use self::buddy::{carve, Kind, Located, PageDesc, Pages, Region, NIL};
+use self::lock::SpinLock;
+pub use self::lock::{LockMode, SPIN_LIMIT};
+use self::slab::{class_of, Slabs, MAX_SMALL};
+use crate::sync::{AtomicBool, Ordering};
+use crate::{FreeError, InitError, Stats, MAX_CPUS, MAX_REGIONS, ORDERS, PAGE_SIZE};
+
+/// Everything the lock protects.
+struct State {
+    pages: Pages,
+    slabs: Slabs,
+    /// Bytes of all regions as handed over.
+    region_bytes: usize,
+    /// Bytes of the `SpinHeap` header (with its alignment padding).
+    header_bytes: usize,
+    /// Bytes of page descriptors.
+    desc_bytes: usize,
+}
+
+// SAFETY: the raw pointers in `State` point into the heap's own regions, which
+// are not tied to any thread; `State` is only reached under the lock.
+unsafe impl Send for State {}
+
+impl State {
+    /// Allocates a block of `order`, giving back spare slabs if that helps.
+    fn pages_alloc(&mut self, order: usize) -> Option<u32> {
+        self.pages.alloc(order).or_else(|| {
+            self.slabs.release_spares(&mut self.pages);
+            self.pages.alloc(order)
+        })
+    }
+
+    /// Frees `addr` if it is a live block or object start; otherwise reports
+    /// why not and changes nothing.
+    fn free(&mut self, addr: usize) -> Result<(), FreeError> {
+        let (idx, region) = match self.pages.locate(addr) {
+            Located::Page(idx, region) => (idx, region),
+            Located::Metadata => return Err(FreeError::Metadata(addr)),
+            Located::Foreign => return Err(FreeError::Foreign(addr)),
+        };
+        let head = if self.pages.desc(idx).kind == Kind::Tail {
+            self.pages
+                .find_head(idx, &region)
+                .ok_or(FreeError::NotAllocated(addr))?
+        } else {
+            idx
+        };
+        if self.pages.desc(head).kind == Kind::Slab {
+            let obj = self.slabs.check(&mut self.pages, addr, head)?;
+            self.slabs.free(&mut self.pages, head, obj);
+        } else {
+            self.pages.check_block(addr, head)?;
+            self.pages.free(head);
+        }
+        Ok(())
+    }
+}
+
+/// Where a region's descriptors and pages go.
+struct Plan {
+    descs: usize,
+    base: usize,
+    npages: usize,
+}
+
+/// Lays out descriptors from `meta` and as many pages as fit before `end`.
+fn plan(meta: usize, end: usize) -> Option<Plan> {
+    let descs = meta.checked_next_multiple_of(align_of::<PageDesc>())?;
+    let room = end.checked_sub(descs)?;
+    let mut npages = room / (PAGE_SIZE + size_of::<PageDesc>());
+    // Rounding the pages up to a page boundary costs less than one page, so
+    // this loop runs at most twice.
+    while npages > 0 {
+        let base = (descs + npages * size_of::<PageDesc>()).checked_next_multiple_of(PAGE_SIZE)?;
+        if base
+            .checked_add(npages * PAGE_SIZE)
+            .is_some_and(|e| e <= end)
+        {
+            return Some(Plan {
+                descs,
+                base,
+                npages,
+            });
+        }
+        npages -= 1;
+    }
+    None
+}
+
+/// Smallest `end - start` for which a region starting with metadata at `meta`
+/// holds one page, or `usize::MAX` if none does.
+fn min_len_from(start: usize, meta: usize) -> usize {
+    let one = || {
+        let descs = meta.checked_next_multiple_of(align_of::<PageDesc>())?;
+        let base = descs
+            .checked_add(size_of::<PageDesc>())?
+            .checked_next_multiple_of(PAGE_SIZE)?;
+        base.checked_add(PAGE_SIZE).map(|end| end - start)
+    };
+    one().unwrap_or(usize::MAX)
+}
+
+/// The spinlock baseline heap. See the [module docs](self).
+pub struct SpinHeap {
+    lock: SpinLock<State>,
+    /// `handles[i]` is true while handle `i` is claimed.
+    handles: CachePadded<[AtomicBool; MAX_CPUS]>,
+    cpus: usize,
+}
+
+// SAFETY: all mutable state is behind the lock (`SpinLock<State>` is `Sync`)
+// or atomic; the heap owns its regions, so sharing it between threads is safe.
+unsafe impl Sync for SpinHeap {}
+// SAFETY: nothing in a `SpinHeap` is tied to the thread that created it.
+unsafe impl Send for SpinHeap {}
+
+impl SpinHeap {
+    /// Smallest `len` that [`SpinHeap::init`] accepts for `start` (any
+    /// `cpus`): the header aligned to 128 bytes, one page descriptor, and one
+    /// page aligned to 4 KiB, so between 6 KiB and about 14 KiB.
+    /// `usize::MAX` if no length works (the address space ends first).
+    pub fn min_len(start: *const u8, cpus: usize) -> usize {
+        let _ = cpus; // Handles are a fixed array: the CPU count costs nothing.
+        let start = start as usize;
+        match start.checked_next_multiple_of(align_of::<SpinHeap>()) {
+            Some(heap) => min_len_from(start, heap.saturating_add(size_of::<SpinHeap>())),
+            None => usize::MAX,
+        }
+    }
+
+    /// Smallest `len` that [`SpinHeap::add_region`] accepts for `start`: one
+    /// page descriptor and one page aligned to 4 KiB (4 KiB to 8 KiB).
+    pub fn min_region_len(start: *const u8) -> usize {
+        min_len_from(start as usize, start as usize)
+    }
+
+    /// Builds a heap inside `[start, start + len)` for `cpus` handles. The
+    /// start is rounded up as needed; all metadata lives in the region. Fails
+    /// with an error (never a crash) for a null start, an overflowing end, a
+    /// CPU count outside `1..=MAX_CPUS`, a region shorter than
+    /// [`SpinHeap::min_len`], or one with 2^32 pages or more.
+    ///
+    /// # Safety
+    ///
+    /// - `[start, start + len)` is valid for reads and writes and is used by
+    ///   nothing but the returned heap for `'a`.
+    pub unsafe fn init<'a>(
+        start: *mut u8,
+        len: usize,
+        cpus: usize,
+        mode: LockMode,
+    ) -> Result<&'a SpinHeap, InitError> {
+        if start.is_null() {
+            return Err(InitError::NullStart);
+        }
+        if cpus == 0 || cpus > MAX_CPUS {
+            return Err(InitError::BadCpuCount(cpus));
+        }
+        let addr = start as usize;
+        let end = addr.checked_add(len).ok_or(InitError::Overflow)?;
+        let too_small = InitError::TooSmall {
+            len,
+            min: Self::min_len(start, cpus),
+        };
+        let heap_at = addr
+            .checked_next_multiple_of(align_of::<SpinHeap>())
+            .ok_or(too_small)?;
+        let meta = heap_at
+            .checked_add(size_of::<SpinHeap>())
+            .ok_or(too_small)?;
+        let plan = plan(meta, end).ok_or(too_small)?;
+        if plan.npages >= NIL as usize {
+            return Err(InitError::TooLarge);
+        }
+        let heap = start.wrapping_add(heap_at - addr).cast::<SpinHeap>();
+        let descs = start.wrapping_add(plan.descs - addr).cast::<PageDesc>();
+        let state = State {
+            pages: Pages::new(),
+            slabs: Slabs::new(),
+            region_bytes: 0,
+            header_bytes: meta - addr,
+            desc_bytes: 0,
+        };
+        // SAFETY: `heap_at .. meta` lies in the caller's region (`plan`
+        // checked `meta <= end`) and is aligned for `SpinHeap`.
+        unsafe {
+            heap.write(SpinHeap {
+                lock: SpinLock::new(state, mode),
+                handles: CachePadded::new(core::array::from_fn(|_| AtomicBool::new(false))),
+                cpus,
+            })
+        };
+        // SAFETY: just initialized; nobody else can see it yet.
+        let heap = unsafe { &mut *heap };
+        // SAFETY: `plan` put `npages` descriptors at `descs` and `npages`
+        // pages at `base`, all inside the caller's region and disjoint from
+        // the header.
+        unsafe { carve(descs, plan.base, plan.npages) };
+        let region = Region {
+            raw_start: addr,
+            raw_end: end,
+            base: plan.base,
+            base_ptr: start.wrapping_add(plan.base - addr),
+            npages: plan.npages as u32,
+            first: 0,
+            descs,
+        };
+        let state = heap.lock.get_mut();
+        state.region_bytes += len;
+        state.desc_bytes += plan.npages * size_of::<PageDesc>();
+        state.pages.add_region(region);
+        Ok(heap)
+    }
+
+    /// Adds the further range `[start, start + len)` to the heap (a machine's
+    /// RAM comes in several ranges). Its descriptors are written before the
+    /// lock is taken, so other CPUs wait only for a few list insertions.
+    ///
+    /// Errors: null start, overflowing end, shorter than
+    /// [`SpinHeap::min_region_len`], [`MAX_REGIONS`] regions already, or 2^32
+    /// pages in total. On an error the heap is unchanged (the range may have
+    /// been written to).
+    ///
+    /// # Safety
+    ///
+    /// - The range is valid for reads and writes and used by nothing but this
+    ///   heap for as long as the heap is used.
+    /// - It overlaps no region of this heap (not checked).
+    pub unsafe fn add_region(&self, start: *mut u8, len: usize) -> Result<(), InitError> {
+        if start.is_null() {
+            return Err(InitError::NullStart);
+        }
+        let addr = start as usize;
+        let end = addr.checked_add(len).ok_or(InitError::Overflow)?;
+        let plan = plan(addr, end).ok_or(InitError::TooSmall {
+            len,
+            min: Self::min_region_len(start),
+        })?;
+        let fits = |st: &State| {
+            if st.pages.regions().len() >= MAX_REGIONS {
+                Err(InitError::TooManyRegions)
+            } else if st.pages.total_pages as usize + plan.npages >= NIL as usize {
+                Err(InitError::TooLarge)
+            } else {
+                Ok(())
+            }
+        };
+        fits(&self.lock.lock())?;
+        let descs = start.wrapping_add(plan.descs - addr).cast::<PageDesc>();
+        // SAFETY: `plan` put `npages` descriptors at `descs` inside the
+        // caller's range, which nothing else uses.
+        unsafe { carve(descs, plan.base, plan.npages) };
+        let mut st = self.lock.lock();
+        fits(&st)?; // Another CPU may have added a region meanwhile.
+        debug_assert!(st
+            .pages
+            .regions()
+            .iter()
+            .all(|r| r.raw_end <= addr || end <= r.raw_start));
+        st.region_bytes += len;
+        st.desc_bytes += plan.npages * size_of::<PageDesc>();
+        st.pages.add_region(Region {
+            raw_start: addr,
+            raw_end: end,
+            base: plan.base,
+            base_ptr: start.wrapping_add(plan.base - addr),
+            npages: plan.npages as u32,
+            first: 0, // set by `add_region`
+            descs,
+        });
+        Ok(())
+    }
+
+    /// Allocates `size` bytes aligned to `2^ceil(log2 size)`. `None` for
+    /// `size == 0`, for sizes beyond the largest block the heap could ever
+    /// hold (at once), and when memory is out.
+    #[inline]
+    pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
+        if size == 0 {
+            return None;
+        }
+        if size <= MAX_SMALL {
+            let mut st = self.lock.lock();
+            let st = &mut *st;
+            return NonNull::new(st.slabs.alloc(&mut st.pages, class_of(size))?);
+        }
+        if size > PAGE_SIZE << (ORDERS - 1) {
+            return None;
+        }
+        let order = size
+            .div_ceil(PAGE_SIZE)
+            .next_power_of_two()
+            .trailing_zeros();
+        let mut st = self.lock.lock();
+        if order > st.pages.max_order {
+            return None;
+        }
+        let idx = st.pages_alloc(order as usize)?;
+        NonNull::new(st.pages.ptr_of(idx))
+    }
+
+    /// Frees a block returned by this heap's `alloc`. Null is a no-op.
+    ///
+    /// # Panics
+    ///
+    /// On bad input, with the [`FreeError`] message naming the pointer (see
+    /// [`SpinHeap::try_free`]); the heap is unchanged.
+    ///
+    /// # Safety
+    ///
+    /// - If `ptr` is a live block of this heap, nothing uses it afterwards.
+    #[inline]
+    pub unsafe fn free(&self, ptr: *mut u8) {
+        // SAFETY: the caller's promise, passed on.
+        if let Err(e) = unsafe { self.try_free(ptr) } {
+            panic!("{e}");
+        }
+    }
+
+    /// Frees `ptr` if it starts a live block or slab object; null is a no-op.
+    /// Otherwise returns why not — [`FreeError::Foreign`], `Metadata`,
+    /// `Interior`, `NotAllocated` or `DoubleFree` — and changes nothing.
+    /// Double frees are always detected: every block and object's state is
+    /// checked under the lock (there are no caches in this heap).
+    ///
+    /// # Safety
+    ///
+    /// - If `ptr` is a live block of this heap, nothing uses it afterwards.
+    pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        self.lock.lock().free(ptr as usize)
+    }
+
+    /// Allocates for `layout` (size rounded up to the alignment); `None` for
+    /// zero-sized layouts and when memory is out.
+    #[inline]
+    pub fn alloc_layout(&self, layout: Layout) -> Option<NonNull<u8>> {
+        if layout.size() == 0 {
+            return None;
+        }
+        self.alloc(layout.size().max(layout.align()))
+    }
+
+    /// Frees a block from [`SpinHeap::alloc_layout`].
+    ///
+    /// # Panics
+    ///
+    /// On bad input, as [`SpinHeap::free`].
+    ///
+    /// # Safety
+    ///
+    /// - As [`SpinHeap::free`]; the layout is not needed and not checked.
+    #[inline]
+    pub unsafe fn dealloc_layout(&self, ptr: NonNull<u8>, layout: Layout) {
+        let _ = layout;
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.free(ptr.as_ptr()) }
+    }
+
+    /// Claims one of the `cpus` handles, or `None` if all are taken.
+    pub fn handle(&self) -> Option<SpinHandle<'_>> {
+        self.handles[..self.cpus]
+            .iter()
+            .enumerate()
+            .find_map(|(i, slot)| {
+                // Acquire pairs with the Release in `SpinHandle::drop`: the previous
+                // owner's use of this slot happens before ours.
+                slot.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                    .ok()
+                    .map(|_| SpinHandle {
+                        heap: self,
+                        slot: i,
+                    })
+            })
+    }
+
+    /// A snapshot of the heap's counters, taken under the lock (exact).
+    pub fn stats(&self) -> Stats {
+        self.lock.lock().stats()
+    }
+
+    /// Walks all metadata under the lock and reports the first inconsistency:
+    /// the descriptors tile every region, free lists match the descriptors and
+    /// counters, free buddies are merged, slab bitmaps match their counts and
+    /// lists. O(pages): call it at a quiet point.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        self.lock.lock().validate()
+    }
+}
+
+/// One CPU's exclusive handle on a [`SpinHeap`]; dropping it releases the
+/// slot. The baseline keeps no per-CPU state, so its operations are the heap's.
+pub struct SpinHandle<'a> {
+    heap: &'a SpinHeap,
+    slot: usize,
+}
+
+impl SpinHandle<'_> {
+    /// Which of the heap's `cpus` slots this handle holds.
+    pub fn index(&self) -> usize {
+        self.slot
+    }
+
+    /// As [`SpinHeap::alloc`].
+    #[inline]
+    pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
+        self.heap.alloc(size)
+    }
+
+    /// As [`SpinHeap::free`].
+    ///
+    /// # Safety
+    ///
+    /// - As [`SpinHeap::free`].
+    #[inline]
+    pub unsafe fn free(&self, ptr: *mut u8) {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.heap.free(ptr) }
+    }
+
+    /// As [`SpinHeap::try_free`].
+    ///
+    /// # Safety
+    ///
+    /// - As [`SpinHeap::try_free`].
+    #[inline]
+    pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.heap.try_free(ptr) }
+    }
+}
+
+impl Drop for SpinHandle<'_> {
+    fn drop(&mut self) {
+        // Release: our use of the slot happens before the next claimant's
+        // Acquire CAS in `SpinHeap::handle`.
+        self.heap.handles[self.slot].store(false, Ordering::Release);
+    }
+}
