@@ -566,8 +566,8 @@ mod tests {
     fn interleaved_correct_histories_never_report_false_overlaps() {
         const SLOTS: usize = 32;
         const SLOT: usize = 64;
-        const OPS: usize = 20_000;
-        for round in 0..5u64 {
+        const OPS: usize = if cfg!(miri) { 300 } else { 20_000 };
+        for round in 0..if cfg!(miri) { 1 } else { 5u64 } {
             let pool = Mutex::new((0..SLOTS).map(|i| BASE + i * SLOT).collect::<Vec<_>>());
             // A hand-off list so blocks are freed by a thread other than their allocator.
             let handoff = Mutex::new(Vec::new());
@@ -622,7 +622,7 @@ mod tests {
             let r = replay(&mut all, &sh).unwrap_or_else(|e| panic!("false report: {e}"));
             assert!(r.is_balanced() && sh.is_empty(), "{r:?}");
             assert_eq!(r.events as u64, clock.issued());
-            assert!(r.allocs > 10_000);
+            assert!(r.allocs as usize > OPS / 2);
         }
     }
 }
