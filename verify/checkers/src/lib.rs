@@ -27,6 +27,47 @@
 //!
 //! Every violation is an error value whose `Display` names the addresses
 //! (in hex) and sizes involved.
+//!
+//! # Example
+//!
+//! One checked allocation and free around a (here: trivial) allocator.
+//!
+//! ```
+//! use core::sync::atomic::AtomicU64;
+//! use magbuddy_checkers::{canary, words_needed, BalanceCheck, Ledger, Recorder, SeqClock, ShadowBitmap};
+//!
+//! #[repr(align(4096))]
+//! struct Region([u8; 1024]);
+//! let mut region = Region([0; 1024]); // the allocator's memory
+//! let heap = &mut region.0;
+//! let (base, len) = (heap.as_ptr().addr(), heap.len());
+//! let words: [AtomicU64; 2] = Default::default();
+//! assert!(words_needed(len, 8) <= words.len());
+//! let shadow = ShadowBitmap::new(base, len, 8, 4096, &words).unwrap();
+//! let ledger = Ledger::<4>::new();
+//! let balance = BalanceCheck::new(1024); // the allocator's free bytes now
+//! let clock = SeqClock::new();
+//! let mut events = [magbuddy_checkers::Event::EMPTY; 16];
+//! let mut trace = Recorder::new(&clock, &mut events);
+//!
+//! let p = heap.as_mut_ptr(); // "allocate" 64 bytes
+//! // After the allocator returned:
+//! shadow.on_alloc(p, 64).unwrap();
+//! ledger.shard(0).on_alloc(64);
+//! trace.record_alloc(p, 64).unwrap();
+//! // SAFETY: the client owns these 64 bytes.
+//! unsafe { canary::fill(p, 64, 42) };
+//! // ... use the block ...
+//! // Before calling the allocator's free:
+//! // SAFETY: filled above, still owned.
+//! unsafe { canary::check(p, 64, 42) }.unwrap();
+//! trace.record_free(p, 64).unwrap();
+//! ledger.shard(0).on_free(64);
+//! shadow.on_free(p, 64).unwrap();
+//!
+//! assert!(shadow.is_empty());
+//! balance.verify_with(1024, &ledger).unwrap();
+//! ```
 #![no_std]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 

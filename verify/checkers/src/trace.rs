@@ -233,7 +233,8 @@ pub struct ReplayReport {
     pub frees: u64,
     /// Most bytes live at once, in sequence order.
     pub peak_live_bytes: usize,
-    /// Bytes still live after the last event.
+    /// Bytes still live after the last event, as the shadow counts them
+    /// (whole granules, including blocks marked before the replay).
     pub live_bytes_at_end: usize,
 }
 
