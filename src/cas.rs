@@ -11,10 +11,9 @@ pub(crate) trait Packed: Copy {
     fn bits(self) -> u64;
 }
 
-/// Result of a successful update: the value written, the transition's extra
-/// output and how many CAS attempts lost a race first.
-pub(crate) struct Updated<T, R> {
-    pub(crate) new: T,
+/// Result of a successful update: the transition's extra output and how many
+/// CAS attempts lost a race first.
+pub(crate) struct Updated<R> {
     pub(crate) out: R,
     pub(crate) retries: u32,
 }
@@ -29,7 +28,7 @@ pub(crate) struct Updated<T, R> {
 pub(crate) fn cas_update<T: Packed, R>(
     atom: &AtomicU64,
     mut f: impl FnMut(T) -> Option<(T, R)>,
-) -> Result<Updated<T, R>, T> {
+) -> Result<Updated<R>, T> {
     // Relaxed: the value is only a guess that the CAS validates; ordering comes
     // from the successful CAS below.
     let mut current = atom.load(Ordering::Relaxed);
@@ -42,7 +41,7 @@ pub(crate) fn cas_update<T: Packed, R>(
         // by the allocation's CAS on the same word). Relaxed on failure: the
         // observed value is again only a guess.
         match atom.compare_exchange_weak(current, new.bits(), Ordering::AcqRel, Ordering::Relaxed) {
-            Ok(_) => return Ok(Updated { new, out, retries }),
+            Ok(_) => return Ok(Updated { out, retries }),
             Err(seen) => {
                 current = seen;
                 retries += 1;

@@ -31,3 +31,7 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const MAX_CPUS: usize = 64;
 /// Most regions a heap can hold (one from `init`, the rest from `add_region`).
 pub const MAX_REGIONS: usize = 16;
+
+mod heap;
+pub use buddy::Geometry;
+pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};

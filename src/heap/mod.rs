@@ -1,0 +1,668 @@
+//! The heap front end: regions, the size → path decision, placement across
+//! areas, handles and the checks on bad input (DESIGN §3, §5).
+//!
+//! Placement (LLFree's lesson): each CPU starts at its *home* area; when that
+//! cannot serve, it prefers partly used areas near home that no other CPU
+//! calls home, then any free area, then any area at all. Whole free areas are
+//! thereby kept for blocks of area size and runs of areas. An allocation
+//! returns `None` only after a full pass that failed and a second look at every
+//! area word that found nothing changed (see [`Heap::alloc`]).
+
+mod handle;
+mod inspect;
+mod region;
+
+use core::mem::{align_of, size_of};
+use core::ptr::{self, NonNull};
+
+use crossbeam_utils::CachePadded;
+
+pub use handle::{CpuStats, Handle};
+pub use inspect::ValidateError;
+
+use crate::buddy::{AreaWord, Geometry};
+use crate::sync::{AtomicUsize, Ordering};
+use crate::{FreeError, InitError, MAX_CPUS, MAX_REGIONS, PAGE_SHIFT, PAGE_SIZE};
+use handle::{Counters, CpuSlot, Event};
+use region::{Layout, PageDesc, Region};
+
+/// How to build a heap.
+#[derive(Clone, Copy, Debug)]
+pub struct HeapConfig {
+    /// CPU slots (handles), 1..=[`MAX_CPUS`].
+    pub cpus: usize,
+    /// Shape of the buddy tree.
+    pub geometry: Geometry,
+}
+
+impl HeapConfig {
+    /// The default geometry with `cpus` slots.
+    pub const fn new(cpus: usize) -> Self {
+        Self {
+            cpus,
+            geometry: Geometry::DEFAULT,
+        }
+    }
+}
+
+/// Areas near home searched for a partly used area before anything else.
+const NEAR: usize = 64;
+/// Full passes before an allocation that keeps seeing changes gives up.
+const MAX_PASSES: usize = 4;
+
+/// A lock-free page-level heap living inside the memory it manages.
+///
+/// Every operation is lock-free: CAS loops retry only when another thread's
+/// CAS succeeded, and nothing waits for another thread.
+pub struct Heap {
+    g: Geometry,
+    cpus: usize,
+    /// Addresses of published regions (0 = slot reserved, not yet published).
+    regions: [AtomicUsize; MAX_REGIONS],
+    region_count: AtomicUsize,
+    max_order: AtomicUsize,
+    /// Home hint of the shared path (packed region/area).
+    cursor: AtomicUsize,
+    shared: Counters,
+    slots: *const CachePadded<CpuSlot>,
+}
+
+// SAFETY: all shared state is atomic; the raw pointer targets the CPU slots,
+// which live inside the heap's own region for the heap's whole lifetime.
+unsafe impl Sync for Heap {}
+// SAFETY: as above; nothing is tied to the creating thread.
+unsafe impl Send for Heap {}
+
+/// What an allocation carries through the search: where to start, who asks,
+/// and what it cost.
+pub(crate) struct Ctx {
+    pub(crate) home: usize,
+    /// CPU + 1, or 0 for the shared path.
+    pub(crate) owner: u64,
+    pub(crate) retries: u32,
+    pub(crate) switches: u32,
+}
+
+const fn pack(region: usize, area: usize) -> usize {
+    (region << 32) | area
+}
+const fn unpack(home: usize) -> (usize, usize) {
+    (home >> 32, home & 0xffff_ffff)
+}
+
+impl Heap {
+    /// Builds a heap with the default geometry and `cpus` handles inside
+    /// `[start, start + len)`. See [`Heap::init_with`].
+    ///
+    /// # Safety
+    /// Same as [`Heap::init_with`].
+    pub unsafe fn init<'a>(start: *mut u8, len: usize, cpus: usize) -> Result<&'a Heap, InitError> {
+        // SAFETY: forwarded from the caller.
+        unsafe { Self::init_with(start, len, HeapConfig::new(cpus)) }
+    }
+
+    /// Builds a heap inside `[start, start + len)`, all metadata included.
+    /// `start` may have any alignment. The range must leave one whole area
+    /// (1 MiB by default) after metadata and alignment: any `len` of at least
+    /// [`Heap::min_region_len`] does. Work is O(metadata) (about 0.11 % of
+    /// `len`), independent of how much of the heap is ever touched.
+    ///
+    /// # Safety
+    /// * The range is valid for reads and writes, owned exclusively by the heap
+    ///   for `'a`, and not used by anyone else (including other regions).
+    pub unsafe fn init_with<'a>(
+        start: *mut u8,
+        len: usize,
+        config: HeapConfig,
+    ) -> Result<&'a Heap, InitError> {
+        if config.cpus == 0 || config.cpus > MAX_CPUS {
+            return Err(InitError::BadCpuCount(config.cpus));
+        }
+        let (s, e) = Region::check_range(start, len)?;
+        let g = config.geometry;
+        let heap_at = s.next_multiple_of(align_of::<Heap>());
+        let slots_at =
+            (heap_at + size_of::<Heap>()).next_multiple_of(align_of::<CachePadded<CpuSlot>>());
+        let cursor = slots_at + config.cpus * size_of::<CachePadded<CpuSlot>>();
+        let layout = Layout::new(cursor, s, e, g).filter(|l| l.has_whole_area(g));
+        let Some(layout) = layout else {
+            return Err(InitError::TooSmall {
+                len,
+                min: Self::min_region_len(config),
+            });
+        };
+        for cpu in 0..config.cpus {
+            // Spread the CPUs' first homes over the region.
+            let home = pack(0, cpu * layout.areas / config.cpus);
+            // SAFETY: slot `cpu` lies in [slots_at, cursor), inside our range.
+            unsafe {
+                ptr::write(
+                    (slots_at as *mut CachePadded<CpuSlot>).add(cpu),
+                    CachePadded::new(CpuSlot::new(home)),
+                )
+            };
+        }
+        // SAFETY: the caller gave us the range; the layout lies inside it.
+        let region = unsafe { Region::init(&layout, s, e, g) };
+        let heap = Heap {
+            g,
+            cpus: config.cpus,
+            regions: core::array::from_fn(|_| AtomicUsize::new(0)),
+            region_count: AtomicUsize::new(1),
+            max_order: AtomicUsize::new(0),
+            cursor: AtomicUsize::new(pack(0, 0)),
+            shared: Counters::default(),
+            slots: slots_at as *const CachePadded<CpuSlot>,
+        };
+        // SAFETY: `heap_at` is aligned for Heap and lies inside our range.
+        let heap = unsafe {
+            ptr::write(heap_at as *mut Heap, heap);
+            &*(heap_at as *const Heap)
+        };
+        heap.publish(0, region);
+        Ok(heap)
+    }
+
+    /// Adds a further range to the heap, with its own metadata at its start.
+    /// Same minimum as [`Heap::init_with`]. Safe to call while other CPUs
+    /// allocate.
+    ///
+    /// # Safety
+    /// * The range is valid for reads and writes, owned exclusively by this heap
+    ///   for its whole lifetime, and overlaps no other region of any heap.
+    pub unsafe fn add_region(&self, start: *mut u8, len: usize) -> Result<(), InitError> {
+        let (s, e) = Region::check_range(start, len)?;
+        let layout = Layout::new(s, s, e, self.g).filter(|l| l.has_whole_area(self.g));
+        let Some(layout) = layout else {
+            return Err(InitError::TooSmall {
+                len,
+                min: Self::min_region_len(HeapConfig::new(self.cpus)),
+            });
+        };
+        // AcqRel: reserves a unique index; pairs with other add_region calls.
+        let index = self.region_count.fetch_add(1, Ordering::AcqRel);
+        if index >= MAX_REGIONS {
+            self.region_count.fetch_sub(1, Ordering::AcqRel);
+            return Err(InitError::TooManyRegions);
+        }
+        // SAFETY: the caller gave us the range; the layout lies inside it.
+        let region = unsafe { Region::init(&layout, s, e, self.g) };
+        self.publish(index, region);
+        Ok(())
+    }
+
+    fn publish(&self, index: usize, region: &Region) {
+        let area_bytes = (self.g.area_pages() as usize) << PAGE_SHIFT;
+        // Largest aligned run of wholly usable areas decides the largest order.
+        let lo = region.usable_lo.div_ceil(area_bytes);
+        let hi = region.usable_hi / area_bytes;
+        let run = (0..usize::BITS).rev().find(|&m| {
+            let n = 1usize << m;
+            lo.checked_next_multiple_of(n)
+                .is_some_and(|a| a.checked_add(n).is_some_and(|e| e <= hi))
+        });
+        let order = self.g.area_order() as usize + run.unwrap_or(0) as usize;
+        // Relaxed: max_order only gates requests early; a stale value means a
+        // request is searched and refused, or refused before a region lands.
+        self.max_order
+            .fetch_max(order.min(crate::ORDERS - 1), Ordering::Relaxed);
+        // Release: the region's metadata, constructed above, is visible to any
+        // thread that loads this address with Acquire (`region`).
+        self.regions[index].store(region as *const Region as usize, Ordering::Release);
+    }
+
+    /// The smallest `len` that [`Heap::init_with`] accepts for `config` at any
+    /// start address: two areas, a page and the metadata.
+    pub fn min_region_len(config: HeapConfig) -> usize {
+        let g = config.geometry;
+        let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
+        let header = size_of::<Heap>() + (config.cpus + 1) * size_of::<CachePadded<CpuSlot>>();
+        let mut len = 2 * area_bytes + PAGE_SIZE;
+        loop {
+            let areas = len.div_ceil(area_bytes) + 1;
+            let l = Layout::new(header, 0, areas * area_bytes, g).expect("small layout");
+            // 128: worst-case alignment of the CPU slots.
+            let need = 2 * area_bytes + PAGE_SIZE + l.meta_end + 128;
+            if need <= len {
+                return len;
+            }
+            len = need;
+        }
+    }
+
+    /// Number of CPU slots.
+    pub fn cpus(&self) -> usize {
+        self.cpus
+    }
+
+    /// The buddy tree's shape.
+    pub fn geometry(&self) -> Geometry {
+        self.g
+    }
+
+    /// Claims any free CPU slot. `None` when all are taken.
+    pub fn handle(&self) -> Option<Handle<'_>> {
+        (0..self.cpus).find_map(|cpu| self.handle_for(cpu))
+    }
+
+    /// Claims CPU slot `cpu` (a kernel passes its CPU index). `None` if it is
+    /// taken or out of range.
+    pub fn handle_for(&self, cpu: usize) -> Option<Handle<'_>> {
+        (cpu < self.cpus && self.slot(cpu).try_claim()).then(|| Handle::new(self, cpu))
+    }
+
+    /// Counters of CPU slot `cpu`.
+    pub fn cpu_stats(&self, cpu: usize) -> CpuStats {
+        self.slot(cpu).counters.snapshot()
+    }
+
+    /// Counters of the shared (handle-less) path.
+    pub fn shared_stats(&self) -> CpuStats {
+        self.shared.snapshot()
+    }
+
+    pub(crate) fn slot(&self, cpu: usize) -> &CpuSlot {
+        assert!(cpu < self.cpus, "CPU slot {cpu} out of range");
+        // SAFETY: `cpu < cpus`; the slots were constructed in init and live as
+        // long as the heap.
+        unsafe { &*self.slots.add(cpu) }
+    }
+
+    /// Published regions, in index order.
+    pub(crate) fn regions(&self) -> impl Iterator<Item = &Region> + '_ {
+        // Acquire: pairs with the Release in `add_region`'s fetch_add.
+        let n = self.region_count.load(Ordering::Acquire).min(MAX_REGIONS);
+        self.regions[..n].iter().filter_map(|r| {
+            // Acquire: pairs with the Release store in `publish`, so the
+            // region's metadata is visible before we use it.
+            let addr = r.load(Ordering::Acquire);
+            // SAFETY: a published address points to a Region constructed in
+            // place that lives as long as the heap.
+            (addr != 0).then(|| unsafe { &*(addr as *const Region) })
+        })
+    }
+
+    fn region(&self, index: usize) -> Option<&Region> {
+        let addr = self.regions.get(index)?.load(Ordering::Acquire);
+        // SAFETY: as in `regions`.
+        (addr != 0).then(|| unsafe { &*(addr as *const Region) })
+    }
+
+    /// Block order for `size` bytes, or `None` if zero or beyond the heap.
+    #[inline]
+    pub(crate) fn order_for(&self, size: usize) -> Option<u32> {
+        if size == 0 {
+            return None;
+        }
+        let pages = size.div_ceil(PAGE_SIZE);
+        let k = pages.checked_next_power_of_two()?.trailing_zeros();
+        // Relaxed: see `publish`.
+        (k as usize <= self.max_order.load(Ordering::Relaxed)).then_some(k)
+    }
+
+    /// Allocates `size` bytes on the shared path: no handle needed, usable from
+    /// interrupt handlers and by any number of threads; never waits for
+    /// another thread. The block is aligned to `2^ceil(log2 size)` (at least a
+    /// page until the slab layer lands). `None` for `size == 0`, sizes beyond
+    /// the heap, and when a full pass plus a second look at every area word
+    /// found no block.
+    pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
+        // Relaxed: a placement hint, any recent value will do.
+        let home = self.cursor.load(Ordering::Relaxed);
+        let mut ctx = Ctx {
+            home,
+            owner: 0,
+            retries: 0,
+            switches: 0,
+        };
+        let p = self
+            .order_for(size)
+            .and_then(|k| self.alloc_order(k, &mut ctx));
+        if ctx.home != home {
+            self.cursor.store(ctx.home, Ordering::Relaxed);
+        }
+        self.shared.bump_shared(
+            if p.is_some() {
+                Event::Alloc
+            } else {
+                Event::Failed
+            },
+            1,
+        );
+        self.shared.bump_shared(Event::Retries, ctx.retries as u64);
+        self.shared.bump_shared(Event::Switch, ctx.switches as u64);
+        p
+    }
+
+    /// Allocates for `layout` on the shared path (size rounded up to the
+    /// alignment, so the block is aligned to at least `layout.align()`).
+    pub fn alloc_layout(&self, layout: core::alloc::Layout) -> Option<NonNull<u8>> {
+        self.alloc(layout.size().max(layout.align()))
+    }
+
+    /// Frees a block allocated with `layout`.
+    ///
+    /// # Safety
+    /// Same as [`Heap::free`].
+    pub unsafe fn dealloc_layout(&self, ptr: NonNull<u8>, layout: core::alloc::Layout) {
+        let _ = layout; // the page descriptor knows the size
+                        // SAFETY: forwarded from the caller.
+        unsafe { self.free(ptr.as_ptr()) }
+    }
+
+    /// Frees a block on the shared path. `free(null)` does nothing.
+    ///
+    /// Always detected, reported, and leaving every state unchanged: a pointer
+    /// outside the heap, into its metadata, inside a block but not at its
+    /// start, or into free memory (which includes a block freed before: a
+    /// double free). Two frees of one block racing each other: exactly one
+    /// succeeds, the other reports [`FreeError::DoubleFree`]. A double free
+    /// racing with a *reallocation* of the same block cannot be told from a
+    /// legitimate free of the new block.
+    ///
+    /// # Safety
+    /// * If `ptr` is a live block of this heap, nobody uses it after this call.
+    pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), FreeError> {
+        let mut retries = 0;
+        // SAFETY: forwarded from the caller.
+        let r = unsafe { self.free_inner(ptr, &mut retries) };
+        self.shared.bump_shared(Event::Retries, retries as u64);
+        if r.is_ok() && !ptr.is_null() {
+            self.shared.bump_shared(Event::Free, 1);
+        }
+        r
+    }
+
+    /// Like [`Heap::try_free`] but panics with the error's message.
+    ///
+    /// # Safety
+    /// Same as [`Heap::try_free`].
+    pub unsafe fn free(&self, ptr: *mut u8) {
+        // SAFETY: forwarded from the caller.
+        if let Err(e) = unsafe { self.try_free(ptr) } {
+            panic!("magbuddy: {e}");
+        }
+    }
+
+    /// Allocates a block of order `k`: home area first, then the search.
+    #[inline]
+    pub(crate) fn alloc_order(&self, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+        if k > self.g.area_order() {
+            return self.alloc_run(k, &mut ctx.retries);
+        }
+        let (r, a) = unpack(ctx.home);
+        if let Some(p) = self
+            .region(r)
+            .filter(|reg| a < reg.areas)
+            .and_then(|reg| self.try_area(reg, a, k, ctx))
+        {
+            return Some(p);
+        }
+        self.alloc_slow(k, ctx)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+        let pages = 1u32 << k;
+        let g = self.g;
+        let owner = ctx.owner;
+        let mine = |reg: &Region, a: usize| {
+            // Relaxed: a placement hint only.
+            let o = reg.summary(a).load(Ordering::Relaxed);
+            o == 0 || o == owner
+        };
+        // Pass 1: a partly used area near home that nobody else calls home.
+        let partial = |reg: &Region, a: usize| {
+            let free = AreaWord(reg.area(a).load_top()).free_pages(g);
+            free >= pages && free < g.area_pages() && mine(reg, a)
+        };
+        if let Some(p) = self.search(k, ctx, NEAR, partial) {
+            return Some(p);
+        }
+        // Pass 2: any area nobody else calls home; pass 3: any area at all.
+        if let Some(p) = self.search(k, ctx, usize::MAX, mine) {
+            return Some(p);
+        }
+        for _ in 0..MAX_PASSES {
+            let before = self.fingerprint();
+            if let Some(p) = self.search(k, ctx, usize::MAX, |_, _| true) {
+                return Some(p);
+            }
+            // Authoritative: nothing changed while we looked everywhere.
+            if self.fingerprint() == before {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Tries up to `limit` areas after home (wrapping over all regions) that
+    /// pass `want`; moves home to the area that served.
+    fn search(
+        &self,
+        k: u32,
+        ctx: &mut Ctx,
+        limit: usize,
+        want: impl Fn(&Region, usize) -> bool,
+    ) -> Option<NonNull<u8>> {
+        let (hr, ha) = unpack(ctx.home);
+        // Acquire: as in `regions`.
+        let n = self
+            .region_count
+            .load(Ordering::Acquire)
+            .clamp(1, MAX_REGIONS);
+        let mut seen = 0;
+        // Every area once, starting after home and ending with home itself.
+        for step in 0..=n {
+            let r = (hr + step) % n;
+            let Some(reg) = self.region(r) else { continue };
+            let areas = match step {
+                0 => (ha + 1).min(reg.areas)..reg.areas,
+                s if s == n => 0..(ha + 1).min(reg.areas),
+                _ => 0..reg.areas,
+            };
+            for a in areas {
+                if seen >= limit {
+                    return None;
+                }
+                seen += 1;
+                if want(reg, a) {
+                    if let Some(p) = self.try_area(reg, a, k, ctx) {
+                        self.move_home(ctx, r, a);
+                        return Some(p);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Allocates order `k` in area `a` of `reg` and records the descriptor.
+    #[inline]
+    fn try_area(&self, reg: &Region, a: usize, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+        let off = reg.area(a).alloc(k, &mut ctx.retries)?;
+        let page = (a << self.g.area_order()) + off as usize;
+        // Release: a free that reads this head with Acquire also sees the tree
+        // CAS that allocated the block.
+        reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
+        NonNull::new(reg.addr_of(page) as *mut u8)
+    }
+
+    fn move_home(&self, ctx: &mut Ctx, r: usize, a: usize) {
+        let new = pack(r, a);
+        if new == ctx.home {
+            return;
+        }
+        if ctx.owner != 0 {
+            // Relaxed CASes: the summary is a hint; losing either race is fine.
+            let (or, oa) = unpack(ctx.home);
+            if let Some(old) = self.region(or).filter(|reg| oa < reg.areas) {
+                let _ = old.summary(oa).compare_exchange(
+                    ctx.owner,
+                    0,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            if let Some(reg) = self.region(r) {
+                let _ = reg.summary(a).compare_exchange(
+                    0,
+                    ctx.owner,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        ctx.home = new;
+        ctx.switches += 1;
+    }
+
+    /// A digest of every area word; equal digests before and after a failed
+    /// pass mean no allocation or free completed in between (up to hash
+    /// collisions, which can only cost an extra pass).
+    fn fingerprint(&self) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for reg in self.regions() {
+            for a in 0..reg.areas {
+                h = (h ^ reg.area(a).load_top()).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    /// Allocates a run of `2^(k - H)` whole areas, aligned to its size in the
+    /// address space: each area's root is claimed in turn and the claimed ones
+    /// are released if a later one is taken.
+    fn alloc_run(&self, k: u32, retries: &mut u32) -> Option<NonNull<u8>> {
+        let h = self.g.area_order();
+        let n = 1usize << (k - h);
+        for _ in 0..MAX_PASSES {
+            let mut raced = false;
+            for reg in self.regions() {
+                let mut a = reg.first_area.next_multiple_of(n) - reg.first_area;
+                while a + n <= reg.areas {
+                    // Relaxed: a free area's word is exactly 0; the claim below
+                    // validates with a CAS.
+                    if (a..a + n).all(|i| reg.area(i).load_top() == 0) {
+                        match self.claim_run(reg, a, n, retries) {
+                            Ok(()) => {
+                                let page = a << h;
+                                // Release: as in `try_area`.
+                                reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
+                                return NonNull::new(reg.addr_of(page) as *mut u8);
+                            }
+                            Err(()) => raced = true,
+                        }
+                    }
+                    a += n;
+                }
+            }
+            if !raced {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn claim_run(&self, reg: &Region, a: usize, n: usize, retries: &mut u32) -> Result<(), ()> {
+        let h = self.g.area_order();
+        for i in 0..n {
+            if reg.area(a + i).alloc(h, retries).is_none() {
+                for j in (0..i).rev() {
+                    reg.area(a + j)
+                        .free(0, h, retries)
+                        .expect("release of an area we claimed");
+                }
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The free path shared by handles and the shared path.
+    ///
+    /// # Safety
+    /// As [`Heap::try_free`].
+    pub(crate) unsafe fn free_inner(
+        &self,
+        ptr: *mut u8,
+        retries: &mut u32,
+    ) -> Result<(), FreeError> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let addr = ptr as usize;
+        let reg = self
+            .regions()
+            .find(|r| r.contains(addr))
+            .ok_or(FreeError::Foreign(addr))?;
+        if addr < reg.usable_lo || addr >= reg.usable_hi {
+            return Err(FreeError::Metadata(addr));
+        }
+        let page = reg.page_of(addr);
+        if addr % PAGE_SIZE != 0 {
+            return Err(self.classify(reg, page, addr));
+        }
+        let desc = reg.desc(page);
+        // Acquire: pairs with the Release store of the allocation.
+        let seen = desc.load(Ordering::Acquire);
+        let Some(k) = PageDesc(seen).order() else {
+            return Err(self.classify(reg, page, addr));
+        };
+        // The descriptor CAS decides which of racing frees owns the block.
+        // AcqRel: acquires the allocation's store; releases our clearing before
+        // the tree CASes below make the pages reusable.
+        if desc
+            .compare_exchange(seen, PageDesc::NONE.0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(FreeError::DoubleFree(addr));
+        }
+        let h = self.g.area_order();
+        let a = page >> h;
+        let freed = if k > h {
+            (0..1usize << (k - h)).try_for_each(|i| reg.area(a + i).free(0, h, retries))
+        } else {
+            reg.area(a).free((page & ((1 << h) - 1)) as u32, k, retries)
+        };
+        assert!(
+            freed.is_ok(),
+            "magbuddy: descriptor of {addr:#x} says order {k} but the tree disagrees"
+        );
+        Ok(())
+    }
+
+    /// Names what a non-head pointer points into (for the error message).
+    fn classify(&self, reg: &Region, page: usize, addr: usize) -> FreeError {
+        match self.block_containing(reg, page) {
+            Some(start) if start == addr => FreeError::DoubleFree(addr),
+            Some(start) => FreeError::Interior {
+                ptr: addr,
+                block: start,
+            },
+            None => FreeError::NotAllocated(addr),
+        }
+    }
+
+    /// Start address of the allocated block covering page `page`, if any.
+    fn block_containing(&self, reg: &Region, page: usize) -> Option<usize> {
+        let h = self.g.area_order();
+        let a = page >> h;
+        let (k, first) = reg.area(a).block_at((page & ((1 << h) - 1)) as u32)?;
+        if k < h {
+            return Some(reg.addr_of((a << h) + first as usize));
+        }
+        // A whole area: it may belong to a run whose head is further down.
+        let global = reg.first_area + a;
+        let head = (h + 1..crate::ORDERS as u32)
+            .map_while(|k| {
+                Some((
+                    k,
+                    (global & !((1usize << (k - h)) - 1)).checked_sub(reg.first_area)?,
+                ))
+            })
+            .find(|&(k, ha)| reg.desc_snapshot(ha << h).order() == Some(k));
+        Some(reg.addr_of(head.map_or(a, |(_, ha)| ha) << h))
+    }
+}

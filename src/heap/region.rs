@@ -1,0 +1,305 @@
+//! One contiguous range of memory handed to the heap, and its metadata.
+//!
+//! The range is viewed through a grid of areas aligned to the area size in the
+//! *address space* (so every block is naturally aligned), which may start below
+//! and end above the range. The metadata sits at the start of the range:
+//!
+//! ```text
+//!  [Heap + CPU slots (first region only)] [Region] [area words] [area summaries]
+//!  [chunk words] [page descriptors] pad | usable pages ... |
+//! ```
+//!
+//! Grid pages outside `[usable_lo, usable_hi)` (the metadata, the alignment
+//! gaps and the parts of the edge areas beyond the range) are marked allocated
+//! in the buddy words at init and never freed, so the tree needs no special
+//! case for them. Init writes every metadata word once: O(metadata), not
+//! O(pages of the heap).
+
+use core::mem::{align_of, size_of};
+use core::ptr;
+
+use crate::buddy::{Area, AreaWord, ChunkWord, Geometry};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::{InitError, PAGE_SHIFT, PAGE_SIZE};
+
+/// A page descriptor: what starts at this page. Lets `free(ptr)` find the
+/// block's order without being told its size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PageDesc(pub(crate) u32);
+
+impl PageDesc {
+    /// Not the first page of a live block.
+    pub(crate) const NONE: Self = Self(0);
+    const HEAD: u32 = 1 << 31;
+    const ORDER_MASK: u32 = 0x3f;
+
+    /// First page of a live buddy block of order `k`.
+    pub(crate) const fn head(k: u32) -> Self {
+        Self(Self::HEAD | k)
+    }
+
+    /// The block order if this is a block head.
+    pub(crate) const fn order(self) -> Option<u32> {
+        if self.0 & Self::HEAD != 0 {
+            Some(self.0 & Self::ORDER_MASK)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where each metadata array starts, relative to nothing (absolute addresses).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    pub(crate) region: usize,
+    pub(crate) tops: usize,
+    pub(crate) summaries: usize,
+    pub(crate) chunks: usize,
+    pub(crate) descs: usize,
+    pub(crate) meta_end: usize,
+    pub(crate) base: usize,
+    pub(crate) areas: usize,
+    pub(crate) usable_lo: usize,
+    pub(crate) usable_hi: usize,
+}
+
+const fn align_up(x: usize, a: usize) -> usize {
+    (x + a - 1) & !(a - 1)
+}
+
+impl Layout {
+    /// Lays out a region's metadata starting at `cursor` (after any heap
+    /// header) for the range `[start, end)`. Checks nothing but arithmetic.
+    pub(crate) fn new(cursor: usize, start: usize, end: usize, g: Geometry) -> Option<Self> {
+        let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
+        let base = start & !(area_bytes - 1);
+        let areas = end.checked_add(area_bytes - 1)? / area_bytes - base / area_bytes;
+        let region = align_up(cursor, align_of::<Region>());
+        let tops = align_up(region + size_of::<Region>(), align_of::<AtomicU64>());
+        let summaries = tops + areas * size_of::<AtomicU64>();
+        let chunks = summaries + areas * size_of::<AtomicU64>();
+        let chunk_words = areas * g.chunks_per_area() as usize;
+        let descs = align_up(
+            chunks + chunk_words * size_of::<AtomicU64>(),
+            align_of::<AtomicU32>(),
+        );
+        let meta_end =
+            descs.checked_add(areas * g.area_pages() as usize * size_of::<AtomicU32>())?;
+        let usable_lo = align_up(meta_end, PAGE_SIZE);
+        let usable_hi = end & !(PAGE_SIZE - 1);
+        Some(Self {
+            region,
+            tops,
+            summaries,
+            chunks,
+            descs,
+            meta_end,
+            base,
+            areas,
+            usable_lo,
+            usable_hi,
+        })
+    }
+
+    /// Whether at least one whole area is usable: the documented minimum.
+    pub(crate) fn has_whole_area(&self, g: Geometry) -> bool {
+        let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
+        let first = align_up(self.usable_lo, area_bytes);
+        first < self.usable_hi && self.usable_hi - first >= area_bytes
+    }
+}
+
+/// Immutable description of one region plus pointers to its metadata arrays.
+pub(crate) struct Region {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) base: usize,
+    /// Global number of grid area 0 (`base / area_bytes`): runs of areas are
+    /// aligned on it so multi-area blocks are naturally aligned.
+    pub(crate) first_area: usize,
+    pub(crate) areas: usize,
+    pub(crate) usable_lo: usize,
+    pub(crate) usable_hi: usize,
+    pub(crate) g: Geometry,
+    tops: *const AtomicU64,
+    summaries: *const AtomicU64,
+    chunks: *const AtomicU64,
+    descs: *const AtomicU32,
+}
+
+impl Region {
+    /// Constructs the region's metadata in place and returns it.
+    ///
+    /// # Safety
+    /// * `[l.region, l.meta_end)` lies inside memory the caller owns
+    ///   exclusively for the heap's lifetime, and `l` came from
+    ///   [`Layout::new`] for `[start, end)`.
+    pub(crate) unsafe fn init<'a>(l: &Layout, start: usize, end: usize, g: Geometry) -> &'a Region {
+        let area_pages = g.area_pages() as usize;
+        let cpa = g.chunks_per_area() as usize;
+        let page_of = |addr: usize| (addr - l.base) >> PAGE_SHIFT;
+        let (lo, hi) = (page_of(l.usable_lo), page_of(l.usable_hi));
+        for a in 0..l.areas {
+            let mut used = [0u32; 32];
+            for (j, u) in used.iter_mut().enumerate().take(cpa) {
+                let first = a * area_pages + j * g.chunk_pages() as usize;
+                let last = first + g.chunk_pages() as usize;
+                // Reserved: the parts of the chunk below `lo` and above `hi`.
+                let below = (first, last.min(lo).max(first));
+                let above = (hi.clamp(first, last), last);
+                let mut word = 0;
+                for (from, to) in [below, above] {
+                    if from < to {
+                        word |=
+                            ChunkWord::with_reserved(g, (from - first) as u32, (to - first) as u32)
+                                .0;
+                        *u += (to - from) as u32;
+                    }
+                }
+                // SAFETY: in bounds of the chunk array laid out by `l`, owned by us.
+                unsafe {
+                    ptr::write(
+                        (l.chunks as *mut AtomicU64).add(a * cpa + j),
+                        AtomicU64::new(word),
+                    )
+                };
+            }
+            let top = AreaWord::with_counts(g, used[..cpa].iter().copied());
+            // SAFETY: in bounds of the area and summary arrays laid out by `l`.
+            unsafe {
+                ptr::write((l.tops as *mut AtomicU64).add(a), AtomicU64::new(top.0));
+                ptr::write((l.summaries as *mut AtomicU64).add(a), AtomicU64::new(0));
+            }
+        }
+        for p in 0..l.areas * area_pages {
+            // SAFETY: in bounds of the descriptor array laid out by `l`.
+            unsafe {
+                ptr::write(
+                    (l.descs as *mut AtomicU32).add(p),
+                    AtomicU32::new(PageDesc::NONE.0),
+                )
+            };
+        }
+        let area_bytes = area_pages << PAGE_SHIFT;
+        let region = Region {
+            start,
+            end,
+            base: l.base,
+            first_area: l.base / area_bytes,
+            areas: l.areas,
+            usable_lo: l.usable_lo,
+            usable_hi: l.usable_hi,
+            g,
+            tops: l.tops as *const AtomicU64,
+            summaries: l.summaries as *const AtomicU64,
+            chunks: l.chunks as *const AtomicU64,
+            descs: l.descs as *const AtomicU32,
+        };
+        // SAFETY: `l.region` is aligned for Region and inside our memory.
+        unsafe {
+            ptr::write(l.region as *mut Region, region);
+            &*(l.region as *const Region)
+        }
+    }
+
+    /// Area `a` of the grid.
+    #[inline]
+    pub(crate) fn area(&self, a: usize) -> Area<'_> {
+        debug_assert!(a < self.areas);
+        let cpa = self.g.chunks_per_area() as usize;
+        // SAFETY: `a < areas`; the arrays hold `areas` and `areas * cpa` words,
+        // initialized in `init` and alive as long as `self`.
+        unsafe {
+            Area {
+                top: &*self.tops.add(a),
+                chunks: core::slice::from_raw_parts(self.chunks.add(a * cpa), cpa),
+                g: self.g,
+            }
+        }
+    }
+
+    /// Placement hint of area `a`: 0, or the owning CPU + 1.
+    #[inline]
+    pub(crate) fn summary(&self, a: usize) -> &AtomicU64 {
+        debug_assert!(a < self.areas);
+        // SAFETY: `a < areas`, initialized in `init`.
+        unsafe { &*self.summaries.add(a) }
+    }
+
+    /// Descriptor of grid page `p`.
+    #[inline]
+    pub(crate) fn desc(&self, p: usize) -> &AtomicU32 {
+        debug_assert!(p < self.pages());
+        // SAFETY: `p < pages()`, initialized in `init`.
+        unsafe { &*self.descs.add(p) }
+    }
+
+    /// Grid pages (areas × pages per area).
+    #[inline]
+    pub(crate) fn pages(&self) -> usize {
+        self.areas << self.g.area_order()
+    }
+
+    /// Whether `addr` lies in the caller's range.
+    #[inline]
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        (self.start..self.end).contains(&addr)
+    }
+
+    /// Grid page of an address inside the grid.
+    #[inline]
+    pub(crate) fn page_of(&self, addr: usize) -> usize {
+        (addr - self.base) >> PAGE_SHIFT
+    }
+
+    /// Address of grid page `p`.
+    #[inline]
+    pub(crate) fn addr_of(&self, p: usize) -> usize {
+        self.base + (p << PAGE_SHIFT)
+    }
+
+    /// Whether page `p` can be handed out.
+    #[inline]
+    pub(crate) fn usable(&self, p: usize) -> bool {
+        let a = self.addr_of(p);
+        a >= self.usable_lo && a < self.usable_hi
+    }
+
+    /// Loads descriptor `p` (Relaxed: a snapshot for reports; frees use the
+    /// descriptor CAS, which orders itself).
+    pub(crate) fn desc_snapshot(&self, p: usize) -> PageDesc {
+        PageDesc(self.desc(p).load(Ordering::Relaxed))
+    }
+
+    /// Metadata bytes of this region by array. Bytes of the caller's range
+    /// that are neither metadata nor usable (alignment) are what remains.
+    pub(crate) fn metadata(&self) -> [(&'static str, usize); 5] {
+        let words = |n: usize| n * size_of::<AtomicU64>();
+        [
+            (
+                "region headers",
+                self.tops as usize - self as *const Self as usize,
+            ),
+            ("area words", words(self.areas)),
+            ("area summaries", words(self.areas)),
+            (
+                "chunk words",
+                words(self.areas * self.g.chunks_per_area() as usize),
+            ),
+            ("page descriptors", self.pages() * size_of::<AtomicU32>()),
+        ]
+    }
+
+    /// Validates a caller's range before any write.
+    pub(crate) fn check_range(start: *mut u8, len: usize) -> Result<(usize, usize), InitError> {
+        if start.is_null() {
+            return Err(InitError::NullStart);
+        }
+        let s = start as usize;
+        let e = s.checked_add(len).ok_or(InitError::Overflow)?;
+        if (len >> PAGE_SHIFT) as u64 > u32::MAX as u64 {
+            return Err(InitError::TooLarge);
+        }
+        Ok((s, e))
+    }
+}

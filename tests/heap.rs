@@ -1,0 +1,109 @@
+//! Single-threaded behaviour of `Heap` against a simple model.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{block_size, Mem, MIB, PAGE};
+use magbuddy::{Geometry, Heap, HeapConfig};
+use rand::{rngs::SmallRng, Rng, SeedableRng};
+
+/// Live blocks by start address, with their rounded sizes.
+struct Model {
+    live: BTreeMap<usize, usize>,
+}
+
+impl Model {
+    fn overlaps(&self, start: usize, len: usize) -> bool {
+        self.live
+            .range(..start + len)
+            .next_back()
+            .is_some_and(|(&s, &l)| s + l > start)
+    }
+
+    /// Whether an aligned, entirely usable, entirely free block of `len` exists.
+    fn has_room(&self, usable: &std::ops::Range<usize>, len: usize) -> bool {
+        let mut at = usable.start.next_multiple_of(len);
+        while at + len <= usable.end {
+            if !self.overlaps(at, len) {
+                return true;
+            }
+            at += len;
+        }
+        false
+    }
+}
+
+fn run_model(geometry: Geometry, len: usize, offset: usize, seed: u64, ops: usize) {
+    let mem = Mem::new(len + offset + PAGE);
+    let start = unsafe { mem.ptr().add(offset) };
+    let heap = unsafe { Heap::init_with(start, len, HeapConfig { cpus: 2, geometry }) }.unwrap();
+    heap.validate().unwrap();
+    let initial_free = heap.stats().free_bytes;
+    let usable_end = (start as usize + len) & !(PAGE - 1);
+    let usable_start = usable_end - heap.stats().usable_bytes;
+    let usable = usable_start..usable_end;
+    let mut model = Model {
+        live: BTreeMap::new(),
+    };
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let max_block = block_size(len / 4).max(PAGE);
+    for op in 0..ops {
+        let free_now = rng.gen_bool(0.45) && !model.live.is_empty();
+        if free_now {
+            let n = rng.gen_range(0..model.live.len());
+            let (&p, _) = model.live.iter().nth(n).unwrap();
+            model.live.remove(&p);
+            unsafe { heap.try_free(p as *mut u8) }.unwrap();
+        } else {
+            let shift = rng.gen_range(0..12);
+            let size = rng.gen_range(1..=(max_block >> shift).max(1));
+            let b = block_size(size);
+            match heap.alloc(size) {
+                Some(p) => {
+                    let p = p.as_ptr() as usize;
+                    assert_eq!(p % b, 0, "op {op}: {size} B at {p:#x} misaligned");
+                    assert!(
+                        usable.contains(&p) && p + b <= usable.end,
+                        "op {op}: {p:#x} outside heap"
+                    );
+                    assert!(
+                        !model.overlaps(p, b),
+                        "op {op}: {p:#x}+{b} overlaps a live block"
+                    );
+                    model.live.insert(p, b);
+                }
+                None => assert!(
+                    !model.has_room(&usable, b),
+                    "op {op}: false OOM for {size} B"
+                ),
+            }
+        }
+        if op % 500 == 0 {
+            heap.validate().unwrap();
+        }
+    }
+    let live_bytes: usize = model.live.values().sum();
+    assert_eq!(heap.stats().free_bytes, initial_free - live_bytes);
+    for (&p, _) in &model.live {
+        unsafe { heap.free(p as *mut u8) };
+    }
+    heap.validate().unwrap();
+    assert_eq!(heap.stats().free_bytes, initial_free);
+}
+
+#[test]
+fn random_sequences_match_the_model_default_geometry() {
+    for seed in 0..3 {
+        run_model(Geometry::DEFAULT, 8 * MIB, 0, seed, 6000);
+    }
+}
+
+#[test]
+fn random_sequences_match_the_model_small_geometry() {
+    // 4-page chunks in 16-page areas: many words, area runs, odd offsets.
+    let g = Geometry::new(2, 4).unwrap();
+    for (seed, offset) in [(10, 0), (11, 24), (12, 4096 * 3 + 8)] {
+        run_model(g, MIB + 12345, offset, seed, 6000);
+    }
+}
