@@ -1,0 +1,101 @@
+//! Exhaust, free everything, and get the largest block back; odd ranges;
+//! several regions; a 4 GiB heap.
+
+mod common;
+
+use common::{Mem, MIB, PAGE};
+use magbuddy::{Geometry, Heap, HeapConfig};
+
+fn largest_block(heap: &Heap) -> usize {
+    PAGE << heap.stats().largest_free_order().unwrap()
+}
+
+fn exhaust_and_recover(heap: &Heap) {
+    let initial = heap.stats();
+    let largest = largest_block(heap);
+    let mut live = Vec::new();
+    // Every size class until nothing fits, largest first so nothing is left.
+    for shift in (0..=largest.trailing_zeros() - 12).rev() {
+        while let Some(p) = heap.alloc(PAGE << shift) {
+            live.push(p.as_ptr());
+        }
+    }
+    assert_eq!(heap.stats().free_bytes, 0, "exhausted");
+    assert!(heap.alloc(1).is_none());
+    heap.validate().unwrap();
+    for p in live {
+        unsafe { heap.free(p) };
+    }
+    heap.validate().unwrap();
+    let after = heap.stats();
+    assert_eq!(after.free_bytes, initial.free_bytes);
+    assert_eq!(after.free_blocks, initial.free_blocks, "same maximal free blocks as after init");
+    let big = heap.alloc(largest).expect("largest block available again");
+    unsafe { heap.free(big.as_ptr()) };
+}
+
+#[test]
+fn exhaust_free_all_then_largest_block() {
+    let mem = Mem::new(64 * MIB);
+    let heap = unsafe { Heap::init(mem.ptr(), mem.len(), 4) }.unwrap();
+    assert!(largest_block(heap) >= 16 * MIB);
+    exhaust_and_recover(heap);
+}
+
+#[test]
+fn odd_starts_and_lengths() {
+    let mem = Mem::aligned(12 * MIB, 2 * MIB);
+    for (offset, len) in [(1, 5 * MIB + 1), (4095, 7 * MIB - 3), (MIB + 17, 9 * MIB), (3, 3 * MIB + 4093)] {
+        let start = unsafe { mem.ptr().add(offset) };
+        let heap = unsafe { Heap::init(start, len, 3) }.unwrap();
+        heap.validate().unwrap();
+        let s = heap.stats();
+        assert!(s.usable_bytes <= len && s.usable_bytes >= len - len / 50 - 2 * PAGE, "{s}");
+        exhaust_and_recover(heap);
+        // Every block lies inside the caller's range.
+        let mut h = heap.handle().unwrap();
+        while let Some(p) = h.alloc(PAGE) {
+            let p = p.as_ptr() as usize;
+            assert!(p >= start as usize && p + PAGE <= start as usize + len);
+        }
+    }
+}
+
+#[test]
+fn small_geometry_regions_and_add_region() {
+    let g = Geometry::new(1, 3).unwrap(); // 2-page chunks, 8-page areas
+    let mem = Mem::new(256 * 1024);
+    let more = Mem::new(200 * 1024 + 123);
+    let heap = unsafe { Heap::init_with(mem.ptr(), mem.len(), HeapConfig { cpus: 2, geometry: g }) }.unwrap();
+    let before = heap.stats().usable_bytes;
+    unsafe { heap.add_region(more.ptr().add(5), more.len() - 5) }.unwrap();
+    assert!(heap.stats().usable_bytes > before);
+    heap.validate().unwrap();
+    exhaust_and_recover(heap);
+    // Blocks come from both regions.
+    let mut from_more = 0;
+    while let Some(p) = heap.alloc(PAGE) {
+        from_more += more.range().contains(&(p.as_ptr() as usize)) as usize;
+    }
+    assert!(from_more > 0);
+}
+
+#[test]
+fn four_gib_heap_initialises_in_metadata_time() {
+    let len = 4usize << 30;
+    let mem = Mem::aligned(len, 2 * MIB); // mapped lazily by the OS
+    let heap = unsafe { Heap::init(mem.ptr(), len, 8) }.unwrap();
+    let s = heap.stats();
+    assert!(s.metadata_percent() < 0.5, "{s}");
+    assert_eq!(s.largest_free_order(), Some(31 - 12), "a 2 GiB block fits (metadata takes the rest)");
+    let big = heap.alloc(1 << 31).expect("2 GiB block");
+    let mut h = heap.handle().unwrap();
+    let pages: Vec<_> = (0..1000).map(|_| h.alloc(PAGE).unwrap()).collect();
+    heap.validate().unwrap();
+    for p in pages {
+        unsafe { h.free(p.as_ptr()) };
+    }
+    unsafe { heap.free(big.as_ptr()) };
+    heap.validate().unwrap();
+    println!("4 GiB heap: {s}");
+}
