@@ -27,13 +27,13 @@
 //! # Memory layout
 //!
 //! ```text
-//!  init region:  | pad | SpinHeap | PageDesc × n | pad | n pages ........ | rest < 1 page |
-//!  added region: | PageDesc × n | pad | n pages ......................... | rest < 1 page |
+//!  init region:  | pad < 4 KiB | n pages ............ | gap | PageDesc × n | SpinHeap | pad < 128 B |
+//!  added region: | pad < 4 KiB | n pages ..................... | gap | PageDesc × n | pad < 8 B |
 //! ```
 //!
 //! All metadata lives inside the regions (the seed's requirement). Per page it
 //! costs one 24-byte descriptor (0.59 %), plus the fixed [`SpinHeap`] header
-//! (about 2.2 KiB) and, inside live 8/16/32-byte slabs, the in-page bitmaps.
+//! (2 KiB) and, inside live 8/16/32-byte slabs, the in-page bitmaps.
 //!
 //! # Handles
 //!
@@ -46,6 +46,8 @@ mod lock;
 mod slab;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_mt;
 mod validate;
 
 use core::alloc::Layout;
@@ -112,30 +114,36 @@ impl State {
     }
 }
 
-/// Where a region's descriptors and pages go.
+/// Where a region's pages, descriptors and (for `init`) header go.
 struct Plan {
-    descs: usize,
     base: usize,
     npages: usize,
+    descs: usize,
+    /// Header address (`end` rounded down) or, without a header, the end of
+    /// the descriptors.
+    header: usize,
 }
 
-/// Lays out descriptors from `meta` and as many pages as fit before `end`.
-fn plan(meta: usize, end: usize) -> Option<Plan> {
-    let descs = meta.checked_next_multiple_of(align_of::<PageDesc>())?;
-    let room = end.checked_sub(descs)?;
+/// Lays out a region `[start, end)`: pages from `start` rounded up to a page,
+/// then (rounded down from `end`) a header of `header` bytes aligned to
+/// `align`, and the descriptors just below it. Metadata goes at the end so
+/// that a well-aligned region keeps its big aligned blocks (the seed put its
+/// management area at high addresses too).
+fn plan(start: usize, end: usize, header: usize, align: usize) -> Option<Plan> {
+    let base = start.checked_next_multiple_of(PAGE_SIZE)?;
+    let header = end.checked_sub(header)? & !(align - 1);
+    let room = header.checked_sub(base)?;
     let mut npages = room / (PAGE_SIZE + size_of::<PageDesc>());
-    // Rounding the pages up to a page boundary costs less than one page, so
-    // this loop runs at most twice.
+    // The first guess ignores rounding, which costs less than one page: this
+    // loop runs at most twice.
     while npages > 0 {
-        let base = (descs + npages * size_of::<PageDesc>()).checked_next_multiple_of(PAGE_SIZE)?;
-        if base
-            .checked_add(npages * PAGE_SIZE)
-            .is_some_and(|e| e <= end)
-        {
+        let descs = header - npages * size_of::<PageDesc>();
+        if base + npages * PAGE_SIZE <= descs {
             return Some(Plan {
-                descs,
                 base,
                 npages,
+                descs,
+                header,
             });
         }
         npages -= 1;
@@ -143,18 +151,21 @@ fn plan(meta: usize, end: usize) -> Option<Plan> {
     None
 }
 
-/// Smallest `end - start` for which a region starting with metadata at `meta`
-/// holds one page, or `usize::MAX` if none does.
-fn min_len_from(start: usize, meta: usize) -> usize {
+/// Smallest `len` for which [`plan`] finds one page (`usize::MAX` if none).
+fn min_len(start: usize, header: usize, align: usize) -> usize {
     let one = || {
-        let descs = meta.checked_next_multiple_of(align_of::<PageDesc>())?;
-        let base = descs
-            .checked_add(size_of::<PageDesc>())?
-            .checked_next_multiple_of(PAGE_SIZE)?;
-        base.checked_add(PAGE_SIZE).map(|end| end - start)
+        let base = start.checked_next_multiple_of(PAGE_SIZE)?;
+        let descs_end = base.checked_add(PAGE_SIZE + size_of::<PageDesc>())?;
+        let end = descs_end
+            .checked_next_multiple_of(align)?
+            .checked_add(header)?;
+        Some(end - start)
     };
     one().unwrap_or(usize::MAX)
 }
+
+const _: () = assert!(align_of::<SpinHeap>() % align_of::<PageDesc>() == 0);
+const _: () = assert!(size_of::<PageDesc>() % align_of::<PageDesc>() == 0);
 
 /// The spinlock baseline heap. See the [module docs](self).
 pub struct SpinHeap {
@@ -172,22 +183,23 @@ unsafe impl Send for SpinHeap {}
 
 impl SpinHeap {
     /// Smallest `len` that [`SpinHeap::init`] accepts for `start` (any
-    /// `cpus`): the header aligned to 128 bytes, one page descriptor, and one
-    /// page aligned to 4 KiB, so between 6 KiB and about 14 KiB.
+    /// `cpus`): `start` rounded up to a page, one page, one descriptor, and
+    /// the 128-byte aligned header, so between about 6 KiB and 10 KiB.
     /// `usize::MAX` if no length works (the address space ends first).
     pub fn min_len(start: *const u8, cpus: usize) -> usize {
         let _ = cpus; // Handles are a fixed array: the CPU count costs nothing.
-        let start = start as usize;
-        match start.checked_next_multiple_of(align_of::<SpinHeap>()) {
-            Some(heap) => min_len_from(start, heap.saturating_add(size_of::<SpinHeap>())),
-            None => usize::MAX,
-        }
+        min_len(
+            start as usize,
+            size_of::<SpinHeap>(),
+            align_of::<SpinHeap>(),
+        )
     }
 
-    /// Smallest `len` that [`SpinHeap::add_region`] accepts for `start`: one
-    /// page descriptor and one page aligned to 4 KiB (4 KiB to 8 KiB).
+    /// Smallest `len` that [`SpinHeap::add_region`] accepts for `start`:
+    /// `start` rounded up to a page, one page and one descriptor (4120 bytes
+    /// to 8 KiB).
     pub fn min_region_len(start: *const u8) -> usize {
-        min_len_from(start as usize, start as usize)
+        min_len(start as usize, 0, align_of::<PageDesc>())
     }
 
     /// Builds a heap inside `[start, start + len)` for `cpus` handles. The
@@ -218,27 +230,22 @@ impl SpinHeap {
             len,
             min: Self::min_len(start, cpus),
         };
-        let heap_at = addr
-            .checked_next_multiple_of(align_of::<SpinHeap>())
-            .ok_or(too_small)?;
-        let meta = heap_at
-            .checked_add(size_of::<SpinHeap>())
-            .ok_or(too_small)?;
-        let plan = plan(meta, end).ok_or(too_small)?;
+        let header = (size_of::<SpinHeap>(), align_of::<SpinHeap>());
+        let plan = plan(addr, end, header.0, header.1).ok_or(too_small)?;
         if plan.npages >= NIL as usize {
             return Err(InitError::TooLarge);
         }
-        let heap = start.wrapping_add(heap_at - addr).cast::<SpinHeap>();
+        let heap = start.wrapping_add(plan.header - addr).cast::<SpinHeap>();
         let descs = start.wrapping_add(plan.descs - addr).cast::<PageDesc>();
         let state = State {
             pages: Pages::new(),
             slabs: Slabs::new(),
             region_bytes: 0,
-            header_bytes: meta - addr,
+            header_bytes: size_of::<SpinHeap>(),
             desc_bytes: 0,
         };
-        // SAFETY: `heap_at .. meta` lies in the caller's region (`plan`
-        // checked `meta <= end`) and is aligned for `SpinHeap`.
+        // SAFETY: `plan` put the header inside the caller's region, aligned
+        // for `SpinHeap`, after the descriptors.
         unsafe {
             heap.write(SpinHeap {
                 lock: SpinLock::new(state, mode),
@@ -288,7 +295,7 @@ impl SpinHeap {
         }
         let addr = start as usize;
         let end = addr.checked_add(len).ok_or(InitError::Overflow)?;
-        let plan = plan(addr, end).ok_or(InitError::TooSmall {
+        let plan = plan(addr, end, 0, align_of::<PageDesc>()).ok_or(InitError::TooSmall {
             len,
             min: Self::min_region_len(start),
         })?;
