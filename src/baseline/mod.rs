@@ -42,10 +42,14 @@
 //! nothing per CPU: a handle's operations take the same global lock.
 
 mod buddy;
+mod handle;
+mod layout;
 mod lock;
 mod slab;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_init;
 #[cfg(test)]
 mod tests_mt;
 mod validate;
@@ -57,6 +61,8 @@ use core::ptr::NonNull;
 use crossbeam_utils::CachePadded;
 
 use self::buddy::{carve, Kind, Located, PageDesc, Pages, Region, NIL};
+pub use self::handle::SpinHandle;
+use self::layout::{min_len, plan};
 use self::lock::SpinLock;
 pub use self::lock::{LockMode, SPIN_LIMIT};
 use self::slab::{class_of, Slabs, MAX_SMALL};
@@ -112,56 +118,6 @@ impl State {
         }
         Ok(())
     }
-}
-
-/// Where a region's pages, descriptors and (for `init`) header go.
-struct Plan {
-    base: usize,
-    npages: usize,
-    descs: usize,
-    /// Header address (`end` rounded down) or, without a header, the end of
-    /// the descriptors.
-    header: usize,
-}
-
-/// Lays out a region `[start, end)`: pages from `start` rounded up to a page,
-/// then (rounded down from `end`) a header of `header` bytes aligned to
-/// `align`, and the descriptors just below it. Metadata goes at the end so
-/// that a well-aligned region keeps its big aligned blocks (the seed put its
-/// management area at high addresses too).
-fn plan(start: usize, end: usize, header: usize, align: usize) -> Option<Plan> {
-    let base = start.checked_next_multiple_of(PAGE_SIZE)?;
-    let header = end.checked_sub(header)? & !(align - 1);
-    let room = header.checked_sub(base)?;
-    let mut npages = room / (PAGE_SIZE + size_of::<PageDesc>());
-    // The first guess ignores rounding, which costs less than one page: this
-    // loop runs at most twice.
-    while npages > 0 {
-        let descs = header - npages * size_of::<PageDesc>();
-        if base + npages * PAGE_SIZE <= descs {
-            return Some(Plan {
-                base,
-                npages,
-                descs,
-                header,
-            });
-        }
-        npages -= 1;
-    }
-    None
-}
-
-/// Smallest `len` for which [`plan`] finds one page (`usize::MAX` if none).
-fn min_len(start: usize, header: usize, align: usize) -> usize {
-    let one = || {
-        let base = start.checked_next_multiple_of(PAGE_SIZE)?;
-        let descs_end = base.checked_add(PAGE_SIZE + size_of::<PageDesc>())?;
-        let end = descs_end
-            .checked_next_multiple_of(align)?
-            .checked_add(header)?;
-        Some(end - start)
-    };
-    one().unwrap_or(usize::MAX)
 }
 
 const _: () = assert!(align_of::<SpinHeap>() % align_of::<PageDesc>() == 0);
@@ -450,55 +406,5 @@ impl SpinHeap {
     /// lists. O(pages): call it at a quiet point.
     pub fn validate(&self) -> Result<(), &'static str> {
         self.lock.lock().validate()
-    }
-}
-
-/// One CPU's exclusive handle on a [`SpinHeap`]; dropping it releases the
-/// slot. The baseline keeps no per-CPU state, so its operations are the heap's.
-pub struct SpinHandle<'a> {
-    heap: &'a SpinHeap,
-    slot: usize,
-}
-
-impl SpinHandle<'_> {
-    /// Which of the heap's `cpus` slots this handle holds.
-    pub fn index(&self) -> usize {
-        self.slot
-    }
-
-    /// As [`SpinHeap::alloc`].
-    #[inline]
-    pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
-        self.heap.alloc(size)
-    }
-
-    /// As [`SpinHeap::free`].
-    ///
-    /// # Safety
-    ///
-    /// - As [`SpinHeap::free`].
-    #[inline]
-    pub unsafe fn free(&self, ptr: *mut u8) {
-        // SAFETY: the caller's promise, passed on.
-        unsafe { self.heap.free(ptr) }
-    }
-
-    /// As [`SpinHeap::try_free`].
-    ///
-    /// # Safety
-    ///
-    /// - As [`SpinHeap::try_free`].
-    #[inline]
-    pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), FreeError> {
-        // SAFETY: the caller's promise, passed on.
-        unsafe { self.heap.try_free(ptr) }
-    }
-}
-
-impl Drop for SpinHandle<'_> {
-    fn drop(&mut self) {
-        // Release: our use of the slot happens before the next claimant's
-        // Acquire CAS in `SpinHeap::handle`.
-        self.heap.handles[self.slot].store(false, Ordering::Release);
     }
 }
