@@ -1,0 +1,66 @@
+//! The APIC timer's work: on every tick, allocate one block through the
+//! allocator's handle-less shared path, fill and check it, and free it. It
+//! runs while the workloads run on the same CPU, so it exercises the kernel
+//! contract (interrupt handlers never touch the CPU's handle).
+//!
+//! Each CPU sets and clears only its own hook. A tick runs to completion
+//! before the interrupted code continues, so once a CPU has cleared its hook
+//! no tick on it uses the old allocator; a barrier after every CPU cleared
+//! its hook makes the allocator free for teardown.
+
+use crate::arch::percpu;
+use crate::check::Check;
+use crate::kalloc::SharedAlloc;
+use core::sync::atomic::Ordering;
+
+/// Sizes the ticks cycle through: small objects, a page, a 16 KiB block.
+const SIZES: [usize; 5] = [24, 100, 700, 4096, 16384];
+
+/// What a tick allocates through.
+pub struct Hook<'a> {
+    /// The allocator (shared path).
+    pub alloc: &'a dyn SharedAlloc,
+    /// The checker of the current phase.
+    pub check: &'a dyn Check,
+}
+
+/// Points this CPU's ticks at `hook`.
+///
+/// # Safety
+/// `hook` must stay valid until this CPU calls [`clear`].
+pub unsafe fn set(hook: &Hook<'_>) {
+    // Relaxed: only this CPU's interrupt handler reads it, and an interrupt
+    // sees the program order of the CPU it interrupts.
+    percpu::get().timer_hook.store(hook as *const Hook<'_> as *mut (), Ordering::Relaxed);
+}
+
+/// Stops this CPU's ticks from allocating.
+pub fn clear() {
+    // Relaxed: as in `set`.
+    percpu::get().timer_hook.store(core::ptr::null_mut(), Ordering::Relaxed);
+}
+
+/// Called from the timer interrupt (interrupts off).
+pub fn on_tick() {
+    let me = percpu::get();
+    let hook = me.timer_hook.load(Ordering::Relaxed) as *const Hook<'_>;
+    if hook.is_null() {
+        return;
+    }
+    // SAFETY: `set`'s caller keeps the hook alive until `clear` on this CPU,
+    // which cannot run in the middle of this handler.
+    let hook = unsafe { &*hook };
+    let size = SIZES[me.ticks.load(Ordering::Relaxed) as usize % SIZES.len()];
+    match hook.alloc.alloc_shared(size) {
+        Some(p) => {
+            hook.check.on_alloc(p.as_ptr(), size);
+            hook.check.on_free(p.as_ptr(), size);
+            // SAFETY: a block we just allocated, freed once.
+            unsafe { hook.alloc.free_shared(p.as_ptr()) };
+            me.timer_allocs.fetch_add(1, Ordering::Relaxed);
+        }
+        None => {
+            me.timer_fails.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
