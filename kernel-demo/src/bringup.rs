@@ -272,8 +272,4 @@ impl KernelAlloc for Bringup {
     fn validate(&self) -> Result<(), Failure> {
         Ok(())
     }
-
-    fn free_bytes(&self) -> Option<usize> {
-        None
-    }
 }

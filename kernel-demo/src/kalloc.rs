@@ -52,8 +52,6 @@ pub trait KernelAlloc: SharedAlloc + Sized + 'static {
     fn cpu(&self) -> Option<Self::Cpu<'_>>;
     /// Checks the allocator's metadata at a quiet point.
     fn validate(&self) -> Result<(), Failure>;
-    /// Bytes free at the page level (for the balance check), if known.
-    fn free_bytes(&self) -> Option<usize>;
 }
 
 /// A range the allocator refused.

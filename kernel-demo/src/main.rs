@@ -7,7 +7,9 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+mod adapters;
 mod arch;
+#[cfg(feature = "bringup")]
 mod bringup;
 mod check;
 mod demo;
@@ -157,13 +159,23 @@ fn run_all(c: usize, mode: &str) {
     apic::start_timer();
     // SAFETY: the IDT is loaded on this CPU and the timer has a handler.
     unsafe { cpu::irq_enable() };
-    let first = demo::run::<bringup::Bringup>(cfg, c, 0x5eed_0001);
+    let mag = demo::run::<adapters::Mag>(cfg, c, 0x5eed_0001);
+    let spin = demo::run::<adapters::Spin>(cfg, c, 0x5eed_0002);
+    #[cfg(feature = "bringup")]
+    let bringup = demo::run::<bringup::Bringup>(cfg, c, 0x5eed_0003);
     let _ = cpu::irq_save();
     apic::stop_timer();
-    if let Some(t) = first {
-        t.print(mode);
+    if let (Some(mag), Some(spin)) = (mag, spin) {
+        mag.print(mode);
+        spin.print(mode);
+        #[cfg(feature = "bringup")]
+        if let Some(b) = bringup {
+            b.print(mode);
+        }
+        report::print_ratio(&mag, &spin);
         let (ticks, allocs, fails) = demo::timer_summary(cfg.n);
-        println!("timer interrupts: {ticks} ticks, {allocs} shared-path alloc/free pairs, {fails} failed (heap full)");
+        println!();
+        println!("timer interrupts (all phases): {ticks} ticks, {allocs} shared-path alloc/free pairs, {fails} failed (heap full)");
     }
 }
 
