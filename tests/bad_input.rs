@@ -16,7 +16,10 @@ fn refused(heap: &Heap, ptr: *mut u8, expected: FreeError) {
     let err = unsafe { heap.try_free(ptr) }.unwrap_err();
     assert_eq!(err, expected);
     assert_eq!(err.ptr(), ptr as usize);
-    assert!(err.to_string().contains(&format!("{:#x}", ptr as usize)), "message names the pointer: {err}");
+    assert!(
+        err.to_string().contains(&format!("{:#x}", ptr as usize)),
+        "message names the pointer: {err}"
+    );
     let after = heap.stats();
     assert_eq!(before.free_bytes, after.free_bytes);
     assert_eq!(before.live_blocks, after.live_blocks);
@@ -40,11 +43,29 @@ fn foreign_interior_free_page_double_and_metadata_frees_are_reported() {
     let a = heap.alloc(3 * PAGE).unwrap().as_ptr(); // 4 pages
     let b = heap.alloc(100).unwrap().as_ptr();
     let mut outside = 0u64;
-    refused(heap, &mut outside as *mut u64 as *mut u8, FreeError::Foreign(&mut outside as *mut u64 as usize));
+    refused(
+        heap,
+        &mut outside as *mut u64 as *mut u8,
+        FreeError::Foreign(&mut outside as *mut u64 as usize),
+    );
     let interior = unsafe { a.add(PAGE) };
-    refused(heap, interior, FreeError::Interior { ptr: interior as usize, block: a as usize });
+    refused(
+        heap,
+        interior,
+        FreeError::Interior {
+            ptr: interior as usize,
+            block: a as usize,
+        },
+    );
     let odd = unsafe { b.add(8) };
-    refused(heap, odd, FreeError::Interior { ptr: odd as usize, block: b as usize });
+    refused(
+        heap,
+        odd,
+        FreeError::Interior {
+            ptr: odd as usize,
+            block: b as usize,
+        },
+    );
     // Memory the heap never handed out: find a free page after `a`'s block.
     let free_page = unsafe { a.add(4 * PAGE) };
     if free_page != b {
@@ -91,13 +112,22 @@ fn zero_and_oversize_requests_return_none_at_once() {
 fn unusable_regions_are_refused_with_an_error() {
     let mem = Mem::new(4 * MIB);
     let p = mem.ptr();
-    assert_eq!(unsafe { Heap::init(std::ptr::null_mut(), MIB, 1) }.err(), Some(InitError::NullStart));
-    assert_eq!(unsafe { Heap::init(p, 4 * MIB, 0) }.err(), Some(InitError::BadCpuCount(0)));
+    assert_eq!(
+        unsafe { Heap::init(std::ptr::null_mut(), MIB, 1) }.err(),
+        Some(InitError::NullStart)
+    );
+    assert_eq!(
+        unsafe { Heap::init(p, 4 * MIB, 0) }.err(),
+        Some(InitError::BadCpuCount(0))
+    );
     assert_eq!(
         unsafe { Heap::init(p, 4 * MIB, MAX_CPUS + 1) }.err(),
         Some(InitError::BadCpuCount(MAX_CPUS + 1))
     );
-    assert_eq!(unsafe { Heap::init(usize::MAX as *mut u8, 2, 1) }.err(), Some(InitError::Overflow));
+    assert_eq!(
+        unsafe { Heap::init(usize::MAX as *mut u8, 2, 1) }.err(),
+        Some(InitError::Overflow)
+    );
     let min = Heap::min_region_len(HeapConfig::new(1));
     match unsafe { Heap::init(p, 64 * 1024, 1) } {
         Err(InitError::TooSmall { len, min: m }) => assert_eq!((len, m), (64 * 1024, min)),
@@ -116,7 +146,10 @@ fn min_region_len_is_enough_at_every_alignment() {
     for offset in [0, 8, 4096, MIB - 8, MIB - 4096 + 8, MIB + 24, 2 * MIB - 8] {
         let start = unsafe { mem.ptr().add(offset) };
         let heap = unsafe { Heap::init_with(start, min, config) }.unwrap();
-        assert!(heap.alloc(MIB).is_some(), "offset {offset}: one whole area is usable");
+        assert!(
+            heap.alloc(MIB).is_some(),
+            "offset {offset}: one whole area is usable"
+        );
         heap.validate().unwrap();
     }
     assert!(min < 3 * MIB, "documented minimum stays small: {min}");

@@ -29,7 +29,10 @@ fn exhaust_and_recover(heap: &Heap) {
     heap.validate().unwrap();
     let after = heap.stats();
     assert_eq!(after.free_bytes, initial.free_bytes);
-    assert_eq!(after.free_blocks, initial.free_blocks, "same maximal free blocks as after init");
+    assert_eq!(
+        after.free_blocks, initial.free_blocks,
+        "same maximal free blocks as after init"
+    );
     let big = heap.alloc(largest).expect("largest block available again");
     unsafe { heap.free(big.as_ptr()) };
 }
@@ -45,12 +48,20 @@ fn exhaust_free_all_then_largest_block() {
 #[test]
 fn odd_starts_and_lengths() {
     let mem = Mem::aligned(12 * MIB, 2 * MIB);
-    for (offset, len) in [(1, 5 * MIB + 1), (4095, 7 * MIB - 3), (MIB + 17, 9 * MIB), (3, 3 * MIB + 4093)] {
+    for (offset, len) in [
+        (1, 5 * MIB + 1),
+        (4095, 7 * MIB - 3),
+        (MIB + 17, 9 * MIB),
+        (3, 3 * MIB + 4093),
+    ] {
         let start = unsafe { mem.ptr().add(offset) };
         let heap = unsafe { Heap::init(start, len, 3) }.unwrap();
         heap.validate().unwrap();
         let s = heap.stats();
-        assert!(s.usable_bytes <= len && s.usable_bytes >= len - len / 50 - 2 * PAGE, "{s}");
+        assert!(
+            s.usable_bytes <= len && s.usable_bytes >= len - len / 50 - 2 * PAGE,
+            "{s}"
+        );
         exhaust_and_recover(heap);
         // Every block lies inside the caller's range.
         let mut h = heap.handle().unwrap();
@@ -66,7 +77,17 @@ fn small_geometry_regions_and_add_region() {
     let g = Geometry::new(1, 3).unwrap(); // 2-page chunks, 8-page areas
     let mem = Mem::new(256 * 1024);
     let more = Mem::new(200 * 1024 + 123);
-    let heap = unsafe { Heap::init_with(mem.ptr(), mem.len(), HeapConfig { cpus: 2, geometry: g }) }.unwrap();
+    let heap = unsafe {
+        Heap::init_with(
+            mem.ptr(),
+            mem.len(),
+            HeapConfig {
+                cpus: 2,
+                geometry: g,
+            },
+        )
+    }
+    .unwrap();
     let before = heap.stats().usable_bytes;
     unsafe { heap.add_region(more.ptr().add(5), more.len() - 5) }.unwrap();
     assert!(heap.stats().usable_bytes > before);
@@ -87,7 +108,11 @@ fn four_gib_heap_initialises_in_metadata_time() {
     let heap = unsafe { Heap::init(mem.ptr(), len, 8) }.unwrap();
     let s = heap.stats();
     assert!(s.metadata_percent() < 0.5, "{s}");
-    assert_eq!(s.largest_free_order(), Some(31 - 12), "a 2 GiB block fits (metadata takes the rest)");
+    assert_eq!(
+        s.largest_free_order(),
+        Some(31 - 12),
+        "a 2 GiB block fits (metadata takes the rest)"
+    );
     let big = heap.alloc(1 << 31).expect("2 GiB block");
     let mut h = heap.handle().unwrap();
     let pages: Vec<_> = (0..1000).map(|_| h.alloc(PAGE).unwrap()).collect();

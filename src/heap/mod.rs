@@ -47,7 +47,8 @@ impl HeapConfig {
 
 /// Areas near home searched for a partly used area before anything else.
 const NEAR: usize = 64;
-/// Full passes before an allocation that keeps seeing changes gives up.
+/// Passes over the runs of areas before a multi-area allocation that keeps
+/// losing races gives up.
 const MAX_PASSES: usize = 4;
 
 /// A lock-free page-level heap living inside the memory it manages.
@@ -424,17 +425,18 @@ impl Heap {
         if let Some(p) = self.search(k, ctx, usize::MAX, mine) {
             return Some(p);
         }
-        for _ in 0..MAX_PASSES {
+        // Authoritative: a full pass that failed while no area word changed.
+        // Each repeat means another operation completed meanwhile, so this
+        // loop is lock-free (though a thread can starve under endless churn).
+        loop {
             let before = self.fingerprint();
             if let Some(p) = self.search(k, ctx, usize::MAX, |_, _| true) {
                 return Some(p);
             }
-            // Authoritative: nothing changed while we looked everywhere.
             if self.fingerprint() == before {
                 return None;
             }
         }
-        None
     }
 
     /// Tries up to `limit` areas after home (wrapping over all regions) that
