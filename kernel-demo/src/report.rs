@@ -26,6 +26,8 @@ pub struct Table {
     pub remote_frees: u64,
     /// Bytes all CPUs together got in the exhaust round.
     pub exhausted: u64,
+    /// Blocks allocated in the exhaust round.
+    pub exhaust_blocks: u64,
     /// Largest block before (and, checked, after) the exhaust round.
     pub largest: usize,
 }
@@ -33,7 +35,7 @@ pub struct Table {
 impl Table {
     /// An empty table.
     pub fn new(name: &'static str, booted: usize) -> Table {
-        Table { name, booted, rows: [Row::default(); 8], nrows: 0, checked_ms: 0, remote_frees: 0, exhausted: 0, largest: 0 }
+        Table { name, booted, rows: [Row::default(); 8], nrows: 0, checked_ms: 0, remote_frees: 0, exhausted: 0, exhaust_blocks: 0, largest: 0 }
     }
 
     /// Adds a row.
@@ -51,10 +53,11 @@ impl Table {
         println!();
         println!("== {} | {} vCPUs booted | TCG {} | ops = allocs + frees ==", self.name, self.booted, mode);
         println!(
-            "checked phase: PASS in {} ms; {} remote frees; exhaust round got {} MiB, largest block {} KiB before and after",
+            "checked phase: PASS in {} ms; {} remote frees; exhaust round got {} MiB in {} blocks; largest block {} KiB before and after",
             self.checked_ms,
             self.remote_frees,
             self.exhausted >> 20,
+            self.exhaust_blocks,
             self.largest >> 10
         );
         let base = self.rows()[0];

@@ -96,6 +96,11 @@ pub fn start_timer() {
     write(TIMER_INIT, count);
 }
 
+/// Whether this CPU's periodic timer is armed (so `hlt` will wake).
+pub fn timer_running() -> bool {
+    read(LVT_TIMER) & 1 << 16 == 0 && read(TIMER_INIT) != 0
+}
+
 /// Stops this CPU's timer.
 pub fn stop_timer() {
     write(LVT_TIMER, 1 << 16);
