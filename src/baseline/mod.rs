@@ -3,10 +3,10 @@
 //! This is the design most students build for the lab in `seeds/000` and the
 //! one `seeds/001` describes ("buddy allocator under one big lock, slab caches
 //! for small sizes, a page-aligned pointer means buddy on free"), written as
-//! well as that design allows so that comparing it with the lock-free
-//! [`crate`] front end measures the locking, not a careless baseline:
+//! well as that design allows, so that comparing it with the lock-free `Heap`
+//! measures the lock, not a careless baseline (DESIGN §7):
 //!
-//! * **Slabs** ([`slab`](self) module `slab.rs`): power-of-two classes 8 B …
+//! * **Slabs** (`slab.rs`): power-of-two classes 8 B …
 //!   2 KiB, alignment = size, an allocation bitmap per slab (O(1) alloc and
 //!   free, and double frees are detected), at most one empty slab kept per
 //!   class, the others go back to the buddy allocator.
@@ -22,7 +22,20 @@
 //! Where the seed tells buddy blocks from slab objects by page alignment
 //! (which forces a header in front of every slab's objects), this version asks
 //! the page descriptor, so objects need no header and any pointer can be
-//! classified: foreign, metadata, interior, not allocated, double free.
+//! classified: foreign, metadata, interior, not allocated, double free. The
+//! seed also keeps empty slabs forever; here one per class is kept and the
+//! rest go back to the buddy allocator, and the spares too when it runs short.
+//!
+//! # Bad input (DESIGN §5)
+//!
+//! `alloc(0)` and sizes larger than any block the heap can hold return `None`;
+//! `free(null)` does nothing. [`SpinHeap::try_free`] reports a pointer outside
+//! the heap, into metadata, inside a live block or object, into free memory,
+//! or a second free of a block or object, and changes nothing; `free` panics
+//! with the same message. A double free is detected whenever the memory has
+//! not been handed out again in between (then it frees the new owner's block,
+//! which no allocator can tell apart from a correct free). There are no caches,
+//! so no `checked` build is needed for this.
 //!
 //! # Memory layout
 //!
@@ -75,7 +88,7 @@ struct State {
     slabs: Slabs,
     /// Bytes of all regions as handed over.
     region_bytes: usize,
-    /// Bytes of the `SpinHeap` header (with its alignment padding).
+    /// Bytes of the `SpinHeap` header.
     header_bytes: usize,
     /// Bytes of page descriptors.
     desc_bytes: usize,
@@ -139,9 +152,10 @@ unsafe impl Send for SpinHeap {}
 
 impl SpinHeap {
     /// Smallest `len` that [`SpinHeap::init`] accepts for `start` (any
-    /// `cpus`): `start` rounded up to a page, one page, one descriptor, and
-    /// the 128-byte aligned header, so between about 6 KiB and 10 KiB.
-    /// `usize::MAX` if no length works (the address space ends first).
+    /// `cpus`): `start` rounded up to a page, one page, one descriptor
+    /// rounded up to 128 bytes, and the 2 KiB header: 6,272 bytes for a
+    /// page-aligned start, at most 10,367. `usize::MAX` if no length works
+    /// (the address space ends first).
     pub fn min_len(start: *const u8, cpus: usize) -> usize {
         let _ = cpus; // Handles are a fixed array: the CPU count costs nothing.
         min_len(
@@ -152,8 +166,8 @@ impl SpinHeap {
     }
 
     /// Smallest `len` that [`SpinHeap::add_region`] accepts for `start`:
-    /// `start` rounded up to a page, one page and one descriptor (4120 bytes
-    /// to 8 KiB).
+    /// `start` rounded up to a page, one page and one descriptor: 4,120 bytes
+    /// for a page-aligned start, at most 8,215.
     pub fn min_region_len(start: *const u8) -> usize {
         min_len(start as usize, 0, align_of::<PageDesc>())
     }
@@ -339,8 +353,9 @@ impl SpinHeap {
     /// Frees `ptr` if it starts a live block or slab object; null is a no-op.
     /// Otherwise returns why not — [`FreeError::Foreign`], `Metadata`,
     /// `Interior`, `NotAllocated` or `DoubleFree` — and changes nothing.
-    /// Double frees are always detected: every block and object's state is
-    /// checked under the lock (there are no caches in this heap).
+    /// Every block's and object's state is checked under the lock, so a
+    /// double free is caught unless the memory was handed out again between
+    /// the two frees (see the module docs).
     ///
     /// # Safety
     ///

@@ -28,6 +28,13 @@ fn init_rejects_unusable_regions() {
         assert_eq!(r.err(), Some(InitError::Overflow));
         let r = SpinHeap::init(0x1000 as *mut u8, 1 << 46, 1, spin);
         assert_eq!(r.err(), Some(InitError::TooLarge));
+        let header = core::mem::size_of::<SpinHeap>();
+        assert_eq!(SpinHeap::min_len(buf.ptr, 4), PAGE_SIZE + 128 + header);
+        assert_eq!(
+            SpinHeap::min_len(buf.ptr.add(1), 4),
+            2 * PAGE_SIZE - 1 + 128 + header
+        );
+        assert_eq!(SpinHeap::min_region_len(buf.ptr), PAGE_SIZE + 24);
         for skip in [0usize, 1, 13, 127, 4095] {
             let start = buf.ptr.add(skip);
             let min = SpinHeap::min_len(start, 4);

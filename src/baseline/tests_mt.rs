@@ -149,6 +149,11 @@ fn metadata_at_64mib() {
     let s = heap.stats();
     std::println!("{s}");
     assert_eq!(s.region_bytes, 64 << 20);
+    assert_eq!(
+        core::mem::size_of::<SpinHeap>(),
+        2048,
+        "module docs say 2 KiB"
+    );
     assert!(s.metadata_percent() < 0.7, "{}", s.metadata_percent());
     // One 24-byte descriptor per usable page.
     let descs = s
