@@ -5,6 +5,7 @@
 
 use std::alloc::{alloc, dealloc, Layout};
 use std::collections::BTreeMap;
+use std::vec::Vec;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -207,6 +208,16 @@ fn bad_input_is_reported_without_change() {
     // The first bytes of an 8-byte slab hold its bitmap.
     let slab8 = tiny & !(PAGE_SIZE - 1);
     expect_err(heap, slab8, Metadata(slab8));
+    // 2 KiB objects live in 16 KiB slabs: the third one is in a tail page.
+    let kib2: Vec<usize> = (0..3)
+        .map(|_| heap.alloc(2048).unwrap().as_ptr() as usize)
+        .collect();
+    assert_ne!(kib2[2] / PAGE_SIZE, kib2[0] / PAGE_SIZE);
+    let (ptr, block) = (kib2[2] + 8, kib2[2]);
+    expect_err(heap, ptr, Interior { ptr, block });
+    // SAFETY: live blocks, freed once.
+    unsafe { kib2.iter().for_each(|&p| heap.free(p as *mut u8)) };
+    expect_err(heap, kib2[2], DoubleFree(kib2[2]));
 
     // Memory inside a free block: its start counts as a double free if it
     // is still a block start, any other address as not allocated.
@@ -285,5 +296,36 @@ fn handles_are_exclusive() {
     let i = a.index();
     drop(a);
     assert_eq!(heap.handle().unwrap().index(), i);
+    heap.validate().unwrap();
+}
+
+#[test]
+fn validate_detects_corruption() {
+    let buf = Buf::new(1 << 20);
+    let heap = buf.heap(0, LockMode::Spin);
+    let p = heap.alloc(64).unwrap();
+    heap.validate().unwrap();
+    let corrupt = |f: &dyn Fn(&mut super::State)| f(&mut heap.lock.lock());
+    corrupt(&|st| st.pages.free_pages += 1);
+    assert!(heap.validate().is_err());
+    corrupt(&|st| st.pages.free_pages -= 1);
+    heap.validate().unwrap();
+    // Mark a second object live in the 64-byte slab without counting it.
+    let page = p.as_ptr() as usize & !(PAGE_SIZE - 1);
+    let idx = {
+        let st = heap.lock.lock();
+        match st.pages.locate(page) {
+            super::buddy::Located::Page(idx, _) => idx,
+            _ => unreachable!(),
+        }
+    };
+    corrupt(&|st| st.pages.desc(idx).bits ^= 2);
+    assert_eq!(
+        heap.validate(),
+        Err("slab in-use count differs from its bitmap")
+    );
+    corrupt(&|st| st.pages.desc(idx).bits ^= 2);
+    // SAFETY: live block.
+    unsafe { heap.free(p.as_ptr()) };
     heap.validate().unwrap();
 }
