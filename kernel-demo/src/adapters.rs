@@ -29,7 +29,10 @@ unsafe fn build<H>(
     add: impl Fn(&H, *mut u8, usize) -> Result<(), InitError>,
 ) -> Result<H, InitFailure> {
     let (sorted, n) = largest_first(ranges);
-    let fail = |range: Range, e: InitError| InitFailure { range, why: Failure::new(format_args!("{e}")) };
+    let fail = |range: Range, e: InitError| InitFailure {
+        range,
+        why: Failure::new(format_args!("{e}")),
+    };
     let first = sorted[0];
     let heap = init(first.start as *mut u8, first.len() as usize).map_err(|e| fail(first, e))?;
     for &r in &sorted[1..n] {
@@ -71,7 +74,11 @@ impl KernelAlloc for Mag {
     unsafe fn create(ranges: &[Range], cpus: usize) -> Result<Self, InitFailure> {
         // SAFETY: the caller hands the ranges over for the heap's lifetime.
         let heap = unsafe {
-            build(ranges, |s, l| Heap::init(s, l, cpus), |h: &&Heap, s, l| h.add_region(s, l))
+            build(
+                ranges,
+                |s, l| Heap::init(s, l, cpus),
+                |h: &&Heap, s, l| h.add_region(s, l),
+            )
         }?;
         Ok(Mag(heap))
     }
@@ -81,7 +88,9 @@ impl KernelAlloc for Mag {
     }
 
     fn validate(&self) -> Result<(), Failure> {
-        self.0.validate().map_err(|e| Failure::new(format_args!("{e}")))
+        self.0
+            .validate()
+            .map_err(|e| Failure::new(format_args!("{e}")))
     }
 }
 
@@ -134,6 +143,8 @@ impl KernelAlloc for Spin {
     }
 
     fn validate(&self) -> Result<(), Failure> {
-        self.0.validate().map_err(|e| Failure::new(format_args!("{e}")))
+        self.0
+            .validate()
+            .map_err(|e| Failure::new(format_args!("{e}")))
     }
 }

@@ -60,7 +60,9 @@ impl Inner {
     /// # Safety
     /// `addr` is a managed page that starts a block of `order`.
     unsafe fn state(&self, addr: usize) -> *mut u8 {
-        let r = self.region_of(addr).expect("bringup: address outside every region");
+        let r = self
+            .region_of(addr)
+            .expect("bringup: address outside every region");
         // SAFETY: the page index is inside the region's state table.
         unsafe { r.states.add((addr - r.first) / PAGE) }
     }
@@ -119,7 +121,9 @@ impl Inner {
     unsafe fn free_pages(&mut self, mut b: usize, mut order: usize) {
         while order + 1 < ORDERS {
             let buddy = b ^ (PAGE << order);
-            let Some(r) = self.region_of(buddy) else { break };
+            let Some(r) = self.region_of(buddy) else {
+                break;
+            };
             if buddy + (PAGE << order) > r.first + r.pages * PAGE {
                 break;
             }
@@ -163,7 +167,10 @@ impl Inner {
         let p = if size <= PAGE / 2 {
             self.alloc_object(size.max(8).next_power_of_two().trailing_zeros() as usize - 3)
         } else {
-            let order = size.div_ceil(PAGE).checked_next_power_of_two()?.trailing_zeros() as usize;
+            let order = size
+                .div_ceil(PAGE)
+                .checked_next_power_of_two()?
+                .trailing_zeros() as usize;
             if order >= ORDERS {
                 return None;
             }
@@ -202,14 +209,20 @@ impl Inner {
         let pages_all = end.saturating_sub(start) / PAGE;
         let meta_pages = pages_all.div_ceil(PAGE);
         if pages_all <= meta_pages + 1 || self.nregions == self.regions.len() {
-            return Err(Failure::new(format_args!("bringup: region {r:x?} unusable")));
+            return Err(Failure::new(format_args!(
+                "bringup: region {r:x?} unusable"
+            )));
         }
         let states = start as *mut u8;
         let first = start + meta_pages * PAGE;
         let pages = pages_all - meta_pages;
         // SAFETY: the state table is the region's first pages, which we own.
         unsafe { core::ptr::write_bytes(states, 0, pages) };
-        self.regions[self.nregions] = Region { first, pages, states };
+        self.regions[self.nregions] = Region {
+            first,
+            pages,
+            states,
+        };
         self.nregions += 1;
         // Carve maximal naturally aligned blocks.
         let mut b = first;
@@ -252,7 +265,11 @@ impl KernelAlloc for Bringup {
 
     unsafe fn create(ranges: &[Range], _cpus: usize) -> Result<Self, InitFailure> {
         let mut inner = Inner {
-            regions: [Region { first: 0, pages: 0, states: null_mut() }; 16],
+            regions: [Region {
+                first: 0,
+                pages: 0,
+                states: null_mut(),
+            }; 16],
             nregions: 0,
             orders: [null_mut(); ORDERS],
             classes: [null_mut(); CLASSES],
@@ -262,7 +279,9 @@ impl KernelAlloc for Bringup {
             // SAFETY: forwarded to the caller.
             unsafe { inner.add(range) }.map_err(|why| InitFailure { range, why })?;
         }
-        Ok(Bringup { inner: SpinLock::new(inner) })
+        Ok(Bringup {
+            inner: SpinLock::new(inner),
+        })
     }
 
     fn cpu(&self) -> Option<&Bringup> {

@@ -57,9 +57,15 @@ impl Shadow {
             let (base, len) = (r.start as usize, r.len() as usize);
             // SAFETY: zero is a valid (free) AtomicU64.
             let words = unsafe { early::zeroed_slice::<AtomicU64>(words_needed(len, GRANULE)) };
-            *slot = Some(ShadowBitmap::new(base, len, GRANULE, MAX_ALIGN, words).expect("shadow config"));
+            *slot = Some(
+                ShadowBitmap::new(base, len, GRANULE, MAX_ALIGN, words).expect("shadow config"),
+            );
         }
-        Shadow { maps, seed: AtomicU64::new(1), ledger: Ledger::new() }
+        Shadow {
+            maps,
+            seed: AtomicU64::new(1),
+            ledger: Ledger::new(),
+        }
     }
 
     /// A new canary seed (per phase), so stale patterns never match.

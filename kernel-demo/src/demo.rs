@@ -31,6 +31,8 @@ pub struct Config {
     pub scale: usize,
     /// Timed repetitions per measurement; the best is reported (`reps=`).
     pub reps: usize,
+    /// A failure to inject on the last CPU (`inject=`), to test the harness.
+    pub inject: Inject,
     /// Whether the APIC timer runs (`timer=off` on the command line stops it,
     /// for measuring its influence; waits then spin instead of halting).
     pub timer: bool,
@@ -40,6 +42,41 @@ impl Config {
     /// The heap ranges.
     pub fn ranges(&self) -> &[Range] {
         &self.ranges[..self.nranges]
+    }
+}
+
+/// Failures `make test-harness` injects to prove that `make test` catches them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Inject {
+    /// Run normally.
+    None,
+    /// `inject=panic`: the last CPU panics.
+    Panic,
+    /// `inject=hang`: the last CPU stops with interrupts off.
+    Hang,
+    /// `inject=triple`: the last CPU triple-faults (QEMU exits with 0).
+    Triple,
+}
+
+impl Inject {
+    /// Parses the `inject=` value.
+    pub fn parse(s: &str) -> Inject {
+        match s {
+            "panic" => Inject::Panic,
+            "hang" => Inject::Hang,
+            "triple" => Inject::Triple,
+            _ => Inject::None,
+        }
+    }
+
+    /// Does it, on CPU `c`.
+    pub fn fire(self, c: usize) {
+        match self {
+            Inject::None => {}
+            Inject::Panic => panic!("injected panic on CPU {c}"),
+            Inject::Hang => cpu::halt_forever(),
+            Inject::Triple => cpu::triple_fault(),
+        }
     }
 }
 
@@ -61,7 +98,10 @@ fn sync(cfg: &Config, what: &str) {
 
 /// Active-CPU counts of the timed phase: 1, 2, 4, .. below `n`, then `n`.
 pub fn active_counts(n: usize) -> impl Iterator<Item = usize> {
-    (0..8).map(|i| 1 << i).take_while(move |&k| k < n).chain(core::iter::once(n))
+    (0..8)
+        .map(|i| 1 << i)
+        .take_while(move |&k| k < n)
+        .chain(core::iter::once(n))
 }
 
 fn slots(cfg: &Config, c: usize) -> &'static mut [Slot] {
@@ -125,11 +165,23 @@ fn largest<A: KernelAlloc>(a: &A, total: usize, check: &Shadow) -> usize {
 fn checked<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64) {
     let shadow = cfg.shadow;
     let t_start = cpu::rdtsc();
-    let hook = Hook { alloc: a, check: shadow };
+    let hook = Hook {
+        alloc: a,
+        check: shadow,
+    };
     // SAFETY: `hook` outlives the `ticker::clear` calls below.
     unsafe { ticker::set(&hook) };
-    let mut h = a.cpu().unwrap_or_else(|| panic!("{}: no handle for CPU {c}", A::NAME));
-    let mut w = Worker { h: &mut h, check: shadow, cpu: c, active: cfg.n, slots: slots(cfg, c), counts: Default::default() };
+    let mut h = a
+        .cpu()
+        .unwrap_or_else(|| panic!("{}: no handle for CPU {c}", A::NAME));
+    let mut w = Worker {
+        h: &mut h,
+        check: shadow,
+        cpu: c,
+        active: cfg.n,
+        slots: slots(cfg, c),
+        counts: Default::default(),
+    };
     for (i, m) in MODULES.iter().enumerate() {
         sync(cfg, "checked module start");
         w.churn(m, m.checked_ops * cfg.scale, seed ^ i as u64);
@@ -150,8 +202,17 @@ fn checked<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64) {
     let t_largest = cpu::rdtsc();
     // SAFETY: as above.
     unsafe { ticker::set(&hook) };
-    let mut h = a.cpu().unwrap_or_else(|| panic!("{}: no handle for CPU {c}", A::NAME));
-    let mut w = Worker { h: &mut h, check: shadow, cpu: c, active: cfg.n, slots: slots(cfg, c), counts: Default::default() };
+    let mut h = a
+        .cpu()
+        .unwrap_or_else(|| panic!("{}: no handle for CPU {c}", A::NAME));
+    let mut w = Worker {
+        h: &mut h,
+        check: shadow,
+        cpu: c,
+        active: cfg.n,
+        slots: slots(cfg, c),
+        counts: Default::default(),
+    };
     let (chain, bytes) = w.exhaust(LARGEST_BEFORE.load(Ordering::Relaxed));
     EXHAUSTED.fetch_add(bytes as u64, Ordering::Relaxed);
     EXHAUST_BLOCKS.fetch_add(w.counts.ops, Ordering::Relaxed);
@@ -174,9 +235,16 @@ fn checked<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64) {
         );
         let before = LARGEST_BEFORE.load(Ordering::Relaxed);
         let after = largest(a, total, shadow);
-        assert!(after >= before, "{}: largest block {after} B after the exhaust round, {before} B before", A::NAME);
+        assert!(
+            after >= before,
+            "{}: largest block {after} B after the exhaust round, {before} B before",
+            A::NAME
+        );
         if let Some(p) = shadow.first_live() {
-            panic!("{}: block at {p:#x} still live after the checked phase", A::NAME);
+            panic!(
+                "{}: block at {p:#x} still live after the checked phase",
+                A::NAME
+            );
         }
         if let Err(e) = shadow.ledger.verify_balanced() {
             panic!("{}: ledger: {e}", A::NAME);
@@ -189,7 +257,10 @@ fn checked<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64) {
 }
 
 fn timed<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64, mut table: Option<&mut Table>) {
-    let hook = Hook { alloc: a, check: &NoCheck };
+    let hook = Hook {
+        alloc: a,
+        check: &NoCheck,
+    };
     // SAFETY: `hook` outlives the `ticker::clear` below.
     unsafe { ticker::set(&hook) };
     for k in active_counts(cfg.n) {
@@ -197,14 +268,28 @@ fn timed<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64, mut table: Op
         if c < k && h.is_none() {
             panic!("{}: no handle for CPU {c}", A::NAME);
         }
-        let mut best = Row { cpus: k, ops_per_sec: [0.0; 3] };
+        let mut best = Row {
+            cpus: k,
+            ops_per_sec: [0.0; 3],
+        };
         for rep in 0..cfg.reps {
             for (mi, m) in MODULES.iter().enumerate() {
                 sync(cfg, "timed module start");
                 if let Some(h) = h.as_mut() {
-                    let mut w = Worker { h, check: &NoCheck, cpu: c, active: k, slots: slots(cfg, c), counts: Default::default() };
+                    let mut w = Worker {
+                        h,
+                        check: &NoCheck,
+                        cpu: c,
+                        active: k,
+                        slots: slots(cfg, c),
+                        counts: Default::default(),
+                    };
                     let t0 = cpu::rdtsc();
-                    w.churn(m, m.timed_ops * cfg.scale, seed ^ (rep * 256 + k * 16 + mi) as u64);
+                    w.churn(
+                        m,
+                        m.timed_ops * cfg.scale,
+                        seed ^ (rep * 256 + k * 16 + mi) as u64,
+                    );
                     let t1 = cpu::rdtsc();
                     for (slot, v) in TIMED[c][mi].iter().zip([t0, t1, w.counts.ops]) {
                         slot.store(v, Ordering::Relaxed); // published by the barrier
@@ -212,7 +297,14 @@ fn timed<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64, mut table: Op
                 }
                 sync(cfg, "timed module end");
                 if let Some(h) = h.as_mut() {
-                    let mut w = Worker { h, check: &NoCheck, cpu: c, active: k, slots: slots(cfg, c), counts: Default::default() };
+                    let mut w = Worker {
+                        h,
+                        check: &NoCheck,
+                        cpu: c,
+                        active: k,
+                        slots: slots(cfg, c),
+                        counts: Default::default(),
+                    };
                     w.drain_mailbox();
                     w.teardown();
                 }
@@ -244,7 +336,10 @@ fn row(k: usize) -> Row {
         let ops: u64 = (0..k).map(|i| get(i, 2)).sum();
         *rate = ops as f64 * tsc::hz() as f64 / (end - start).max(1) as f64;
     }
-    Row { cpus: k, ops_per_sec: rates }
+    Row {
+        cpus: k,
+        ops_per_sec: rates,
+    }
 }
 
 /// Prints per-CPU timer-interrupt counts (called by CPU 0 at the end).

@@ -12,17 +12,26 @@ static CLOSED: AtomicUsize = AtomicUsize::new(0);
 
 /// Starts bumping at `from` inside RAM range `ram`.
 pub fn init(from: u64, ram: Range) {
-    assert!(ram.start <= from && from < ram.end, "kernel image not inside RAM {ram:x?}");
+    assert!(
+        ram.start <= from && from < ram.end,
+        "kernel image not inside RAM {ram:x?}"
+    );
     NEXT.store(from as usize, Ordering::Relaxed);
     END.store(ram.end as usize, Ordering::Relaxed);
 }
 
 /// `bytes` zeroed bytes aligned to `align` (BSP only, before `close`).
 pub fn alloc_zeroed(bytes: usize, align: usize) -> *mut u8 {
-    assert!(CLOSED.load(Ordering::Relaxed) == 0, "early allocation after the heap took RAM");
+    assert!(
+        CLOSED.load(Ordering::Relaxed) == 0,
+        "early allocation after the heap took RAM"
+    );
     let start = NEXT.load(Ordering::Relaxed).next_multiple_of(align);
     let end = start + bytes;
-    assert!(end <= END.load(Ordering::Relaxed), "early memory exhausted ({bytes} B wanted)");
+    assert!(
+        end <= END.load(Ordering::Relaxed),
+        "early memory exhausted ({bytes} B wanted)"
+    );
     NEXT.store(end, Ordering::Relaxed);
     // SAFETY: `start..end` is RAM above the kernel image that no one else
     // uses: the heap ranges start at `close()`'s result, above it.
@@ -46,7 +55,10 @@ pub fn leak<T>(value: T) -> &'static mut T {
 /// # Safety
 /// All-zero bytes must be a valid `T`.
 pub unsafe fn zeroed_slice<T>(n: usize) -> &'static mut [T] {
-    let p = alloc_zeroed(n * core::mem::size_of::<T>(), core::mem::align_of::<T>().max(64));
+    let p = alloc_zeroed(
+        n * core::mem::size_of::<T>(),
+        core::mem::align_of::<T>().max(64),
+    );
     // SAFETY: fresh zeroed memory, valid as `T` by the caller's promise.
     unsafe { core::slice::from_raw_parts_mut(p as *mut T, n) }
 }

@@ -72,7 +72,10 @@ pub struct Failure {
 impl Failure {
     /// Formats `args` into a failure.
     pub fn new(args: fmt::Arguments<'_>) -> Failure {
-        let mut f = Failure { buf: [0; 160], len: 0 };
+        let mut f = Failure {
+            buf: [0; 160],
+            len: 0,
+        };
         let _ = fmt::write(&mut f, args);
         f
     }

@@ -6,6 +6,9 @@
 #![allow(bad_asm_style)] // boot.s switches to AT&T for far jumps (see the notes)
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
+// Errors carry a fixed-size message (there is no heap to box into, and the
+// allocators under test must not serve the demo itself); they are cold.
+#![allow(clippy::result_large_err)]
 
 mod adapters;
 mod arch;
@@ -40,7 +43,10 @@ extern "C" fn kmain(start_info: u32) -> ! {
     // SAFETY: boot.s passes EBX from QEMU's PVH entry; nothing wrote low
     // memory yet.
     let info = unsafe { BootInfo::read(start_info as usize) };
-    println!("kernel-demo: booted via PVH, cmdline \"{}\"", info.cmdline());
+    println!(
+        "kernel-demo: booted via PVH, cmdline \"{}\"",
+        info.cmdline()
+    );
     let source = tsc::calibrate();
     println!("TSC: {} MHz ({:?})", tsc::hz() / 1_000_000, source);
     idt::init();
@@ -53,7 +59,12 @@ extern "C" fn kmain(start_info: u32) -> ! {
     // SAFETY: BSP only, before the APs start.
     let mapped = unsafe { paging::map_identity(ram_end) };
     for r in info.ram() {
-        println!("RAM {:#012x}..{:#012x} ({} MiB)", r.start, r.end, r.len() >> 20);
+        println!(
+            "RAM {:#012x}..{:#012x} ({} MiB)",
+            r.start,
+            r.end,
+            r.len() >> 20
+        );
     }
     println!("identity map: 0..{} GiB with 2 MiB pages", mapped >> 30);
 
@@ -71,14 +82,19 @@ extern "C" fn kmain(start_info: u32) -> ! {
     let config = setup(&info, cpus.len);
     let (n, ticks) = smp::start_aps(&cpus);
     assert_eq!(n, cpus.len, "not every MADT CPU came up");
-    println!("SMP: {n} CPUs online in {} us", tsc::ticks_to_ns(ticks) / 1000);
+    println!(
+        "SMP: {n} CPUs online in {} us",
+        tsc::ticks_to_ns(ticks) / 1000
+    );
     config.n = n;
     CONFIG.store(config, Ordering::Release);
     // Release: the APs' Acquire load of GO sees the config.
     GO.store(true, Ordering::Release);
     let mode = info.arg("tcg").unwrap_or("mode not given (pass tcg=...)");
     run_all(0, mode);
-    sync::wait_until("APs to finish", 60_000, || FINISHED.load(Ordering::Acquire) == n - 1);
+    sync::wait_until("APs to finish", 60_000, || {
+        FINISHED.load(Ordering::Acquire) == n - 1
+    });
     println!("PASS");
     exit::exit_qemu(exit::SUCCESS)
 }
@@ -86,14 +102,21 @@ extern "C" fn kmain(start_info: u32) -> ! {
 /// Carves the demo's own memory, then computes the heap ranges.
 fn setup(info: &BootInfo, ncpus: usize) -> &'static mut Config {
     let image = arch::boot::kernel_image();
-    let home = *info.ram().iter().find(|r| r.start <= image.end && image.end < r.end).expect("kernel not in RAM");
+    let home = *info
+        .ram()
+        .iter()
+        .find(|r| r.start <= image.end && image.end < r.end)
+        .expect("kernel not in RAM");
     early::init(image.end, home);
     // Heap candidates: RAM ranges (or parts) above the kernel image. The
     // shadow covers all of them, so it is sized before early memory closes.
     let mut cand = [Range::default(); 16];
     let mut nc = 0;
     for r in info.ram().iter().filter(|r| r.end > image.end) {
-        cand[nc] = Range { start: r.start.max(image.end), end: r.end };
+        cand[nc] = Range {
+            start: r.start.max(image.end),
+            end: r.end,
+        };
         nc += 1;
     }
     let shadow = early::leak(check::Shadow::new(&cand[..nc]));
@@ -105,7 +128,14 @@ fn setup(info: &BootInfo, ncpus: usize) -> &'static mut Config {
         slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; acpi::MAX_CPUS],
         scale: info.arg("scale").and_then(|s| s.parse().ok()).unwrap_or(1),
         timer: info.arg("timer") != Some("off"),
-        reps: info.arg("reps").and_then(|s| s.parse().ok()).unwrap_or(3).max(1),
+        inject: info
+            .arg("inject")
+            .map_or(demo::Inject::None, demo::Inject::parse),
+        reps: info
+            .arg("reps")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3)
+            .max(1),
     });
     for slot in &config.slots[..ncpus] {
         // SAFETY: an all-zero Slot is an empty slot.
@@ -114,7 +144,10 @@ fn setup(info: &BootInfo, ncpus: usize) -> &'static mut Config {
     }
     let heap_start = early::close();
     for c in &cand[..nc] {
-        let r = Range { start: c.start.max(heap_start), end: c.end & !4095 };
+        let r = Range {
+            start: c.start.max(heap_start),
+            end: c.end & !4095,
+        };
         if r.end > r.start + (1 << 20) {
             config.ranges[config.nranges] = r;
             config.nranges += 1;
@@ -126,7 +159,12 @@ fn setup(info: &BootInfo, ncpus: usize) -> &'static mut Config {
     );
     let t0 = cpu::rdtsc();
     for r in config.ranges() {
-        println!("heap range {:#012x}..{:#012x} ({} MiB)", r.start, r.end, r.len() >> 20);
+        println!(
+            "heap range {:#012x}..{:#012x} ({} MiB)",
+            r.start,
+            r.end,
+            r.len() >> 20
+        );
         // Touch every page once, so the host backs all guest RAM before any
         // timing (QEMU allocates host pages on first write): the allocator
         // measured second must not get pre-faulted memory the first lacked.
@@ -135,7 +173,10 @@ fn setup(info: &BootInfo, ncpus: usize) -> &'static mut Config {
             unsafe { (page as *mut u8).write_volatile(0) };
         }
     }
-    println!("heap RAM pre-touched in {} ms", tsc::ticks_to_ns(cpu::rdtsc() - t0) / 1_000_000);
+    println!(
+        "heap RAM pre-touched in {} ms",
+        tsc::ticks_to_ns(cpu::rdtsc() - t0) / 1_000_000
+    );
     config
 }
 
@@ -163,6 +204,9 @@ fn run_all(c: usize, mode: &str) {
     }
     // SAFETY: the IDT is loaded on this CPU and the timer has a handler.
     unsafe { cpu::irq_enable() };
+    if c == cfg.n - 1 {
+        cfg.inject.fire(c);
+    }
     let mag = demo::run::<adapters::Mag>(cfg, c, 0x5eed_0001);
     let spin = demo::run::<adapters::Spin>(cfg, c, 0x5eed_0002);
     #[cfg(feature = "bringup")]
@@ -186,6 +230,10 @@ fn run_all(c: usize, mode: &str) {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = cpu::irq_save();
-    arch::serial::print_panic(format_args!("\nPANIC on CPU {}: {}\n", percpu::index(), info));
+    arch::serial::print_panic(format_args!(
+        "\nPANIC on CPU {}: {}\n",
+        percpu::index(),
+        info
+    ));
     exit::exit_qemu(exit::FAILURE)
 }

@@ -35,7 +35,17 @@ pub struct Table {
 impl Table {
     /// An empty table.
     pub fn new(name: &'static str, booted: usize) -> Table {
-        Table { name, booted, rows: [Row::default(); 8], nrows: 0, checked_ms: 0, remote_frees: 0, exhausted: 0, exhaust_blocks: 0, largest: 0 }
+        Table {
+            name,
+            booted,
+            rows: [Row::default(); 8],
+            nrows: 0,
+            checked_ms: 0,
+            remote_frees: 0,
+            exhausted: 0,
+            exhaust_blocks: 0,
+            largest: 0,
+        }
     }
 
     /// Adds a row.
@@ -51,7 +61,10 @@ impl Table {
     /// Prints the table.
     pub fn print(&self, mode: &str) {
         println!();
-        println!("== {} | {} vCPUs booted | TCG {} | ops = allocs + frees ==", self.name, self.booted, mode);
+        println!(
+            "== {} | {} vCPUs booted | TCG {} | ops = allocs + frees ==",
+            self.name, self.booted, mode
+        );
         println!(
             "checked phase: PASS in {} ms; {} remote frees; exhaust round got {} MiB in {} blocks; largest block {} KiB before and after",
             self.checked_ms,
@@ -70,10 +83,23 @@ impl Table {
                 let v = r.ops_per_sec[mi];
                 let per = v / r.cpus as f64;
                 if self.booted == 1 {
-                    println!("{:>4} | {:<6} | {:>12.1} | {:>14.1} | -", r.cpus, m.name, v / 1e3, per / 1e3);
+                    println!(
+                        "{:>4} | {:<6} | {:>12.1} | {:>14.1} | -",
+                        r.cpus,
+                        m.name,
+                        v / 1e3,
+                        per / 1e3
+                    );
                 } else {
                     let x = v / base.ops_per_sec[mi];
-                    println!("{:>4} | {:<6} | {:>12.1} | {:>14.1} | {:>5.2}x", r.cpus, m.name, v / 1e3, per / 1e3, x);
+                    println!(
+                        "{:>4} | {:<6} | {:>12.1} | {:>14.1} | {:>5.2}x",
+                        r.cpus,
+                        m.name,
+                        v / 1e3,
+                        per / 1e3,
+                        x
+                    );
                 }
             }
         }
@@ -83,10 +109,22 @@ impl Table {
 /// Prints `a / b` per CPU count and module.
 pub fn print_ratio(a: &Table, b: &Table) {
     println!();
-    println!("== ratio {} / {} (ops/s; > 1 means {} is faster) ==", a.name, b.name, a.name);
-    println!("CPUs | {:>6} | {:>6} | {:>6}", MODULES[0].name, MODULES[1].name, MODULES[2].name);
+    println!(
+        "== ratio {} / {} (ops/s; > 1 means {} is faster) ==",
+        a.name, b.name, a.name
+    );
+    println!(
+        "CPUs | {:>6} | {:>6} | {:>6}",
+        MODULES[0].name, MODULES[1].name, MODULES[2].name
+    );
     for (x, y) in a.rows().iter().zip(b.rows()) {
         let q = |i: usize| x.ops_per_sec[i] / y.ops_per_sec[i];
-        println!("{:>4} | {:>6.2} | {:>6.2} | {:>6.2}", x.cpus, q(0), q(1), q(2));
+        println!(
+            "{:>4} | {:>6.2} | {:>6.2} | {:>6.2}",
+            x.cpus,
+            q(0),
+            q(1),
+            q(2)
+        );
     }
 }

@@ -25,14 +25,20 @@ pub struct Guard<'a, T> {
 impl<T> SpinLock<T> {
     /// An unlocked lock around `value`.
     pub const fn new(value: T) -> Self {
-        Self { locked: AtomicBool::new(false), value: UnsafeCell::new(value) }
+        Self {
+            locked: AtomicBool::new(false),
+            value: UnsafeCell::new(value),
+        }
     }
 
     fn try_acquire(&self) -> bool {
         // Acquire: pairs with the Release store in Guard::drop, so the last
         // holder's writes to `value` are visible.
         !self.locked.load(Ordering::Relaxed)
-            && self.locked.compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed).is_ok()
+            && self
+                .locked
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// Locks with interrupts disabled on this CPU, so an interrupt handler
@@ -42,7 +48,10 @@ impl<T> SpinLock<T> {
         while !self.try_acquire() {
             core::hint::spin_loop();
         }
-        Guard { lock: self, irq_was_on }
+        Guard {
+            lock: self,
+            irq_was_on,
+        }
     }
 
     /// Tries `tries` times; `None` if the lock stayed busy.
@@ -50,7 +59,10 @@ impl<T> SpinLock<T> {
         let irq_was_on = cpu::irq_save();
         for _ in 0..tries {
             if self.try_acquire() {
-                return Some(Guard { lock: self, irq_was_on });
+                return Some(Guard {
+                    lock: self,
+                    irq_was_on,
+                });
             }
             core::hint::spin_loop();
         }
@@ -93,7 +105,10 @@ pub struct Barrier {
 impl Barrier {
     /// A barrier with no waiters.
     pub const fn new() -> Self {
-        Self { count: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
+        Self {
+            count: AtomicUsize::new(0),
+            generation: AtomicUsize::new(0),
+        }
     }
 
     /// Waits until `n` CPUs have called `wait` in this generation.
@@ -109,7 +124,9 @@ impl Barrier {
             self.generation.fetch_add(1, Ordering::Release);
             return;
         }
-        wait_until(what, 120_000, || self.generation.load(Ordering::Acquire) != gen);
+        wait_until(what, 120_000, || {
+            self.generation.load(Ordering::Acquire) != gen
+        });
     }
 }
 

@@ -31,13 +31,17 @@ pub struct Hook<'a> {
 pub unsafe fn set(hook: &Hook<'_>) {
     // Relaxed: only this CPU's interrupt handler reads it, and an interrupt
     // sees the program order of the CPU it interrupts.
-    percpu::get().timer_hook.store(hook as *const Hook<'_> as *mut (), Ordering::Relaxed);
+    percpu::get()
+        .timer_hook
+        .store(hook as *const Hook<'_> as *mut (), Ordering::Relaxed);
 }
 
 /// Stops this CPU's ticks from allocating.
 pub fn clear() {
     // Relaxed: as in `set`.
-    percpu::get().timer_hook.store(core::ptr::null_mut(), Ordering::Relaxed);
+    percpu::get()
+        .timer_hook
+        .store(core::ptr::null_mut(), Ordering::Relaxed);
 }
 
 /// Called from the timer interrupt (interrupts off).

@@ -22,7 +22,10 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator for CPU `cpu` in round `round`.
     pub fn new(cpu: usize, round: u64) -> Rng {
-        Rng(0x9e37_79b9_7f4a_7c15 ^ (cpu as u64 + 1) << 32 ^ round.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1)
+        Rng(0x9e37_79b9_7f4a_7c15
+            ^ (cpu as u64 + 1) << 32
+            ^ round.wrapping_mul(0x2545_f491_4f6c_dd1d)
+            | 1)
     }
     /// A number in `0..n`.
     pub fn below(&mut self, n: usize) -> usize {
@@ -52,7 +55,11 @@ pub struct Module {
 }
 
 fn small(r: &mut Rng) -> usize {
-    if r.below(100) < 90 { r.range(8, 128) } else { r.range(129, 2048) }
+    if r.below(100) < 90 {
+        r.range(8, 128)
+    } else {
+        r.range(129, 2048)
+    }
 }
 
 fn large(r: &mut Rng) -> usize {
@@ -76,9 +83,27 @@ fn mixed(r: &mut Rng) -> usize {
 
 /// The three modules: below one page, above one page, mixed.
 pub const MODULES: [Module; 3] = [
-    Module { name: "small", live: 1024, checked_ops: 20_000, timed_ops: 200_000, size: small },
-    Module { name: "large", live: 64, checked_ops: 2_000, timed_ops: 20_000, size: large },
-    Module { name: "mixed", live: 512, checked_ops: 10_000, timed_ops: 100_000, size: mixed },
+    Module {
+        name: "small",
+        live: 1024,
+        checked_ops: 20_000,
+        timed_ops: 200_000,
+        size: small,
+    },
+    Module {
+        name: "large",
+        live: 64,
+        checked_ops: 2_000,
+        timed_ops: 20_000,
+        size: large,
+    },
+    Module {
+        name: "mixed",
+        live: 512,
+        checked_ops: 10_000,
+        timed_ops: 100_000,
+        size: mixed,
+    },
 ];
 
 /// A live block.
@@ -110,8 +135,8 @@ static MAILBOXES: [Mailbox; MAX_CPUS] = [EMPTY; MAX_CPUS];
 impl Mailbox {
     fn send(&self, s: Slot) -> bool {
         let t = self.tail.load(Ordering::Relaxed); // we are the only producer
-        // Acquire: pairs with the receiver's Release of `head`, so it has
-        // finished reading the entry we are about to overwrite.
+                                                   // Acquire: pairs with the receiver's Release of `head`, so it has
+                                                   // finished reading the entry we are about to overwrite.
         if t - self.head.load(Ordering::Acquire) == MAILBOX {
             return false;
         }
@@ -124,7 +149,7 @@ impl Mailbox {
 
     fn recv(&self) -> Option<Slot> {
         let h = self.head.load(Ordering::Relaxed); // we are the only consumer
-        // Acquire: pairs with the sender's Release of `tail`.
+                                                   // Acquire: pairs with the sender's Release of `tail`.
         if h == self.tail.load(Ordering::Acquire) {
             return None;
         }
@@ -196,15 +221,21 @@ impl<H: CpuAlloc, C: Check> Worker<'_, H, C> {
             if s.ptr == 0 {
                 let size = (m.size)(&mut rng);
                 let p = self.h.alloc(size).unwrap_or_else(|| {
-                    panic!("{}: alloc({size}) failed with a live set of {} blocks", m.name, m.live)
+                    panic!(
+                        "{}: alloc({size}) failed with a live set of {} blocks",
+                        m.name, m.live
+                    )
                 });
                 self.check.on_alloc(p.as_ptr(), size);
-                self.slots[k] = Slot { ptr: p.as_ptr() as usize, size };
+                self.slots[k] = Slot {
+                    ptr: p.as_ptr() as usize,
+                    size,
+                };
                 self.counts.ops += 1;
             } else {
                 self.slots[k] = Slot::default();
                 frees += 1;
-                if self.active > 1 && frees % REMOTE_EVERY == 0 && next.send(s) {
+                if self.active > 1 && frees.is_multiple_of(REMOTE_EVERY) && next.send(s) {
                     continue;
                 }
                 self.free(s);

@@ -41,7 +41,10 @@ unsafe fn find_table(rsdp: u64, sig: &[u8; 4]) -> Option<u64> {
     // SAFETY: the caller guarantees the RSDP; the tables it points to are in
     // low RAM, which the boot page tables identity-map.
     unsafe {
-        assert!(rd::<[u8; 8]>(rsdp) == *b"RSD PTR ", "no RSDP signature at {rsdp:#x}");
+        assert!(
+            rd::<[u8; 8]>(rsdp) == *b"RSD PTR ",
+            "no RSDP signature at {rsdp:#x}"
+        );
         let (root, entry_size) = if rd::<u8>(rsdp + 15) >= 2 && rd::<u64>(rsdp + 24) != 0 {
             (rd::<u64>(rsdp + 24), 8)
         } else {
@@ -67,7 +70,10 @@ unsafe fn find_table(rsdp: u64, sig: &[u8; 4]) -> Option<u64> {
 pub unsafe fn madt_cpus(rsdp: u64) -> Cpus {
     // SAFETY: forwarded to the caller.
     let madt = unsafe { find_table(rsdp, b"APIC") }.expect("ACPI has no MADT");
-    let mut cpus = Cpus { apic_ids: [0; MAX_CPUS], len: 0 };
+    let mut cpus = Cpus {
+        apic_ids: [0; MAX_CPUS],
+        len: 0,
+    };
     // SAFETY: the MADT is a valid ACPI table found above.
     unsafe {
         let len = rd::<u32>(madt + 4) as u64;
@@ -83,7 +89,10 @@ pub unsafe fn madt_cpus(rsdp: u64) -> Cpus {
                 _ => None,
             };
             if let Some(id) = id {
-                assert!(id < 255, "APIC ID {id} needs x2APIC, which the demo does not drive");
+                assert!(
+                    id < 255,
+                    "APIC ID {id} needs x2APIC, which the demo does not drive"
+                );
                 assert!(cpus.len < MAX_CPUS, "more than {MAX_CPUS} CPUs in the MADT");
                 cpus.apic_ids[cpus.len] = id;
                 cpus.len += 1;

@@ -58,7 +58,10 @@ fn send_ipi(apic_id: u32, low: u32) {
     write(ICR_LOW, low);
     let deadline = cpu::rdtsc() + tsc::ms_to_ticks(100);
     while read(ICR_LOW) & ICR_PENDING != 0 {
-        assert!(cpu::rdtsc() < deadline, "IPI {low:#x} to APIC {apic_id} stuck pending");
+        assert!(
+            cpu::rdtsc() < deadline,
+            "IPI {low:#x} to APIC {apic_id} stuck pending"
+        );
         core::hint::spin_loop();
     }
 }

@@ -76,10 +76,13 @@ impl BootInfo {
             info.cmdline_len += 1;
         }
         let (map, entries) = (rd64(40) as usize, if version >= 1 { rd32(48) } else { 0 });
-        assert!(entries > 0, "PVH start_info has no memory map (version {version})");
+        assert!(
+            entries > 0,
+            "PVH start_info has no memory map (version {version})"
+        );
         for i in 0..entries as usize {
             let e = map + i * 24; // {addr: u64, size: u64, type: u32, reserved: u32}
-            // SAFETY: entry `i < memmap_entries` of the table QEMU built.
+                                  // SAFETY: entry `i < memmap_entries` of the table QEMU built.
             let (start, len, ty) = unsafe {
                 (
                     (e as *const u64).read_unaligned(),
@@ -88,8 +91,14 @@ impl BootInfo {
                 )
             };
             if ty == MEMMAP_RAM && len > 0 {
-                assert!(info.ram_len < MAX_RANGES, "more than {MAX_RANGES} RAM ranges");
-                info.ram[info.ram_len] = Range { start, end: start + len };
+                assert!(
+                    info.ram_len < MAX_RANGES,
+                    "more than {MAX_RANGES} RAM ranges"
+                );
+                info.ram[info.ram_len] = Range {
+                    start,
+                    end: start + len,
+                };
                 info.ram_len += 1;
             }
         }
@@ -125,5 +134,8 @@ extern "C" {
 pub fn kernel_image() -> Range {
     // SAFETY: linker-script symbols; only their addresses are taken.
     let (s, e) = unsafe { (&__kernel_start as *const u8, &__kernel_end as *const u8) };
-    Range { start: s as u64, end: e as u64 }
+    Range {
+        start: s as u64,
+        end: e as u64,
+    }
 }

@@ -90,3 +90,11 @@ pub unsafe fn wrmsr(msr: u32, v: u64) {
              options(nostack, preserves_flags))
     }
 }
+
+/// Resets the machine with a triple fault (for harness tests).
+pub fn triple_fault() -> ! {
+    let null_idt = [0u16; 5];
+    // lidt [null_idt]; int3  ==  no IDT, so int3 -> #GP -> #DF -> shutdown
+    // SAFETY: deliberately ends the run; nothing runs afterwards.
+    unsafe { asm!("lidt [{}]", "int3", in(reg) &null_idt, options(noreturn)) }
+}

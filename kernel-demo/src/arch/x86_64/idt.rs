@@ -93,15 +93,35 @@ struct ExceptionFrame {
 }
 
 const NAMES: [&str; 21] = [
-    "divide error", "debug", "NMI", "breakpoint", "overflow", "bound range", "invalid opcode",
-    "device not available", "double fault", "coprocessor overrun", "invalid TSS",
-    "segment not present", "stack fault", "general protection", "page fault", "reserved",
-    "x87 FP", "alignment check", "machine check", "SIMD FP", "virtualization",
+    "divide error",
+    "debug",
+    "NMI",
+    "breakpoint",
+    "overflow",
+    "bound range",
+    "invalid opcode",
+    "device not available",
+    "double fault",
+    "coprocessor overrun",
+    "invalid TSS",
+    "segment not present",
+    "stack fault",
+    "general protection",
+    "page fault",
+    "reserved",
+    "x87 FP",
+    "alignment check",
+    "machine check",
+    "SIMD FP",
+    "virtualization",
 ];
 
 #[no_mangle]
 extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
-    let name = NAMES.get(frame.vector as usize).copied().unwrap_or("reserved");
+    let name = NAMES
+        .get(frame.vector as usize)
+        .copied()
+        .unwrap_or("reserved");
     let cr2: u64;
     // mov cr2, ..  ==  cr2 = the faulting address of the last page fault
     // SAFETY: reading CR2 has no side effects.
@@ -114,7 +134,9 @@ extern "C" fn exception_entry(frame: &ExceptionFrame) -> ! {
 
 #[no_mangle]
 extern "C" fn timer_entry() {
-    percpu::get().ticks.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    percpu::get()
+        .ticks
+        .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
     crate::ticker::on_tick();
     apic::eoi();
 }
@@ -162,7 +184,10 @@ pub fn load() {
         limit: u16,
         base: u64,
     }
-    let ptr = Pointer { limit: (256 * 16 - 1) as u16, base: IDT.0.get() as u64 };
+    let ptr = Pointer {
+        limit: (256 * 16 - 1) as u16,
+        base: IDT.0.get() as u64,
+    };
     // lidt [ptr]  ==  IDTR = { limit, base }
     // SAFETY: IDT is static, filled by `init`, and lives forever.
     unsafe { asm!("lidt [{}]", in(reg) &ptr, options(readonly, nostack, preserves_flags)) }

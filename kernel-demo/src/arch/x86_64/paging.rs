@@ -31,7 +31,10 @@ extern "C" {
 /// BSP only, before any AP starts, with no reference into the new range held.
 pub unsafe fn map_identity(end: u64) -> u64 {
     let gib = end.div_ceil(1 << 30) as usize;
-    assert!(gib <= MAX_GIB, "RAM ends at {end:#x}, above the {MAX_GIB} GiB the demo maps");
+    assert!(
+        gib <= MAX_GIB,
+        "RAM ends at {end:#x}, above the {MAX_GIB} GiB the demo maps"
+    );
     // SAFETY: single-threaded boot (see `Directories`); the tables are static
     // and page-aligned, and their physical address equals their virtual one.
     unsafe {

@@ -11,7 +11,9 @@ use core::arch::asm;
 pub unsafe fn outb(port: u16, v: u8) {
     // out dx, al  ==  port[port] = v
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Writes word `v` to port `port`.
@@ -22,7 +24,9 @@ pub unsafe fn outb(port: u16, v: u8) {
 pub unsafe fn outw(port: u16, v: u16) {
     // out dx, ax  ==  port[port] = v (16 bits)
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Writes dword `v` to port `port`.
@@ -33,7 +37,9 @@ pub unsafe fn outw(port: u16, v: u16) {
 pub unsafe fn outl(port: u16, v: u32) {
     // out dx, eax  ==  port[port] = v (32 bits)
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") v, options(nomem, nostack, preserves_flags))
+    }
 }
 
 /// Reads a byte from port `port`.
@@ -45,6 +51,8 @@ pub unsafe fn inb(port: u16) -> u8 {
     let v: u8;
     // in al, dx  ==  v = port[port]
     // SAFETY: forwarded to the caller.
-    unsafe { asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags)) }
+    unsafe {
+        asm!("in al, dx", out("al") v, in("dx") port, options(nomem, nostack, preserves_flags))
+    }
     v
 }

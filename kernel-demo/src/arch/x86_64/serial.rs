@@ -62,7 +62,10 @@ impl Write for LineBuf {
 /// Prints `args` as one unit. Used by `print!`/`println!`.
 pub fn print(args: fmt::Arguments<'_>) {
     let _guard = LOCK.lock_irqsave();
-    let mut line = LineBuf { buf: [0; 512], len: 0 };
+    let mut line = LineBuf {
+        buf: [0; 512],
+        len: 0,
+    };
     let _ = line.write_fmt(args);
     line.flush();
 }
@@ -71,7 +74,10 @@ pub fn print(args: fmt::Arguments<'_>) {
 /// tries (its holder may be the panicking CPU itself), then prints anyway.
 pub fn print_panic(args: fmt::Arguments<'_>) {
     let guard = LOCK.try_lock_for(10_000_000);
-    let mut line = LineBuf { buf: [0; 512], len: 0 };
+    let mut line = LineBuf {
+        buf: [0; 512],
+        len: 0,
+    };
     let _ = line.write_fmt(args);
     line.flush();
     drop(guard);
