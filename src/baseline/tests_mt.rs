@@ -93,6 +93,15 @@ fn four_threads_mixed_sizes_64mib() {
     assert_eq!(s.free_bytes + live_bytes(&s), free0);
 }
 
+/// Small enough for miri's race detector (`cargo +nightly miri test`).
+#[test]
+fn two_threads_small_heap() {
+    let buf = Buf::new(4 << 20);
+    let heap = buf.heap(0, LockMode::Spin);
+    churn(heap, 2, if cfg!(miri) { 150 } else { 5_000 });
+    heap.validate().unwrap();
+}
+
 #[test]
 fn oversubscribed_threads_spin_then_yield() {
     let buf = Buf::new(64 << 20);
