@@ -35,3 +35,32 @@ pub const MAX_REGIONS: usize = 16;
 mod heap;
 pub use buddy::Geometry;
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
+
+/// Internals exposed for the model checkers in `verify/`. Not a stable API.
+#[doc(hidden)]
+pub mod testing {
+    use crate::buddy::Area;
+    pub use crate::buddy::Geometry;
+    use crate::sync::AtomicU64;
+
+    /// One area's buddy words, driven directly (no heap around them).
+    pub struct AreaView<'a>(Area<'a>);
+
+    impl<'a> AreaView<'a> {
+        /// An area over caller-owned words (all zero = all free).
+        pub fn new(top: &'a AtomicU64, chunks: &'a [AtomicU64], g: Geometry) -> Self {
+            assert_eq!(chunks.len(), g.chunks_per_area() as usize);
+            Self(Area { top, chunks, g })
+        }
+
+        /// Allocates order `k`; returns the first page offset.
+        pub fn alloc(&self, k: u32) -> Option<u32> {
+            self.0.alloc(k, &mut 0)
+        }
+
+        /// Frees the block of order `k` at `offset`; false if not allocated.
+        pub fn free(&self, offset: u32, k: u32) -> bool {
+            self.0.free(offset, k, &mut 0).is_ok()
+        }
+    }
+}
