@@ -471,7 +471,11 @@ impl Heap {
                 seen += 1;
                 if want(reg, a) {
                     if let Some(p) = self.try_area(reg, a, k, ctx) {
-                        self.move_home(ctx, r, a);
+                        // Home follows chunk-sized blocks only: a block that
+                        // takes a large part of an area would leave home full.
+                        if k <= self.g.chunk_order() {
+                            self.move_home(ctx, r, a);
+                        }
                         return Some(p);
                     }
                 }
