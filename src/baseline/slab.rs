@@ -14,11 +14,13 @@
 //! page-aligned objects are fine: `free` asks the page descriptor, not the
 //! pointer's alignment, which allocator a block belongs to.
 //!
-//! Invariants, per slab: `inuse == popcount(bitmap) - reserved - (64 - cap)`
-//! (last term for descriptor bitmaps only); per class:
+//! Invariants, per slab, with `objects = cap - reserved` the objects it can
+//! hand out: `inuse == popcount(bitmap) - reserved - (64 - cap)` (the last
+//! term for descriptor bitmaps with `cap < 64` only) and `inuse <= objects`;
+//! per class:
 //!
 //! * `partial[c]` lists (through the head descriptors' `next`/`prev`) exactly
-//!   the slabs of class `c` with `0 < inuse < cap`;
+//!   the slabs of class `c` with `0 < inuse < objects`;
 //! * `spare[c]` is [`NIL`] or one slab with `inuse == 0`, kept so that a class
 //!   oscillating around a slab boundary does not split and merge a buddy block
 //!   on every call (SLUB's `min_partial`, with a limit of one);
