@@ -85,7 +85,7 @@ fn run_model(geometry: Geometry, len: usize, offset: usize, seed: u64, ops: usiz
     }
     let live_bytes: usize = model.live.values().sum();
     assert_eq!(heap.stats().free_bytes, initial_free - live_bytes);
-    for (&p, _) in &model.live {
+    for &p in model.live.keys() {
         unsafe { heap.free(p as *mut u8) };
     }
     heap.validate().unwrap();
