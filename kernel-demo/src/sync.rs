@@ -124,7 +124,7 @@ impl Barrier {
             self.generation.fetch_add(1, Ordering::Release);
             return;
         }
-        wait_until(what, 120_000, || {
+        wait_until(what, 600_000, || {
             self.generation.load(Ordering::Acquire) != gen
         });
     }
