@@ -32,7 +32,9 @@ impl Drop for Region {
 }
 
 fn main() {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8);
+    let threads = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .clamp(2, 8);
     let region = Region::new(64 * MIB);
     // SAFETY: the region is ours and outlives the heap's use below.
     let heap = unsafe { Heap::init(region.0, 64 * MIB, threads) }.expect("64 MiB heap");
@@ -48,7 +50,11 @@ fn main() {
                 for _ in 0..ops_per_thread {
                     if live.len() < 64 && rng.gen_bool(0.55) {
                         // Mostly single pages, sometimes up to 1 MiB.
-                        let size = if rng.gen_bool(0.9) { PAGE_SIZE } else { PAGE_SIZE << rng.gen_range(1..=8) };
+                        let size = if rng.gen_bool(0.9) {
+                            PAGE_SIZE
+                        } else {
+                            PAGE_SIZE << rng.gen_range(1..=8)
+                        };
                         if let Some(p) = h.alloc(size) {
                             live.push(p);
                         }
@@ -82,12 +88,18 @@ fn main() {
         );
     }
     heap.validate().expect("consistent after the run");
-    println!("\nvalidate(): ok\n\n64 MiB heap after the run:\n{}\n", heap.stats());
+    println!(
+        "\nvalidate(): ok\n\n64 MiB heap after the run:\n{}\n",
+        heap.stats()
+    );
 
     let big = Region::new(4 << 30);
     // SAFETY: as above; only the metadata pages are touched.
     let heap4 = unsafe { Heap::init(big.0, 4 << 30, 8) }.expect("4 GiB heap");
     let t = Instant::now();
     let s = heap4.stats();
-    println!("4 GiB heap (8 CPUs), stats walk {:.1} ms:\n{s}", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "4 GiB heap (8 CPUs), stats walk {:.1} ms:\n{s}",
+        t.elapsed().as_secs_f64() * 1e3
+    );
 }

@@ -20,7 +20,10 @@ impl MetadataBytes {
             e.1 += bytes;
             return;
         }
-        assert!(self.len < self.entries.len(), "too many metadata components");
+        assert!(
+            self.len < self.entries.len(),
+            "too many metadata components"
+        );
         self.entries[self.len] = (name, bytes);
         self.len += 1;
     }
@@ -76,7 +79,12 @@ impl fmt::Display for Stats {
             "region {} B, usable {} B, free {} B",
             self.region_bytes, self.usable_bytes, self.free_bytes
         )?;
-        write!(f, "metadata {} B ({:.3} %):", self.metadata.total(), self.metadata_percent())?;
+        write!(
+            f,
+            "metadata {} B ({:.3} %):",
+            self.metadata.total(),
+            self.metadata_percent()
+        )?;
         for (name, bytes) in self.metadata.iter() {
             write!(f, " {name} {bytes} B;")?;
         }

@@ -60,8 +60,10 @@ impl Area<'_> {
         let g = self.g;
         if k > g.chunk_order() {
             let d = g.area_order() - k;
-            let up = cas_update(self.top, |w: AreaWord| Some((w.release(d, offset >> k)?, ())))
-                .map_err(drop)?;
+            let up = cas_update(self.top, |w: AreaWord| {
+                Some((w.release(d, offset >> k)?, ()))
+            })
+            .map_err(drop)?;
             *retries += up.retries;
             return Ok(());
         }
@@ -69,8 +71,10 @@ impl Area<'_> {
         let node = (offset & (g.chunk_pages() - 1)) >> k;
         let d = g.chunk_order() - k;
         // Step 1: release the node in its chunk.
-        let up = cas_update(&self.chunks[j as usize], |w: ChunkWord| Some((w.release(d, node)?, ())))
-            .map_err(drop)?;
+        let up = cas_update(&self.chunks[j as usize], |w: ChunkWord| {
+            Some((w.release(d, node)?, ()))
+        })
+        .map_err(drop)?;
         *retries += up.retries;
         // Step 2: return the pages to the count (linearization point).
         self.unreserve(j, 1 << k, retries);
@@ -79,7 +83,9 @@ impl Area<'_> {
 
     fn unreserve(&self, j: u32, pages: u32, retries: &mut u32) {
         let g = self.g;
-        match cas_update(self.top, |w: AreaWord| Some((w.unreserve(g, j, pages)?, ()))) {
+        match cas_update(self.top, |w: AreaWord| {
+            Some((w.unreserve(g, j, pages)?, ()))
+        }) {
             Ok(up) => *retries += up.retries,
             // Invariant R: our own pages are part of used(j).
             Err(w) => panic!("magbuddy: reservation count of chunk {j} below {pages}: {w:?}"),
@@ -119,14 +125,23 @@ mod tests {
     use std::vec::Vec;
 
     fn words(g: Geometry) -> (AtomicU64, Vec<AtomicU64>) {
-        (AtomicU64::new(0), (0..g.chunks_per_area()).map(|_| AtomicU64::new(0)).collect())
+        (
+            AtomicU64::new(0),
+            (0..g.chunks_per_area())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+        )
     }
 
     #[test]
     fn fills_and_empties_at_every_order() {
         let g = Geometry::DEFAULT;
         let (top, chunks) = words(g);
-        let area = Area { top: &top, chunks: &chunks, g };
+        let area = Area {
+            top: &top,
+            chunks: &chunks,
+            g,
+        };
         let mut r = 0;
         for k in 0..=g.area_order() {
             let mut got = Vec::new();
@@ -148,7 +163,11 @@ mod tests {
     fn fragmentation_falls_through_to_the_next_chunk() {
         let g = Geometry::new(2, 4).unwrap(); // 4-page chunks, 4 chunks
         let (top, chunks) = words(g);
-        let area = Area { top: &top, chunks: &chunks, g };
+        let area = Area {
+            top: &top,
+            chunks: &chunks,
+            g,
+        };
         let mut r = 0;
         // Pages 0 and 2 of chunk 0: two free pages but no free pair there.
         let a = area.alloc(0, &mut r).unwrap();
@@ -158,6 +177,9 @@ mod tests {
         assert!(a < 4 && c < 4);
         let pair = area.alloc(1, &mut r).unwrap();
         assert!(pair >= 4 || (pair..pair + 2).all(|p| p != a && p != c));
-        assert_eq!(AreaWord(area.load_top()).used(g, 0), 2 + u32::from(pair < 4) * 2);
+        assert_eq!(
+            AreaWord(area.load_top()).used(g, 0),
+            2 + u32::from(pair < 4) * 2
+        );
     }
 }

@@ -100,7 +100,10 @@ pub struct Geometry {
 
 impl Geometry {
     /// 32-page chunks (6 levels per chunk word) in 256-page areas (1 MiB).
-    pub const DEFAULT: Self = Self { chunk_order: 5, area_order: 8 };
+    pub const DEFAULT: Self = Self {
+        chunk_order: 5,
+        area_order: 8,
+    };
 
     /// A geometry with `2^chunk_order` pages per chunk word and `2^area_order`
     /// per area, if both words fit in 64 bits (`chunk_order <= 5`,
@@ -114,7 +117,10 @@ impl Geometry {
         if bits > 64 {
             return None;
         }
-        Some(Self { chunk_order, area_order })
+        Some(Self {
+            chunk_order,
+            area_order,
+        })
     }
 
     /// log2 of pages per chunk word.

@@ -167,7 +167,8 @@ impl AreaWord {
     /// Returns `pages` of chunk `j` (free step 2, or the undo of step 1).
     #[inline]
     pub(crate) fn unreserve(self, g: Geometry, j: u32, pages: u32) -> Option<Self> {
-        (self.used(g, j) >= pages).then(|| Self(self.0 - ((pages as u64) << Self::count_shift(g, j))))
+        (self.used(g, j) >= pages)
+            .then(|| Self(self.0 - ((pages as u64) << Self::count_shift(g, j))))
     }
 
     /// Allocates a free top node of level `d` (order `H - d`): no allocated
@@ -290,7 +291,11 @@ mod tests {
         w.check(G).unwrap();
         assert_eq!(w.free_pages(G), 32 - 26);
         for leaf in 0..32 {
-            assert_eq!(w.block_of(G, leaf).is_some(), (3..29).contains(&leaf), "leaf {leaf}");
+            assert_eq!(
+                w.block_of(G, leaf).is_some(),
+                (3..29).contains(&leaf),
+                "leaf {leaf}"
+            );
         }
         assert_eq!(ChunkWord::with_reserved(G, 0, 32).0, 1);
     }
