@@ -284,6 +284,7 @@ impl Heap {
     }
 
     fn region(&self, index: usize) -> Option<&Region> {
+        // Acquire: pairs with the Release store in `publish`.
         let addr = self.regions.get(index)?.load(Ordering::Acquire);
         // SAFETY: as in `regions`.
         (addr != 0).then(|| unsafe { &*(addr as *const Region) })
@@ -320,6 +321,7 @@ impl Heap {
             .order_for(size)
             .and_then(|k| self.alloc_order(k, &mut ctx));
         if ctx.home != home {
+            // Relaxed: a placement hint; a lost update only costs locality.
             self.cursor.store(ctx.home, Ordering::Relaxed);
         }
         self.shared.bump_shared(
