@@ -8,21 +8,38 @@ use super::bits::{self, low_mask, node_bit};
 use super::Geometry;
 use crate::cas::Packed;
 
+/// The parts both word types share: raw-bit conversion for
+/// [`crate::cas::cas_update`] and releasing an allocated node.
+macro_rules! packed_word {
+    ($($word:ident),*) => {$(
+        impl Packed for $word {
+            #[inline]
+            fn from_bits(bits: u64) -> Self {
+                Self(bits)
+            }
+            #[inline]
+            fn bits(self) -> u64 {
+                self.0
+            }
+        }
+
+        impl $word {
+            /// Releases node `j` of level `d`; `None` if it is not allocated.
+            #[inline]
+            pub(crate) fn release(self, d: u32, j: u32) -> Option<Self> {
+                let bit = node_bit(d, j);
+                (self.0 & bit != 0).then_some(Self(self.0 & !bit))
+            }
+        }
+    )*};
+}
+
+packed_word!(ChunkWord, AreaWord);
+
 /// One chunk: an exact buddy tree over `2^c` pages, one allocation bit per
 /// node (`c + 1` levels, root = order `c`). All-zero means entirely free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ChunkWord(pub(crate) u64);
-
-impl Packed for ChunkWord {
-    #[inline]
-    fn from_bits(bits: u64) -> Self {
-        Self(bits)
-    }
-    #[inline]
-    fn bits(self) -> u64 {
-        self.0
-    }
-}
 
 impl ChunkWord {
     /// Allocates a free node of level `d` (order `c - d`); returns its index.
@@ -34,13 +51,6 @@ impl ChunkWord {
         }
         let j = bits::pick(free, d);
         Some((Self(self.0 | node_bit(d, j)), j))
-    }
-
-    /// Releases node `j` of level `d`; `None` if it is not allocated.
-    #[inline]
-    pub(crate) fn release(self, d: u32, j: u32) -> Option<Self> {
-        let bit = node_bit(d, j);
-        (self.0 & bit != 0).then_some(Self(self.0 & !bit))
     }
 
     /// Pages of the chunk not covered by an allocated node.
@@ -92,17 +102,6 @@ impl ChunkWord {
 /// allocation in flight. All-zero means the whole area is free.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct AreaWord(pub(crate) u64);
-
-impl Packed for AreaWord {
-    #[inline]
-    fn from_bits(bits: u64) -> Self {
-        Self(bits)
-    }
-    #[inline]
-    fn bits(self) -> u64 {
-        self.0
-    }
-}
 
 impl AreaWord {
     #[inline]
@@ -182,13 +181,6 @@ impl AreaWord {
         }
         let j = bits::pick(free, d);
         Some((Self(self.0 | node_bit(d, j)), j))
-    }
-
-    /// Releases top node `j` of level `d`; `None` if it is not allocated.
-    #[inline]
-    pub(crate) fn release(self, d: u32, j: u32) -> Option<Self> {
-        let bit = node_bit(d, j);
-        (self.0 & bit != 0).then_some(Self(self.0 & !bit))
     }
 
     /// The allocated top node covering chunk `chunk`, as `(level, index)`.
