@@ -17,6 +17,8 @@ pub mod baseline;
 pub mod buddy;
 mod cas;
 mod error;
+#[doc(hidden)]
+pub mod mutant;
 mod stats;
 pub mod sync;
 
