@@ -1,0 +1,292 @@
+//! The harness: threads started outside the timed part, per-thread contexts,
+//! optional per-operation latency probes, and the result of one run.
+//!
+//! Timing: every thread builds its [`ThreadAlloc`] view (a magbuddy handle
+//! claim, say), waits at a barrier, reads the clock, runs its fixed work and
+//! reads the clock again. A run's time is the latest end minus the earliest
+//! start, so thread creation and handle claims are outside it, while a thread
+//! that was descheduled during its work is inside it.
+//!
+//! Latency is measured in separate runs with [`Latency`] probes, which read
+//! the clock around every allocation and free and record the difference in a
+//! per-thread histogram; throughput runs use [`NoProbe`], which compiles to
+//! nothing (the probe is a type parameter, not a runtime flag).
+
+use std::alloc::Layout;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+
+use crate::alloc::{BenchAlloc, ThreadAlloc};
+
+/// Wraps each allocator call of a workload.
+pub trait Probe: Send + Sized {
+    /// A fresh probe for one thread.
+    fn new() -> Self;
+    /// Runs `f`, measuring it if this probe measures.
+    fn time<R>(&mut self, f: impl FnOnce() -> R) -> R;
+    /// The latencies recorded, if any.
+    fn into_histogram(self) -> Option<Histogram<u64>>;
+}
+
+/// Measures nothing.
+pub struct NoProbe;
+
+impl Probe for NoProbe {
+    fn new() -> Self {
+        NoProbe
+    }
+    #[inline(always)]
+    fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+    fn into_histogram(self) -> Option<Histogram<u64>> {
+        None
+    }
+}
+
+/// Records every call's latency in nanoseconds.
+pub struct Latency(Histogram<u64>);
+
+impl Probe for Latency {
+    fn new() -> Self {
+        // 3 significant digits from 1 ns to 100 s.
+        Latency(Histogram::new_with_bounds(1, 100_000_000_000, 3).expect("histogram bounds"))
+    }
+    #[inline(always)]
+    fn time<R>(&mut self, f: impl FnOnce() -> R) -> R {
+        let t0 = Instant::now();
+        let r = f();
+        let ns = t0.elapsed().as_nanos() as u64;
+        self.0.saturating_record(ns.max(1));
+        r
+    }
+    fn into_histogram(self) -> Option<Histogram<u64>> {
+        Some(self.0)
+    }
+}
+
+/// Parameters of one run.
+#[derive(Clone, Copy, Debug)]
+pub struct RunConfig {
+    /// Threads doing the work.
+    pub threads: usize,
+    /// Alloc+free pairs each thread performs (the fixed work).
+    pub pairs: usize,
+    /// Seed of every thread's RNG (mixed with the thread index).
+    pub seed: u64,
+    /// Stops the work early once this much time has passed (a pure spinlock
+    /// with 8 threads on 2 cores can take minutes); `None` = never.
+    pub time_limit: Option<Duration>,
+    /// Leave the final live set allocated (for the fragmentation report).
+    pub keep: bool,
+}
+
+/// What one thread did.
+pub struct ThreadResult {
+    start: Instant,
+    end: Instant,
+    pairs: u64,
+    failed: u64,
+    truncated: bool,
+    hist: Option<Histogram<u64>>,
+    leftover: Vec<(usize, Layout)>,
+}
+
+/// The outcome of one run.
+#[derive(Default)]
+pub struct RunResult {
+    /// Latest end minus earliest start.
+    pub elapsed: Duration,
+    /// Successful allocations that were (or, with `keep`, could be) freed.
+    pub pairs: u64,
+    /// Allocations that returned null.
+    pub failed: u64,
+    /// Whether the time limit cut the work short.
+    pub truncated: bool,
+    /// Per-operation latency (alloc or free), with a [`Latency`] probe.
+    pub hist: Option<Histogram<u64>>,
+    /// Objects left allocated (with `keep`): address and layout.
+    pub leftover: Vec<(usize, Layout)>,
+}
+
+impl RunResult {
+    /// Nanoseconds per pair over the whole machine: elapsed time divided by
+    /// all threads' pairs (the inverse of throughput).
+    pub fn ns_per_pair(&self) -> f64 {
+        self.elapsed.as_nanos() as f64 / self.pairs.max(1) as f64
+    }
+
+    /// Million operations (allocations plus frees) per second.
+    pub fn mops(&self) -> f64 {
+        2.0 * self.pairs as f64 / self.elapsed.as_secs_f64().max(1e-9) / 1e6
+    }
+
+    /// Folds in another thread's (or phase's) results.
+    pub fn merge(&mut self, t: ThreadResult, first: &mut Option<(Instant, Instant)>) {
+        let (s, e) = first.get_or_insert((t.start, t.end));
+        *s = (*s).min(t.start);
+        *e = (*e).max(t.end);
+        self.elapsed = *e - *s;
+        self.pairs += t.pairs;
+        self.failed += t.failed;
+        self.truncated |= t.truncated;
+        match (&mut self.hist, t.hist) {
+            (Some(h), Some(o)) => h.add(o).expect("same histogram bounds"),
+            (h @ None, o) => *h = o,
+            _ => {}
+        }
+        self.leftover.extend(t.leftover);
+    }
+}
+
+/// One thread's handle on its allocator, RNG and bookkeeping.
+pub struct Ctx<'a, P: Probe> {
+    a: Box<dyn ThreadAlloc + 'a>,
+    /// The thread's deterministic RNG.
+    pub rng: SmallRng,
+    probe: P,
+    pairs: u64,
+    failed: u64,
+    deadline: Option<Instant>,
+    truncated: bool,
+    keep: bool,
+    leftover: Vec<(usize, Layout)>,
+}
+
+impl<'a, P: Probe> Ctx<'a, P> {
+    /// A context for thread `index` (the RNG stream is `seed` mixed with
+    /// `stream`, so phases of a workload can differ).
+    pub fn new(alloc: &'a dyn BenchAlloc, index: usize, cfg: &RunConfig, stream: u64) -> Self {
+        let seed = cfg.seed ^ (stream << 32) ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        Self {
+            a: alloc.thread(index),
+            rng: SmallRng::seed_from_u64(seed),
+            probe: P::new(),
+            pairs: 0,
+            failed: 0,
+            deadline: None,
+            truncated: false,
+            keep: cfg.keep,
+            leftover: Vec::new(),
+        }
+    }
+
+    /// Allocates and writes the first byte (as a program would); null (and
+    /// counted as failed) when the allocator refuses.
+    #[inline]
+    pub fn alloc(&mut self, layout: Layout) -> *mut u8 {
+        let a = &mut self.a;
+        let p = self.probe.time(|| a.alloc(layout));
+        if p.is_null() {
+            self.failed += 1;
+        } else {
+            // SAFETY: a live allocation of at least one byte.
+            unsafe { p.write_volatile(1) };
+        }
+        p
+    }
+
+    /// Frees `p` (null: a failed allocation, nothing to do) and counts a pair.
+    ///
+    /// # Safety
+    /// * `p` is null or a live allocation of `layout` from this run's allocator.
+    #[inline]
+    pub unsafe fn free(&mut self, p: *mut u8, layout: Layout) {
+        if p.is_null() {
+            return;
+        }
+        let a = &mut self.a;
+        // SAFETY: the caller's promise, passed on.
+        self.probe.time(|| unsafe { a.dealloc(p, layout) });
+        self.pairs += 1;
+    }
+
+    /// Frees a live set at the end of a workload, or keeps it with `keep`.
+    ///
+    /// # Safety
+    /// * As [`Self::free`] for every element.
+    pub unsafe fn finish(&mut self, live: impl IntoIterator<Item = (*mut u8, Layout)>) {
+        for (p, l) in live {
+            if self.keep {
+                if !p.is_null() {
+                    self.pairs += 1;
+                    self.leftover.push((p as usize, l));
+                }
+            } else {
+                // SAFETY: the caller's promise, passed on.
+                unsafe { self.free(p, l) };
+            }
+        }
+    }
+
+    /// True once the time limit has passed; checks the clock every 256 calls.
+    #[inline]
+    pub fn stopped(&mut self, i: usize) -> bool {
+        if !self.truncated && i % 256 == 255 {
+            self.truncated = self.deadline.is_some_and(|d| Instant::now() >= d);
+        }
+        self.truncated
+    }
+
+    fn into_result(self, start: Instant, end: Instant) -> ThreadResult {
+        ThreadResult {
+            start,
+            end,
+            pairs: self.pairs,
+            failed: self.failed,
+            truncated: self.truncated,
+            hist: self.probe.into_histogram(),
+            leftover: self.leftover,
+        }
+    }
+}
+
+/// Runs `body(index, ctx)` on `threads` threads released together by a
+/// barrier, each timing its own work; see the module docs.
+pub fn timed_threads<P, F>(
+    alloc: &dyn BenchAlloc,
+    threads: usize,
+    cfg: &RunConfig,
+    stream: u64,
+    body: F,
+) -> Vec<ThreadResult>
+where
+    P: Probe,
+    F: Fn(usize, &mut Ctx<'_, P>) + Sync,
+{
+    let barrier = Barrier::new(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|i| {
+                let (barrier, body) = (&barrier, &body);
+                s.spawn(move || {
+                    let mut ctx = Ctx::<P>::new(alloc, i, cfg, stream);
+                    barrier.wait();
+                    let start = Instant::now();
+                    ctx.deadline = cfg.time_limit.map(|l| start + l);
+                    body(i, &mut ctx);
+                    let end = Instant::now();
+                    ctx.into_result(start, end)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("benchmark thread panicked"))
+            .collect()
+    })
+}
+
+/// Folds thread results into one [`RunResult`].
+pub fn collect(results: impl IntoIterator<Item = ThreadResult>) -> RunResult {
+    let mut r = RunResult::default();
+    let mut span = None;
+    for t in results {
+        r.merge(t, &mut span);
+    }
+    r
+}
