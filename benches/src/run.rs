@@ -246,12 +246,17 @@ impl<'a, P: Probe> Ctx<'a, P> {
 }
 
 /// Runs `body(index, ctx)` on `threads` threads released together by a
-/// barrier, each timing its own work; see the module docs.
+/// barrier, each timing its own work; see the module docs. The threads come
+/// from a pool that lives as long as the process ([`pool`]): allocators with
+/// thread caches (mimalloc, glibc) then run warm, as in a long-lived server,
+/// instead of paying each run for a fresh thread's heap. With `fresh`, new
+/// threads are spawned instead (the churn workload wants exactly that cost).
 pub fn timed_threads<P, F>(
     alloc: &dyn BenchAlloc,
     threads: usize,
     cfg: &RunConfig,
     stream: u64,
+    fresh: bool,
     body: F,
 ) -> Vec<ThreadResult>
 where
@@ -259,26 +264,97 @@ where
     F: Fn(usize, &mut Ctx<'_, P>) + Sync,
 {
     let barrier = Barrier::new(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|i| {
-                let (barrier, body) = (&barrier, &body);
-                s.spawn(move || {
-                    let mut ctx = Ctx::<P>::new(alloc, i, cfg, stream);
-                    barrier.wait();
-                    let start = Instant::now();
-                    ctx.deadline = cfg.time_limit.map(|l| start + l);
-                    body(i, &mut ctx);
-                    let end = Instant::now();
-                    ctx.into_result(start, end)
+    let job = |i: usize| {
+        let mut ctx = Ctx::<P>::new(alloc, i, cfg, stream);
+        barrier.wait();
+        let start = Instant::now();
+        ctx.deadline = cfg.time_limit.map(|l| start + l);
+        body(i, &mut ctx);
+        let end = Instant::now();
+        ctx.into_result(start, end)
+    };
+    if fresh || threads > pool::SIZE {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|i| s.spawn(move || job(i))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("benchmark thread panicked"))
+                .collect()
+        })
+    } else {
+        pool::run(threads, &job)
+    }
+}
+
+/// A fixed set of worker threads that run borrowed jobs and are joined (by
+/// waiting for every result) before [`run`] returns, like a scoped thread.
+pub mod pool {
+    use std::any::Any;
+    use std::sync::mpsc::{channel, Sender};
+    use std::sync::{Mutex, OnceLock};
+
+    use super::ThreadResult;
+
+    /// Workers in the pool: the most threads any run uses.
+    pub const SIZE: usize = crate::MAX_THREADS;
+
+    type Job = &'static (dyn Fn(usize) -> ThreadResult + Sync);
+    type Reply = Sender<(usize, Result<ThreadResult, Box<dyn Any + Send>>)>;
+    /// A worker's inbox: thread index, job, where to reply.
+    type Inbox = Mutex<Sender<(usize, Job, Reply)>>;
+
+    fn workers() -> &'static [Inbox] {
+        static WORKERS: OnceLock<Vec<Inbox>> = OnceLock::new();
+        WORKERS.get_or_init(|| {
+            (0..SIZE)
+                .map(|_| {
+                    let (tx, rx) = channel::<(usize, Job, Reply)>();
+                    std::thread::spawn(move || {
+                        for (i, job, reply) in rx {
+                            let r =
+                                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(i)));
+                            let _ = reply.send((i, r));
+                        }
+                    });
+                    Mutex::new(tx)
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("benchmark thread panicked"))
+                .collect()
+        })
+    }
+
+    /// Runs `job(0..threads)` on the first `threads` workers and returns the
+    /// results in index order; re-raises a job's panic after all finished.
+    pub fn run(threads: usize, job: &(dyn Fn(usize) -> ThreadResult + Sync)) -> Vec<ThreadResult> {
+        assert!(threads <= SIZE);
+        // SAFETY: the reference is used by workers only until they send their
+        // reply, and we wait below for all `threads` replies before returning
+        // (a panicking job still replies, through `catch_unwind`), so no
+        // worker uses it after this borrow ends.
+        let job: Job =
+            unsafe { std::mem::transmute::<&(dyn Fn(usize) -> ThreadResult + Sync), Job>(job) };
+        let (reply, results) = channel();
+        for (i, w) in workers()[..threads].iter().enumerate() {
+            w.lock()
+                .expect("pool sender")
+                .send((i, job, reply.clone()))
+                .expect("pool worker alive");
+        }
+        drop(reply);
+        let mut out: Vec<Option<ThreadResult>> = (0..threads).map(|_| None).collect();
+        let mut panic = None;
+        for (i, r) in results.iter().take(threads) {
+            match r {
+                Ok(t) => out[i] = Some(t),
+                Err(p) => panic = Some(p),
+            }
+        }
+        if let Some(p) = panic {
+            std::panic::resume_unwind(p);
+        }
+        out.into_iter()
+            .map(|t| t.expect("every worker replied"))
             .collect()
-    })
+    }
 }
 
 /// Folds thread results into one [`RunResult`].

@@ -114,26 +114,47 @@ impl Workload {
         let stream = self as u64;
         match self {
             Workload::Small | Workload::Page | Workload::Mixed => {
-                collect(timed_threads::<P, _>(alloc, t, cfg, stream, |_, ctx| {
-                    let mut live = Vec::new();
-                    // SAFETY: `replace` hands back only what it allocated.
-                    unsafe {
-                        replace(ctx, &mut live, cfg.pairs, |r| self.size(r));
-                        ctx.finish(live);
-                    }
-                }))
+                collect(timed_threads::<P, _>(
+                    alloc,
+                    t,
+                    cfg,
+                    stream,
+                    false,
+                    |_, ctx| {
+                        let mut live = Vec::new();
+                        // SAFETY: `replace` hands back only what it allocated.
+                        unsafe {
+                            replace(ctx, &mut live, cfg.pairs, |r| self.size(r));
+                            ctx.finish(live);
+                        }
+                    },
+                ))
             }
             Workload::ConstOcc => {
-                collect(timed_threads::<P, _>(alloc, t, cfg, stream, |_, ctx| {
-                    // SAFETY: as above.
-                    unsafe { const_occupancy(ctx, cfg.pairs) }
-                }))
+                collect(timed_threads::<P, _>(
+                    alloc,
+                    t,
+                    cfg,
+                    stream,
+                    false,
+                    |_, ctx| {
+                        // SAFETY: as above.
+                        unsafe { const_occupancy(ctx, cfg.pairs) }
+                    },
+                ))
             }
             Workload::ThreadTest => {
-                collect(timed_threads::<P, _>(alloc, t, cfg, stream, |_, ctx| {
-                    // SAFETY: as above.
-                    unsafe { thread_test(ctx, cfg.pairs, (2_000 / t).max(1)) }
-                }))
+                collect(timed_threads::<P, _>(
+                    alloc,
+                    t,
+                    cfg,
+                    stream,
+                    false,
+                    |_, ctx| {
+                        // SAFETY: as above.
+                        unsafe { thread_test(ctx, cfg.pairs, (2_000 / t).max(1)) }
+                    },
+                ))
             }
             Workload::Remote => remote::<P>(alloc, cfg),
             Workload::Larson => larson::<P>(alloc, cfg),
@@ -280,6 +301,7 @@ fn remote<P: Probe>(alloc: &dyn BenchAlloc, cfg: &RunConfig) -> RunResult {
         cfg.threads,
         cfg,
         Workload::Remote as u64,
+        false,
         |i, ctx| {
             if both || i < pairs {
                 let k = i % pairs;
@@ -339,7 +361,7 @@ fn larson<P: Probe>(alloc: &dyn BenchAlloc, cfg: &RunConfig) -> RunResult {
             (tx, Mutex::new(rx))
         })
         .unzip();
-    let results = timed_threads::<P, _>(alloc, t, cfg, Workload::Larson as u64, |i, ctx| {
+    let results = timed_threads::<P, _>(alloc, t, cfg, Workload::Larson as u64, false, |i, ctx| {
         let rx = rxs[i].lock().expect("receiver");
         let mut live: Vec<(*mut u8, Layout)> = Vec::with_capacity(LIVE);
         let per_round = cfg.pairs / ROUNDS;
@@ -376,24 +398,31 @@ fn churn<P: Probe>(alloc: &dyn BenchAlloc, cfg: &RunConfig) -> RunResult {
     for phase in 0..ROUNDS {
         let last = phase + 1 == ROUNDS;
         let stream = ((Workload::Churn as u64) << 8) | phase as u64;
-        all.extend(timed_threads::<P, _>(alloc, t, cfg, stream, |i, ctx| {
-            let from = &carry[phase % 2][(i + 1) % t];
-            let inherited = std::mem::take(&mut *from.lock().expect("carry"));
-            let mut live: Vec<(*mut u8, Layout)> = inherited
-                .into_iter()
-                .map(|(p, l)| (p as *mut u8, l))
-                .collect();
-            // SAFETY: `live` holds the predecessor's live objects.
-            unsafe { replace(ctx, &mut live, per_phase, |r| Workload::Churn.size(r)) };
-            if last {
-                // SAFETY: as above.
-                unsafe { ctx.finish(live) };
-            } else {
-                let to = &carry[(phase + 1) % 2][i];
-                *to.lock().expect("carry") =
-                    live.into_iter().map(|(p, l)| (p as usize, l)).collect();
-            }
-        }));
+        all.extend(timed_threads::<P, _>(
+            alloc,
+            t,
+            cfg,
+            stream,
+            true,
+            |i, ctx| {
+                let from = &carry[phase % 2][(i + 1) % t];
+                let inherited = std::mem::take(&mut *from.lock().expect("carry"));
+                let mut live: Vec<(*mut u8, Layout)> = inherited
+                    .into_iter()
+                    .map(|(p, l)| (p as *mut u8, l))
+                    .collect();
+                // SAFETY: `live` holds the predecessor's live objects.
+                unsafe { replace(ctx, &mut live, per_phase, |r| Workload::Churn.size(r)) };
+                if last {
+                    // SAFETY: as above.
+                    unsafe { ctx.finish(live) };
+                } else {
+                    let to = &carry[(phase + 1) % 2][i];
+                    *to.lock().expect("carry") =
+                        live.into_iter().map(|(p, l)| (p as usize, l)).collect();
+                }
+            },
+        ));
     }
     collect(all)
 }

@@ -98,7 +98,7 @@ impl PerCpuPages {
 
     /// One page for `cpu`, or null when every list is empty.
     pub fn alloc(&self, cpu: usize) -> *mut u8 {
-        let p = self.lists[cpu].with(|head| pop(head));
+        let p = self.lists[cpu].with(pop);
         if !p.is_null() {
             return p;
         }

@@ -1,1 +1,211 @@
-fn main() {}
+//! The report: fixed-work runs of every workload × threads × allocator, then
+//! tables (markdown and CSV), plots, memory and fragmentation, callgrind
+//! instruction counts, and the issue's targets checked against this run.
+//!
+//! ```text
+//! cargo run --release -p magbuddy-bench --bin report -- [--quick] [--threads 1,2,4,8] [--out papers/figures]
+//! ```
+//!
+//! Writes `report.md`, `runs.csv`, `memory.csv`, `fragmentation.csv`,
+//! `instructions.csv`, `scaling.svg` and `latency.svg` into `--out`, and
+//! prints `report.md`. `--callgrind <allocator> <workload>` is the mode that
+//! `valgrind --tool=callgrind` runs (see `callgrind.rs`).
+
+mod callgrind;
+mod memory;
+mod plot;
+mod table;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use magbuddy_bench::{
+    BenchAlloc, Kind, Latency, NoProbe, RunConfig, Workload, MAX_THREADS, REGION,
+};
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(about = "magbuddy benchmark report: tables, CSV, plots, memory, instructions")]
+pub struct Args {
+    /// Less work per point and one repetition (≤ 3 minutes on 2 cores).
+    #[arg(long)]
+    quick: bool,
+    /// Thread counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    threads: Vec<usize>,
+    /// Directory for tables, CSV and plots.
+    #[arg(long, default_value = "papers/figures")]
+    out: PathBuf,
+    /// Only these workloads (comma-separated names; default all).
+    #[arg(long, value_delimiter = ',')]
+    workloads: Vec<String>,
+    /// Only these allocators (comma-separated names; default all).
+    #[arg(long, value_delimiter = ',')]
+    allocators: Vec<String>,
+    /// Skip the callgrind instruction counts (they need valgrind).
+    #[arg(long)]
+    no_callgrind: bool,
+    /// Callgrind mode: run ALLOCATOR on WORKLOAD once and exit (what
+    /// `valgrind --tool=callgrind` runs; see the instruction table).
+    #[arg(long, num_args = 2, value_names = ["ALLOCATOR", "WORKLOAD"])]
+    callgrind: Option<Vec<String>>,
+    /// Pairs per thread in callgrind mode.
+    #[arg(long, default_value_t = 20_000)]
+    pairs: usize,
+}
+
+/// Work per point.
+#[derive(Clone, Copy)]
+pub struct Plan {
+    /// Pairs per thread per run.
+    pairs: usize,
+    /// Throughput runs per point (the median is reported).
+    reps: usize,
+    /// Cap on one run (see `RunConfig::time_limit`).
+    limit: Duration,
+}
+
+/// One measured point.
+pub struct Point {
+    pub wl: Workload,
+    pub threads: usize,
+    pub alloc: String,
+    pub ns_pair: f64,
+    pub mops: f64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub cas_per_op: Option<f64>,
+    pub failed: u64,
+    pub truncated: bool,
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(v) = &args.callgrind {
+        callgrind::child(&v[0], &v[1], args.pairs, args.threads[0]);
+        return;
+    }
+    let plan = if args.quick {
+        Plan {
+            pairs: 16_000,
+            reps: 1,
+            limit: Duration::from_millis(500),
+        }
+    } else {
+        Plan {
+            pairs: 200_000,
+            reps: 3,
+            limit: Duration::from_secs(4),
+        }
+    };
+    let pick = |names: &[String], all: &[&'static str]| -> Vec<&'static str> {
+        all.iter()
+            .copied()
+            .filter(|n| names.is_empty() || names.iter().any(|m| m == n))
+            .collect()
+    };
+    let wls: Vec<Workload> = pick(&args.workloads, &Workload::ALL.map(Workload::name))
+        .into_iter()
+        .filter_map(Workload::parse)
+        .collect();
+    let kinds: Vec<Kind> = pick(&args.allocators, &Kind::ALL.map(Kind::name))
+        .into_iter()
+        .filter_map(Kind::parse)
+        .collect();
+    std::fs::create_dir_all(&args.out).expect("create --out");
+    let t0 = Instant::now();
+    let allocs: Vec<Box<dyn BenchAlloc>> =
+        kinds.iter().map(|k| k.build(REGION, MAX_THREADS)).collect();
+    let points = measure(&allocs, &wls, &args.threads, plan);
+    drop(allocs);
+    let mut md = table::header(&args, plan);
+    md += &table::runs(&points, &args.threads);
+    table::write_csv(&args.out.join("runs.csv"), &points);
+    plot::scaling(&args.out.join("scaling.svg"), &points, &args.threads);
+    plot::latency(&args.out.join("latency.svg"), &points, &args.threads);
+    eprintln!("memory and fragmentation ...");
+    let mem = memory::metadata(&args.out.join("memory.csv"));
+    md += &mem.markdown;
+    md += &memory::fragmentation(&args.out.join("fragmentation.csv"), &kinds, plan.pairs);
+    let instr = if args.no_callgrind {
+        None
+    } else {
+        eprintln!("callgrind ...");
+        callgrind::table(&args.out.join("instructions.csv"), args.quick)
+    };
+    if let Some(i) = &instr {
+        md += &i.markdown;
+    }
+    md += &table::targets(&points, instr.as_ref(), &mem);
+    md += &format!("\nReport took {:.0} s.\n", t0.elapsed().as_secs_f64());
+    std::fs::write(args.out.join("report.md"), &md).expect("write report.md");
+    println!("{md}");
+}
+
+/// Runs every point: per workload and thread count, each allocator in turn
+/// (so slow drifts of a noisy machine hit all of them alike), `reps`
+/// throughput runs (median kept) and one latency run.
+fn measure(
+    allocs: &[Box<dyn BenchAlloc>],
+    wls: &[Workload],
+    threads: &[usize],
+    plan: Plan,
+) -> Vec<Point> {
+    let todo: Vec<_> = wls
+        .iter()
+        .flat_map(|&wl| threads.iter().map(move |&t| (wl, t)))
+        .flat_map(|(wl, t)| {
+            allocs
+                .iter()
+                .filter(move |a| wl.fits(a.as_ref()))
+                .map(move |a| (wl, t, a))
+        })
+        .collect();
+    let bar = ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
+            .expect("progress template"),
+    );
+    let mut points = Vec::new();
+    for (wl, t, a) in todo {
+        bar.set_message(format!("{}/{}/{t}", wl.name(), a.name()));
+        let cfg = RunConfig {
+            threads: t,
+            pairs: plan.pairs,
+            seed: 42,
+            time_limit: Some(plan.limit),
+            keep: false,
+        };
+        let before = a.counters();
+        let mut runs: Vec<_> = (0..plan.reps)
+            .map(|_| wl.run::<NoProbe>(a.as_ref(), &cfg))
+            .collect();
+        let after = a.counters();
+        runs.sort_by(|x, y| x.ns_per_pair().total_cmp(&y.ns_per_pair()));
+        let mid = runs.swap_remove(runs.len() / 2);
+        let lat = wl.run::<Latency>(a.as_ref(), &cfg);
+        let h = lat.hist.expect("latency histogram");
+        let cas_per_op = before
+            .zip(after)
+            .map(|(b, a)| (a.cas_retries - b.cas_retries) as f64 / (a.ops - b.ops).max(1) as f64);
+        points.push(Point {
+            wl,
+            threads: t,
+            alloc: a.name().to_string(),
+            ns_pair: mid.ns_per_pair(),
+            mops: mid.mops(),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            cas_per_op,
+            failed: mid.failed + lat.failed,
+            truncated: mid.truncated || lat.truncated,
+        });
+        bar.inc(1);
+    }
+    bar.finish();
+    points
+}
