@@ -21,7 +21,7 @@ pub enum InitError {
     BadCpuCount(usize),
     /// The heap already holds [`crate::MAX_REGIONS`] regions.
     TooManyRegions,
-    /// The region holds more pages than the page index can name (2^32).
+    /// The region holds 2^30 pages (4 TiB) or more.
     TooLarge,
 }
 
@@ -37,7 +37,7 @@ impl fmt::Display for InitError {
                 write!(f, "CPU count {n} is outside 1..={}", crate::MAX_CPUS)
             }
             Self::TooManyRegions => write!(f, "heap already has {} regions", crate::MAX_REGIONS),
-            Self::TooLarge => write!(f, "region has more than 2^32 pages"),
+            Self::TooLarge => write!(f, "region has 2^30 pages (4 TiB) or more"),
         }
     }
 }
@@ -84,7 +84,10 @@ impl fmt::Display for FreeError {
                 f,
                 "free({ptr:#x}): pointer is inside the block at {block:#x}, not at its start"
             ),
-            Self::NotAllocated(p) => write!(f, "free({p:#x}): memory is not allocated"),
+            Self::NotAllocated(p) => write!(
+                f,
+                "free({p:#x}): memory is not allocated (already freed, or never allocated)"
+            ),
             Self::DoubleFree(p) => write!(f, "free({p:#x}): block is already free (double free)"),
             Self::Metadata(p) => write!(f, "free({p:#x}): pointer is in the heap's metadata"),
         }

@@ -17,8 +17,11 @@ pub mod baseline;
 pub mod buddy;
 mod cas;
 mod error;
+mod magazine;
 #[doc(hidden)]
 pub mod mutant;
+mod slab;
+mod stack;
 mod stats;
 pub mod sync;
 
@@ -37,12 +40,14 @@ pub const MAX_REGIONS: usize = 16;
 mod heap;
 pub use buddy::Geometry;
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
+pub use magazine::MAG_ROUNDS;
+pub use slab::{MAX_SMALL, SMALL_CLASSES};
 
 /// Internals exposed for the model checkers in `verify/`. Not a stable API.
 #[doc(hidden)]
 pub mod testing {
-    use crate::buddy::Area;
     pub use crate::buddy::Geometry;
+    use crate::buddy::{Area, AreaWord, ChunkWord};
     use crate::sync::AtomicU64;
 
     /// One area's buddy words, driven directly (no heap around them).

@@ -9,7 +9,7 @@ pub const ORDERS: usize = 32;
 /// Metadata bytes broken down by component (names are static strings).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MetadataBytes {
-    entries: [(&'static str, usize); 8],
+    entries: [(&'static str, usize); 12],
     len: usize,
 }
 

@@ -16,12 +16,14 @@
 
 #[cfg(loom)]
 mod imp {
+    pub use loom::cell::UnsafeCell;
     pub use loom::hint::spin_loop;
     pub use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 }
 
 #[cfg(all(feature = "shuttle", not(loom)))]
 mod imp {
+    pub use super::cell::UnsafeCell;
     pub use shuttle::hint::spin_loop;
     pub use shuttle::sync::atomic::{
         fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering,
@@ -30,6 +32,7 @@ mod imp {
 
 #[cfg(not(any(loom, feature = "shuttle")))]
 mod imp {
+    pub use super::cell::UnsafeCell;
     pub use core::hint::spin_loop;
     pub use core::sync::atomic::{fence, Ordering};
     pub use portable_atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
@@ -39,3 +42,32 @@ pub use imp::*;
 
 /// True when the atomics are a model checker's: tests shrink their work.
 pub const MODEL_CHECKED: bool = cfg!(any(loom, feature = "shuttle"));
+
+/// `core::cell::UnsafeCell` with loom's closure API (`with`, `with_mut`), so
+/// code written for loom's tracked cell compiles unchanged on the other
+/// backends (tokio's facade does the same).
+#[cfg(not(loom))]
+mod cell {
+    /// A cell whose accesses go through closures, as loom requires.
+    #[derive(Debug, Default)]
+    pub struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        /// Wraps `value`.
+        pub const fn new(value: T) -> Self {
+            Self(core::cell::UnsafeCell::new(value))
+        }
+
+        /// Runs `f` with a shared raw pointer to the value.
+        #[inline(always)]
+        pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Runs `f` with a mutable raw pointer to the value.
+        #[inline(always)]
+        pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}

@@ -8,24 +8,59 @@ use common::{block_size, Mem, MIB, PAGE};
 use magbuddy::{Geometry, Heap, HeapConfig};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
 
-/// Live blocks by start address, with their rounded sizes.
+/// Live blocks by start address, with their rounded sizes, and the slabs
+/// (16 KiB) holding live small objects, with how many each holds.
 struct Model {
     live: BTreeMap<usize, usize>,
+    slabs: BTreeMap<usize, usize>,
 }
+
+const SLAB: usize = 16 * 1024;
 
 impl Model {
     fn overlaps(&self, start: usize, len: usize) -> bool {
-        self.live
-            .range(..start + len)
-            .next_back()
-            .is_some_and(|(&s, &l)| s + l > start)
+        let hit = |m: &BTreeMap<usize, usize>, size: &dyn Fn(usize) -> usize| {
+            m.range(..start + len)
+                .next_back()
+                .is_some_and(|(&s, &l)| s + size(l) > start)
+        };
+        hit(&self.live, &|l| l)
+    }
+
+    /// Whether [start, start+len) holds a live block or a slab in use.
+    fn occupied(&self, start: usize, len: usize) -> bool {
+        self.overlaps(start, len)
+            || self
+                .slabs
+                .range(..start + len)
+                .next_back()
+                .is_some_and(|(&s, _)| s + SLAB > start)
+    }
+
+    fn insert(&mut self, p: usize, b: usize) {
+        self.live.insert(p, b);
+        if b <= 2048 {
+            *self.slabs.entry(p & !(SLAB - 1)).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, p: usize) {
+        let b = self.live.remove(&p).unwrap();
+        if b <= 2048 {
+            let slab = p & !(SLAB - 1);
+            let n = self.slabs.get_mut(&slab).unwrap();
+            *n -= 1;
+            if *n == 0 {
+                self.slabs.remove(&slab);
+            }
+        }
     }
 
     /// Whether an aligned, entirely usable, entirely free block of `len` exists.
     fn has_room(&self, usable: &std::ops::Range<usize>, len: usize) -> bool {
         let mut at = usable.start.next_multiple_of(len);
         while at + len <= usable.end {
-            if !self.overlaps(at, len) {
+            if !self.occupied(at, len) {
                 return true;
             }
             at += len;
@@ -45,6 +80,7 @@ fn run_model(geometry: Geometry, len: usize, offset: usize, seed: u64, ops: usiz
     let usable = usable_start..usable_end;
     let mut model = Model {
         live: BTreeMap::new(),
+        slabs: BTreeMap::new(),
     };
     let mut rng = SmallRng::seed_from_u64(seed);
     let max_block = block_size(len / 4).max(PAGE);
@@ -53,7 +89,7 @@ fn run_model(geometry: Geometry, len: usize, offset: usize, seed: u64, ops: usiz
         if free_now {
             let n = rng.gen_range(0..model.live.len());
             let (&p, _) = model.live.iter().nth(n).unwrap();
-            model.live.remove(&p);
+            model.remove(p);
             unsafe { heap.try_free(p as *mut u8) }.unwrap();
         } else {
             let shift = rng.gen_range(0..12);
@@ -71,7 +107,7 @@ fn run_model(geometry: Geometry, len: usize, offset: usize, seed: u64, ops: usiz
                         !model.overlaps(p, b),
                         "op {op}: {p:#x}+{b} overlaps a live block"
                     );
-                    model.live.insert(p, b);
+                    model.insert(p, b);
                 }
                 None => assert!(
                     !model.has_room(&usable, b),
@@ -83,11 +119,17 @@ fn run_model(geometry: Geometry, len: usize, offset: usize, seed: u64, ops: usiz
             heap.validate().unwrap();
         }
     }
-    let live_bytes: usize = model.live.values().sum();
-    assert_eq!(heap.stats().free_bytes, initial_free - live_bytes);
+    // After a reclaim, exactly the live blocks and the slabs in use are taken.
+    heap.reclaim();
+    let big: usize = model.live.values().filter(|&&b| b > 2048).sum();
+    assert_eq!(
+        heap.stats().free_bytes,
+        initial_free - big - model.slabs.len() * SLAB
+    );
     for &p in model.live.keys() {
         unsafe { heap.free(p as *mut u8) };
     }
+    heap.reclaim();
     heap.validate().unwrap();
     assert_eq!(heap.stats().free_bytes, initial_free);
 }

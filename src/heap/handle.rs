@@ -4,8 +4,9 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use super::Heap;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use super::cache::{cache_class, MAX_CACHED};
+use super::{Ctx, Heap};
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
 
 /// Counters of one CPU slot (or of the shared path), readable at any time.
@@ -21,6 +22,19 @@ pub struct CpuStats {
     pub cas_retries: u64,
     /// Times the home area changed.
     pub area_switches: u64,
+    /// Allocations the loaded magazine could not serve (hits are
+    /// `allocs - magazine_misses` for cached sizes).
+    pub magazine_misses: u64,
+    /// Full magazines taken from or given to the depot.
+    pub depot_exchanges: u64,
+    /// Objects returned to a slab owned by someone else.
+    pub remote_frees: u64,
+    /// Drain requests honoured.
+    pub drains: u64,
+    /// Slabs this CPU gave up while they held objects.
+    pub abandoned_slabs: u64,
+    /// Abandoned slabs this CPU adopted.
+    pub adopted_slabs: u64,
 }
 
 /// Counters written only by their owner (a handle) or with `fetch_add` (the
@@ -33,6 +47,12 @@ pub(crate) struct Counters {
     failed: AtomicU64,
     retries: AtomicU64,
     switches: AtomicU64,
+    misses: AtomicU64,
+    exchanges: AtomicU64,
+    remote: AtomicU64,
+    drains: AtomicU64,
+    abandoned: AtomicU64,
+    adopted: AtomicU64,
 }
 
 /// Which counter an event bumps.
@@ -43,6 +63,12 @@ pub(crate) enum Event {
     Failed,
     Retries,
     Switch,
+    Miss,
+    Exchange,
+    Remote,
+    Drain,
+    Abandon,
+    Adopt,
 }
 
 impl Counters {
@@ -53,12 +79,21 @@ impl Counters {
             Event::Failed => &self.failed,
             Event::Retries => &self.retries,
             Event::Switch => &self.switches,
+            Event::Miss => &self.misses,
+            Event::Exchange => &self.exchanges,
+            Event::Remote => &self.remote,
+            Event::Drain => &self.drains,
+            Event::Abandon => &self.abandoned,
+            Event::Adopt => &self.adopted,
         }
     }
 
     /// Adds `n` when the caller is the only writer: a load and a store, no RMW.
     #[inline]
     pub(crate) fn bump_owned(&self, e: Event, n: u64) {
+        if n == 0 {
+            return;
+        }
         let c = self.cell(e);
         c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
@@ -79,13 +114,40 @@ impl Counters {
             failed_allocs: get(Event::Failed),
             cas_retries: get(Event::Retries),
             area_switches: get(Event::Switch),
+            magazine_misses: get(Event::Miss),
+            depot_exchanges: get(Event::Exchange),
+            remote_frees: get(Event::Remote),
+            drains: get(Event::Drain),
+            abandoned_slabs: get(Event::Abandon),
+            adopted_slabs: get(Event::Adopt),
         }
+    }
+
+    /// Adds what one operation's context recorded.
+    pub(crate) fn record(&self, ctx: &super::Ctx, owned: bool) {
+        let bump = |e, n: u32| {
+            if owned {
+                self.bump_owned(e, n as u64)
+            } else {
+                self.bump_shared(e, n as u64)
+            }
+        };
+        bump(Event::Retries, ctx.retries);
+        bump(Event::Switch, ctx.switches);
+        bump(Event::Miss, ctx.misses);
+        bump(Event::Exchange, ctx.exchanges);
+        bump(Event::Remote, ctx.remote);
+        bump(Event::Drain, ctx.drains);
+        bump(Event::Abandon, ctx.abandoned);
+        bump(Event::Adopt, ctx.adopted);
     }
 }
 
 /// State of one CPU slot, in the heap's metadata (one cache line pair each).
 pub(crate) struct CpuSlot {
     claimed: AtomicBool,
+    /// Magazines and current slabs, touched only by the slot's holder.
+    pub(crate) cache: UnsafeCell<super::cache::CpuCache>,
     /// Home area (packed region/area), kept across claims.
     pub(crate) home: AtomicUsize,
     pub(crate) counters: Counters,
@@ -95,6 +157,7 @@ impl CpuSlot {
     pub(crate) fn new(home: usize) -> Self {
         Self {
             claimed: AtomicBool::new(false),
+            cache: UnsafeCell::new(Default::default()),
             home: AtomicUsize::new(home),
             counters: Counters::default(),
         }
@@ -126,6 +189,7 @@ impl CpuSlot {
 /// ([`Heap::alloc`], [`Heap::free`]).
 pub struct Handle<'h> {
     pub(crate) heap: &'h Heap,
+    pub(crate) slot: &'h CpuSlot,
     pub(crate) cpu: usize,
     pub(crate) home: usize,
     _not_sync: PhantomData<*mut ()>,
@@ -141,6 +205,7 @@ impl<'h> Handle<'h> {
         let home = heap.slot(cpu).home.load(Ordering::Relaxed);
         Self {
             heap,
+            slot: heap.slot(cpu),
             cpu,
             home,
             _not_sync: PhantomData,
@@ -152,34 +217,54 @@ impl<'h> Handle<'h> {
         self.cpu
     }
 
-    /// Allocates `size` bytes aligned to `2^ceil(log2 size)` (at least a page
-    /// until the slab layer lands). `None` for `size == 0`, for sizes beyond
-    /// the heap, and when memory is exhausted.
+    /// Allocates `size` bytes aligned to `2^ceil(log2 size)`: objects of up
+    /// to 2 KiB from slabs, blocks of 4–16 KiB through page magazines, larger
+    /// ones from the buddy tree. `None` for `size == 0`, for sizes beyond the
+    /// heap, and when memory is exhausted (see the no-false-OOM contract in
+    /// [`Heap::cpu_cache_cap`]).
     #[inline]
     pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
-        let counters = &self.heap.slot(self.cpu).counters;
-        let mut ctx = super::Ctx {
-            home: self.home,
-            owner: self.cpu as u64 + 1,
-            retries: 0,
-            switches: 0,
-        };
+        if size.wrapping_sub(1) < MAX_CACHED {
+            let cc = cache_class(size);
+            if let Some(p) = self.pop_loaded(cc) {
+                self.slot.counters.bump_owned(Event::Alloc, 1);
+                return self.hand_out(cc, p);
+            }
+            return self.alloc_slow(cc);
+        }
+        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
         let p = self
             .heap
             .order_for(size)
             .and_then(|k| self.heap.alloc_order(k, &mut ctx));
-        self.home = ctx.home;
-        counters.bump_owned(
-            if p.is_some() {
-                Event::Alloc
-            } else {
-                Event::Failed
-            },
-            1,
-        );
-        counters.bump_owned(Event::Retries, ctx.retries as u64);
-        counters.bump_owned(Event::Switch, ctx.switches as u64);
+        self.finish(&ctx, p.is_some());
         p
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&mut self, cc: usize) -> Option<NonNull<u8>> {
+        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
+        let p = self.alloc_cached_slow(cc, &mut ctx);
+        self.finish(&ctx, p.is_some());
+        self.hand_out(cc, p?)
+    }
+
+    /// Last step of a cached allocation: in `checked` builds, clear the mark
+    /// that says the object is free.
+    #[inline(always)]
+    fn hand_out(&mut self, cc: usize, p: usize) -> Option<NonNull<u8>> {
+        if cfg!(feature = "checked") {
+            self.heap.mark_handed_out(cc, p);
+        }
+        NonNull::new(p as *mut u8)
+    }
+
+    fn finish(&mut self, ctx: &Ctx, ok: bool) {
+        self.home = ctx.home;
+        let c = &self.slot.counters;
+        c.bump_owned(if ok { Event::Alloc } else { Event::Failed }, 1);
+        c.record(ctx, true);
     }
 
     /// Allocates for `layout` (size rounded up to the alignment).
@@ -187,19 +272,41 @@ impl<'h> Handle<'h> {
         self.alloc(layout.size().max(layout.align()))
     }
 
-    /// Frees a block; see [`Heap::try_free`].
+    /// Frees a block; see [`Heap::try_free`]. Objects and blocks of up to
+    /// 16 KiB go to this CPU's magazines; without the `checked` feature a
+    /// double free of such a block is detected only once it reaches its slab
+    /// or the buddy tree (when a magazine is flushed), and is then counted in
+    /// [`Heap::corruptions`] instead of being returned here.
     ///
     /// # Safety
     /// Same as [`Heap::try_free`].
     #[inline]
     pub unsafe fn try_free(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
-        let counters = &self.heap.slot(self.cpu).counters;
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let cc = self.heap.cached_class_of(ptr as usize)?;
+        let p = ptr as usize;
+        if let Some(cc) = cc {
+            if cfg!(feature = "checked") {
+                self.heap.mark_freed(cc, p)?;
+            }
+            self.slot.counters.bump_owned(Event::Free, 1);
+            if !self.push_loaded(cc, p) {
+                let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
+                self.free_cached_slow(cc, p, &mut ctx);
+                self.slot.counters.record(&ctx, true);
+            }
+            return Ok(());
+        }
         let mut retries = 0;
         // SAFETY: forwarded from the caller.
         let r = unsafe { self.heap.free_inner(ptr, &mut retries) };
-        counters.bump_owned(Event::Retries, retries as u64);
-        if r.is_ok() && !ptr.is_null() {
-            counters.bump_owned(Event::Free, 1);
+        self.slot
+            .counters
+            .bump_owned(Event::Retries, retries as u64);
+        if r.is_ok() {
+            self.slot.counters.bump_owned(Event::Free, 1);
         }
         r
     }
@@ -218,8 +325,14 @@ impl<'h> Handle<'h> {
 }
 
 impl Drop for Handle<'_> {
+    /// Releases the slot, returning cached memory: magazines to the depot (or
+    /// home), current slabs to the tree or the abandoned lists.
     fn drop(&mut self) {
-        let slot = self.heap.slot(self.cpu);
+        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
+        self.flush_magazines(&mut ctx, true);
+        self.give_up_slabs();
+        self.slot.counters.record(&ctx, true);
+        let slot = self.slot;
         // Relaxed: published by the Release in `release` just below.
         slot.home.store(self.home, Ordering::Relaxed);
         slot.release();

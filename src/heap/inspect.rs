@@ -9,6 +9,7 @@ use super::handle::CpuSlot;
 use super::region::{PageDesc, Region};
 use super::Heap;
 use crate::buddy::{bits, AreaWord, ChunkWord};
+use crate::slab::SLAB_ORDER;
 use crate::{MetadataBytes, Stats, ORDERS, PAGE_SHIFT, PAGE_SIZE};
 
 /// The first inconsistency [`Heap::validate`] found.
@@ -42,6 +43,10 @@ impl Heap {
         let mut meta = MetadataBytes::default();
         meta.add("heap header", size_of::<Heap>());
         meta.add("cpu slots", self.cpus * size_of::<CachePadded<CpuSlot>>());
+        meta.add(
+            "magazines",
+            self.n_mags as usize * size_of::<crate::magazine::Magazine>(),
+        );
         for reg in self.regions() {
             s.region_bytes += reg.end - reg.start;
             s.usable_bytes += reg.usable_hi - reg.usable_lo;
@@ -132,6 +137,11 @@ impl Heap {
                 p += 1;
                 continue;
             }
+            if let Some(c) = desc.slab_class() {
+                self.validate_slab(reg, p, c)?;
+                p += 1 << SLAB_ORDER;
+                continue;
+            }
             let Some(k) = desc.order() else {
                 match block {
                     None => p += 1,
@@ -173,6 +183,25 @@ impl Heap {
             p += pages;
         }
         Ok(())
+    }
+}
+
+impl Heap {
+    fn validate_slab(&self, reg: &Region, p: usize, c: usize) -> Result<(), ValidateError> {
+        let h = self.g.area_order();
+        let addr = reg.addr_of(p);
+        if p % (1 << SLAB_ORDER) != 0
+            || (p..p + (1 << SLAB_ORDER)).any(|q| reg.desc_snapshot(q) != PageDesc::slab(c))
+        {
+            fail("slab pages disagree", addr)?;
+        }
+        if reg.area(p >> h).block_at((p & ((1 << h) - 1)) as u32)
+            != Some((SLAB_ORDER, (p & ((1 << h) - 1)) as u32))
+        {
+            fail("slab is not an allocated block of the tree", addr)?;
+        }
+        // SAFETY: validate runs at a quiet point (documented).
+        unsafe { reg.slab(p).check(addr, c, self.cpus) }.or_else(|w| fail(w, addr))
     }
 }
 

@@ -8,6 +8,7 @@
 //! returns `None` only after a full pass that failed and a second look at every
 //! area word that found nothing changed (see [`Heap::alloc`]).
 
+mod cache;
 mod handle;
 mod inspect;
 mod region;
@@ -21,8 +22,12 @@ pub use handle::{CpuStats, Handle};
 pub use inspect::ValidateError;
 
 use crate::buddy::{AreaWord, Geometry};
-use crate::sync::{AtomicUsize, Ordering};
+use crate::magazine::{Depot, Magazine, MAG_ROUNDS};
+use crate::slab::{self, MAX_SMALL, SLAB_BYTES, SMALL_CLASSES};
+use crate::stack::IndexStack;
+use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::{FreeError, InitError, MAX_CPUS, MAX_REGIONS, PAGE_SHIFT, PAGE_SIZE};
+use cache::{round_size, CACHE_CLASSES};
 use handle::{Counters, CpuSlot, Event};
 use region::{Layout, PageDesc, Region};
 
@@ -66,6 +71,23 @@ pub struct Heap {
     cursor: AtomicUsize,
     shared: Counters,
     slots: *const CachePadded<CpuSlot>,
+    /// Magazine pool (type-stable, in the first region's metadata).
+    mags: *const Magazine,
+    n_mags: u32,
+    /// Rounds per magazine, per cache class.
+    mag_cap: [u32; CACHE_CLASSES],
+    empty_mags: IndexStack,
+    full_mags: [IndexStack; CACHE_CLASSES],
+    full_count: [AtomicU32; CACHE_CLASSES],
+    depot_limit: u32,
+    /// Abandoned slabs with objects to give, per small class.
+    abandoned: [IndexStack; SMALL_CLASSES],
+    /// Raised to ask every active CPU to flush its magazines.
+    drain_epoch: AtomicU64,
+    cpu_cap: usize,
+    slabs_live: AtomicU64,
+    corruptions: AtomicU64,
+    first_corruption: AtomicUsize,
 }
 
 // SAFETY: all shared state is atomic; the raw pointer targets the CPU slots,
@@ -76,12 +98,35 @@ unsafe impl Send for Heap {}
 
 /// What an allocation carries through the search: where to start, who asks,
 /// and what it cost.
+#[derive(Default)]
 pub(crate) struct Ctx {
     pub(crate) home: usize,
     /// CPU + 1, or 0 for the shared path.
     pub(crate) owner: u64,
     pub(crate) retries: u32,
     pub(crate) switches: u32,
+    pub(crate) misses: u32,
+    pub(crate) exchanges: u32,
+    pub(crate) remote: u32,
+    pub(crate) drains: u32,
+    pub(crate) abandoned: u32,
+    pub(crate) adopted: u32,
+}
+
+impl Ctx {
+    pub(crate) fn new(home: usize, owner: u64) -> Self {
+        Self {
+            home,
+            owner,
+            ..Self::default()
+        }
+    }
+}
+
+/// Magazines in the pool: two per class per CPU, the depot's share, spares.
+const fn magazine_count(cpus: usize) -> usize {
+    let depot = if cpus < 8 { cpus } else { 8 };
+    cpus * 2 * CACHE_CLASSES + depot * CACHE_CLASSES + CACHE_CLASSES
 }
 
 const fn pack(region: usize, area: usize) -> usize {
@@ -124,7 +169,10 @@ impl Heap {
         let heap_at = s.next_multiple_of(align_of::<Heap>());
         let slots_at =
             (heap_at + size_of::<Heap>()).next_multiple_of(align_of::<CachePadded<CpuSlot>>());
-        let cursor = slots_at + config.cpus * size_of::<CachePadded<CpuSlot>>();
+        let n_mags = magazine_count(config.cpus);
+        let mags_at = (slots_at + config.cpus * size_of::<CachePadded<CpuSlot>>())
+            .next_multiple_of(align_of::<Magazine>());
+        let cursor = mags_at + n_mags * size_of::<Magazine>();
         let layout = Layout::new(cursor, s, e, g).filter(|l| l.has_whole_area(g));
         let Some(layout) = layout else {
             return Err(InitError::TooSmall {
@@ -143,8 +191,16 @@ impl Heap {
                 )
             };
         }
+        for i in 0..n_mags {
+            // SAFETY: magazine `i` lies in [mags_at, cursor), inside our range.
+            unsafe { ptr::write((mags_at as *mut Magazine).add(i), Magazine::new()) };
+        }
+        // SAFETY: just constructed, not shared yet.
+        let pool = unsafe { core::slice::from_raw_parts(mags_at as *const Magazine, n_mags) };
         // SAFETY: the caller gave us the range; the layout lies inside it.
-        let region = unsafe { Region::init(&layout, s, e, g) };
+        let region = unsafe { Region::init(&layout, s, e, 0, g) };
+        let usable = layout.usable_hi - layout.usable_lo;
+        let (mag_cap, cpu_cap) = Self::cache_sizes(usable, config.cpus);
         let heap = Heap {
             g,
             cpus: config.cpus,
@@ -154,6 +210,19 @@ impl Heap {
             cursor: AtomicUsize::new(pack(0, 0)),
             shared: Counters::default(),
             slots: slots_at as *const CachePadded<CpuSlot>,
+            mags: mags_at as *const Magazine,
+            n_mags: n_mags as u32,
+            mag_cap,
+            empty_mags: IndexStack::filled(n_mags as u32, |i| &pool[i as usize].link),
+            full_mags: core::array::from_fn(|_| IndexStack::new()),
+            full_count: core::array::from_fn(|_| AtomicU32::new(0)),
+            depot_limit: config.cpus.min(8) as u32,
+            abandoned: core::array::from_fn(|_| IndexStack::new()),
+            drain_epoch: AtomicU64::new(0),
+            cpu_cap,
+            slabs_live: AtomicU64::new(0),
+            corruptions: AtomicU64::new(0),
+            first_corruption: AtomicUsize::new(0),
         };
         // SAFETY: `heap_at` is aligned for Heap and lies inside our range.
         let heap = unsafe {
@@ -187,7 +256,7 @@ impl Heap {
             return Err(InitError::TooManyRegions);
         }
         // SAFETY: the caller gave us the range; the layout lies inside it.
-        let region = unsafe { Region::init(&layout, s, e, self.g) };
+        let region = unsafe { Region::init(&layout, s, e, index, self.g) };
         self.publish(index, region);
         Ok(())
     }
@@ -217,7 +286,9 @@ impl Heap {
     pub fn min_region_len(config: HeapConfig) -> usize {
         let g = config.geometry;
         let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
-        let header = size_of::<Heap>() + (config.cpus + 1) * size_of::<CachePadded<CpuSlot>>();
+        let header = size_of::<Heap>()
+            + (config.cpus + 1) * size_of::<CachePadded<CpuSlot>>()
+            + (magazine_count(config.cpus) + 1) * size_of::<Magazine>();
         let mut len = 2 * area_bytes + PAGE_SIZE;
         loop {
             let areas = len.div_ceil(area_bytes) + 1;
@@ -239,6 +310,63 @@ impl Heap {
     /// The buddy tree's shape.
     pub fn geometry(&self) -> Geometry {
         self.g
+    }
+
+    /// Magazine capacities per cache class and the per-CPU cache cap for a
+    /// heap of `usable` bytes and `cpus` CPUs: each CPU may keep about
+    /// `usable / (16 * cpus)` (clamped to 64 KiB – 2 MiB), of which one slab
+    /// per small class and, per class, two magazines.
+    fn cache_sizes(usable: usize, cpus: usize) -> ([u32; CACHE_CLASSES], usize) {
+        let target = (usable / (16 * cpus)).clamp(64 << 10, 2 << 20);
+        let per_magazine = target.saturating_sub(SMALL_CLASSES * SLAB_BYTES) / (2 * CACHE_CLASSES);
+        let caps: [u32; CACHE_CLASSES] =
+            core::array::from_fn(|cc| (per_magazine / round_size(cc)).clamp(1, MAG_ROUNDS) as u32);
+        let magazines: usize = (0..CACHE_CLASSES)
+            .map(|cc| 2 * caps[cc] as usize * round_size(cc))
+            .sum();
+        (caps, magazines + SMALL_CLASSES * SLAB_BYTES)
+    }
+
+    /// The most memory one CPU's caches can hold away from other CPUs: two
+    /// magazines per cache class plus one slab per small class.
+    ///
+    /// **No-false-OOM contract.** An allocation returns `None` only if, after
+    /// it flushed its own caches, emptied the depot, released every empty
+    /// abandoned slab and asked all CPUs to drain, the free memory was still
+    /// smaller than the request (in an aligned block) — so memory it could
+    /// not reach is bounded by this cap times the number of CPUs holding a
+    /// handle that did not call in meanwhile.
+    pub fn cpu_cache_cap(&self) -> usize {
+        self.cpu_cap
+    }
+
+    /// Rounds per magazine for objects (or blocks) of `size` bytes, `None`
+    /// above 16 KiB (not cached).
+    pub fn magazine_capacity(&self, size: usize) -> Option<usize> {
+        (size.wrapping_sub(1) < cache::MAX_CACHED)
+            .then(|| self.mag_cap[cache::cache_class(size)] as usize)
+    }
+
+    /// Double frees and similar found where no caller could be told (while
+    /// returning magazine rounds to their slabs or the tree), and the first
+    /// pointer concerned. Such rounds are dropped, never reused.
+    pub fn corruptions(&self) -> (u64, usize) {
+        // Relaxed: report counters.
+        (
+            self.corruptions.load(Ordering::Relaxed),
+            self.first_corruption.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn depot(&self) -> Depot<'_> {
+        Depot {
+            // SAFETY: the pool was constructed in init and lives with the heap.
+            pool: unsafe { core::slice::from_raw_parts(self.mags, self.n_mags as usize) },
+            empty: &self.empty_mags,
+            full: &self.full_mags,
+            full_count: &self.full_count,
+            limit: self.depot_limit,
+        }
     }
 
     /// Claims any free CPU slot. `None` when all are taken.
@@ -311,15 +439,13 @@ impl Heap {
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
         // Relaxed: a placement hint, any recent value will do.
         let home = self.cursor.load(Ordering::Relaxed);
-        let mut ctx = Ctx {
-            home,
-            owner: 0,
-            retries: 0,
-            switches: 0,
+        let mut ctx = Ctx::new(home, 0);
+        let p = if size.wrapping_sub(1) < MAX_SMALL {
+            self.alloc_small_shared(slab::class_of(size), &mut ctx)
+        } else {
+            self.order_for(size)
+                .and_then(|k| self.alloc_order(k, &mut ctx))
         };
-        let p = self
-            .order_for(size)
-            .and_then(|k| self.alloc_order(k, &mut ctx));
         if ctx.home != home {
             // Relaxed: a placement hint; a lost update only costs locality.
             self.cursor.store(ctx.home, Ordering::Relaxed);
@@ -332,8 +458,7 @@ impl Heap {
             },
             1,
         );
-        self.shared.bump_shared(Event::Retries, ctx.retries as u64);
-        self.shared.bump_shared(Event::Switch, ctx.switches as u64);
+        self.shared.record(&ctx, false);
         p
     }
 
@@ -391,7 +516,11 @@ impl Heap {
     #[inline]
     pub(crate) fn alloc_order(&self, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
         if k > self.g.area_order() {
-            return self.alloc_run(k, &mut ctx.retries);
+            // Reclaim before reporting out-of-memory (the no-false-OOM contract).
+            return self.alloc_run(k, &mut ctx.retries).or_else(|| {
+                self.reclaim();
+                self.alloc_run(k, &mut ctx.retries)
+            });
         }
         let (r, a) = unpack(ctx.home);
         if let Some(p) = self
@@ -427,16 +556,22 @@ impl Heap {
         if let Some(p) = self.search(k, ctx, usize::MAX, mine) {
             return Some(p);
         }
-        // Authoritative: a full pass that failed while no area word changed.
-        // Each repeat means another operation completed meanwhile, so this
-        // loop is lock-free (though a thread can starve under endless churn).
+        // Authoritative: a full pass that failed while no area word changed,
+        // after reclaiming what anyone may (the no-false-OOM contract). Each
+        // repeat means another operation completed meanwhile, so this loop is
+        // lock-free (though a thread can starve under endless churn).
+        let mut reclaimed = false;
         loop {
             let before = self.fingerprint();
             if let Some(p) = self.search(k, ctx, usize::MAX, |_, _| true) {
                 return Some(p);
             }
             if self.fingerprint() == before {
-                return None;
+                if reclaimed {
+                    return None;
+                }
+                self.reclaim();
+                reclaimed = true;
             }
         }
     }
@@ -588,7 +723,7 @@ impl Heap {
         Ok(())
     }
 
-    /// The free path shared by handles and the shared path.
+    /// The free path without a handle.
     ///
     /// # Safety
     /// As [`Heap::try_free`].
@@ -601,6 +736,25 @@ impl Heap {
             return Ok(());
         }
         let addr = ptr as usize;
+        let (reg, page, desc) = self.locate(addr)?;
+        if let Some(c) = desc.slab_class() {
+            Self::check_object(reg, page, c, addr)?;
+            return self.free_small_shared(reg, page, c, addr);
+        }
+        if addr % PAGE_SIZE != 0 {
+            return Err(self.classify(reg, page, addr));
+        }
+        if desc.is_cached() {
+            return Err(FreeError::DoubleFree(addr));
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.release_block(reg, page, addr, retries) }
+    }
+
+    /// The region, grid page and descriptor of a pointer inside the usable
+    /// part of the heap.
+    #[inline]
+    fn locate(&self, addr: usize) -> Result<(&Region, usize, PageDesc), FreeError> {
         let reg = self
             .regions()
             .find(|r| r.contains(addr))
@@ -609,18 +763,110 @@ impl Heap {
             return Err(FreeError::Metadata(addr));
         }
         let page = reg.page_of(addr);
-        if addr % PAGE_SIZE != 0 {
-            return Err(self.classify(reg, page, addr));
+        // Acquire: pairs with the Release store of the allocation (block head
+        // or slab pages), so the slab descriptor's init is visible too.
+        let desc = PageDesc(reg.desc(page).load(Ordering::Acquire));
+        Ok((reg, page, desc))
+    }
+
+    /// Rejects a pointer into a slab that is not at an object's start.
+    #[inline]
+    fn check_object(reg: &Region, page: usize, c: usize, addr: usize) -> Result<(), FreeError> {
+        let base = reg.addr_of(page & !((1 << slab::SLAB_ORDER) - 1));
+        let off = (addr - base) % slab::class_size(c);
+        if off != 0 {
+            return Err(FreeError::Interior {
+                ptr: addr,
+                block: addr - off,
+            });
         }
+        Ok(())
+    }
+
+    /// Cache class of a block a handle frees into its magazines, `None` for
+    /// blocks above 16 KiB (freed to the tree directly), or the error.
+    #[inline]
+    pub(crate) fn cached_class_of(&self, addr: usize) -> Result<Option<usize>, FreeError> {
+        let (reg, page, desc) = self.locate(addr)?;
+        if let Some(c) = desc.slab_class() {
+            Self::check_object(reg, page, c, addr)?;
+            return Ok(Some(c));
+        }
+        match desc.order() {
+            _ if addr % PAGE_SIZE != 0 => Err(self.classify(reg, page, addr)),
+            Some(k) if (k as usize) < cache::PAGE_CLASSES => Ok(Some(SMALL_CLASSES + k as usize)),
+            Some(_) if desc.is_cached() => Err(FreeError::DoubleFree(addr)),
+            Some(_) => Ok(None),
+            None => Err(self.classify(reg, page, addr)),
+        }
+    }
+
+    /// `checked` builds: marks a block being freed into a magazine, so a
+    /// second free of it is refused while it sits there.
+    pub(crate) fn mark_freed(&self, cc: usize, p: usize) -> Result<(), FreeError> {
+        if cc < SMALL_CLASSES {
+            // SAFETY: `p` is an object of a live slab (resolved by the caller).
+            return unsafe { Self::mark_free(p, cc) }
+                .then_some(())
+                .ok_or(FreeError::DoubleFree(p));
+        }
+        let (reg, page, desc) = self.locate(p)?;
+        let k = (cc - SMALL_CLASSES) as u32;
+        // AcqRel/Acquire: as the descriptor CAS in `release_block`.
+        reg.desc(page)
+            .compare_exchange(
+                PageDesc::head(k).0,
+                PageDesc::cached(k).0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(drop)
+            .map_err(|_| {
+                if desc.is_cached() {
+                    FreeError::DoubleFree(p)
+                } else {
+                    self.classify(reg, page, p)
+                }
+            })
+    }
+
+    /// `checked` builds: undoes [`Self::mark_freed`] when a cached block is
+    /// handed out again.
+    pub(crate) fn mark_handed_out(&self, cc: usize, p: usize) {
+        if cc < SMALL_CLASSES {
+            // SAFETY: the object was just taken from our magazine.
+            return unsafe { Self::unmark(p, cc) };
+        }
+        let reg = self
+            .regions()
+            .find(|r| r.contains(p))
+            .expect("cached block in the heap");
+        let k = (cc - SMALL_CLASSES) as u32;
+        // Relaxed: only the holder of the round touches its descriptor now.
+        reg.desc(reg.page_of(p))
+            .store(PageDesc::head(k).0, Ordering::Relaxed);
+    }
+
+    /// Frees the buddy block whose head page is `page`: the descriptor CAS
+    /// decides which of racing frees owns it, then the tree takes it back.
+    ///
+    /// # Safety
+    /// If the block is live, nobody uses it after this call.
+    pub(crate) unsafe fn release_block(
+        &self,
+        reg: &Region,
+        page: usize,
+        addr: usize,
+        retries: &mut u32,
+    ) -> Result<(), FreeError> {
         let desc = reg.desc(page);
         // Acquire: pairs with the Release store of the allocation.
         let seen = desc.load(Ordering::Acquire);
         let Some(k) = PageDesc(seen).order() else {
             return Err(self.classify(reg, page, addr));
         };
-        // The descriptor CAS decides which of racing frees owns the block.
-        // AcqRel: acquires the allocation's store; releases our clearing before
-        // the tree CASes below make the pages reusable.
+        // AcqRel: acquires the allocation's store; releases our clearing
+        // before the tree CASes below make the pages reusable.
         if desc
             .compare_exchange(seen, PageDesc::NONE.0, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()

@@ -19,6 +19,7 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 
 use crate::buddy::{Area, AreaWord, ChunkWord, Geometry};
+use crate::slab::{SlabDesc, SLAB_ORDER};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::{InitError, PAGE_SHIFT, PAGE_SIZE};
 
@@ -33,9 +34,37 @@ impl PageDesc {
     const HEAD: u32 = 1 << 31;
     const ORDER_MASK: u32 = 0x3f;
 
+    const SLAB: u32 = 1 << 30;
+    /// With `HEAD`: the block sits in a magazine (`checked` builds only).
+    const CACHED: u32 = 1 << 29;
+
     /// First page of a live buddy block of order `k`.
     pub(crate) const fn head(k: u32) -> Self {
         Self(Self::HEAD | k)
+    }
+
+    /// Head of a block of order `k` that sits in a magazine (`checked`).
+    pub(crate) const fn cached(k: u32) -> Self {
+        Self(Self::HEAD | Self::CACHED | k)
+    }
+
+    /// Whether this head belongs to a block in a magazine.
+    pub(crate) const fn is_cached(self) -> bool {
+        self.0 & (Self::HEAD | Self::CACHED) == Self::HEAD | Self::CACHED
+    }
+
+    /// A page of a slab of size class `c` (all four pages say so).
+    pub(crate) const fn slab(c: usize) -> Self {
+        Self(Self::SLAB | c as u32)
+    }
+
+    /// The size class if this page belongs to a slab.
+    pub(crate) const fn slab_class(self) -> Option<usize> {
+        if self.0 & Self::SLAB != 0 {
+            Some((self.0 & Self::ORDER_MASK) as usize)
+        } else {
+            None
+        }
     }
 
     /// The block order if this is a block head.
@@ -56,6 +85,7 @@ pub(crate) struct Layout {
     pub(crate) summaries: usize,
     pub(crate) chunks: usize,
     pub(crate) descs: usize,
+    pub(crate) slabs: usize,
     pub(crate) meta_end: usize,
     pub(crate) base: usize,
     pub(crate) areas: usize,
@@ -83,8 +113,12 @@ impl Layout {
             chunks + chunk_words * size_of::<AtomicU64>(),
             align_of::<AtomicU32>(),
         );
-        let meta_end =
-            descs.checked_add(areas * g.area_pages() as usize * size_of::<AtomicU32>())?;
+        let pages = areas * g.area_pages() as usize;
+        let slabs = align_up(
+            descs + pages * size_of::<AtomicU32>(),
+            align_of::<SlabDesc>(),
+        );
+        let meta_end = slabs.checked_add((pages >> SLAB_ORDER) * size_of::<SlabDesc>())?;
         let usable_lo = align_up(meta_end, PAGE_SIZE);
         let usable_hi = end & !(PAGE_SIZE - 1);
         Some(Self {
@@ -93,6 +127,7 @@ impl Layout {
             summaries,
             chunks,
             descs,
+            slabs,
             meta_end,
             base,
             areas,
@@ -120,11 +155,14 @@ pub(crate) struct Region {
     pub(crate) areas: usize,
     pub(crate) usable_lo: usize,
     pub(crate) usable_hi: usize,
+    /// Position in the heap's region table (the high bits of slab ids).
+    pub(crate) index: usize,
     pub(crate) g: Geometry,
     tops: *const AtomicU64,
     summaries: *const AtomicU64,
     chunks: *const AtomicU64,
     descs: *const AtomicU32,
+    slabs: *const SlabDesc,
 }
 
 impl Region {
@@ -134,7 +172,13 @@ impl Region {
     /// * `[l.region, l.meta_end)` lies inside memory the caller owns
     ///   exclusively for the heap's lifetime, and `l` came from
     ///   [`Layout::new`] for `[start, end)`.
-    pub(crate) unsafe fn init<'a>(l: &Layout, start: usize, end: usize, g: Geometry) -> &'a Region {
+    pub(crate) unsafe fn init<'a>(
+        l: &Layout,
+        start: usize,
+        end: usize,
+        index: usize,
+        g: Geometry,
+    ) -> &'a Region {
         let area_pages = g.area_pages() as usize;
         let cpa = g.chunks_per_area() as usize;
         let page_of = |addr: usize| (addr - l.base) >> PAGE_SHIFT;
@@ -180,6 +224,10 @@ impl Region {
                 )
             };
         }
+        for i in 0..(l.areas * area_pages) >> SLAB_ORDER {
+            // SAFETY: in bounds of the slab table laid out by `l`.
+            unsafe { ptr::write((l.slabs as *mut SlabDesc).add(i), SlabDesc::new()) };
+        }
         let area_bytes = area_pages << PAGE_SHIFT;
         let region = Region {
             start,
@@ -189,11 +237,13 @@ impl Region {
             areas: l.areas,
             usable_lo: l.usable_lo,
             usable_hi: l.usable_hi,
+            index,
             g,
             tops: l.tops as *const AtomicU64,
             summaries: l.summaries as *const AtomicU64,
             chunks: l.chunks as *const AtomicU64,
             descs: l.descs as *const AtomicU32,
+            slabs: l.slabs as *const SlabDesc,
         };
         // SAFETY: `l.region` is aligned for Region and inside our memory.
         unsafe {
@@ -232,6 +282,15 @@ impl Region {
         debug_assert!(p < self.pages());
         // SAFETY: `p < pages()`, initialized in `init`.
         unsafe { &*self.descs.add(p) }
+    }
+
+    /// Descriptor of the slab that holds grid page `p`.
+    #[inline]
+    pub(crate) fn slab(&self, p: usize) -> &SlabDesc {
+        debug_assert!(p < self.pages());
+        // SAFETY: `p >> SLAB_ORDER` is below the table length; initialized
+        // in `init`.
+        unsafe { &*self.slabs.add(p >> SLAB_ORDER) }
     }
 
     /// Grid pages (areas × pages per area).
@@ -273,7 +332,7 @@ impl Region {
 
     /// Metadata bytes of this region by array. Bytes of the caller's range
     /// that are neither metadata nor usable (alignment) are what remains.
-    pub(crate) fn metadata(&self) -> [(&'static str, usize); 5] {
+    pub(crate) fn metadata(&self) -> [(&'static str, usize); 6] {
         let words = |n: usize| n * size_of::<AtomicU64>();
         [
             (
@@ -287,6 +346,10 @@ impl Region {
                 words(self.areas * self.g.chunks_per_area() as usize),
             ),
             ("page descriptors", self.pages() * size_of::<AtomicU32>()),
+            (
+                "slab descriptors",
+                (self.pages() >> SLAB_ORDER) * size_of::<SlabDesc>(),
+            ),
         ]
     }
 
@@ -297,7 +360,8 @@ impl Region {
         }
         let s = start as usize;
         let e = s.checked_add(len).ok_or(InitError::Overflow)?;
-        if (len >> PAGE_SHIFT) as u64 > u32::MAX as u64 {
+        // Slab ids keep 28 bits for the slab index (4 pages each).
+        if (len >> PAGE_SHIFT) as u64 >= 1 << 30 {
             return Err(InitError::TooLarge);
         }
         Ok((s, e))

@@ -49,7 +49,12 @@ unsafe impl Sync for Mem {}
 pub const MIB: usize = 1 << 20;
 pub const PAGE: usize = 4096;
 
-/// Rounded block size for a request, as the heap promises (page-granular).
+/// Rounded block size for a request: slab objects are powers of two from
+/// 8 B to 2 KiB, larger blocks whole pages in powers of two.
 pub fn block_size(size: usize) -> usize {
-    size.div_ceil(PAGE).next_power_of_two() * PAGE
+    if size <= 2048 {
+        size.max(8).next_power_of_two()
+    } else {
+        size.div_ceil(PAGE).next_power_of_two() * PAGE
+    }
 }

@@ -1,0 +1,449 @@
+//! Slabs: 16 KiB buddy blocks cut into equal objects of one size class.
+//!
+//! # Ownership
+//!
+//! A slab's descriptor (in the region's type-stable slab table, one per four
+//! pages) names its owner: a CPU slot, a shared-path call, or `ABANDONED`.
+//! The owner alone touches the `local` state (free list, bump index, count of
+//! objects handed out) without atomics. Anyone else frees into the slab by
+//! pushing the object onto its *return list* with one CAS (multi-producer);
+//! the owner takes the whole list with one `swap` (single consumer, so no
+//! ABA), mimalloc's `xthread_free`.
+//!
+//! Invariant per slab: `|local free| + handed + (capacity - bump) =
+//! capacity` and `|returns| <= handed`: every object is never carved, on the
+//! local free list, or handed out — to a user, a magazine, or back on the
+//! return list but not yet collected by the owner.
+//!
+//! # Abandonment (no remote free is ever stranded)
+//!
+//! A CPU owns only its *current* slab per class. One it cannot allocate from
+//! any more is abandoned: with free objects left it goes on the class's
+//! abandoned stack at once; with none, the owner sets the `ABANDONED_FULL`
+//! flag in the return word with a CAS from exactly "empty list" — so the flag
+//! and the pushes are ordered by one word. The remote free that finds the
+//! flag clears it in its push CAS and puts the slab on the abandoned stack.
+//! Either way a slab with free objects and no owner is always findable, and
+//! anyone can adopt it (CAS `ABANDONED` → its token), drain it, and release
+//! it to the buddy tree when nothing is handed out.
+//!
+//! Descriptors are metadata and never become user memory, so a stale adopter
+//! or stack pop reads a descriptor, never an object.
+
+use crate::mutant::{self, Mutant};
+use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::PAGE_SIZE;
+
+/// log2 of pages per slab.
+pub(crate) const SLAB_ORDER: u32 = 2;
+/// Bytes per slab.
+pub(crate) const SLAB_BYTES: usize = PAGE_SIZE << SLAB_ORDER;
+/// Size classes 8, 16, …, 2048 bytes.
+pub const SMALL_CLASSES: usize = 9;
+/// Largest request served from slabs.
+pub const MAX_SMALL: usize = 8 << (SMALL_CLASSES - 1);
+
+/// Size class of a request of `size` bytes (`1 ..= MAX_SMALL`).
+#[inline]
+pub(crate) fn class_of(size: usize) -> usize {
+    (size.max(8).next_power_of_two().trailing_zeros() - 3) as usize
+}
+
+/// Object size of class `c`.
+#[inline]
+pub(crate) const fn class_size(c: usize) -> usize {
+    8 << c
+}
+
+/// Objects per slab of class `c`.
+#[inline]
+pub(crate) const fn capacity(c: usize) -> u32 {
+    (SLAB_BYTES / class_size(c)) as u32
+}
+
+/// Owner token of a slab nobody owns.
+pub(crate) const ABANDONED: u32 = u32::MAX;
+/// Owner token of a slab claimed by one shared-path call.
+pub(crate) const SHARED: u32 = u32::MAX - 1;
+
+/// The return-list word: head object index + 1 (0 = empty) in bits 0..16,
+/// number of objects in bits 16..32, and the `ABANDONED_FULL` flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Returns(pub(crate) u64);
+
+impl Returns {
+    const FULL: u64 = 1 << 32;
+
+    pub(crate) fn head(self) -> u32 {
+        (self.0 & 0xffff) as u32
+    }
+    pub(crate) fn count(self) -> u32 {
+        ((self.0 >> 16) & 0xffff) as u32
+    }
+    pub(crate) fn abandoned_full(self) -> bool {
+        self.0 & Self::FULL != 0
+    }
+    /// Push of object `i` (whose link already holds the old head); clears the
+    /// flag, which makes the pusher responsible for publishing the slab.
+    pub(crate) fn push(self, i: u32) -> Self {
+        Self(((self.count() as u64 + 1) << 16) | (i as u64 + 1))
+    }
+}
+
+/// Owner-only slab state.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Local {
+    /// Head of the local free list (object index + 1, 0 = empty).
+    free: u32,
+    /// Objects never carved yet start at `bump`.
+    bump: u32,
+    /// Objects handed out (to users or magazines) and not yet back.
+    pub(crate) handed: u32,
+    /// Size class.
+    pub(crate) class: u32,
+}
+
+/// A slab descriptor: type-stable metadata, one per four pages.
+pub(crate) struct SlabDesc {
+    pub(crate) owner: AtomicU32,
+    returns: AtomicU64,
+    /// Link of the abandoned stack (see `crate::stack`).
+    pub(crate) link: AtomicU32,
+    local: UnsafeCell<Local>,
+}
+
+/// Address of object `i` of a slab at `base` in class `c`.
+#[inline]
+fn obj(base: usize, c: u32, i: u32) -> *mut u32 {
+    (base + ((i as usize) << (c + 3))) as *mut u32
+}
+
+impl SlabDesc {
+    pub(crate) fn new() -> Self {
+        Self {
+            owner: AtomicU32::new(ABANDONED),
+            returns: AtomicU64::new(0),
+            link: AtomicU32::new(0),
+            local: UnsafeCell::new(Local::default()),
+        }
+    }
+
+    /// The owner-only state (a copy).
+    ///
+    /// # Safety
+    /// The caller owns the slab (or the heap is quiet).
+    pub(crate) unsafe fn local(&self) -> Local {
+        // SAFETY: exclusive by the caller's ownership.
+        self.local.with(|l| unsafe { *l })
+    }
+
+    /// Starts a fresh slab of class `c` owned by `token`.
+    ///
+    /// # Safety
+    /// The slab's memory was just obtained from the buddy tree by the caller.
+    pub(crate) unsafe fn init(&self, c: usize, token: u32) {
+        // SAFETY: nobody else can reach a slab that was just allocated.
+        self.local.with_mut(|l| unsafe {
+            *l = Local {
+                class: c as u32,
+                ..Local::default()
+            }
+        });
+        // Relaxed: published with the slab's descriptors (Release) or by the
+        // abandoned stack's push.
+        self.returns.store(0, Ordering::Relaxed);
+        self.owner.store(token, Ordering::Relaxed);
+    }
+
+    /// Hands out up to `out.len()` objects: local free list first, then
+    /// uncarved objects. Returns how many.
+    ///
+    /// # Safety
+    /// The caller owns the slab, which lives at `base`.
+    pub(crate) unsafe fn take(&self, base: usize, out: &mut [usize]) -> usize {
+        // SAFETY: exclusive by ownership; objects of a slab we own are ours.
+        self.local.with_mut(|l| unsafe {
+            let l = &mut *l;
+            let cap = capacity(l.class as usize);
+            let mut n = 0;
+            while n < out.len() && l.free != 0 {
+                let p = obj(base, l.class, l.free - 1);
+                out[n] = p as usize;
+                l.free = p.read();
+                n += 1;
+            }
+            while n < out.len() && l.bump < cap {
+                out[n] = obj(base, l.class, l.bump) as usize;
+                l.bump += 1;
+                n += 1;
+            }
+            l.handed += n as u32;
+            n
+        })
+    }
+
+    /// Moves the return list to the local free list; returns how many
+    /// objects came back. Panics if the list is longer than the slab (a
+    /// cycle or a corrupted link), instead of looping forever.
+    ///
+    /// # Safety
+    /// The caller owns the slab, which lives at `base`.
+    pub(crate) unsafe fn collect(&self, base: usize) -> u32 {
+        // Acquire: pairs with each pusher's Release CAS, so the links they
+        // wrote into the objects are visible. Keeps no flag: only an owner
+        // collects, and an owned slab never carries ABANDONED_FULL.
+        let r = Returns(self.returns.swap(0, Ordering::Acquire));
+        debug_assert!(!r.abandoned_full());
+        if r.head() == 0 {
+            return 0;
+        }
+        // SAFETY: exclusive by ownership; returned objects are free and ours.
+        self.local.with_mut(|l| unsafe {
+            let l = &mut *l;
+            let mut tail = r.head();
+            let mut n = 1;
+            loop {
+                let next = obj(base, l.class, tail - 1).read();
+                if next == 0 {
+                    break;
+                }
+                tail = next;
+                n += 1;
+                assert!(
+                    n <= capacity(l.class as usize),
+                    "magbuddy: slab at {base:#x}: return list is cyclic"
+                );
+            }
+            obj(base, l.class, tail - 1).write(l.free);
+            l.free = r.head();
+            l.handed -= n;
+            n
+        })
+    }
+
+    /// Frees an object of a slab the caller owns.
+    ///
+    /// # Safety
+    /// The caller owns the slab at `base`; `p` is one of its handed-out objects.
+    pub(crate) unsafe fn free_local(&self, base: usize, p: usize) {
+        // SAFETY: exclusive by ownership.
+        self.local.with_mut(|l| unsafe {
+            let l = &mut *l;
+            let i = ((p - base) >> (l.class + 3)) as u32;
+            obj(base, l.class, i).write(l.free);
+            l.free = i + 1;
+            l.handed -= 1;
+        })
+    }
+
+    /// Frees object `p` of class `c` into a slab someone else (or nobody)
+    /// owns. Returns true when this push found the slab abandoned-full: the
+    /// caller must then push the slab onto the abandoned stack.
+    ///
+    /// # Safety
+    /// `p` is a handed-out object of the slab at `base`, class `c`, and
+    /// nobody uses it after this call.
+    pub(crate) unsafe fn free_remote(&self, base: usize, c: u32, p: usize) -> bool {
+        let i = ((p - base) >> (c + 3)) as u32;
+        // Relaxed: a guess validated by the CAS.
+        let mut seen = Returns(self.returns.load(Ordering::Relaxed));
+        loop {
+            // SAFETY: the object is ours until the CAS publishes it.
+            unsafe { obj(base, c, i).write(seen.head()) };
+            // Release: publishes the link written above (and the user's last
+            // writes to the object); pairs with the Acquire swap in `collect`.
+            let order = if mutant::on(Mutant::ReturnPushRelaxed) {
+                Ordering::Relaxed
+            } else {
+                Ordering::Release
+            };
+            match self.returns.compare_exchange_weak(
+                seen.0,
+                seen.push(i).0,
+                order,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return seen.abandoned_full(),
+                Err(now) => seen = Returns(now),
+            }
+        }
+    }
+
+    /// Gives up ownership of a slab with nothing left to hand out: succeeds
+    /// (and the slab becomes abandoned-full, owned by nobody, on no stack)
+    /// only if its return list is empty; otherwise the caller still owns it
+    /// and should `collect`.
+    ///
+    /// # Safety
+    /// The caller owns the slab and holds `token`.
+    pub(crate) unsafe fn try_abandon_full(&self, token: u32) -> bool {
+        // Release: the owner-only state is published before anyone can adopt.
+        self.owner.store(ABANDONED, Ordering::Release);
+        // Release: orders the owner store before a pusher that clears the
+        // flag publishes the slab; AcqRel on success for symmetry with pushes.
+        if self
+            .returns
+            .compare_exchange(0, Returns::FULL, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+        // Returns arrived: the slab is on no stack, so nobody can have
+        // adopted it; take ownership back.
+        // Relaxed: we are still the only one who may touch it.
+        self.owner.store(token, Ordering::Relaxed);
+        false
+    }
+
+    /// Adopts an abandoned slab just popped from an abandoned stack.
+    pub(crate) fn adopt(&self, token: u32) -> bool {
+        // AcqRel: Acquire pairs with the abandoning owner's Release, so its
+        // owner-only state is ours to read.
+        self.owner
+            .compare_exchange(ABANDONED, token, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Gives up ownership of a slab that still has objects to hand out; the
+    /// caller pushes it onto the abandoned stack.
+    pub(crate) fn abandon(&self) {
+        // Release: publishes the owner-only state to the next adopter.
+        self.owner.store(ABANDONED, Ordering::Release);
+    }
+
+    /// Whether the slab still has objects to hand out without collecting.
+    ///
+    /// # Safety
+    /// The caller owns the slab.
+    pub(crate) unsafe fn has_local(&self) -> bool {
+        // SAFETY: exclusive by ownership.
+        let l = unsafe { self.local() };
+        l.free != 0 || l.bump < capacity(l.class as usize)
+    }
+
+    /// Checks the slab at `base` at a quiet point: every object is exactly
+    /// once never carved, on the local list, on the return list, or handed
+    /// out (lists walked with a bound, so cycles are reported).
+    ///
+    /// # Safety
+    /// No operation is in flight on the heap.
+    pub(crate) unsafe fn check(
+        &self,
+        base: usize,
+        c: usize,
+        cpus: usize,
+    ) -> Result<(), &'static str> {
+        // SAFETY: quiet point (caller).
+        let l = unsafe { self.local() };
+        let cap = capacity(c);
+        // Relaxed: quiet point.
+        let owner = self.owner.load(Ordering::Relaxed);
+        if owner != ABANDONED && (owner == 0 || owner as usize > cpus) {
+            return Err("slab owned by an unknown token at a quiet point");
+        }
+        if l.class as usize != c || l.bump > cap || l.handed > cap {
+            return Err("slab descriptor disagrees with its pages");
+        }
+        let walk = |mut head: u32| -> Result<u32, &'static str> {
+            let mut n = 0;
+            while head != 0 {
+                n += 1;
+                if n > cap || head > l.bump {
+                    return Err("slab free list is cyclic or names an uncarved object");
+                }
+                // SAFETY: a free object of this slab holds its link.
+                head = unsafe { obj(base, l.class, head - 1).read() };
+            }
+            Ok(n)
+        };
+        let r = self.returns_snapshot();
+        let returned = walk(r.head())?;
+        if returned != r.count() {
+            return Err("slab return list length differs from its count");
+        }
+        if walk(l.free)? + l.handed + (cap - l.bump) != cap || returned > l.handed {
+            return Err("slab objects are lost or counted twice");
+        }
+        Ok(())
+    }
+
+    /// Return-list snapshot (reports and validate).
+    pub(crate) fn returns_snapshot(&self) -> Returns {
+        // Relaxed: a snapshot.
+        Returns(self.returns.load(Ordering::Relaxed))
+    }
+
+    /// Whether a slab at a quiet point has a slab-release mutant to apply.
+    pub(crate) fn release_ignores_returns() -> bool {
+        mutant::on(Mutant::SlabReleaseWithReturns)
+    }
+}
+
+#[cfg(all(test, not(any(loom, feature = "shuttle"))))]
+mod tests {
+    use super::*;
+    use std::vec;
+
+    #[test]
+    fn classes_cover_8_to_2048() {
+        assert_eq!(class_of(1), 0);
+        assert_eq!(class_of(8), 0);
+        assert_eq!(class_of(9), 1);
+        assert_eq!(class_of(2048), 8);
+        assert_eq!(class_size(8), 2048);
+        assert_eq!(capacity(0), 2048);
+        assert_eq!(capacity(8), 8);
+    }
+
+    #[test]
+    fn take_collect_free_keep_the_count() {
+        let mem = vec![0u64; SLAB_BYTES / 8];
+        let base = mem.as_ptr() as usize;
+        let d = SlabDesc::new();
+        unsafe {
+            d.init(6, 1); // 512 B, 32 objects
+            let mut out = [0usize; 40];
+            assert_eq!(d.take(base, &mut out), 32);
+            assert!(!d.has_local());
+            assert!(!d.free_remote(base, 6, out[3]));
+            assert!(!d.free_remote(base, 6, out[7]));
+            d.free_local(base, out[0]);
+            assert_eq!(d.local().handed, 31, "remote frees count once collected");
+            assert_eq!(d.collect(base), 2);
+            assert_eq!(d.local().handed, 29);
+            let mut again = [0usize; 4];
+            assert_eq!(d.take(base, &mut again), 3);
+            let mut got = again[..3].to_vec();
+            got.sort();
+            assert_eq!(
+                got,
+                [out[0], out[3], out[7]]
+                    .iter()
+                    .copied()
+                    .collect::<std::vec::Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn abandon_full_then_first_remote_free_publishes() {
+        let mem = vec![0u64; SLAB_BYTES / 8];
+        let base = mem.as_ptr() as usize;
+        let d = SlabDesc::new();
+        unsafe {
+            d.init(8, 1);
+            let mut out = [0usize; 8];
+            assert_eq!(d.take(base, &mut out), 8);
+            assert!(d.try_abandon_full(1));
+            assert_eq!(d.owner.load(Ordering::Relaxed), ABANDONED);
+            assert!(d.free_remote(base, 8, out[0]), "first free publishes");
+            assert!(!d.free_remote(base, 8, out[1]), "second does not");
+            assert!(d.adopt(2));
+            assert_eq!(d.collect(base), 2);
+            // Abandoning with returns pending keeps ownership.
+            assert!(!d.free_remote(base, 8, out[2]));
+            assert!(!d.try_abandon_full(2));
+            assert_eq!(d.owner.load(Ordering::Relaxed), 2);
+        }
+    }
+}
