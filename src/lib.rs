@@ -17,6 +17,8 @@ pub mod baseline;
 pub mod buddy;
 mod cas;
 mod error;
+#[cfg(all(feature = "std", not(any(loom, feature = "shuttle"))))]
+mod global;
 mod magazine;
 #[doc(hidden)]
 pub mod mutant;
@@ -39,6 +41,8 @@ pub const MAX_REGIONS: usize = 16;
 
 mod heap;
 pub use buddy::Geometry;
+#[cfg(all(feature = "std", not(any(loom, feature = "shuttle"))))]
+pub use global::MagbuddyAlloc;
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
 pub use magazine::MAG_ROUNDS;
 pub use slab::{MAX_SMALL, SMALL_CLASSES};

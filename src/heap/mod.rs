@@ -302,6 +302,17 @@ impl Heap {
         }
     }
 
+    /// Bytes of the block that serves a request of `size` bytes: slab
+    /// objects are powers of two from 8 B, larger blocks whole pages in
+    /// powers of two.
+    pub fn block_size(&self, size: usize) -> usize {
+        if size <= MAX_SMALL {
+            slab::class_size(slab::class_of(size))
+        } else {
+            size.div_ceil(PAGE_SIZE).next_power_of_two() * PAGE_SIZE
+        }
+    }
+
     /// Number of CPU slots.
     pub fn cpus(&self) -> usize {
         self.cpus
