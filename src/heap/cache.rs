@@ -155,7 +155,7 @@ impl Heap {
     /// Returns one round to where it came from: an object to its slab (as
     /// owner `token` if it owns it, else through the return list), a block to
     /// the buddy tree.
-    pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, retries: &mut u32) -> bool {
+    pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, ctx: &mut Ctx) -> bool {
         let reg = self
             .regions()
             .find(|r| r.contains(p))
@@ -163,7 +163,7 @@ impl Heap {
         let page = reg.page_of(p);
         if cc >= SMALL_CLASSES {
             // SAFETY: a cached block is allocated in the tree and ours.
-            return unsafe { self.release_block(reg, page, p, retries) }
+            return unsafe { self.release_block(reg, page, p, &mut ctx.retries) }
                 .map_err(|_| self.record_corruption(p))
                 .is_ok();
         }
@@ -174,7 +174,7 @@ impl Heap {
             self.record_corruption(p);
             return false;
         }
-        self.free_to_slab(token, reg, page, cc, p);
+        ctx.remote += self.free_to_slab(token, reg, page, cc, p) as u32;
         true
     }
 
@@ -316,11 +316,14 @@ impl Heap {
         // order, but cheap); Relaxed would do.
         self.drain_epoch.fetch_add(1, Ordering::Release);
         let depot = self.depot();
-        let mut r = 0;
+        let mut ctx = Ctx::default();
         for cc in 0..CACHE_CLASSES {
             while let Some(m) = depot.get_full(cc) {
                 // SAFETY: popped: the magazine is ours.
-                unsafe { self.mag(m).with(|rs| self.flush_rounds(0, cc, rs, &mut r)) };
+                unsafe {
+                    self.mag(m)
+                        .with(|rs| self.flush_rounds(0, cc, rs, &mut ctx))
+                };
                 depot.put_empty(m);
             }
         }
@@ -356,9 +359,9 @@ impl Heap {
     }
 
     /// Returns every round of `rs` home.
-    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, rs: &mut Rounds, retries: &mut u32) {
+    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, rs: &mut Rounds, ctx: &mut Ctx) {
         for &p in &rs.slots[..rs.count as usize] {
-            self.flush_round(token, cc, p, retries);
+            self.flush_round(token, cc, p, ctx);
         }
         rs.count = 0;
     }
@@ -469,10 +472,7 @@ impl Handle<'_> {
                     continue;
                 }
                 // SAFETY: as above.
-                unsafe {
-                    heap.mag(m)
-                        .with(|r| heap.flush_rounds(token, cc, r, &mut ctx.retries))
-                };
+                unsafe { heap.mag(m).with(|r| heap.flush_rounds(token, cc, r, ctx)) };
                 depot.put_empty(m);
             }
         }
@@ -617,7 +617,7 @@ impl Handle<'_> {
             match depot.get_empty() {
                 Some(m) => self.cache(|c| c.loaded[cc] = m + 1),
                 None => {
-                    heap.flush_round(token, cc, p, &mut ctx.retries);
+                    heap.flush_round(token, cc, p, ctx);
                     return;
                 }
             }
@@ -641,7 +641,7 @@ impl Handle<'_> {
                         // SAFETY: held by this CPU.
                         unsafe {
                             heap.mag(loaded - 1)
-                                .with(|r| heap.flush_rounds(token, cc, r, &mut ctx.retries))
+                                .with(|r| heap.flush_rounds(token, cc, r, ctx))
                         };
                     }
                 }
@@ -654,7 +654,7 @@ impl Handle<'_> {
                     // SAFETY: held by this CPU.
                     unsafe {
                         heap.mag(previous - 1)
-                            .with(|r| heap.flush_rounds(token, cc, r, &mut ctx.retries))
+                            .with(|r| heap.flush_rounds(token, cc, r, ctx))
                     };
                     depot.put_empty(previous - 1);
                 }
@@ -668,7 +668,7 @@ impl Handle<'_> {
                         // SAFETY: held by this CPU.
                         unsafe {
                             heap.mag(loaded - 1)
-                                .with(|r| heap.flush_rounds(token, cc, r, &mut ctx.retries))
+                                .with(|r| heap.flush_rounds(token, cc, r, ctx))
                         };
                     }
                 }

@@ -181,8 +181,9 @@ impl Heap {
             });
         };
         for cpu in 0..config.cpus {
-            // Spread the CPUs' first homes over the region.
-            let home = pack(0, cpu * layout.areas / config.cpus);
+            // Neighbouring first homes: small blocks stay together and the
+            // rest of the region stays whole for large ones.
+            let home = pack(0, cpu.min(layout.areas - 1));
             // SAFETY: slot `cpu` lies in [slots_at, cursor), inside our range.
             unsafe {
                 ptr::write(
