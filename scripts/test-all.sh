@@ -19,7 +19,9 @@ stage "format" cargo fmt --all -- --check
 stage "clippy" cargo clippy --workspace --all-targets "${P[@]}" -- -D warnings
 stage "no_std build (x86_64-unknown-none)" \
   cargo build -p magbuddy -p magbuddy-checkers --target x86_64-unknown-none "${P[@]}"
-stage "unit, integration and stress tests" cargo test "${P[@]}"
+stage "unit, integration and stress tests" cargo test "${P[@]}" --features std
+stage "checked build (double frees caught inside magazines)" \
+  cargo test "${P[@]}" -p magbuddy --features checked,std --lib --test checked --test heap --test bad_input
 stage "shuttle suites (cargo test -p verify)" cargo test -p verify "${P[@]}"
 # loom gets its own target directory: --cfg loom rebuilds everything.
 stage "loom models (preemption bound 2)" env RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 \

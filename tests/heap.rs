@@ -12,7 +12,7 @@ use rand::{rngs::SmallRng, Rng, SeedableRng};
 /// (16 KiB) holding live small objects, with how many each holds.
 struct Model {
     live: BTreeMap<usize, usize>,
-    slabs: BTreeMap<usize, usize>,
+    slabs: BTreeMap<usize, (usize, usize)>,
 }
 
 const SLAB: usize = 16 * 1024;
@@ -40,7 +40,20 @@ impl Model {
     fn insert(&mut self, p: usize, b: usize) {
         self.live.insert(p, b);
         if b <= 2048 {
-            *self.slabs.entry(p & !(SLAB - 1)).or_default() += 1;
+            self.slabs.entry(p & !(SLAB - 1)).or_insert((b, 0)).1 += 1;
+        }
+    }
+
+    /// Whether a request of `b` bytes fits: a slab of its class with a free
+    /// object, or (for slab sizes too) an aligned free block.
+    fn fits(&self, usable: &std::ops::Range<usize>, b: usize) -> bool {
+        if b <= 2048 {
+            self.slabs
+                .values()
+                .any(|&(class, n)| class == b && n < SLAB / b)
+                || self.has_room(usable, SLAB)
+        } else {
+            self.has_room(usable, b)
         }
     }
 
@@ -48,7 +61,7 @@ impl Model {
         let b = self.live.remove(&p).unwrap();
         if b <= 2048 {
             let slab = p & !(SLAB - 1);
-            let n = self.slabs.get_mut(&slab).unwrap();
+            let n = &mut self.slabs.get_mut(&slab).unwrap().1;
             *n -= 1;
             if *n == 0 {
                 self.slabs.remove(&slab);
@@ -109,10 +122,7 @@ fn run_model(geometry: Geometry, len: usize, offset: usize, seed: u64, ops: usiz
                     );
                     model.insert(p, b);
                 }
-                None => assert!(
-                    !model.has_room(&usable, b),
-                    "op {op}: false OOM for {size} B"
-                ),
+                None => assert!(!model.fits(&usable, b), "op {op}: false OOM for {size} B"),
             }
         }
         if op % 500 == 0 {
