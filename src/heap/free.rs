@@ -1,0 +1,207 @@
+//! The free path: from a pointer to its block, with every check on bad
+//! input (DESIGN §5) made before any state changes.
+
+use super::region::{PageDesc, Region};
+use super::{cache, Heap};
+use crate::slab::{self, SMALL_CLASSES};
+use crate::sync::Ordering;
+use crate::{FreeError, PAGE_SIZE};
+
+impl Heap {
+    /// The free path without a handle.
+    ///
+    /// # Safety
+    /// As [`Heap::try_free`].
+    pub(crate) unsafe fn free_inner(
+        &self,
+        ptr: *mut u8,
+        retries: &mut u32,
+    ) -> Result<(), FreeError> {
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let addr = ptr as usize;
+        let (reg, page, desc) = self.locate(addr)?;
+        if let Some(c) = desc.slab_class() {
+            Self::check_object(reg, page, c, addr)?;
+            return self.free_small_shared(reg, page, c, addr);
+        }
+        if addr % PAGE_SIZE != 0 {
+            return Err(self.classify(reg, page, addr));
+        }
+        if desc.is_cached() {
+            return Err(FreeError::DoubleFree(addr));
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.release_block(reg, page, addr, retries) }
+    }
+
+    /// The region, grid page and descriptor of a pointer inside the usable
+    /// part of the heap.
+    #[inline]
+    fn locate(&self, addr: usize) -> Result<(&Region, usize, PageDesc), FreeError> {
+        let reg = self
+            .regions()
+            .find(|r| r.contains(addr))
+            .ok_or(FreeError::Foreign(addr))?;
+        if addr < reg.usable_lo || addr >= reg.usable_hi {
+            return Err(FreeError::Metadata(addr));
+        }
+        let page = reg.page_of(addr);
+        // Acquire: pairs with the Release store of the allocation (block head
+        // or slab pages), so the slab descriptor's init is visible too.
+        let desc = PageDesc(reg.desc(page).load(Ordering::Acquire));
+        Ok((reg, page, desc))
+    }
+
+    /// Rejects a pointer into a slab that is not at an object's start.
+    #[inline]
+    fn check_object(reg: &Region, page: usize, c: usize, addr: usize) -> Result<(), FreeError> {
+        let base = reg.addr_of(page & !((1 << slab::SLAB_ORDER) - 1));
+        let off = (addr - base) % slab::class_size(c);
+        if off != 0 {
+            return Err(FreeError::Interior {
+                ptr: addr,
+                block: addr - off,
+            });
+        }
+        Ok(())
+    }
+
+    /// Cache class of a block a handle frees into its magazines, `None` for
+    /// blocks above 16 KiB (freed to the tree directly), or the error.
+    #[inline]
+    pub(crate) fn cached_class_of(&self, addr: usize) -> Result<Option<usize>, FreeError> {
+        let (reg, page, desc) = self.locate(addr)?;
+        if let Some(c) = desc.slab_class() {
+            Self::check_object(reg, page, c, addr)?;
+            return Ok(Some(c));
+        }
+        match desc.order() {
+            _ if addr % PAGE_SIZE != 0 => Err(self.classify(reg, page, addr)),
+            Some(k) if (k as usize) < cache::PAGE_CLASSES => Ok(Some(SMALL_CLASSES + k as usize)),
+            Some(_) if desc.is_cached() => Err(FreeError::DoubleFree(addr)),
+            Some(_) => Ok(None),
+            None => Err(self.classify(reg, page, addr)),
+        }
+    }
+
+    /// `checked` builds: marks a block being freed into a magazine, so a
+    /// second free of it is refused while it sits there.
+    pub(crate) fn mark_freed(&self, cc: usize, p: usize) -> Result<(), FreeError> {
+        if cc < SMALL_CLASSES {
+            // SAFETY: `p` is an object of a live slab (resolved by the caller).
+            return unsafe { Self::mark_free(p, cc) }
+                .then_some(())
+                .ok_or(FreeError::DoubleFree(p));
+        }
+        let (reg, page, desc) = self.locate(p)?;
+        let k = (cc - SMALL_CLASSES) as u32;
+        // AcqRel/Acquire: as the descriptor CAS in `release_block`.
+        reg.desc(page)
+            .compare_exchange(
+                PageDesc::head(k).0,
+                PageDesc::cached(k).0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(drop)
+            .map_err(|_| {
+                if desc.is_cached() {
+                    FreeError::DoubleFree(p)
+                } else {
+                    self.classify(reg, page, p)
+                }
+            })
+    }
+
+    /// `checked` builds: undoes [`Self::mark_freed`] when a cached block is
+    /// handed out again.
+    pub(crate) fn mark_handed_out(&self, cc: usize, p: usize) {
+        if cc < SMALL_CLASSES {
+            // SAFETY: the object was just taken from our magazine.
+            return unsafe { Self::unmark(p, cc) };
+        }
+        let reg = self
+            .regions()
+            .find(|r| r.contains(p))
+            .expect("cached block in the heap");
+        let k = (cc - SMALL_CLASSES) as u32;
+        // Relaxed: only the holder of the round touches its descriptor now.
+        reg.desc(reg.page_of(p))
+            .store(PageDesc::head(k).0, Ordering::Relaxed);
+    }
+
+    /// Frees the buddy block whose head page is `page`: the descriptor CAS
+    /// decides which of racing frees owns it, then the tree takes it back.
+    ///
+    /// # Safety
+    /// If the block is live, nobody uses it after this call.
+    pub(crate) unsafe fn release_block(
+        &self,
+        reg: &Region,
+        page: usize,
+        addr: usize,
+        retries: &mut u32,
+    ) -> Result<(), FreeError> {
+        let desc = reg.desc(page);
+        // Acquire: pairs with the Release store of the allocation.
+        let seen = desc.load(Ordering::Acquire);
+        let Some(k) = PageDesc(seen).order() else {
+            return Err(self.classify(reg, page, addr));
+        };
+        // AcqRel: acquires the allocation's store; releases our clearing
+        // before the tree CASes below make the pages reusable.
+        if desc
+            .compare_exchange(seen, PageDesc::NONE.0, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Err(FreeError::DoubleFree(addr));
+        }
+        let h = self.g.area_order();
+        let a = page >> h;
+        let freed = if k > h {
+            (0..1usize << (k - h)).try_for_each(|i| reg.area(a + i).free(0, h, retries))
+        } else {
+            reg.area(a).free((page & ((1 << h) - 1)) as u32, k, retries)
+        };
+        assert!(
+            freed.is_ok(),
+            "magbuddy: descriptor of {addr:#x} says order {k} but the tree disagrees"
+        );
+        Ok(())
+    }
+
+    /// Names what a non-head pointer points into (for the error message).
+    fn classify(&self, reg: &Region, page: usize, addr: usize) -> FreeError {
+        match self.block_containing(reg, page) {
+            Some(start) if start == addr => FreeError::DoubleFree(addr),
+            Some(start) => FreeError::Interior {
+                ptr: addr,
+                block: start,
+            },
+            None => FreeError::NotAllocated(addr),
+        }
+    }
+
+    /// Start address of the allocated block covering page `page`, if any.
+    fn block_containing(&self, reg: &Region, page: usize) -> Option<usize> {
+        let h = self.g.area_order();
+        let a = page >> h;
+        let (k, first) = reg.area(a).block_at((page & ((1 << h) - 1)) as u32)?;
+        if k < h {
+            return Some(reg.addr_of((a << h) + first as usize));
+        }
+        // A whole area: it may belong to a run whose head is further down.
+        let global = reg.first_area + a;
+        let head = (h + 1..crate::ORDERS as u32)
+            .map_while(|k| {
+                Some((
+                    k,
+                    (global & !((1usize << (k - h)) - 1)).checked_sub(reg.first_area)?,
+                ))
+            })
+            .find(|&(k, ha)| reg.desc_snapshot(ha << h).order() == Some(k));
+        Some(reg.addr_of(head.map_or(a, |(_, ha)| ha) << h))
+    }
+}

@@ -1,0 +1,225 @@
+//! Placement: which area serves a block. Home area first; then partly used
+//! areas near home that no other CPU calls home; then any area; a request
+//! larger than an area claims an aligned run of whole areas. `None` only after
+//! a full pass saw no change and a reclaim did not help.
+
+use core::ptr::NonNull;
+
+use super::region::{PageDesc, Region};
+use super::{pack, unpack, Ctx, Heap, MAX_PASSES, NEAR};
+use crate::buddy::AreaWord;
+use crate::sync::Ordering;
+use crate::MAX_REGIONS;
+
+impl Heap {
+    /// Allocates a block of order `k`: home area first, then the search.
+    #[inline]
+    pub(crate) fn alloc_order(&self, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+        if k > self.g.area_order() {
+            // Reclaim before reporting out-of-memory (the no-false-OOM contract).
+            return self.alloc_run(k, &mut ctx.retries).or_else(|| {
+                self.reclaim();
+                self.alloc_run(k, &mut ctx.retries)
+            });
+        }
+        let (r, a) = unpack(ctx.home);
+        if let Some(p) = self
+            .region(r)
+            .filter(|reg| a < reg.areas)
+            .and_then(|reg| self.try_area(reg, a, k, ctx))
+        {
+            return Some(p);
+        }
+        self.alloc_slow(k, ctx)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+        let pages = 1u32 << k;
+        let g = self.g;
+        let owner = ctx.owner;
+        let mine = |reg: &Region, a: usize| {
+            // Relaxed: a placement hint only.
+            let o = reg.summary(a).load(Ordering::Relaxed);
+            o == 0 || o == owner
+        };
+        // Pass 1: a partly used area near home that nobody else calls home.
+        let partial = |reg: &Region, a: usize| {
+            let free = AreaWord(reg.area(a).load_top()).free_pages(g);
+            free >= pages && free < g.area_pages() && mine(reg, a)
+        };
+        if let Some(p) = self.search(k, ctx, NEAR, partial) {
+            return Some(p);
+        }
+        // Pass 2: any area nobody else calls home; pass 3: any area at all.
+        if let Some(p) = self.search(k, ctx, usize::MAX, mine) {
+            return Some(p);
+        }
+        // Authoritative: a full pass that failed while no area word changed,
+        // after reclaiming what anyone may (the no-false-OOM contract). Each
+        // repeat means another operation completed meanwhile, so this loop is
+        // lock-free (though a thread can starve under endless churn).
+        let mut reclaimed = false;
+        loop {
+            let before = self.fingerprint();
+            if let Some(p) = self.search(k, ctx, usize::MAX, |_, _| true) {
+                return Some(p);
+            }
+            if self.fingerprint() == before {
+                if reclaimed {
+                    return None;
+                }
+                self.reclaim();
+                reclaimed = true;
+            }
+        }
+    }
+
+    /// Tries up to `limit` areas after home (wrapping over all regions) that
+    /// pass `want`; moves home to the area that served.
+    fn search(
+        &self,
+        k: u32,
+        ctx: &mut Ctx,
+        limit: usize,
+        want: impl Fn(&Region, usize) -> bool,
+    ) -> Option<NonNull<u8>> {
+        let (hr, ha) = unpack(ctx.home);
+        // Acquire: as in `regions`.
+        let n = self
+            .region_count
+            .load(Ordering::Acquire)
+            .clamp(1, MAX_REGIONS);
+        let mut seen = 0;
+        // Every area once, starting after home and ending with home itself.
+        for step in 0..=n {
+            let r = (hr + step) % n;
+            let Some(reg) = self.region(r) else { continue };
+            let areas = match step {
+                0 => (ha + 1).min(reg.areas)..reg.areas,
+                s if s == n => 0..(ha + 1).min(reg.areas),
+                _ => 0..reg.areas,
+            };
+            for a in areas {
+                if seen >= limit {
+                    return None;
+                }
+                seen += 1;
+                if want(reg, a) {
+                    if let Some(p) = self.try_area(reg, a, k, ctx) {
+                        // Home follows chunk-sized blocks only: a block that
+                        // takes a large part of an area would leave home full.
+                        if k <= self.g.chunk_order() {
+                            self.move_home(ctx, r, a);
+                        }
+                        return Some(p);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Allocates order `k` in area `a` of `reg` and records the descriptor.
+    #[inline]
+    fn try_area(&self, reg: &Region, a: usize, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+        let off = reg.area(a).alloc(k, &mut ctx.retries)?;
+        let page = (a << self.g.area_order()) + off as usize;
+        // Release: a free that reads this head with Acquire also sees the tree
+        // CAS that allocated the block.
+        reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
+        NonNull::new(reg.addr_of(page) as *mut u8)
+    }
+
+    fn move_home(&self, ctx: &mut Ctx, r: usize, a: usize) {
+        let new = pack(r, a);
+        if new == ctx.home {
+            return;
+        }
+        if ctx.owner != 0 {
+            // Relaxed CASes: the summary is a hint; losing either race is fine.
+            let (or, oa) = unpack(ctx.home);
+            if let Some(old) = self.region(or).filter(|reg| oa < reg.areas) {
+                let _ = old.summary(oa).compare_exchange(
+                    ctx.owner,
+                    0,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+            if let Some(reg) = self.region(r) {
+                let _ = reg.summary(a).compare_exchange(
+                    0,
+                    ctx.owner,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        ctx.home = new;
+        ctx.switches += 1;
+    }
+
+    /// A digest of every area word; equal digests before and after a failed
+    /// pass mean no allocation or free completed in between (up to hash
+    /// collisions, which can only cost an extra pass).
+    fn fingerprint(&self) -> u64 {
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for reg in self.regions() {
+            for a in 0..reg.areas {
+                h = (h ^ reg.area(a).load_top()).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        h
+    }
+
+    /// Allocates a run of `2^(k - H)` whole areas, aligned to its size in the
+    /// address space: each area's root is claimed in turn and the claimed ones
+    /// are released if a later one is taken.
+    fn alloc_run(&self, k: u32, retries: &mut u32) -> Option<NonNull<u8>> {
+        let h = self.g.area_order();
+        let n = 1usize << (k - h);
+        for _ in 0..MAX_PASSES {
+            let mut raced = false;
+            for reg in self.regions() {
+                let mut a = reg.first_area.next_multiple_of(n) - reg.first_area;
+                while a + n <= reg.areas {
+                    // Relaxed: a free area's word is exactly 0; the claim below
+                    // validates with a CAS.
+                    if (a..a + n).all(|i| reg.area(i).load_top() == 0) {
+                        match self.claim_run(reg, a, n, retries) {
+                            Ok(()) => {
+                                let page = a << h;
+                                // Release: as in `try_area`.
+                                reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
+                                return NonNull::new(reg.addr_of(page) as *mut u8);
+                            }
+                            Err(()) => raced = true,
+                        }
+                    }
+                    a += n;
+                }
+            }
+            if !raced {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn claim_run(&self, reg: &Region, a: usize, n: usize, retries: &mut u32) -> Result<(), ()> {
+        let h = self.g.area_order();
+        for i in 0..n {
+            if reg.area(a + i).alloc(h, retries).is_none() {
+                for j in (0..i).rev() {
+                    reg.area(a + j)
+                        .free(0, h, retries)
+                        .expect("release of an area we claimed");
+                }
+                return Err(());
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! Heap-wide slab and magazine upkeep: where rounds go home, the shared
+//! path's slab claiming, abandonment and adoption, and [`Heap::reclaim`] —
+//! the part of the no-false-OOM contract that anyone may run (see
+//! `cache.rs` for the per-CPU side and the contract itself).
+
+use core::ptr::NonNull;
+
+use super::region::{PageDesc, Region};
+use super::{Ctx, Heap};
+use crate::magazine::{Magazine, Rounds};
+use crate::slab::{self, SlabDesc, ABANDONED, SLAB_ORDER, SMALL_CLASSES};
+use crate::sync::Ordering;
+
+use super::cache::CACHE_CLASSES;
+
+/// Pattern marking a free object (see `Heap::mark_free`).
+#[inline]
+fn free_mark(p: usize) -> u64 {
+    (p as u64) ^ 0x6d61_6762_7564_6479
+}
+
+impl Heap {
+    pub(crate) fn mag(&self, m: u32) -> &Magazine {
+        &self.depot().pool[m as usize]
+    }
+
+    /// Slab id of grid page `page` of `reg`.
+    pub(crate) fn slab_id(reg: &Region, page: usize) -> u32 {
+        ((reg.index as u32) << 28) | (page >> SLAB_ORDER) as u32
+    }
+
+    /// Region, descriptor and base address of slab `id`.
+    pub(crate) fn slab_by_id(&self, id: u32) -> (&Region, &SlabDesc, usize) {
+        let reg = self
+            .region((id >> 28) as usize)
+            .expect("slab id names a published region");
+        let page = ((id & 0x0fff_ffff) as usize) << SLAB_ORDER;
+        (reg, reg.slab(page), reg.addr_of(page))
+    }
+
+    /// Checks and sets the free mark of object `p` (class `c`). False means
+    /// the mark was already there: `p` is free already (a double free).
+    /// Which step sets it depends on the build (see `free_small`).
+    ///
+    /// # Safety
+    /// `p` is an object of class `c` in a live slab.
+    pub(crate) unsafe fn mark_free(p: usize, c: usize) -> bool {
+        // SAFETY: the object is in a live slab; bytes 4.. are past the link.
+        unsafe {
+            if c == 0 {
+                let m = (p + 4) as *mut u32;
+                let mark = free_mark(p) as u32;
+                (m.read() != mark).then(|| m.write(mark)).is_some()
+            } else {
+                let m = (p + 8) as *mut u64;
+                (m.read() != free_mark(p))
+                    .then(|| m.write(free_mark(p)))
+                    .is_some()
+            }
+        }
+    }
+
+    /// Clears the free mark of object `p` (class `c`).
+    ///
+    /// # Safety
+    /// As [`Self::mark_free`], and the caller holds the object.
+    pub(crate) unsafe fn unmark(p: usize, c: usize) {
+        // SAFETY: as above.
+        unsafe {
+            if c == 0 {
+                ((p + 4) as *mut u32).write(0);
+            } else {
+                ((p + 8) as *mut u64).write(0);
+            }
+        }
+    }
+
+    /// Records an inconsistency found where no caller can be told (a flush).
+    fn record_corruption(&self, p: usize) {
+        // Relaxed: counters for reports.
+        if self.corruptions.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.first_corruption.store(p, Ordering::Relaxed);
+        }
+    }
+
+    /// Returns one round to where it came from: an object to its slab (as
+    /// owner `token` if it owns it, else through the return list), a block to
+    /// the buddy tree.
+    pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, ctx: &mut Ctx) -> bool {
+        let reg = self
+            .regions()
+            .find(|r| r.contains(p))
+            .expect("round inside the heap");
+        let page = reg.page_of(p);
+        if cc >= SMALL_CLASSES {
+            // SAFETY: a cached block is allocated in the tree and ours.
+            return unsafe { self.release_block(reg, page, p, &mut ctx.retries) }
+                .map_err(|_| self.record_corruption(p))
+                .is_ok();
+        }
+        // Without `checked`, the mark is set when an object reaches its slab,
+        // so a duplicate that reaches the slab layer is caught here.
+        // SAFETY: the object lies in a live slab (it is handed out).
+        if !cfg!(feature = "checked") && !unsafe { Self::mark_free(p, cc) } {
+            self.record_corruption(p);
+            return false;
+        }
+        ctx.remote += self.free_to_slab(token, reg, page, cc, p) as u32;
+        true
+    }
+
+    fn free_to_slab(&self, token: u32, reg: &Region, page: usize, c: usize, p: usize) -> bool {
+        let head = page & !((1 << SLAB_ORDER) - 1);
+        let (slab, base) = (reg.slab(head), reg.addr_of(head));
+        // Relaxed: only this thread could have made `token` the owner.
+        if slab.owner.load(Ordering::Relaxed) == token {
+            // SAFETY: we own the slab; p is one of its handed-out objects.
+            unsafe { slab.free_local(base, p) };
+            return false;
+        }
+        // SAFETY: p is a handed-out object of that slab, given up by the caller.
+        if unsafe { slab.free_remote(base, c as u32, p) } {
+            self.abandoned[c].push(Self::slab_id(reg, head), &slab.link);
+        }
+        true
+    }
+
+    /// Frees object `p` of class `c` without a handle (shared path).
+    pub(crate) fn free_small_shared(
+        &self,
+        reg: &Region,
+        page: usize,
+        c: usize,
+        p: usize,
+    ) -> Result<(), crate::FreeError> {
+        // SAFETY: p is an object of a live slab (checked by the caller).
+        if !unsafe { Self::mark_free(p, c) } {
+            return Err(crate::FreeError::DoubleFree(p));
+        }
+        self.free_to_slab(0, reg, page, c, p);
+        Ok(())
+    }
+
+    /// Allocates one object of class `c` without a handle: claims an
+    /// abandoned slab (or makes a new one), takes one object, abandons the
+    /// slab again. Never waits and never pops a shared stack of objects.
+    pub(crate) fn alloc_small_shared(&self, c: usize, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+        loop {
+            let mut out = [0usize; 1];
+            let id = self.adopt_or_new(c, slab::SHARED, ctx)?;
+            let (reg, s, base) = self.slab_by_id(id);
+            // SAFETY: we own the slab until we give it up below.
+            unsafe {
+                if s.take(base, &mut out) == 0 && s.collect(base) > 0 {
+                    s.take(base, &mut out);
+                }
+                self.give_up_slab(reg, s, id, slab::SHARED);
+                if out[0] != 0 {
+                    Self::unmark(out[0], c);
+                    return NonNull::new(out[0] as *mut u8);
+                }
+            }
+        }
+    }
+
+    /// Adopts an abandoned slab of class `c` for `token`, or makes a new one.
+    pub(crate) fn adopt_or_new(&self, c: usize, token: u32, ctx: &mut Ctx) -> Option<u32> {
+        while let Some(id) = self.abandoned[c].pop(|i| &self.slab_by_id(i).1.link) {
+            let (_, s, base) = self.slab_by_id(id);
+            if s.adopt(token) {
+                // SAFETY: adopted: we own it now.
+                unsafe { s.collect(base) };
+                ctx.adopted += 1;
+                return Some(id);
+            }
+        }
+        let p = self.alloc_order(SLAB_ORDER, ctx).or_else(|| {
+            self.reclaim();
+            self.alloc_order(SLAB_ORDER, ctx)
+        })?;
+        let reg = self
+            .regions()
+            .find(|r| r.contains(p.as_ptr() as usize))
+            .expect("new slab in the heap");
+        let page = reg.page_of(p.as_ptr() as usize);
+        let s = reg.slab(page);
+        // SAFETY: the block is fresh from the tree; nobody else can reach it.
+        unsafe { s.init(c, token) };
+        for q in page..page + (1 << SLAB_ORDER) {
+            // Release: the slab descriptor's init is visible to whoever frees
+            // an object of it after reading this page descriptor.
+            reg.desc(q).store(PageDesc::slab(c).0, Ordering::Release);
+        }
+        // Relaxed: a statistic.
+        self.slabs_live.fetch_add(1, Ordering::Relaxed);
+        Some(Self::slab_id(reg, page))
+    }
+
+    /// Ends `token`'s ownership of slab `id`: released to the tree if nothing
+    /// is handed out, on the abandoned stack if it has objects left,
+    /// abandoned-full otherwise.
+    ///
+    /// # Safety
+    /// `token` owns the slab.
+    pub(crate) unsafe fn give_up_slab(&self, reg: &Region, s: &SlabDesc, id: u32, token: u32) {
+        let page = ((id & 0x0fff_ffff) as usize) << SLAB_ORDER;
+        let base = reg.addr_of(page);
+        // SAFETY: owned (caller).
+        unsafe {
+            s.collect(base);
+            if s.local().handed == 0
+                && (s.returns_snapshot().head() == 0 || SlabDesc::release_ignores_returns())
+            {
+                for q in page..page + (1 << SLAB_ORDER) {
+                    // Relaxed: the tree CAS below (AcqRel) publishes it.
+                    reg.desc(q).store(PageDesc::NONE.0, Ordering::Relaxed);
+                }
+                // Nothing handed out: no object can be pushed back any more.
+                s.owner.store(ABANDONED, Ordering::Relaxed);
+                let h = self.g.area_order();
+                let off = (page & ((1 << h) - 1)) as u32;
+                reg.area(page >> h)
+                    .free(off, SLAB_ORDER, &mut 0)
+                    .expect("slab block allocated in the tree");
+                // Relaxed: a statistic.
+                self.slabs_live.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+            if s.has_local() {
+                s.abandon();
+                self.abandoned[s.local().class as usize].push(id, &s.link);
+            } else if !s.try_abandon_full(token) {
+                // Returns arrived meanwhile: they make it worth publishing.
+                s.collect(base);
+                s.abandon();
+                self.abandoned[s.local().class as usize].push(id, &s.link);
+            }
+        }
+    }
+
+    /// Empties the depot and sweeps the abandoned slabs: empty ones go back
+    /// to the buddy tree. Also raises the drain epoch, so every active CPU
+    /// flushes its magazines on its next call. Safe to call at any time;
+    /// the allocator calls it before it reports out-of-memory.
+    pub fn reclaim(&self) {
+        // Release: a CPU that sees the new epoch also sees why (nothing to
+        // order, but cheap); Relaxed would do.
+        self.drain_epoch.fetch_add(1, Ordering::Release);
+        let depot = self.depot();
+        let mut ctx = Ctx::default();
+        for cc in 0..CACHE_CLASSES {
+            while let Some(m) = depot.get_full(cc) {
+                // SAFETY: popped: the magazine is ours.
+                unsafe {
+                    self.mag(m)
+                        .with(|rs| self.flush_rounds(0, cc, rs, &mut ctx))
+                };
+                depot.put_empty(m);
+            }
+        }
+        for c in 0..SMALL_CLASSES {
+            // Adopt every abandoned slab, remember the ones still in use
+            // through their (now ours) links, then publish those again.
+            let mut keep = 0u32;
+            while let Some(id) = self.abandoned[c].pop(|i| &self.slab_by_id(i).1.link) {
+                let (reg, s, base) = self.slab_by_id(id);
+                if !s.adopt(slab::SHARED) {
+                    continue;
+                }
+                // SAFETY: adopted.
+                unsafe {
+                    s.collect(base);
+                    if s.local().handed == 0 {
+                        self.give_up_slab(reg, s, id, slab::SHARED);
+                    } else {
+                        // Relaxed: the link is ours while we own the slab.
+                        s.link.store(keep, Ordering::Relaxed);
+                        keep = id + 1;
+                    }
+                }
+            }
+            while keep != 0 {
+                let (reg, s, _) = self.slab_by_id(keep - 1);
+                let next = s.link.load(Ordering::Relaxed);
+                // SAFETY: still owned by us (SHARED).
+                unsafe { self.give_up_slab(reg, s, keep - 1, slab::SHARED) };
+                keep = next;
+            }
+        }
+    }
+
+    /// Returns every round of `rs` home.
+    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, rs: &mut Rounds, ctx: &mut Ctx) {
+        for &p in &rs.slots[..rs.count as usize] {
+            self.flush_round(token, cc, p, ctx);
+        }
+        rs.count = 0;
+    }
+}
