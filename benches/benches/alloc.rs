@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use magbuddy_bench::{BenchAlloc, Kind, NoProbe, RunConfig, Workload, MAX_THREADS, REGION};
 
 /// Alloc+free pairs per thread per iteration.
@@ -24,14 +26,22 @@ fn benches(c: &mut Criterion) {
     let mut allocs: HashMap<Kind, Box<dyn BenchAlloc>> = HashMap::new();
     for wl in Workload::ALL {
         let mut group = c.benchmark_group(wl.name());
+        // Flat: every sample runs the same number of iterations, so a slow
+        // point costs 10 runs, not 55 (criterion's linear ramp).
+        group.sampling_mode(SamplingMode::Flat);
         for kind in Kind::ALL {
+            if !wl.fits_kind(kind) {
+                continue;
+            }
             for threads in THREADS {
                 let cfg = RunConfig {
                     threads,
                     pairs: PAIRS,
                     seed: 42,
                     // A pure spinlock oversubscribed 4× can stall for whole
-                    // time slices; cap an iteration instead of the suite.
+                    // time slices; cap an iteration instead of the suite (a
+                    // capped iteration did less than the planned work, so
+                    // its thrpt is overstated: the report marks such runs).
                     time_limit: Some(Duration::from_secs(1)),
                     keep: false,
                 };
@@ -41,9 +51,6 @@ fn benches(c: &mut Criterion) {
                     let a = allocs
                         .entry(kind)
                         .or_insert_with(|| kind.build(REGION, MAX_THREADS));
-                    if !wl.fits(a.as_ref()) {
-                        return;
-                    }
                     b.iter_custom(|iters| {
                         (0..iters)
                             .map(|_| wl.run::<NoProbe>(a.as_ref(), cfg).elapsed)

@@ -122,6 +122,11 @@ impl Kind {
         }
     }
 
+    /// Whether it serves only single pages (the xv6 lists).
+    pub fn single_pages_only(self) -> bool {
+        self == Kind::Xv6Pages
+    }
+
     /// The kind called `name`.
     pub fn parse(name: &str) -> Option<Kind> {
         Self::ALL.into_iter().find(|k| k.name() == name)
@@ -388,7 +393,7 @@ impl BenchAlloc for Xv6 {
         Box::new(Xv6Thread(&self.0, index % self.0.cpus()))
     }
     fn single_pages_only(&self) -> bool {
-        true
+        Kind::Xv6Pages.single_pages_only()
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use rand::Rng;
 
-use crate::alloc::BenchAlloc;
+use crate::alloc::{BenchAlloc, Kind};
 use crate::region::PAGE;
 use crate::run::{collect, timed_threads, Ctx, Probe, RunConfig, RunResult};
 
@@ -98,6 +98,11 @@ impl Workload {
         self.single_pages() || !alloc.single_pages_only()
     }
 
+    /// Whether allocators of `kind` can run this workload (before building one).
+    pub fn fits_kind(self, kind: Kind) -> bool {
+        self.single_pages() || !kind.single_pages_only()
+    }
+
     /// Pairs a run of `cfg` performs if nothing fails or stops early.
     pub fn planned_pairs(self, cfg: &RunConfig) -> usize {
         let t = cfg.threads;
@@ -112,49 +117,31 @@ impl Workload {
     pub fn run<P: Probe>(self, alloc: &dyn BenchAlloc, cfg: &RunConfig) -> RunResult {
         let t = cfg.threads;
         let stream = self as u64;
+        // Workloads whose threads share nothing: same harness, own body.
+        let alone = |body: &(dyn Fn(&mut Ctx<'_, P>) + Sync)| {
+            collect(timed_threads::<P, _>(
+                alloc,
+                t,
+                cfg,
+                stream,
+                false,
+                |_, ctx| body(ctx),
+            ))
+        };
         match self {
-            Workload::Small | Workload::Page | Workload::Mixed => {
-                collect(timed_threads::<P, _>(
-                    alloc,
-                    t,
-                    cfg,
-                    stream,
-                    false,
-                    |_, ctx| {
-                        let mut live = Vec::new();
-                        // SAFETY: `replace` hands back only what it allocated.
-                        unsafe {
-                            replace(ctx, &mut live, cfg.pairs, |r| self.size(r));
-                            ctx.finish(live);
-                        }
-                    },
-                ))
-            }
-            Workload::ConstOcc => {
-                collect(timed_threads::<P, _>(
-                    alloc,
-                    t,
-                    cfg,
-                    stream,
-                    false,
-                    |_, ctx| {
-                        // SAFETY: as above.
-                        unsafe { const_occupancy(ctx, cfg.pairs) }
-                    },
-                ))
-            }
+            Workload::Small | Workload::Page | Workload::Mixed => alone(&|ctx| {
+                let mut live = Vec::new();
+                // SAFETY: `replace` hands back only what it allocated.
+                unsafe {
+                    replace(ctx, &mut live, cfg.pairs, |r| self.size(r));
+                    ctx.finish(live);
+                }
+            }),
+            // SAFETY: as above.
+            Workload::ConstOcc => alone(&|ctx| unsafe { const_occupancy(ctx, cfg.pairs) }),
+            // SAFETY: as above.
             Workload::ThreadTest => {
-                collect(timed_threads::<P, _>(
-                    alloc,
-                    t,
-                    cfg,
-                    stream,
-                    false,
-                    |_, ctx| {
-                        // SAFETY: as above.
-                        unsafe { thread_test(ctx, cfg.pairs, (2_000 / t).max(1)) }
-                    },
-                ))
+                alone(&|ctx| unsafe { thread_test(ctx, cfg.pairs, (2_000 / t).max(1)) })
             }
             Workload::Remote => remote::<P>(alloc, cfg),
             Workload::Larson => larson::<P>(alloc, cfg),

@@ -47,6 +47,10 @@ pub struct Args {
     /// Skip the callgrind instruction counts (they need valgrind).
     #[arg(long)]
     no_callgrind: bool,
+    /// Only the callgrind instruction table (magbuddy, SpinHeap, mimalloc on
+    /// small and page pairs), printed and written to `instructions.csv`.
+    #[arg(long)]
+    instructions: bool,
     /// Callgrind mode: run ALLOCATOR on WORKLOAD once and exit (what
     /// `valgrind --tool=callgrind` runs; see the instruction table).
     #[arg(long, num_args = 2, value_names = ["ALLOCATOR", "WORKLOAD"])]
@@ -88,6 +92,15 @@ fn main() {
         callgrind::child(&v[0], &v[1], args.pairs, args.threads[0]);
         return;
     }
+    std::fs::create_dir_all(&args.out).expect("create --out");
+    if args.instructions {
+        let csv = args.out.join("instructions.csv");
+        match callgrind::table(&csv, args.quick) {
+            Some(i) => println!("{}", i.markdown),
+            None => std::process::exit(1),
+        }
+        return;
+    }
     let plan = if args.quick {
         Plan {
             pairs: 16_000,
@@ -97,7 +110,7 @@ fn main() {
     } else {
         Plan {
             pairs: 200_000,
-            reps: 3,
+            reps: 5,
             limit: Duration::from_secs(4),
         }
     };
@@ -115,7 +128,6 @@ fn main() {
         .into_iter()
         .filter_map(Kind::parse)
         .collect();
-    std::fs::create_dir_all(&args.out).expect("create --out");
     let t0 = Instant::now();
     let allocs: Vec<Box<dyn BenchAlloc>> =
         kinds.iter().map(|k| k.build(REGION, MAX_THREADS)).collect();
