@@ -31,6 +31,14 @@ pub(crate) fn cas_update<T: Packed, R>(
 ) -> Result<Updated<R>, T> {
     // Relaxed: the value is only a guess that the CAS validates; ordering comes
     // from the successful CAS below.
+    // Mutant: load (Acquire) + store (Release) instead of one CAS, so the only
+    // defect is atomicity: another thread's update in between is lost.
+    if crate::mutant::on(crate::mutant::Mutant::TwoStepUpdate) {
+        let seen = T::from_bits(atom.load(Ordering::Acquire));
+        let (new, out) = f(seen).ok_or(seen)?;
+        atom.store(new.bits(), Ordering::Release);
+        return Ok(Updated { out, retries: 0 });
+    }
     let mut current = atom.load(Ordering::Relaxed);
     let backoff = Backoff::new();
     let mut retries = 0;

@@ -73,5 +73,108 @@ pub mod testing {
         pub fn free(&self, offset: u32, k: u32) -> bool {
             self.0.free(offset, k, &mut 0).is_ok()
         }
+
+        /// [`Self::alloc`], also returning the CAS attempts that lost a race.
+        pub fn alloc_counting(&self, k: u32) -> (Option<u32>, u32) {
+            let mut retries = 0;
+            (self.0.alloc(k, &mut retries), retries)
+        }
+
+        /// [`Self::free`], also returning the CAS attempts that lost a race.
+        pub fn free_counting(&self, offset: u32, k: u32) -> (bool, u32) {
+            let mut retries = 0;
+            (self.0.free(offset, k, &mut retries).is_ok(), retries)
+        }
+
+        /// The area word's reservation count of chunk `j` (one Relaxed load).
+        pub fn used(&self, j: u32) -> u32 {
+            self.count_in(self.0.load_top(), j)
+        }
+
+        /// The reservation count of chunk `j` in a raw area word.
+        pub fn count_in(&self, area_word: u64, j: u32) -> u32 {
+            AreaWord(area_word).used(self.0.g, j)
+        }
+
+        /// Chunk word `j`, raw (one Relaxed load; 0 = entirely free).
+        pub fn chunk_word(&self, j: u32) -> u64 {
+            self.0.load_chunk(j)
+        }
+
+        /// The area word, raw (one Relaxed load; 0 = entirely free).
+        pub fn area_word(&self) -> u64 {
+            self.0.load_top()
+        }
+
+        /// At a quiet point: both word kinds well formed, no chunk block under
+        /// an allocated top node, and each count equal to its chunk's
+        /// allocated pages (invariant R with nothing in flight).
+        pub fn check(&self) -> Result<(), &'static str> {
+            let g = self.0.g;
+            let top = AreaWord(self.0.load_top());
+            top.check(g)?;
+            for j in 0..g.chunks_per_area() {
+                let cw = ChunkWord(self.0.load_chunk(j));
+                cw.check(g)?;
+                if top.covered_chunks(g) & (1 << j) != 0 && cw.0 != 0 {
+                    return Err("chunk holds blocks under an allocated top node");
+                }
+                if top.used(g, j) != g.chunk_pages() - cw.free_pages(g) {
+                    return Err("reservation count differs from the chunk's allocated pages");
+                }
+            }
+            Ok(())
+        }
+    }
+
+    /// Events of the buddy tree that no counter of the heap shows, counted
+    /// for the verification suites so they can assert they reached them.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Probe {
+        /// A chunk had room by its count but no aligned free node: the
+        /// reservation was given back and the next chunk tried.
+        FallThrough = 0,
+        /// A whole area (order `H`) was taken in its area word: an area-sized
+        /// block, one area of a multi-area run, or a claim a run undoes.
+        AreaClaim = 1,
+    }
+
+    const PROBES: usize = 2;
+
+    #[cfg(all(feature = "mutants", feature = "std"))]
+    std::thread_local! {
+        static COUNTS: [core::cell::Cell<u64>; PROBES] = const {
+            [const { core::cell::Cell::new(0) }; PROBES]
+        };
+    }
+
+    /// Counts `p` on the calling OS thread. Only with features `mutants` and
+    /// `std`; otherwise nothing (and compiled away).
+    #[inline(always)]
+    pub(crate) fn note(p: Probe) {
+        #[cfg(all(feature = "mutants", feature = "std"))]
+        COUNTS.with(|c| c[p as usize].set(c[p as usize].get() + 1));
+        let _ = p;
+    }
+
+    /// How often `p` happened on this OS thread since the last
+    /// [`reset_probes`]. shuttle and loom run every task of an execution on
+    /// the thread that called them, so this counts one test's executions
+    /// even while other tests run on other threads. Always 0 without
+    /// features `mutants` and `std`.
+    pub fn probe_count(p: Probe) -> u64 {
+        #[cfg(all(feature = "mutants", feature = "std"))]
+        return COUNTS.with(|c| c[p as usize].get());
+        #[cfg(not(all(feature = "mutants", feature = "std")))]
+        {
+            let _ = p;
+            0
+        }
+    }
+
+    /// Sets this OS thread's probe counts to zero.
+    pub fn reset_probes() {
+        #[cfg(all(feature = "mutants", feature = "std"))]
+        COUNTS.with(|c| c.iter().for_each(|x| x.set(0)));
     }
 }

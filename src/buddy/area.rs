@@ -24,6 +24,9 @@ impl Area<'_> {
             let d = g.area_order() - k;
             let up = cas_update(self.top, |w: AreaWord| w.alloc(g, d)).ok()?;
             *retries += up.retries;
+            if k == g.area_order() {
+                crate::testing::note(crate::testing::Probe::AreaClaim);
+            }
             return Some(up.out << k);
         }
         let pages = 1 << k;
@@ -46,6 +49,7 @@ impl Area<'_> {
                 }
                 Err(_) => {
                     // Enough pages but no aligned run of them: give them back.
+                    crate::testing::note(crate::testing::Probe::FallThrough);
                     self.unreserve(j, pages, retries);
                     fragmented |= 1 << j;
                 }
@@ -70,6 +74,11 @@ impl Area<'_> {
         let j = offset >> g.chunk_order();
         let node = (offset & (g.chunk_pages() - 1)) >> k;
         let d = g.chunk_order() - k;
+        // Mutant: the count drops before the node is released (steps swapped).
+        let swapped = crate::mutant::on(crate::mutant::Mutant::UnreserveFirst);
+        if swapped {
+            self.unreserve(j, 1 << k, retries);
+        }
         // Step 1: release the node in its chunk.
         let up = cas_update(&self.chunks[j as usize], |w: ChunkWord| {
             Some((w.release(d, node)?, ()))
@@ -77,7 +86,9 @@ impl Area<'_> {
         .map_err(drop)?;
         *retries += up.retries;
         // Step 2: return the pages to the count (linearization point).
-        self.unreserve(j, 1 << k, retries);
+        if !swapped {
+            self.unreserve(j, 1 << k, retries);
+        }
         Ok(())
     }
 

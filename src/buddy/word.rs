@@ -28,6 +28,10 @@ macro_rules! packed_word {
             #[inline]
             pub(crate) fn release(self, d: u32, j: u32) -> Option<Self> {
                 let bit = node_bit(d, j);
+                // Mutant: clear the bit without checking that it is set.
+                if crate::mutant::on(crate::mutant::Mutant::FreeWithoutCheck) {
+                    return Some(Self(self.0 & !bit));
+                }
                 (self.0 & bit != 0).then_some(Self(self.0 & !bit))
             }
         }

@@ -1,19 +1,48 @@
-//! Shared support for the verification suites in `tests/`: heaps built inside
-//! the model checker's execution, and schedule counts scaled by one variable.
+//! Shared support for the verification suites in `tests/`.
+//!
+//! * [`OwnedHeap`]: a heap inside memory it owns, built inside each model
+//!   checker execution (shuttle and loom atomics live only there).
+//! * [`World`] and [`Client`]: the heap plus the checkers of
+//!   `magbuddy-checkers` (online shadow bitmap, canaries, ledger, client-side
+//!   trace replayed at the end) and the end-of-schedule checks.
+//! * [`explore`], [`hunt`]: run a body under shuttle's random or PCT
+//!   scheduler, count the schedules, and (for mutants) catch the first
+//!   failing one with a fixed seed.
+//! * [`Tally`]: named event counts a suite asserts minimums on, so a suite
+//!   that stops reaching its race fails.
+//!
+//! Schedule counts scale with `MAGBUDDY_VERIFY_SCALE` ([`schedules`]).
 #![allow(clippy::missing_safety_doc)]
+
+mod explore;
+#[cfg(loom)]
+pub mod loom_models;
+pub mod scenario;
+mod tally;
+mod via;
+mod world;
+
+pub use explore::{explore, hunt, suite, Caught, Sched};
+pub use tally::Tally;
+pub use via::Via;
+pub use world::{block_bytes, Client, Op, Run, World};
 
 use std::alloc::{alloc, dealloc, Layout};
 
 use magbuddy::{Geometry, Heap, HeapConfig};
 
 /// Schedules per test: `base` times `MAGBUDDY_VERIFY_SCALE` (default 1), so a
-/// soak run is `MAGBUDDY_VERIFY_SCALE=100 cargo test -p verify --release`.
+/// soak run is `MAGBUDDY_VERIFY_SCALE=100 cargo test -p verify --profile verify`.
 pub fn schedules(base: usize) -> usize {
-    let scale = std::env::var("MAGBUDDY_VERIFY_SCALE")
+    base * scale()
+}
+
+/// The value of `MAGBUDDY_VERIFY_SCALE` (default 1).
+pub fn scale() -> usize {
+    std::env::var("MAGBUDDY_VERIFY_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
-    base * scale
+        .unwrap_or(1)
 }
 
 /// A heap inside memory it owns; freed on drop. Build one per schedule.
@@ -48,6 +77,11 @@ impl OwnedHeap {
         // SAFETY: constructed in `new`, lives until drop.
         unsafe { &*self.heap }
     }
+
+    /// The memory handed to the heap, as `(start address, length)`.
+    pub fn region(&self) -> (usize, usize) {
+        (self.mem as usize, self.layout.size())
+    }
 }
 
 impl Drop for OwnedHeap {
@@ -55,4 +89,21 @@ impl Drop for OwnedHeap {
         // SAFETY: allocated in `new` with this layout; the heap is not used after.
         unsafe { dealloc(self.mem, self.layout) }
     }
+}
+
+/// CAS attempts that lost a race, summed over every CPU slot and the shared
+/// path of `heap`.
+pub fn cas_retries(heap: &Heap) -> u64 {
+    (0..heap.cpus())
+        .map(|c| heap.cpu_stats(c).cas_retries)
+        .sum::<u64>()
+        + heap.shared_stats().cas_retries
+}
+
+/// Allocations that returned `None`, summed like [`cas_retries`].
+pub fn failed_allocs(heap: &Heap) -> u64 {
+    (0..heap.cpus())
+        .map(|c| heap.cpu_stats(c).failed_allocs)
+        .sum::<u64>()
+        + heap.shared_stats().failed_allocs
 }

@@ -1,0 +1,133 @@
+//! Running a body under shuttle's schedulers, counting schedules.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+
+use shuttle::scheduler::{PctScheduler, RandomScheduler};
+use shuttle::{Config, FailurePersistence, Runner};
+
+/// Which shuttle scheduler explores a body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sched {
+    /// `check_random`: each step picks a random runnable thread (breadth).
+    Random,
+    /// `check_pct` with this bug depth: `depth - 1` random priority change
+    /// points per schedule (bugs that need few preemptions).
+    Pct {
+        /// PCT's bug depth `d`.
+        depth: usize,
+    },
+}
+
+impl fmt::Display for Sched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Random => f.write_str("shuttle random"),
+            Self::Pct { depth } => write!(f, "shuttle PCT depth {depth}"),
+        }
+    }
+}
+
+fn counted<F: Fn() + Send + Sync + 'static>(f: F) -> (Arc<AtomicUsize>, impl Fn() + Send + Sync) {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    (runs, move || {
+        r.fetch_add(1, Relaxed);
+        f()
+    })
+}
+
+/// Runs `f` for `iterations` schedules with `check_random` or `check_pct`
+/// (fresh random seeds each run; a failure panics after shuttle printed the
+/// schedule to replay), prints and returns how many ran.
+pub fn explore<F>(name: &str, sched: Sched, iterations: usize, f: F) -> usize
+where
+    F: Fn() + Send + Sync + 'static,
+{
+    let (runs, body) = counted(f);
+    match sched {
+        Sched::Random => shuttle::check_random(body, iterations),
+        Sched::Pct { depth } => shuttle::check_pct(body, iterations, depth),
+    }
+    let n = runs.load(Relaxed);
+    println!("{name}: {n} schedules ({sched})");
+    n
+}
+
+/// A failure found by [`hunt`].
+#[derive(Debug, Clone)]
+pub struct Caught {
+    /// Schedules run up to and including the failing one.
+    pub schedules: usize,
+    /// The panic message of the failing schedule.
+    pub message: String,
+}
+
+/// Runs `f` under `sched` with a fixed `seed` for at most `max` schedules.
+/// `Ok(n)` if all `n` passed, `Err(caught)` at the first failing schedule.
+/// With `print_schedule`, shuttle prints the failing schedule's replay
+/// string to stderr first.
+pub fn hunt<F>(
+    sched: Sched,
+    seed: u64,
+    max: usize,
+    print_schedule: bool,
+    f: F,
+) -> Result<usize, Caught>
+where
+    F: Fn() + Send + Sync + 'static,
+{
+    let (runs, body) = counted(f);
+    let mut config = Config::new();
+    if !print_schedule {
+        config.failure_persistence = FailurePersistence::None;
+    }
+    let result = panic::catch_unwind(AssertUnwindSafe(|| match sched {
+        Sched::Random => Runner::new(RandomScheduler::new_from_seed(seed, max), config).run(body),
+        Sched::Pct { depth } => {
+            Runner::new(PctScheduler::new_from_seed(seed, depth, max), config).run(body)
+        }
+    }));
+    let schedules = runs.load(Relaxed);
+    match result {
+        Ok(_) => Ok(schedules),
+        Err(payload) => Err(Caught {
+            schedules,
+            message: panic_message(&*payload),
+        }),
+    }
+}
+
+/// The text of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(non-string panic payload)".to_string()
+    }
+}
+
+/// A suite: runs `body` (one schedule) `schedules(base)` times under
+/// `sched`, adds the tree's probe counts ("fall-throughs", "area claims"),
+/// prints the schedule count and every event count, and returns the tally
+/// for the caller's minimums.
+pub fn suite<F>(name: &str, sched: Sched, base: usize, body: F) -> Arc<crate::Tally>
+where
+    F: Fn(&crate::Tally) + Send + Sync + 'static,
+{
+    use magbuddy::testing::{probe_count, reset_probes, Probe};
+    reset_probes();
+    let tally = Arc::new(crate::Tally::new());
+    let t = tally.clone();
+    let n = explore(name, sched, crate::schedules(base), move || body(&t));
+    assert!(n >= base, "{name}: only {n} schedules ran");
+    tally.add("schedules", n as u64);
+    tally.add("fall-throughs", probe_count(Probe::FallThrough));
+    tally.add("area claims", probe_count(Probe::AreaClaim));
+    tally.print(name);
+    tally
+}

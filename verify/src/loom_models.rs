@@ -1,0 +1,322 @@
+//! loom model bodies over one area's words, shared by `tests/loom_buddy.rs`
+//! (the models) and `tests/loom_mutants.rs` (the same models with seeded
+//! defects). Only with `--cfg loom`.
+//!
+//! Every page carries a loom-tracked cell written by its owner, so a missing
+//! happens-before between a free and the next allocation of the same page is
+//! a reported data race. Each body counts its outcomes in a [`Seen`] so a
+//! test can assert that loom explored every branch the model exists for.
+//!
+//! # A loom limitation the models work around
+//!
+//! loom 0.7.3's DPOR keeps only the *last* access per atomic. A plain load
+//! by thread A followed by thread B's load and CAS of the same word is then
+//! not seen as a race (B's own load hides A's), and the interleaving where
+//! B's CAS comes first is never explored. The allocator decides "no room"
+//! with a plain load (the transition refuses, no CAS), so a model whose race
+//! is such a decision reads the word through [`anchor`] first, a no-op
+//! read-modify-write that loom records as a write. Without it,
+//! `unreserve_races_whole_area_alloc` and `invariant_r_observer` each ran a
+//! single execution.
+
+use std::sync::atomic::{AtomicUsize, Ordering as StdOrdering};
+use std::time::Instant;
+
+use loom::cell::UnsafeCell;
+use loom::sync::Arc;
+use magbuddy::sync::{AtomicU64, Ordering::Relaxed};
+use magbuddy::testing::{AreaView, Geometry};
+
+/// 2-page chunks, two per area (three words).
+pub const SMALL: Geometry = match Geometry::new(1, 2) {
+    Some(g) => g,
+    None => panic!("geometry"),
+};
+
+/// 4-page chunks, two per area: room for a fragmented chunk.
+pub const WIDE: Geometry = match Geometry::new(2, 3) {
+    Some(g) => g,
+    None => panic!("geometry"),
+};
+
+/// One area of geometry `g` with a tracked cell per page.
+pub struct World {
+    g: Geometry,
+    /// The area word.
+    pub top: AtomicU64,
+    /// The chunk words.
+    pub chunks: Vec<AtomicU64>,
+    pages: Vec<UnsafeCell<u64>>,
+}
+
+impl World {
+    /// A free area of geometry `g`.
+    pub fn new(g: Geometry) -> Arc<Self> {
+        Arc::new(Self {
+            g,
+            top: AtomicU64::new(0),
+            chunks: (0..g.chunks_per_area())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            pages: (0..g.area_pages()).map(|_| UnsafeCell::new(0)).collect(),
+        })
+    }
+
+    /// The area under test.
+    pub fn area(&self) -> AreaView<'_> {
+        AreaView::new(&self.top, &self.chunks, self.g)
+    }
+
+    /// Writes `tag` into every page of the block (the owner's use).
+    pub fn touch(&self, off: u32, k: u32, tag: u64) {
+        for p in off..off + (1 << k) {
+            // SAFETY: the block is ours between its alloc and free; loom
+            // reports any access that is not ordered after the last owner's.
+            self.pages[p as usize].with_mut(|v| unsafe { *v = tag });
+        }
+    }
+
+    /// Allocates order `k` and writes `tag` into its pages.
+    pub fn alloc(&self, k: u32, tag: u64) -> Option<u32> {
+        let off = self.area().alloc(k)?;
+        self.touch(off, k, tag);
+        Some(off)
+    }
+
+    /// Frees a live block, asserting that the tree accepts it.
+    pub fn free(&self, off: u32, k: u32) {
+        assert!(self.area().free(off, k), "free of a live block refused");
+    }
+
+    /// Quiet point: words well formed with invariant R, and all free.
+    pub fn assert_all_free(&self) {
+        let area = self.area();
+        if let Err(e) = area.check() {
+            panic!("area words inconsistent: {e}");
+        }
+        assert_eq!(self.top.load(Relaxed), 0, "area word back to free");
+        assert!(self.chunks.iter().all(|c| c.load(Relaxed) == 0));
+        let h = self.g.area_order();
+        assert_eq!(area.alloc(h), Some(0), "whole area allocatable again");
+    }
+}
+
+/// A no-op read-modify-write returning the value: see the module docs.
+pub fn anchor(a: &AtomicU64) -> u64 {
+    a.fetch_add(0, Relaxed)
+}
+
+/// Outcome counters of one model, summed over its executions.
+#[derive(Default)]
+pub struct Seen([AtomicUsize; 4]);
+
+impl Seen {
+    /// Counts outcome `i`.
+    pub fn hit(&self, i: usize) {
+        self.0[i].fetch_add(1, StdOrdering::Relaxed);
+    }
+    /// How often outcome `i` was seen.
+    pub fn get(&self, i: usize) -> usize {
+        self.0[i].load(StdOrdering::Relaxed)
+    }
+}
+
+/// Runs `f` as a loom model; prints and returns how many executions loom
+/// explored (the closure's invocations, the failing one included).
+pub fn model(name: &str, f: impl Fn() + Sync + Send + 'static) -> usize {
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let t0 = Instant::now();
+    loom::model(move || {
+        r.fetch_add(1, StdOrdering::Relaxed);
+        f()
+    });
+    let bound = std::env::var("LOOM_MAX_PREEMPTIONS").unwrap_or_else(|_| "none".into());
+    let n = runs.load(StdOrdering::Relaxed);
+    println!(
+        "{name}: {n} executions, preemption bound {bound}, {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    n
+}
+
+/// Three threads each allocate, write and free one page of a 4-page area
+/// (two 2-page chunks): three threads reserving in one area word, two of
+/// them in one chunk word. Outcome 0: executions.
+pub fn three_threads_pages(seen: &Seen) {
+    let w = World::new(SMALL);
+    let threads: Vec<_> = (1..3)
+        .map(|t| {
+            let w = w.clone();
+            loom::thread::spawn(move || {
+                let off = w.alloc(0, t).expect("room for three pages");
+                w.free(off, 0);
+            })
+        })
+        .collect();
+    let off = w.alloc(0, 9).expect("room for three pages");
+    w.free(off, 0);
+    for t in threads {
+        t.join().unwrap();
+    }
+    w.assert_all_free();
+    seen.hit(0);
+}
+
+/// Three threads, three kinds of block: a pair allocated before they start
+/// is freed, a page is allocated and freed, and the whole area is tried.
+/// Outcomes: 0 whole area taken, 1 refused.
+pub fn three_threads_mixed(seen: &Seen) {
+    let w = World::new(SMALL);
+    let pair = w.alloc(1, 1).unwrap();
+    let w1 = w.clone();
+    let freer = loom::thread::spawn(move || {
+        w1.touch(pair, 1, 2);
+        w1.free(pair, 1);
+    });
+    let w2 = w.clone();
+    let pager = loom::thread::spawn(move || {
+        if let Some(off) = w2.alloc(0, 3) {
+            w2.free(off, 0);
+        }
+    });
+    anchor(&w.top);
+    match w.alloc(2, 4) {
+        Some(off) => {
+            seen.hit(0);
+            w.free(off, 2);
+        }
+        None => seen.hit(1),
+    }
+    freer.join().unwrap();
+    pager.join().unwrap();
+    w.assert_all_free();
+}
+
+/// A page allocated before the threads start is freed (chunk release, then
+/// unreserve) while another thread tries to take the whole area in the area
+/// word: it may succeed only once the count is back to 0, and its writes
+/// must be ordered after the page owner's. Outcomes: 0 taken, 1 refused.
+pub fn unreserve_races_whole_area_alloc(seen: &Seen) {
+    let w = World::new(SMALL);
+    let page = w.alloc(0, 1).unwrap();
+    let w2 = w.clone();
+    let t = loom::thread::spawn(move || {
+        w2.touch(page, 0, 2);
+        w2.free(page, 0);
+    });
+    anchor(&w.top);
+    match w.alloc(2, 3) {
+        Some(off) => {
+            seen.hit(0);
+            w.free(off, 2);
+        }
+        None => seen.hit(1),
+    }
+    t.join().unwrap();
+    w.assert_all_free();
+}
+
+/// Chunk 0 holds pages 0 and 2 (two free pages, no free pair), chunk 1 is
+/// empty. A pair request picks the fuller chunk 0 first and falls through to
+/// chunk 1, unless the concurrent free of page 0 came first (then pair 0-1
+/// is free). The pair is always found and never overlaps page 2.
+/// Outcomes: 0 pair in chunk 0, 1 pair in chunk 1.
+pub fn fall_through_races_defragmenting_free(seen: &Seen) {
+    let w = World::new(WIDE);
+    let a = w.alloc(0, 1).unwrap();
+    let b = w.alloc(0, 1).unwrap();
+    let c = w.alloc(0, 1).unwrap();
+    assert_eq!((a, b, c), (0, 1, 2), "best fit fills chunk 0 in order");
+    w.free(b, 0);
+    let w2 = w.clone();
+    let t = loom::thread::spawn(move || {
+        w2.touch(a, 0, 2);
+        w2.free(a, 0);
+    });
+    anchor(&w.top);
+    anchor(&w.chunks[0]);
+    let pair = w.alloc(1, 3).expect("chunk 1 is empty");
+    assert!(pair != 2, "pair overlaps page 2");
+    seen.hit(usize::from(pair >= 4));
+    w.free(pair, 1);
+    t.join().unwrap();
+    w.free(c, 0);
+    w.assert_all_free();
+}
+
+/// While a page is freed, an observer reads the page's chunk count and, if
+/// it is 0, the chunk word, which must then be all-zero: a count of 0 means
+/// nothing is allocated or in flight in that chunk (invariant R). The other
+/// chunk holds a pair throughout. Outcomes: 0 count seen at 0, 1 at 1.
+pub fn invariant_r_observer(seen: &Seen) {
+    let w = World::new(SMALL);
+    let page = w.alloc(0, 1).unwrap();
+    let pair = w.alloc(1, 1).unwrap();
+    let j = page >> SMALL.chunk_order();
+    let w2 = w.clone();
+    let t = loom::thread::spawn(move || w2.free(page, 0));
+    let area = w.area();
+    for _ in 0..2 {
+        if area.count_in(anchor(&w.top), j) == 0 {
+            let word = anchor(&w.chunks[j as usize]);
+            assert_eq!(word, 0, "chunk {j} count is 0 but its word holds a block");
+            seen.hit(0);
+        } else {
+            seen.hit(1);
+        }
+    }
+    t.join().unwrap();
+    w.free(pair, 1);
+    w.assert_all_free();
+}
+
+/// Two threads free the same page while a third frees its buddy: the tree
+/// must refuse one of the two (exactly one succeeds), and the area merges
+/// back. Outcomes: 0 executions.
+pub fn double_free_races_merge(seen: &Seen) {
+    let w = World::new(SMALL);
+    let page = w.alloc(0, 1).unwrap();
+    let buddy = w.alloc(0, 1).unwrap();
+    assert_eq!(page ^ 1, buddy);
+    let wins = std::sync::Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (w, wins) = (w.clone(), wins.clone());
+            loom::thread::spawn(move || {
+                if w.area().free(page, 0) {
+                    wins.fetch_add(1, StdOrdering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    w.free(buddy, 0);
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(
+        wins.load(StdOrdering::Relaxed),
+        1,
+        "exactly one free of the page succeeds"
+    );
+    w.assert_all_free();
+    seen.hit(0);
+}
+
+/// Runs `body` as a loom model, catching a failure: `Ok(executions)` if
+/// every execution passed, `Err((executions, message))` at the first
+/// failing one.
+pub fn hunt(body: fn(&Seen)) -> Result<usize, (usize, String)> {
+    let runs = std::sync::Arc::new(AtomicUsize::new(0));
+    let r = runs.clone();
+    let result = std::panic::catch_unwind(move || {
+        loom::model(move || {
+            r.fetch_add(1, StdOrdering::Relaxed);
+            body(&Seen::default())
+        })
+    });
+    let n = runs.load(StdOrdering::Relaxed);
+    result
+        .map(|()| n)
+        .map_err(|p| (n, crate::explore::panic_message(&*p)))
+}

@@ -1,0 +1,14 @@
+//! Schedule bodies: each runs once per shuttle schedule, checks everything
+//! it can inside, and adds the events it exists for to a [`Tally`].
+//!
+//! Suites (`tests/shuttle_*.rs`) run them under a scheduler and assert
+//! minimum counts; the mutant test runs the same bodies with a seeded
+//! defect and asserts that they fail.
+//!
+//! [`Tally`]: crate::Tally
+
+mod area;
+mod heap;
+
+pub use area::{area_double_free, r_observer};
+pub use heap::{churn, double_free, oom, runs, runs_undone, shared_path, Mix, SMALL, WIDE};
