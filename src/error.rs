@@ -94,6 +94,15 @@ impl fmt::Display for FreeError {
     }
 }
 
+/// The panic of the panicking `free`s, kept out of line so the free fast
+/// path carries no formatting code.
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn free_failed(e: FreeError) -> ! {
+    panic!("magbuddy: {e}")
+}
+
 #[cfg(feature = "std")]
 extern crate std;
 #[cfg(feature = "std")]

@@ -130,7 +130,7 @@ fn refuse(e: FreeError) -> ! {
     use std::io::Write;
     let mut buf = [0u8; 160];
     let mut w = &mut buf[..];
-    let _ = write!(w, "magbuddy: {e}\n");
+    let _ = writeln!(w, "magbuddy: {e}");
     let n = 160 - w.len();
     let _ = std::io::stderr().write_all(&buf[..n]);
     std::process::abort()

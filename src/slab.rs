@@ -46,7 +46,8 @@ pub const MAX_SMALL: usize = 8 << (SMALL_CLASSES - 1);
 /// Size class of a request of `size` bytes (`1 ..= MAX_SMALL`).
 #[inline]
 pub(crate) fn class_of(size: usize) -> usize {
-    (size.max(8).next_power_of_two().trailing_zeros() - 3) as usize
+    // ceil(log2(max(size, 8))) - 3 with one leading-zero count.
+    (usize::BITS - ((size - 1) | 7).leading_zeros()) as usize - 3
 }
 
 /// Object size of class `c`.

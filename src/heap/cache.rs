@@ -69,6 +69,19 @@ pub(crate) const fn round_size(cc: usize) -> usize {
 /// A CPU's cache, touched only by the holder of its slot.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct CpuCache {
+    /// Rounds in the loaded magazine, kept here while it is loaded and
+    /// written back when it is unloaded (Bonwick's `cc_rounds`), so a hit
+    /// touches only this struct and one slot.
+    rounds: [u32; CACHE_CLASSES],
+    /// The loaded magazine's slots (null when none is loaded).
+    slots: [usize; CACHE_CLASSES],
+    /// Rounds a push may fill the loaded magazine to: its capacity, or 0
+    /// when none is loaded, so a push needs one compare.
+    limit: [u32; CACHE_CLASSES],
+    /// Operations counted here without atomics and added to the slot's
+    /// counters on slow paths and at release.
+    pub(crate) allocs: u64,
+    pub(crate) frees: u64,
     /// Magazine index + 1 (0 = none).
     loaded: [u32; CACHE_CLASSES],
     previous: [u32; CACHE_CLASSES],
@@ -91,65 +104,89 @@ impl Handle<'_> {
     }
 
     /// Pops a round of class `cc` from the loaded magazine (the fast path):
-    /// `None` if it is empty, missing, or a drain is due.
+    /// `None` if it is empty or missing, or a drain is due (checked here
+    /// only: a CPU that allocates honours drains on its next allocation).
     #[inline(always)]
     pub(crate) fn pop_loaded(&mut self, cc: usize) -> Option<usize> {
-        self.epoch_current().then(|| self.take_round(cc)).flatten()
-    }
-
-    /// Pushes a round of class `cc` onto the loaded magazine (the fast path):
-    /// false if it is full, missing, or a drain is due.
-    #[inline(always)]
-    pub(crate) fn push_loaded(&mut self, cc: usize, p: usize) -> bool {
-        self.epoch_current() && self.put_round(cc, p)
-    }
-
-    /// Whether this CPU has honoured the latest drain request.
-    #[inline(always)]
-    fn epoch_current(&mut self) -> bool {
         // Relaxed: the epoch is a request flag; a late view only delays the
         // flush by one call.
         let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
-        self.cache(|c| c.epoch == epoch)
-    }
-
-    #[inline(always)]
-    fn take_round(&mut self, cc: usize) -> Option<usize> {
-        let heap = self.heap;
         self.cache(|c| {
-            let m = c.loaded[cc].checked_sub(1)?;
-            // SAFETY: the loaded magazine is held by this CPU.
-            unsafe {
-                heap.mag(m).with(|r| {
-                    r.count.checked_sub(1).map(|n| {
-                        r.count = n;
-                        r.slots[n as usize]
-                    })
-                })
+            let n = c.rounds[cc];
+            if n == 0 || c.epoch != epoch {
+                return None;
             }
+            c.rounds[cc] = n - 1;
+            c.allocs += 1;
+            // SAFETY: `slots` points at the loaded magazine, held by this CPU,
+            // whose first `n` slots hold rounds.
+            Some(unsafe { *(c.slots[cc] as *const usize).add(n as usize - 1) })
         })
     }
 
+    /// Pushes a round of class `cc` onto the loaded magazine (the fast path):
+    /// false if it is full or missing.
     #[inline(always)]
-    fn put_round(&mut self, cc: usize, p: usize) -> bool {
-        let heap = self.heap;
-        let cap = heap.mag_cap[cc];
+    pub(crate) fn push_loaded(&mut self, cc: usize, p: usize) -> bool {
         self.cache(|c| {
-            let Some(m) = c.loaded[cc].checked_sub(1) else {
+            let n = c.rounds[cc];
+            if n >= c.limit[cc] {
                 return false;
-            };
-            // SAFETY: as in `take_round`.
-            unsafe {
-                heap.mag(m).with(|r| {
-                    let room = r.count < cap;
-                    if room {
-                        r.slots[r.count as usize] = p;
-                        r.count += 1;
-                    }
-                    room
-                })
             }
+            // SAFETY: as in `pop_loaded`; `n < cap <= MAG_ROUNDS`.
+            unsafe { *(c.slots[cc] as *mut usize).add(n as usize) = p };
+            c.rounds[cc] = n + 1;
+            c.frees += 1;
+            true
         })
+    }
+
+    /// Makes magazine `m` (index + 1, or 0 for none) the loaded one of class
+    /// `cc`; returns the one that was loaded, its count written back.
+    fn swap_loaded(&mut self, cc: usize, m: u32) -> u32 {
+        let heap = self.heap;
+        self.cache(|c| {
+            let old = c.loaded[cc];
+            if old != 0 {
+                // SAFETY: held by this CPU.
+                unsafe { heap.mag(old - 1).with(|r| r.count = c.rounds[cc]) };
+            }
+            c.loaded[cc] = m;
+            c.limit[cc] = if m == 0 { 0 } else { heap.mag_cap[cc] };
+            (c.rounds[cc], c.slots[cc]) = match m {
+                0 => (0, 0),
+                // SAFETY: held by this CPU from now on.
+                m => unsafe {
+                    heap.mag(m - 1)
+                        .with(|r| (r.count, r.slots.as_mut_ptr() as usize))
+                },
+            };
+            old
+        })
+    }
+
+    /// A round from the loaded magazine without the drain check (slow paths).
+    fn take_round(&mut self, cc: usize) -> Option<usize> {
+        self.cache(|c| {
+            let n = c.rounds[cc].checked_sub(1)?;
+            c.rounds[cc] = n;
+            // SAFETY: as in `pop_loaded`.
+            Some(unsafe { *(c.slots[cc] as *const usize).add(n as usize) })
+        })
+    }
+
+    /// Moves the operations counted in the cache to the slot's counters.
+    pub(crate) fn publish_counts(&mut self) {
+        let (a, f) = self.cache(|c| {
+            (
+                core::mem::take(&mut c.allocs),
+                core::mem::take(&mut c.frees),
+            )
+        });
+        self.slot
+            .counters
+            .bump_owned(super::handle::Event::Alloc, a);
+        self.slot.counters.bump_owned(super::handle::Event::Free, f);
     }
 
     /// Flushes this CPU's magazines if the drain epoch moved.
@@ -170,12 +207,8 @@ impl Handle<'_> {
         let depot = heap.depot();
         let token = self.token();
         for cc in 0..CACHE_CLASSES {
-            let mags = self.cache(|c| {
-                [
-                    core::mem::take(&mut c.loaded[cc]),
-                    core::mem::take(&mut c.previous[cc]),
-                ]
-            });
+            let loaded = self.swap_loaded(cc, 0);
+            let mags = [loaded, self.cache(|c| core::mem::take(&mut c.previous[cc]))];
             for m in mags.into_iter().filter(|&m| m != 0).map(|m| m - 1) {
                 // SAFETY: held by this CPU until given away here.
                 let n = unsafe { heap.mag(m).with(|r| r.count) };
@@ -209,56 +242,59 @@ impl Handle<'_> {
         ctx.misses += 1;
         let heap = self.heap;
         let depot = heap.depot();
-        // 1. The previous magazine, if it has rounds.
-        let swapped = self.cache(|c| {
-            // SAFETY: held by this CPU.
-            let prev_full = c.previous[cc] != 0
-                && unsafe { heap.mag(c.previous[cc] - 1).with(|r| r.count > 0) };
-            if prev_full {
-                core::mem::swap(&mut c.loaded[cc], &mut c.previous[cc]);
-            }
-            prev_full
-        });
-        if swapped {
+        // 1. The previous magazine, if it has rounds, becomes the loaded one.
+        let previous = self.cache(|c| c.previous[cc]);
+        // SAFETY: held by this CPU.
+        if previous != 0 && unsafe { heap.mag(previous - 1).with(|r| r.count > 0) } {
+            let old = self.swap_loaded(cc, previous);
+            self.cache(|c| c.previous[cc] = old);
             return self.take_round(cc);
         }
         // 2. A full magazine from the depot, in exchange for the empty one.
         if let Some(full) = depot.get_full(cc) {
-            let empty = self.cache(|c| core::mem::replace(&mut c.loaded[cc], full + 1));
+            let empty = self.swap_loaded(cc, full + 1);
             if empty != 0 {
                 depot.put_empty(empty - 1);
             }
             ctx.exchanges += 1;
             return self.take_round(cc);
         }
-        // 3. Refill the loaded magazine from slabs or the buddy tree.
-        if self.cache(|c| c.loaded[cc]) == 0 {
-            match depot.get_empty() {
-                Some(m) => self.cache(|c| c.loaded[cc] = m + 1),
-                None => return self.refill_one(cc, ctx),
-            }
-        }
-        let m = self.cache(|c| c.loaded[cc]) - 1;
+        // 3. Refill from slabs or the buddy tree: half a magazine, one round
+        // of which is returned.
         let want = (heap.mag_cap[cc] as usize).div_ceil(2);
         let mut buf = [0usize; crate::magazine::MAG_ROUNDS];
         let n = self.refill(cc, &mut buf[..want], ctx);
         if n == 0 {
-            // Out of memory here: flush our own caches (which returns `m` to
-            // the pool), reclaim what anyone may, and try once more: the
-            // no-false-OOM contract.
+            // Out of memory here: flush our own caches, reclaim what anyone
+            // may, and try once more: the no-false-OOM contract.
             self.flush_magazines(ctx, false);
             heap.reclaim();
             self.cache(|c| c.epoch = heap.drain_epoch.load(Ordering::Relaxed));
             return self.refill_one(cc, ctx);
         }
-        // SAFETY: the loaded magazine is ours and empty.
-        unsafe {
-            heap.mag(m).with(|r| {
-                r.slots[..n].copy_from_slice(&buf[..n]);
-                r.count = n as u32 - 1;
-                Some(r.slots[n - 1])
-            })
+        if self.cache(|c| c.loaded[cc]) == 0 {
+            match depot.get_empty() {
+                Some(m) => {
+                    self.swap_loaded(cc, m + 1);
+                }
+                None => {
+                    // No magazine left: hand out one round, return the rest.
+                    for &p in &buf[1..n] {
+                        heap.flush_round(self.token(), cc, p, ctx);
+                    }
+                    return Some(buf[0]);
+                }
+            }
         }
+        self.cache(|c| {
+            // SAFETY: the loaded magazine is held by this CPU and empty (we
+            // only get here after steps 1 and 2 found no rounds).
+            unsafe {
+                core::ptr::copy_nonoverlapping(buf.as_ptr(), c.slots[cc] as *mut usize, n - 1)
+            };
+            c.rounds[cc] = n as u32 - 1;
+        });
+        Some(buf[n - 1])
     }
 
     fn refill_one(&mut self, cc: usize, ctx: &mut Ctx) -> Option<usize> {
@@ -314,7 +350,7 @@ impl Handle<'_> {
     }
 
     /// The free slow path for cache class `cc`: the loaded magazine is full
-    /// (or missing, or a drain is due).
+    /// or missing.
     #[cold]
     #[inline(never)]
     pub(crate) fn free_cached_slow(&mut self, cc: usize, p: usize, ctx: &mut Ctx) {
@@ -322,43 +358,18 @@ impl Handle<'_> {
         let heap = self.heap;
         let depot = heap.depot();
         let token = self.token();
-        let get = |h: &mut Self| h.cache(|c| (c.loaded[cc], c.previous[cc]));
-        let (loaded, previous) = get(self);
-        if loaded == 0 {
-            match depot.get_empty() {
-                Some(m) => self.cache(|c| c.loaded[cc] = m + 1),
-                None => {
-                    heap.flush_round(token, cc, p, ctx);
-                    return;
-                }
-            }
+        if self.push_loaded(cc, p) {
+            return; // the drain emptied the magazines
+        }
+        let previous = self.cache(|c| core::mem::take(&mut c.previous[cc]));
+        // SAFETY: held by this CPU.
+        let prev_empty = previous != 0 && unsafe { heap.mag(previous - 1).with(|r| r.count == 0) };
+        // An empty magazine to load: the previous one if empty, else one from
+        // the pool after the full previous one went to the depot (or home).
+        let empty = if prev_empty {
+            Some(previous - 1)
         } else {
-            // SAFETY: held by this CPU.
-            let prev_empty =
-                previous != 0 && unsafe { heap.mag(previous - 1).with(|r| r.count == 0) };
-            if prev_empty || previous == 0 {
-                // Loaded is full: it becomes previous; an empty one is loaded.
-                let empty = if prev_empty {
-                    Some(previous - 1)
-                } else {
-                    depot.get_empty()
-                };
-                match empty {
-                    Some(e) => self.cache(|c| {
-                        c.previous[cc] = loaded;
-                        c.loaded[cc] = e + 1;
-                    }),
-                    None => {
-                        // SAFETY: held by this CPU.
-                        unsafe {
-                            heap.mag(loaded - 1)
-                                .with(|r| heap.flush_rounds(token, cc, r, ctx))
-                        };
-                    }
-                }
-            } else {
-                // Both full: the previous goes to the depot (or home), and
-                // loaded becomes previous.
+            if previous != 0 {
                 if depot.put_full(cc, previous - 1) {
                     ctx.exchanges += 1;
                 } else {
@@ -369,23 +380,31 @@ impl Handle<'_> {
                     };
                     depot.put_empty(previous - 1);
                 }
-                match depot.get_empty() {
-                    Some(e) => self.cache(|c| {
-                        c.previous[cc] = loaded;
-                        c.loaded[cc] = e + 1;
-                    }),
-                    None => {
-                        self.cache(|c| c.previous[cc] = 0);
-                        // SAFETY: held by this CPU.
-                        unsafe {
-                            heap.mag(loaded - 1)
-                                .with(|r| heap.flush_rounds(token, cc, r, ctx))
-                        };
-                    }
+            }
+            depot.get_empty()
+        };
+        match empty {
+            Some(e) => {
+                // The full loaded magazine becomes the previous one.
+                let full = self.swap_loaded(cc, e + 1);
+                self.cache(|c| c.previous[cc] = full);
+            }
+            None => {
+                // No magazine to spare: send the loaded rounds home.
+                let loaded = self.swap_loaded(cc, 0);
+                if loaded == 0 {
+                    heap.flush_round(token, cc, p, ctx);
+                    return;
                 }
+                // SAFETY: held by this CPU.
+                unsafe {
+                    heap.mag(loaded - 1)
+                        .with(|r| heap.flush_rounds(token, cc, r, ctx))
+                };
+                self.swap_loaded(cc, loaded);
             }
         }
-        let pushed = self.put_round(cc, p);
+        let pushed = self.push_loaded(cc, p);
         debug_assert!(pushed, "an empty magazine is loaded");
     }
 }

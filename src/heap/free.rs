@@ -40,13 +40,14 @@ impl Heap {
     /// part of the heap.
     #[inline]
     fn locate(&self, addr: usize) -> Result<(&Region, usize, PageDesc), FreeError> {
-        let reg = self
-            .regions()
-            .find(|r| r.contains(addr))
-            .ok_or(FreeError::Foreign(addr))?;
-        if addr < reg.usable_lo || addr >= reg.usable_hi {
-            return Err(FreeError::Metadata(addr));
-        }
+        // SAFETY: the first region lives as long as the heap (see `region_of`).
+        let first = unsafe { &*self.first };
+        // One compare for the common case (wrapping: below the range is huge).
+        let reg = if addr.wrapping_sub(first.usable_lo) < first.usable_len {
+            first
+        } else {
+            self.locate_other(addr)?
+        };
         let page = reg.page_of(addr);
         // Acquire: pairs with the Release store of the allocation (block head
         // or slab pages), so the slab descriptor's init is visible too.
@@ -54,11 +55,23 @@ impl Heap {
         Ok((reg, page, desc))
     }
 
-    /// Rejects a pointer into a slab that is not at an object's start.
+    /// The usable part of any region holding `addr` (beyond the first one).
+    #[cold]
+    #[inline(never)]
+    fn locate_other(&self, addr: usize) -> Result<&Region, FreeError> {
+        let reg = self.region_of(addr).ok_or(FreeError::Foreign(addr))?;
+        if addr.wrapping_sub(reg.usable_lo) >= reg.usable_len {
+            return Err(FreeError::Metadata(addr));
+        }
+        Ok(reg)
+    }
+
+    /// Rejects a pointer into a slab that is not at an object's start. Slabs
+    /// are aligned to their size in the address space and objects to theirs,
+    /// so the offset inside the object is the address's low bits.
     #[inline]
-    fn check_object(reg: &Region, page: usize, c: usize, addr: usize) -> Result<(), FreeError> {
-        let base = reg.addr_of(page & !((1 << slab::SLAB_ORDER) - 1));
-        let off = (addr - base) % slab::class_size(c);
+    fn check_object(_reg: &Region, _page: usize, c: usize, addr: usize) -> Result<(), FreeError> {
+        let off = addr & (slab::class_size(c) - 1);
         if off != 0 {
             return Err(FreeError::Interior {
                 ptr: addr,
@@ -122,10 +135,7 @@ impl Heap {
             // SAFETY: the object was just taken from our magazine.
             return unsafe { Self::unmark(p, cc) };
         }
-        let reg = self
-            .regions()
-            .find(|r| r.contains(p))
-            .expect("cached block in the heap");
+        let reg = self.region_of(p).expect("cached block in the heap");
         let k = (cc - SMALL_CLASSES) as u32;
         // Relaxed: only the holder of the round touches its descriptor now.
         reg.desc(reg.page_of(p))
@@ -173,6 +183,8 @@ impl Heap {
     }
 
     /// Names what a non-head pointer points into (for the error message).
+    #[cold]
+    #[inline(never)]
     fn classify(&self, reg: &Region, page: usize, addr: usize) -> FreeError {
         match self.block_containing(reg, page) {
             Some(start) if start == addr => FreeError::DoubleFree(addr),

@@ -10,6 +10,9 @@ use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
 
 /// Counters of one CPU slot (or of the shared path), readable at any time.
+/// Magazine hits are counted without atomics and published on the CPU's next
+/// slow path (and when its handle is released), so `allocs` and `frees` may lag
+/// by up to a magazine's worth of operations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CpuStats {
     /// Successful allocations.
@@ -227,16 +230,24 @@ impl<'h> Handle<'h> {
         if size.wrapping_sub(1) < MAX_CACHED {
             let cc = cache_class(size);
             if let Some(p) = self.pop_loaded(cc) {
-                self.slot.counters.bump_owned(Event::Alloc, 1);
                 return self.hand_out(cc, p);
             }
             return self.alloc_slow(cc);
         }
+        self.alloc_large(size)
+    }
+
+    /// Blocks above 16 KiB (and `size == 0`): straight from the buddy tree.
+    #[inline(never)]
+    fn alloc_large(&mut self, size: usize) -> Option<NonNull<u8>> {
         let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
-        let p = self
-            .heap
-            .order_for(size)
-            .and_then(|k| self.heap.alloc_order(k, &mut ctx));
+        let k = self.heap.order_for(size)?;
+        let mut p = self.heap.alloc_order(k, &mut ctx);
+        if p.is_none() {
+            // Our own magazines may hold what is missing: give it back first.
+            self.flush_magazines(&mut ctx, false);
+            p = self.heap.alloc_order(k, &mut ctx);
+        }
         self.finish(&ctx, p.is_some());
         p
     }
@@ -248,6 +259,16 @@ impl<'h> Handle<'h> {
         let p = self.alloc_cached_slow(cc, &mut ctx);
         self.finish(&ctx, p.is_some());
         self.hand_out(cc, p?)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn free_slow(&mut self, cc: usize, p: usize) {
+        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
+        self.free_cached_slow(cc, p, &mut ctx);
+        self.slot.counters.record(&ctx, true);
+        self.slot.counters.bump_owned(Event::Free, 1);
+        self.publish_counts();
     }
 
     /// Last step of a cached allocation: in `checked` builds, clear the mark
@@ -265,6 +286,7 @@ impl<'h> Handle<'h> {
         let c = &self.slot.counters;
         c.bump_owned(if ok { Event::Alloc } else { Event::Failed }, 1);
         c.record(ctx, true);
+        self.publish_counts();
     }
 
     /// Allocates for `layout` (size rounded up to the alignment).
@@ -291,14 +313,21 @@ impl<'h> Handle<'h> {
             if cfg!(feature = "checked") {
                 self.heap.mark_freed(cc, p)?;
             }
-            self.slot.counters.bump_owned(Event::Free, 1);
             if !self.push_loaded(cc, p) {
-                let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
-                self.free_cached_slow(cc, p, &mut ctx);
-                self.slot.counters.record(&ctx, true);
+                self.free_slow(cc, p);
             }
             return Ok(());
         }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_large(ptr) }
+    }
+
+    /// Blocks above 16 KiB: straight back to the buddy tree.
+    ///
+    /// # Safety
+    /// As [`Heap::try_free`].
+    #[inline(never)]
+    unsafe fn free_large(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         let mut retries = 0;
         // SAFETY: forwarded from the caller.
         let r = unsafe { self.heap.free_inner(ptr, &mut retries) };
@@ -319,7 +348,7 @@ impl<'h> Handle<'h> {
     pub unsafe fn free(&mut self, ptr: *mut u8) {
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { self.try_free(ptr) } {
-            panic!("magbuddy: {e}");
+            crate::error::free_failed(e);
         }
     }
 }
@@ -332,6 +361,7 @@ impl Drop for Handle<'_> {
         self.flush_magazines(&mut ctx, true);
         self.give_up_slabs();
         self.slot.counters.record(&ctx, true);
+        self.publish_counts();
         let slot = self.slot;
         // Relaxed: published by the Release in `release` just below.
         slot.home.store(self.home, Ordering::Relaxed);

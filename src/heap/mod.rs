@@ -74,6 +74,8 @@ pub struct Heap {
     cursor: AtomicUsize,
     shared: Counters,
     slots: *const CachePadded<CpuSlot>,
+    /// The region built by init (immutable; also `regions[0]`).
+    first: *const Region,
     /// Magazine pool (type-stable, in the first region's metadata).
     mags: *const Magazine,
     n_mags: u32,
@@ -214,6 +216,7 @@ impl Heap {
             cursor: AtomicUsize::new(pack(0, 0)),
             shared: Counters::default(),
             slots: slots_at as *const CachePadded<CpuSlot>,
+            first: region,
             mags: mags_at as *const Magazine,
             n_mags: n_mags as u32,
             mag_cap,
@@ -426,6 +429,19 @@ impl Heap {
         })
     }
 
+    /// The region holding `addr`: the first region without touching the
+    /// region table (the common case), then the others.
+    #[inline]
+    pub(crate) fn region_of(&self, addr: usize) -> Option<&Region> {
+        // SAFETY: the first region is published before the heap is returned
+        // from init and lives as long as the heap.
+        let first = unsafe { &*self.first };
+        if addr.wrapping_sub(first.start) < first.end - first.start {
+            return Some(first);
+        }
+        self.regions().skip(1).find(|r| r.contains(addr))
+    }
+
     fn region(&self, index: usize) -> Option<&Region> {
         // Acquire: pairs with the Release store in `publish`.
         let addr = self.regions.get(index)?.load(Ordering::Acquire);
@@ -523,7 +539,7 @@ impl Heap {
     pub unsafe fn free(&self, ptr: *mut u8) {
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { self.try_free(ptr) } {
-            panic!("magbuddy: {e}");
+            crate::error::free_failed(e);
         }
     }
 }

@@ -155,6 +155,8 @@ pub(crate) struct Region {
     pub(crate) areas: usize,
     pub(crate) usable_lo: usize,
     pub(crate) usable_hi: usize,
+    /// `usable_hi - usable_lo`, for one-compare range checks.
+    pub(crate) usable_len: usize,
     /// Position in the heap's region table (the high bits of slab ids).
     pub(crate) index: usize,
     pub(crate) g: Geometry,
@@ -237,6 +239,7 @@ impl Region {
             areas: l.areas,
             usable_lo: l.usable_lo,
             usable_hi: l.usable_hi,
+            usable_len: l.usable_hi - l.usable_lo,
             index,
             g,
             tops: l.tops as *const AtomicU64,

@@ -20,8 +20,13 @@ fn free_mark(p: usize) -> u64 {
 }
 
 impl Heap {
+    #[inline(always)]
     pub(crate) fn mag(&self, m: u32) -> &Magazine {
-        &self.depot().pool[m as usize]
+        debug_assert!(m < self.n_mags, "magazine index out of range");
+        // SAFETY: magazine indices only come from the pool's own stacks, so
+        // `m < n_mags`; the pool was constructed in init and lives as long as
+        // the heap.
+        unsafe { &*self.mags.add(m as usize) }
     }
 
     /// Slab id of grid page `page` of `reg`.
@@ -87,10 +92,7 @@ impl Heap {
     /// owner `token` if it owns it, else through the return list), a block to
     /// the buddy tree.
     pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, ctx: &mut Ctx) -> bool {
-        let reg = self
-            .regions()
-            .find(|r| r.contains(p))
-            .expect("round inside the heap");
+        let reg = self.region_of(p).expect("round inside the heap");
         let page = reg.page_of(p);
         if cc >= SMALL_CLASSES {
             // SAFETY: a cached block is allocated in the tree and ours.
@@ -179,8 +181,7 @@ impl Heap {
             self.alloc_order(SLAB_ORDER, ctx)
         })?;
         let reg = self
-            .regions()
-            .find(|r| r.contains(p.as_ptr() as usize))
+            .region_of(p.as_ptr() as usize)
             .expect("new slab in the heap");
         let page = reg.page_of(p.as_ptr() as usize);
         let s = reg.slab(page);
