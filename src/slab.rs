@@ -401,6 +401,7 @@ mod tests {
         let mem = vec![0u64; SLAB_BYTES / 8];
         let base = mem.as_ptr() as usize;
         let d = SlabDesc::new();
+        // SAFETY: the slab memory is the test's own buffer, owned by `d`.
         unsafe {
             d.init(6, 1); // 512 B, 32 objects
             let mut out = [0usize; 40];
@@ -416,13 +417,7 @@ mod tests {
             assert_eq!(d.take(base, &mut again), 3);
             let mut got = again[..3].to_vec();
             got.sort();
-            assert_eq!(
-                got,
-                [out[0], out[3], out[7]]
-                    .iter()
-                    .copied()
-                    .collect::<std::vec::Vec<_>>()
-            );
+            assert_eq!(got, [out[0], out[3], out[7]].to_vec());
         }
     }
 
@@ -431,6 +426,7 @@ mod tests {
         let mem = vec![0u64; SLAB_BYTES / 8];
         let base = mem.as_ptr() as usize;
         let d = SlabDesc::new();
+        // SAFETY: as above.
         unsafe {
             d.init(8, 1);
             let mut out = [0usize; 8];
