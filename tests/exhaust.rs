@@ -84,6 +84,7 @@ fn small_geometry_regions_and_add_region() {
             HeapConfig {
                 cpus: 2,
                 geometry: g,
+                ..HeapConfig::new(2)
             },
         )
     }

@@ -2,6 +2,9 @@
 //! multi-threaded Rust workload that checks its own results: collections,
 //! strings, channels moving boxes across threads (remote frees), and waves
 //! of threads that come and go (handles claimed and released).
+//!
+//! Not built when `shuttle` atomics are unified in (`--workspace` builds).
+#![cfg(not(feature = "shuttle"))]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;

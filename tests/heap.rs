@@ -85,7 +85,18 @@ impl Model {
 fn run_model(geometry: Geometry, len: usize, offset: usize, seed: u64, ops: usize) {
     let mem = Mem::new(len + offset + PAGE);
     let start = unsafe { mem.ptr().add(offset) };
-    let heap = unsafe { Heap::init_with(start, len, HeapConfig { cpus: 2, geometry }) }.unwrap();
+    let heap = unsafe {
+        Heap::init_with(
+            start,
+            len,
+            HeapConfig {
+                cpus: 2,
+                geometry,
+                ..HeapConfig::new(2)
+            },
+        )
+    }
+    .unwrap();
     heap.validate().unwrap();
     let initial_free = heap.stats().free_bytes;
     let usable_end = (start as usize + len) & !(PAGE - 1);

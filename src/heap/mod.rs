@@ -41,6 +41,10 @@ pub struct HeapConfig {
     pub cpus: usize,
     /// Shape of the buddy tree.
     pub geometry: Geometry,
+    /// Rounds per magazine for every cache class (1..=[`crate::MAG_ROUNDS`]);
+    /// `None` sizes them from the heap and CPU count (see
+    /// [`Heap::cpu_cache_cap`]). For measuring magazine sizes.
+    pub magazine_rounds: Option<usize>,
 }
 
 impl HeapConfig {
@@ -49,6 +53,7 @@ impl HeapConfig {
         Self {
             cpus,
             geometry: Geometry::DEFAULT,
+            magazine_rounds: None,
         }
     }
 }
@@ -206,7 +211,7 @@ impl Heap {
         // SAFETY: the caller gave us the range; the layout lies inside it.
         let region = unsafe { Region::init(&layout, s, e, 0, g) };
         let usable = layout.usable_hi - layout.usable_lo;
-        let (mag_cap, cpu_cap) = Self::cache_sizes(usable, config.cpus);
+        let (mag_cap, cpu_cap) = Self::cache_sizes(usable, config.cpus, config.magazine_rounds);
         let heap = Heap {
             g,
             cpus: config.cpus,
@@ -334,11 +339,18 @@ impl Heap {
     /// heap of `usable` bytes and `cpus` CPUs: each CPU may keep about
     /// `usable / (16 * cpus)` (clamped to 64 KiB – 2 MiB), of which one slab
     /// per small class and, per class, two magazines.
-    fn cache_sizes(usable: usize, cpus: usize) -> ([u32; CACHE_CLASSES], usize) {
+    fn cache_sizes(
+        usable: usize,
+        cpus: usize,
+        rounds: Option<usize>,
+    ) -> ([u32; CACHE_CLASSES], usize) {
         let target = (usable / (16 * cpus)).clamp(64 << 10, 2 << 20);
         let per_magazine = target.saturating_sub(SMALL_CLASSES * SLAB_BYTES) / (2 * CACHE_CLASSES);
-        let caps: [u32; CACHE_CLASSES] =
-            core::array::from_fn(|cc| (per_magazine / round_size(cc)).clamp(1, MAG_ROUNDS) as u32);
+        let caps: [u32; CACHE_CLASSES] = core::array::from_fn(|cc| {
+            rounds
+                .unwrap_or(per_magazine / round_size(cc))
+                .clamp(1, MAG_ROUNDS) as u32
+        });
         let magazines: usize = (0..CACHE_CLASSES)
             .map(|cc| 2 * caps[cc] as usize * round_size(cc))
             .sum();

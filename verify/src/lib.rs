@@ -60,7 +60,11 @@ unsafe impl Sync for OwnedHeap {}
 impl OwnedHeap {
     /// The smallest heap that has `areas` whole areas of geometry `g`.
     pub fn new(g: Geometry, cpus: usize, areas: usize) -> Self {
-        let config = HeapConfig { cpus, geometry: g };
+        let config = HeapConfig {
+            cpus,
+            geometry: g,
+            ..HeapConfig::new(cpus)
+        };
         let area = (g.area_pages() as usize) * magbuddy::PAGE_SIZE;
         let len = Heap::min_region_len(config) + (areas - 1) * area;
         let layout = Layout::from_size_align(len, area).unwrap();
