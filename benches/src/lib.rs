@@ -29,7 +29,8 @@ mod tests {
     use super::*;
 
     /// Every allocator runs every workload it fits, at 1 and 3 threads
-    /// (3: an odd count leaves a `remote` thread idle), and frees all it got.
+    /// (3: an odd count leaves a `remote` thread idle) without a failed
+    /// allocation, and every pair is counted and timed.
     #[test]
     fn every_allocator_runs_every_workload() {
         for kind in Kind::ALL {
@@ -50,12 +51,6 @@ mod tests {
                     let h = r.hist.expect("latency probe");
                     assert_eq!(h.len(), 2 * r.pairs, "{name}: one sample per call");
                 }
-            }
-            // SpinHeap keeps a spare slab per class, so only magbuddy (no
-            // caches yet) must be back to zero live blocks.
-            if kind == Kind::Magbuddy {
-                let s = a.stats().expect("magbuddy stats");
-                assert_eq!(s.live_blocks.iter().sum::<u64>(), 0, "magbuddy leaks");
             }
         }
     }
