@@ -25,8 +25,8 @@ pub fn metadata(csv: &Path) -> Metadata {
     let mut md = String::from(
         "\n## Memory: metadata by component\n\n\
          `cargo run --release -p magbuddy-bench --bin report` (8 CPU slots). In caches: bytes \
-         held in per-CPU caches (none exist yet: small requests are pages until the magazine \
-         layer lands).\n\n\
+         held in per-CPU caches of these fresh heaps (none yet; once CPUs allocate, each may \
+         keep up to `Heap::cpu_cache_cap()` bytes, sized from the heap and CPU count).\n\n\
          | heap | allocator | component | bytes | % of heap |\n|---:|---|---|---:|---:|\n",
     );
     let mut rows = String::from("heap_bytes,allocator,component,bytes,percent\n");
