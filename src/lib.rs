@@ -139,6 +139,7 @@ pub mod testing {
         AreaClaim = 1,
     }
 
+    #[cfg(all(feature = "mutants", feature = "std"))]
     const PROBES: usize = 2;
 
     #[cfg(all(feature = "mutants", feature = "std"))]
