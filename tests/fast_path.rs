@@ -112,6 +112,9 @@ fn seed_mix_8_threads_half_the_frees_remote() {
         sum(|s| s.cas_retries)
     );
     assert!(sum(|s| s.depot_exchanges) > 0 && sum(|s| s.adopted_slabs) > 0);
+    // Released handles hold nothing; slabs were given back by the reclaim.
+    assert_eq!(sum(|s| s.cached_bytes), 0);
+    assert_eq!(heap.slabs_in_use(), 0);
 }
 
 /// Threads created and ended in waves for `MAGBUDDY_CHURN_SECS` (default 10)

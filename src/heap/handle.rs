@@ -38,6 +38,8 @@ pub struct CpuStats {
     pub abandoned_slabs: u64,
     /// Abandoned slabs this CPU adopted.
     pub adopted_slabs: u64,
+    /// Bytes in this CPU's magazines as of its last slow path (a gauge).
+    pub cached_bytes: u64,
 }
 
 /// Counters written only by their owner (a handle) or with `fetch_add` (the
@@ -56,6 +58,7 @@ pub(crate) struct Counters {
     drains: AtomicU64,
     abandoned: AtomicU64,
     adopted: AtomicU64,
+    cached: AtomicU64,
 }
 
 /// Which counter an event bumps.
@@ -101,6 +104,12 @@ impl Counters {
         c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
     }
 
+    /// Sets the cached-bytes gauge (owner only).
+    pub(crate) fn set_cached(&self, bytes: u64) {
+        // Relaxed: a gauge read by reports.
+        self.cached.store(bytes, Ordering::Relaxed);
+    }
+
     /// Adds `n` from any thread.
     #[inline]
     pub(crate) fn bump_shared(&self, e: Event, n: u64) {
@@ -123,6 +132,8 @@ impl Counters {
             drains: get(Event::Drain),
             abandoned_slabs: get(Event::Abandon),
             adopted_slabs: get(Event::Adopt),
+            // Relaxed: a gauge, as the counters.
+            cached_bytes: self.cached.load(Ordering::Relaxed),
         }
     }
 

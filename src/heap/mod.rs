@@ -415,6 +415,13 @@ impl Heap {
         self.slot(cpu).counters.snapshot()
     }
 
+    /// Slabs currently carved from the buddy tree (owned, abandoned or in
+    /// use by the shared path).
+    pub fn slabs_in_use(&self) -> u64 {
+        // Relaxed: a statistic.
+        self.slabs_live.load(Ordering::Relaxed)
+    }
+
     /// Counters of the shared (handle-less) path.
     pub fn shared_stats(&self) -> CpuStats {
         self.shared.snapshot()
