@@ -154,3 +154,24 @@ fn min_region_len_is_enough_at_every_alignment() {
     }
     assert!(min < 3 * MIB, "documented minimum stays small: {min}");
 }
+
+#[test]
+fn cache_gauge_counts_what_a_live_handle_holds() {
+    let mem = Mem::new(16 * MIB);
+    let heap = heap(&mem);
+    let mut h = heap.handle().unwrap();
+    let objs: Vec<_> = (0..1000).map(|_| h.alloc(64).unwrap()).collect();
+    for p in objs {
+        unsafe { h.free(p.as_ptr()) };
+    }
+    // Frees past a magazine's capacity took slow paths, which publish.
+    let held = heap.cpu_stats(h.cpu()).cached_bytes;
+    assert!(held > 0 && held as usize <= heap.cpu_cache_cap(), "{held}");
+    assert!(heap.slabs_in_use() >= 1);
+    let cpu = h.cpu();
+    drop(h);
+    assert_eq!(heap.cpu_stats(cpu).cached_bytes, 0, "release flushes");
+    heap.reclaim();
+    assert_eq!(heap.slabs_in_use(), 0);
+    heap.validate().unwrap();
+}

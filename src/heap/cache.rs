@@ -175,18 +175,31 @@ impl Handle<'_> {
         })
     }
 
-    /// Moves the operations counted in the cache to the slot's counters.
+    /// Moves the operations counted in the cache to the slot's counters and
+    /// refreshes the cached-bytes gauge.
     pub(crate) fn publish_counts(&mut self) {
-        let (a, f) = self.cache(|c| {
+        let heap = self.heap;
+        let (a, f, cached) = self.cache(|c| {
+            let cached: usize = (0..CACHE_CLASSES)
+                .map(|cc| {
+                    let prev = match c.previous[cc] {
+                        0 => 0,
+                        // SAFETY: the previous magazine is held by this CPU.
+                        m => unsafe { heap.mag(m - 1).with(|r| r.count) },
+                    };
+                    (c.rounds[cc] + prev) as usize * round_size(cc)
+                })
+                .sum();
             (
                 core::mem::take(&mut c.allocs),
                 core::mem::take(&mut c.frees),
+                cached,
             )
         });
-        self.slot
-            .counters
-            .bump_owned(super::handle::Event::Alloc, a);
-        self.slot.counters.bump_owned(super::handle::Event::Free, f);
+        let counters = &self.slot.counters;
+        counters.bump_owned(super::handle::Event::Alloc, a);
+        counters.bump_owned(super::handle::Event::Free, f);
+        counters.set_cached(cached as u64);
     }
 
     /// Flushes this CPU's magazines if the drain epoch moved.
