@@ -482,10 +482,11 @@ impl Heap {
 
     /// Allocates `size` bytes on the shared path: no handle needed, usable from
     /// interrupt handlers and by any number of threads; never waits for
-    /// another thread. The block is aligned to `2^ceil(log2 size)` (at least a
-    /// page until the slab layer lands). `None` for `size == 0`, sizes beyond
-    /// the heap, and when a full pass plus a second look at every area word
-    /// found no block.
+    /// another thread. The block is aligned to `2^ceil(log2 size)`; objects
+    /// of up to 2 KiB come from a slab the call claims for a moment, larger
+    /// blocks from the buddy tree. `None` for `size == 0`, sizes beyond the
+    /// heap, and when, after a reclaim, a full pass and a second look at every
+    /// area word found no block.
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
         // Relaxed: a placement hint, any recent value will do.
         let home = self.cursor.load(Ordering::Relaxed);
