@@ -18,7 +18,7 @@ fn runs_and_area_claims_random() {
     t.print(name);
     t.require(name, "runs claimed", 3000);
     t.require(name, "runs refused", 100);
-    t.require(name, "run claims undone", 30);
+    t.require(name, "run claims undone", 5);
 }
 
 #[test]
