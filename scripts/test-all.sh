@@ -22,11 +22,14 @@ stage "no_std build (x86_64-unknown-none)" \
 stage "unit, integration and stress tests" cargo test "${P[@]}" --features std
 stage "checked build (double frees caught inside magazines)" \
   cargo test "${P[@]}" -p magbuddy --features checked,std --lib --test checked --test heap --test bad_input
-stage "shuttle suites and mutants (cargo test -p verify)" cargo test -p verify "${P[@]}"
+# --show-output: each suite prints its schedule and event counts, the mutant
+# tests which tool caught what after how many schedules.
+stage "shuttle suites and mutants (cargo test -p verify)" cargo test -p verify "${P[@]}" \
+  -- --show-output
 # loom gets its own target directory: --cfg loom rebuilds everything.
 stage "loom models and mutants (preemption bound 2)" env RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 \
   CARGO_TARGET_DIR=target/loom cargo test -p verify "${P[@]}" \
-  --test loom_area --test loom_buddy --test loom_mutants
+  --test loom_area --test loom_buddy --test loom_mutants -- --show-output
 
 # verify/threads is a workspace of its own (magbuddy with core atomics, real
 # threads, the trace replay checker), small enough for miri.
