@@ -60,7 +60,7 @@ fn churn_small_areas_pct_depth3() {
     });
     t.require(name, "concurrent calls on one chunk", 1000);
     t.require(name, "area claims", 5000);
-    t.require(name, "cas retries", 2);
+    t.require(name, "cas retries", 1);
 }
 
 #[test]
