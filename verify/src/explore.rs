@@ -39,20 +39,39 @@ fn counted<F: Fn() + Send + Sync + 'static>(f: F) -> (Arc<AtomicUsize>, impl Fn(
     })
 }
 
-/// Runs `f` for `iterations` schedules with `check_random` or `check_pct`
-/// (fresh random seeds each run; a failure panics after shuttle printed the
-/// schedule to replay), prints and returns how many ran.
+/// The seed of a suite: `MAGBUDDY_VERIFY_SEED` if set, else one derived from
+/// the suite's name, so every CI run explores the same schedules and a
+/// suite's event counts are reproducible (a soak run sets a new seed).
+pub fn suite_seed(name: &str) -> u64 {
+    let base = std::env::var("MAGBUDDY_VERIFY_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x6d61_6762);
+    name.bytes().fold(base ^ 0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// Runs `f` for `iterations` schedules under `sched`, seeded with
+/// [`suite_seed`]; a failure panics after shuttle printed the schedule to
+/// replay. Prints and returns how many ran.
 pub fn explore<F>(name: &str, sched: Sched, iterations: usize, f: F) -> usize
 where
     F: Fn() + Send + Sync + 'static,
 {
     let (runs, body) = counted(f);
-    match sched {
-        Sched::Random => shuttle::check_random(body, iterations),
-        Sched::Pct { depth } => shuttle::check_pct(body, iterations, depth),
-    }
+    let seed = suite_seed(name);
+    let config = Config::new();
+    let _ran = match sched {
+        Sched::Random => {
+            Runner::new(RandomScheduler::new_from_seed(seed, iterations), config).run(body)
+        }
+        Sched::Pct { depth } => {
+            Runner::new(PctScheduler::new_from_seed(seed, depth, iterations), config).run(body)
+        }
+    };
     let n = runs.load(Relaxed);
-    println!("{name}: {n} schedules ({sched})");
+    println!("{name}: {n} schedules ({sched}, seed {seed})");
     n
 }
 

@@ -67,7 +67,9 @@ impl OwnedHeap {
         };
         let area = (g.area_pages() as usize) * magbuddy::PAGE_SIZE;
         let len = Heap::min_region_len(config) + (areas - 1) * area;
-        let layout = Layout::from_size_align(len, area).unwrap();
+        // Aligned to 16 areas: runs of areas are aligned in the address space, so
+        // a region at a random offset would make schedules differ run to run.
+        let layout = Layout::from_size_align(len, area * 16).unwrap();
         // SAFETY: non-zero size.
         let mem = unsafe { alloc(layout) };
         assert!(!mem.is_null());

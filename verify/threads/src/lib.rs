@@ -27,7 +27,8 @@ impl OwnedHeap {
         };
         let area = (g.area_pages() as usize) * magbuddy::PAGE_SIZE;
         let len = Heap::min_region_len(config) + (areas - 1) * area;
-        let layout = Layout::from_size_align(len, area).unwrap();
+        // Aligned to 16 areas, as in `verify::OwnedHeap`: the same layout every run.
+        let layout = Layout::from_size_align(len, area * 16).unwrap();
         // SAFETY: non-zero size.
         let mem = unsafe { alloc(layout) };
         assert!(!mem.is_null());
