@@ -28,7 +28,7 @@ pub enum Mutant {
     DepotPopWithoutTag = 4,
     /// Fast path: a return-list push with `Relaxed` instead of `Release`.
     ReturnPushRelaxed = 5,
-    /// Fast path: a drain that skips one CPU.
+    /// Fast path: a drain that skips one CPU (slot 0 ignores drain requests).
     DrainSkipsCpu = 6,
     /// Fast path: a slab released while its return list is non-empty.
     SlabReleaseWithReturns = 7,

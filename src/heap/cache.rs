@@ -207,11 +207,14 @@ impl Handle<'_> {
         // Relaxed: see `pop_loaded`.
         let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
         if self.cache(|c| c.epoch) != epoch {
-            self.flush_magazines(ctx, false);
+            if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu == 0) {
+                self.flush_magazines(ctx, false);
+                ctx.drains += 1;
+            }
             self.cache(|c| c.epoch = epoch);
-            ctx.drains += 1;
         }
     }
+
 
     /// Empties both magazines of every class: into the depot when `to_depot`
     /// and it has room, else home to slabs and the tree.
