@@ -409,6 +409,18 @@ impl SpinHeap {
                     })
             })
     }
+    /// Claims slot `cpu` (a kernel passes its CPU index), as
+    /// [`crate::Heap::handle_for`]. `None` if it is taken or out of range.
+    pub fn handle_for(&self, cpu: usize) -> Option<SpinHandle<'_>> {
+        let slot = self.handles[..self.cpus].get(cpu)?;
+        // Acquire: as in `handle`.
+        slot.compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| SpinHandle {
+                heap: self,
+                slot: cpu,
+            })
+    }
 
     /// A snapshot of the heap's counters, taken under the lock (exact).
     pub fn stats(&self) -> Stats {
