@@ -296,6 +296,12 @@ fn handles_are_exclusive() {
     let i = a.index();
     drop(a);
     assert_eq!(heap.handle().unwrap().index(), i);
+    // A specific slot: taken ones and out-of-range ones are refused.
+    assert!(heap.handle_for(b.index()).is_none());
+    assert!(heap.handle_for(2).is_none());
+    let j = b.index();
+    drop(b);
+    assert_eq!(heap.handle_for(j).unwrap().index(), j);
     heap.validate().unwrap();
 }
 
