@@ -1,0 +1,593 @@
+//! `malloc` and friends over magbuddy, for `LD_PRELOAD` (see papers/preload.md).
+//!
+//! * First use reserves one region with `mmap(MAP_NORESERVE)`: a header page,
+//!   a size table (one byte per 16 bytes of heap) and the heap itself
+//!   (`MAGBUDDY_HEAP` bytes, suffixes K/M/G, default 4 GiB). Racing first
+//!   calls each map and build one; one wins a CAS, the others unmap theirs.
+//! * The size table holds log2 of the block size of every live block at its
+//!   start (0 = no live block starts here). It answers `malloc_usable_size`
+//!   and `realloc`'s old size (the core API has no size-of-pointer query),
+//!   and a free swaps it to 0, so double and invalid frees are caught at once
+//!   even for blocks that go to a magazine.
+//! * Each thread claims a magbuddy `Handle` on first use, kept in a static
+//!   array indexed by CPU slot and found through a pthread key (no
+//!   allocation, no `#[thread_local]`); the key's destructor releases it.
+//!   Threads beyond the pool, re-entrant calls and exiting threads use the
+//!   heap's shared path.
+//! * Nothing here allocates through another allocator, and nothing takes a
+//!   lock, so `fork()` cannot deadlock; the child leaks what other threads
+//!   held in their handles.
+
+#![allow(clippy::missing_safety_doc)]
+
+use core::cell::UnsafeCell;
+use core::ffi::{c_int, c_void};
+use core::fmt::Write as _;
+use core::ptr::{self, null_mut};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+
+use magbuddy::{FreeError, Handle, Heap, HeapConfig, MAX_CPUS};
+
+const DEFAULT_HEAP: usize = 4 << 30;
+/// Smallest block handed out: malloc must return 16-byte aligned memory.
+const MIN_BLOCK: usize = 16;
+const GRANULE_SHIFT: u32 = 4;
+const PAGE: usize = 4096;
+/// Alignment of the heap region inside the mapping (an area).
+const REGION_ALIGN: usize = 1 << 20;
+/// Blocks of at least this size are returned to the OS (`MADV_DONTNEED`)
+/// when freed.
+const MADVISE_MIN: usize = 256 << 10;
+
+/// Everything the shim needs, written into the first page of the mapping.
+struct Globals {
+    heap: &'static Heap,
+    base: usize,
+    len: usize,
+    table: *const AtomicU8,
+}
+
+/// Address of the published `Globals` (0 before).
+static GLOBALS: AtomicUsize = AtomicUsize::new(0);
+/// The pthread key of the per-thread slot, `NO_KEY` until created.
+static KEY: AtomicU32 = AtomicU32::new(NO_KEY);
+const NO_KEY: u32 = u32::MAX;
+static KEY_CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// Key values that are not slots: this thread found the pool full, or is
+/// exiting. Both mean "use the shared path".
+static OVERFLOW: u8 = 0;
+static EXITING: u8 = 0;
+
+fn is_sentinel(v: *const u8) -> bool {
+    ptr::eq(v, &OVERFLOW) || ptr::eq(v, &EXITING)
+}
+
+/// A thread's handle, owned by the thread whose key value points here.
+struct Slot {
+    handle: UnsafeCell<Option<Handle<'static>>>,
+    /// Set while the owner uses the handle (a re-entrant call, e.g. from a
+    /// signal handler, then takes the shared path).
+    busy: AtomicBool,
+}
+
+// SAFETY: a slot is used only by the thread that claimed its handle.
+unsafe impl Sync for Slot {}
+
+static SLOTS: [Slot; MAX_CPUS] = [const {
+    Slot {
+        handle: UnsafeCell::new(None),
+        busy: AtomicBool::new(false),
+    }
+}; MAX_CPUS];
+
+/// Threads (pthread_self) in the middle of claiming a handle: a malloc
+/// from inside `pthread_setspecific` must not claim again.
+static CLAIMERS: [AtomicUsize; 16] = [const { AtomicUsize::new(0) }; 16];
+
+#[inline]
+fn set_errno(e: c_int) {
+    // SAFETY: errno is this thread's.
+    unsafe { *libc::__errno_location() = e };
+}
+
+// ---------------------------------------------------------------------------
+// Messages without allocation.
+
+struct Buf {
+    b: [u8; 256],
+    n: usize,
+}
+
+impl core::fmt::Write for Buf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let k = s.len().min(self.b.len() - self.n);
+        self.b[self.n..self.n + k].copy_from_slice(&s.as_bytes()[..k]);
+        self.n += k;
+        Ok(())
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn die(args: core::fmt::Arguments<'_>) -> ! {
+    let mut b = Buf { b: [0; 256], n: 0 };
+    let _ = b.write_str("magbuddy: ");
+    let _ = b.write_fmt(args);
+    let _ = b.write_str("\n");
+    // SAFETY: writes our own buffer to stderr, then aborts.
+    unsafe {
+        libc::write(2, b.b.as_ptr().cast(), b.n);
+        libc::abort()
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn bad_pointer(what: &str, p: *mut c_void) -> ! {
+    die(format_args!(
+        "{what}({p:p}): invalid pointer or double free (no live block starts here)"
+    ))
+}
+
+#[cold]
+#[inline(never)]
+fn refused(e: FreeError) -> ! {
+    die(format_args!("{e}"))
+}
+
+// ---------------------------------------------------------------------------
+// Set-up.
+
+/// Parses `MAGBUDDY_HEAP` (decimal, optional K/M/G suffix).
+fn heap_bytes() -> usize {
+    // SAFETY: a NUL-terminated name; getenv does not allocate.
+    let v = unsafe { libc::getenv(c"MAGBUDDY_HEAP".as_ptr()) };
+    if v.is_null() {
+        return DEFAULT_HEAP;
+    }
+    let mut n: usize = 0;
+    let mut i = 0;
+    loop {
+        // SAFETY: within the NUL-terminated string.
+        let c = unsafe { *v.add(i) } as u8;
+        match c {
+            b'0'..=b'9' => n = n.saturating_mul(10).saturating_add((c - b'0') as usize),
+            b'k' | b'K' => return n.saturating_mul(1 << 10),
+            b'm' | b'M' => return n.saturating_mul(1 << 20),
+            b'g' | b'G' => return n.saturating_mul(1 << 30),
+            _ => return if n == 0 { DEFAULT_HEAP } else { n },
+        }
+        i += 1;
+    }
+}
+
+#[inline]
+fn globals() -> Option<&'static Globals> {
+    // Acquire: pairs with the AcqRel CAS that published them.
+    let g = GLOBALS.load(Ordering::Acquire);
+    if g != 0 {
+        // SAFETY: published globals live for the rest of the process.
+        return Some(unsafe { &*(g as *const Globals) });
+    }
+    init()
+}
+
+#[cold]
+#[inline(never)]
+fn init() -> Option<&'static Globals> {
+    let len = heap_bytes().next_multiple_of(PAGE);
+    let table_len = (len >> GRANULE_SHIFT).next_multiple_of(PAGE);
+    let total = PAGE + table_len + REGION_ALIGN + len;
+    // SAFETY: a fresh anonymous mapping; nobody else knows it.
+    let m = unsafe {
+        libc::mmap(
+            null_mut(),
+            total,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if m == libc::MAP_FAILED {
+        return None;
+    }
+    let m = m as usize;
+    let table = m + PAGE;
+    let base = (table + table_len).next_multiple_of(REGION_ALIGN);
+    // SAFETY: [base, base + len) lies in our fresh mapping, used by nobody else.
+    let heap = match unsafe { Heap::init_with(base as *mut u8, len, HeapConfig::new(MAX_CPUS)) } {
+        Ok(h) => h,
+        Err(e) => {
+            // SAFETY: our mapping, never published.
+            unsafe { libc::munmap(m as *mut c_void, total) };
+            die(format_args!(
+                "cannot build the heap (MAGBUDDY_HEAP={len}): {e}"
+            ));
+        }
+    };
+    let g = m as *mut Globals;
+    // SAFETY: the header page is ours and page aligned.
+    unsafe {
+        ptr::write(
+            g,
+            Globals {
+                heap,
+                base,
+                len,
+                table: table as *const AtomicU8,
+            },
+        )
+    };
+    // AcqRel: Release publishes the heap and header; Acquire on failure reads
+    // the winner's.
+    match GLOBALS.compare_exchange(0, m, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            finish_init();
+            // SAFETY: just published, lives forever.
+            Some(unsafe { &*g })
+        }
+        Err(w) => {
+            // SAFETY: ours, never published.
+            unsafe { libc::munmap(m as *mut c_void, total) };
+            // SAFETY: as in `globals`.
+            Some(unsafe { &*(w as *const Globals) })
+        }
+    }
+}
+
+/// After the heap is published (so re-entrant mallocs find it): the pthread
+/// key and the fork handler.
+fn finish_init() {
+    if KEY_CLAIMED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: plain libc calls with valid arguments.
+    unsafe {
+        if libc::pthread_key_create(&mut key, Some(thread_exit)) == 0 {
+            // Release: pairs with the Acquire in `with_handle`.
+            KEY.store(key, Ordering::Release);
+        }
+        libc::pthread_atfork(None, None, Some(fork_child));
+    }
+}
+
+/// In the child of `fork()` only the forking thread survives: threads that
+/// were claiming a handle are gone, so forget them (their ids may be
+/// reused). Slots of vanished threads stay claimed: leaked, never broken.
+unsafe extern "C" fn fork_child() {
+    for c in &CLAIMERS {
+        c.store(0, Ordering::Relaxed);
+    }
+}
+
+/// pthread key destructor: releases the thread's handle (flushing its
+/// caches) and marks the thread as exiting, so later destructors' mallocs
+/// use the shared path instead of claiming a slot that would leak.
+unsafe extern "C" fn thread_exit(v: *mut c_void) {
+    let key = KEY.load(Ordering::Acquire);
+    let v = v as *const u8;
+    if !is_sentinel(v) && !v.is_null() {
+        // SAFETY: a non-sentinel value is the slot this thread claimed.
+        let slot = unsafe { &*(v as *const Slot) };
+        // SAFETY: only this thread uses the slot.
+        let h = unsafe { (*slot.handle.get()).take() };
+        drop(h);
+    }
+    // SAFETY: valid key; glibc stores the value without allocating for keys
+    // below 32 (and we are past our own claim anyway).
+    unsafe { libc::pthread_setspecific(key, (&EXITING as *const u8).cast()) };
+}
+
+/// This thread's slot, claiming one on first use; `None` for the shared path.
+#[inline]
+fn my_slot(g: &'static Globals) -> Option<&'static Slot> {
+    // Acquire: pairs with the Release in `finish_init`.
+    let key = KEY.load(Ordering::Acquire);
+    if key == NO_KEY {
+        return None;
+    }
+    // SAFETY: valid key; no allocation.
+    let v = unsafe { libc::pthread_getspecific(key) } as *const u8;
+    if v.is_null() {
+        return claim(g, key);
+    }
+    if is_sentinel(v) {
+        return None;
+    }
+    // SAFETY: a non-sentinel value is our slot.
+    Some(unsafe { &*(v as *const Slot) })
+}
+
+#[cold]
+#[inline(never)]
+fn claim(g: &'static Globals, key: libc::pthread_key_t) -> Option<&'static Slot> {
+    // SAFETY: no allocation.
+    let me = unsafe { libc::pthread_self() } as usize;
+    if CLAIMERS.iter().any(|c| c.load(Ordering::Relaxed) == me) {
+        return None; // re-entered from inside our own claim
+    }
+    let entry = CLAIMERS.iter().find(|c| {
+        c.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    })?;
+    let r = match g.heap.handle() {
+        Some(h) => {
+            let slot = &SLOTS[h.cpu()];
+            // SAFETY: the heap gave us this CPU slot exclusively; its
+            // previous owner dropped its handle (taking it out) before
+            // releasing the slot.
+            unsafe { *slot.handle.get() = Some(h) };
+            // SAFETY: valid key.
+            unsafe { libc::pthread_setspecific(key, (slot as *const Slot).cast()) };
+            Some(slot)
+        }
+        None => {
+            // SAFETY: valid key.
+            unsafe { libc::pthread_setspecific(key, (&OVERFLOW as *const u8).cast()) };
+            None
+        }
+    };
+    entry.store(0, Ordering::Relaxed);
+    r
+}
+
+/// Runs `f` with this thread's handle, or `shared` on the shared path.
+#[inline]
+fn with_handle<R>(
+    g: &'static Globals,
+    f: impl FnOnce(&mut Handle<'static>) -> R,
+    shared: impl FnOnce(&'static Heap) -> R,
+) -> R {
+    if let Some(slot) = my_slot(g) {
+        if !slot.busy.load(Ordering::Relaxed) {
+            slot.busy.store(true, Ordering::Relaxed);
+            compiler_fence(Ordering::SeqCst);
+            // SAFETY: our slot, not in use (busy was clear).
+            let r = unsafe { (*slot.handle.get()).as_mut() }.map(f);
+            compiler_fence(Ordering::SeqCst);
+            slot.busy.store(false, Ordering::Relaxed);
+            if let Some(r) = r {
+                return r;
+            }
+        }
+    }
+    shared(g.heap)
+}
+
+// ---------------------------------------------------------------------------
+// Core operations.
+
+impl Globals {
+    #[inline]
+    fn entry(&self, p: usize) -> Option<&AtomicU8> {
+        let off = p.wrapping_sub(self.base);
+        if off >= self.len || off & (MIN_BLOCK - 1) != 0 {
+            return None;
+        }
+        // SAFETY: the table has one byte per granule of the heap.
+        Some(unsafe { &*self.table.add(off >> GRANULE_SHIFT) })
+    }
+
+    /// Block size of the live block at `p`, if one starts there.
+    #[inline]
+    fn usable(&self, p: usize) -> Option<usize> {
+        let k = self.entry(p)?.load(Ordering::Relaxed);
+        (k != 0).then(|| 1usize << k)
+    }
+}
+
+/// A block of at least `size` bytes (aligned to 2^ceil(log2 size)), or null
+/// with errno = ENOMEM.
+#[inline]
+fn alloc_block(size: usize) -> *mut c_void {
+    let Some(g) = globals() else {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    };
+    let req = size.max(MIN_BLOCK);
+    if req > g.len {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    }
+    let p = with_handle(g, |h| h.alloc(req), |heap| heap.alloc(req));
+    let Some(p) = p else {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    };
+    let bs = g.heap.block_size(req);
+    if let Some(e) = g.entry(p.as_ptr() as usize) {
+        e.store(bs.trailing_zeros() as u8, Ordering::Relaxed);
+    }
+    p.as_ptr().cast()
+}
+
+#[inline]
+fn free_block(what: &str, p: *mut c_void) {
+    if p.is_null() {
+        return;
+    }
+    let Some(g) = globals() else {
+        bad_pointer(what, p)
+    };
+    let Some(e) = g.entry(p as usize) else {
+        bad_pointer(what, p)
+    };
+    let k = e.swap(0, Ordering::Relaxed);
+    if k == 0 {
+        bad_pointer(what, p);
+    }
+    let bs = 1usize << k;
+    if bs >= MADVISE_MIN {
+        // The block is still ours: give its pages back before freeing it.
+        // SAFETY: a live block of ours, page aligned (blocks are aligned to
+        // their size).
+        unsafe { libc::madvise(p, bs, libc::MADV_DONTNEED) };
+    }
+    let p = p.cast::<u8>();
+    // SAFETY: a live block of this heap (the table said so); the caller
+    // gives it up.
+    let r = with_handle(
+        g,
+        |h| unsafe { h.try_free(p) },
+        |heap| unsafe { heap.try_free(p) },
+    );
+    if let Err(e) = r {
+        refused(e);
+    }
+}
+
+fn aligned(align: usize, size: usize) -> *mut c_void {
+    alloc_block(size.max(align).max(1))
+}
+
+// ---------------------------------------------------------------------------
+// The C ABI.
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    alloc_block(size.max(1))
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn free(p: *mut c_void) {
+    free_block("free", p)
+}
+
+/// Same as `free` (old SunOS name, still exported by glibc).
+#[no_mangle]
+pub unsafe extern "C" fn cfree(p: *mut c_void) {
+    free_block("free", p)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
+    let Some(total) = n.checked_mul(size) else {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    };
+    let p = alloc_block(total.max(1));
+    if !p.is_null() {
+        // Reused blocks hold old data.
+        // SAFETY: a fresh block of at least `total` bytes.
+        unsafe { ptr::write_bytes(p.cast::<u8>(), 0, total) };
+    }
+    p
+}
+
+/// `realloc(NULL, n)` is `malloc(n)`; `realloc(p, 0)` frees `p` and returns
+/// NULL (as glibc does); in place when the new size needs the same block
+/// size; on failure returns NULL with ENOMEM and leaves `p` alone.
+#[no_mangle]
+pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
+    if p.is_null() {
+        return alloc_block(size.max(1));
+    }
+    if size == 0 {
+        free_block("realloc", p);
+        return null_mut();
+    }
+    let Some(g) = globals() else {
+        bad_pointer("realloc", p)
+    };
+    let Some(old) = g.usable(p as usize) else {
+        bad_pointer("realloc", p)
+    };
+    if size > g.len {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    }
+    if g.heap.block_size(size.max(MIN_BLOCK)) == old {
+        return p;
+    }
+    let q = alloc_block(size);
+    if !q.is_null() {
+        // SAFETY: distinct live blocks, both valid for the smaller size.
+        unsafe { ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size)) };
+        free_block("realloc", p);
+    }
+    q
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn reallocarray(p: *mut c_void, n: usize, size: usize) -> *mut c_void {
+    match n.checked_mul(size) {
+        // SAFETY: forwarded.
+        Some(t) => unsafe { realloc(p, t) },
+        None => {
+            set_errno(libc::ENOMEM);
+            null_mut()
+        }
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_memalign(out: *mut *mut c_void, align: usize, size: usize) -> c_int {
+    if !align.is_power_of_two() || align % size_of::<*mut c_void>() != 0 {
+        return libc::EINVAL;
+    }
+    // SAFETY: errno is ours; posix_memalign reports through its result.
+    let saved = unsafe { *libc::__errno_location() };
+    let p = aligned(align, size);
+    set_errno(saved);
+    if p.is_null() {
+        return libc::ENOMEM;
+    }
+    // SAFETY: the caller passes a valid out pointer.
+    unsafe { *out = p };
+    0
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn aligned_alloc(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    aligned(align, size)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn memalign(align: usize, size: usize) -> *mut c_void {
+    if !align.is_power_of_two() {
+        set_errno(libc::EINVAL);
+        return null_mut();
+    }
+    aligned(align, size)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn valloc(size: usize) -> *mut c_void {
+    aligned(PAGE, size)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pvalloc(size: usize) -> *mut c_void {
+    let Some(s) = size.max(1).checked_next_multiple_of(PAGE) else {
+        set_errno(libc::ENOMEM);
+        return null_mut();
+    };
+    aligned(PAGE, s)
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
+    if p.is_null() {
+        return 0;
+    }
+    globals()
+        .and_then(|g| g.usable(p as usize))
+        .unwrap_or_else(|| bad_pointer("malloc_usable_size", p))
+}
+
+/// Returns cached memory to the heap (`Heap::reclaim`); 1 as glibc does
+/// when something may have been released.
+#[no_mangle]
+pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
+    if let Some(g) = globals() {
+        g.heap.reclaim();
+    }
+    1
+}

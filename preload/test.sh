@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Builds the shim and runs its edge-case program and a Python check under
+# LD_PRELOAD. Usage: preload/test.sh [cargo profile, default verify]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROFILE=${1:-verify}
+cargo build -p magbuddy-preload --profile "$PROFILE"
+SO=$PWD/target/$PROFILE/libmagbuddy_preload.so
+mkdir -p target/preload
+# -O0 -fno-builtin: the compiler must not fold the huge-size calls away.
+cc -O0 -fno-builtin -g -Wall -Wextra -Wno-use-after-free -Wno-free-nonheap-object \
+  -Wno-alloc-size-larger-than -pthread -o target/preload/edge preload/tests/edge.c
+LD_PRELOAD=$SO target/preload/edge
+
+# A Python workload: same output with and without the shim.
+PY=$(command -v python3)
+SCRIPT='
+import json, hashlib, threading, collections
+d = {str(i): [i] * (i % 50) for i in range(100000)}
+s = json.dumps(d)
+h = hashlib.sha256(s.encode()).hexdigest()
+c = collections.Counter(w for w in s.split(",") if w)
+out = []
+def work(k):
+    out.append(sum(len(str(x)) for x in range(k * 20000)))
+ts = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+print(h, len(c), sorted(out))
+'
+want=$("$PY" -c "$SCRIPT")
+got=$(LD_PRELOAD=$SO "$PY" -c "$SCRIPT")
+if [ "$want" != "$got" ]; then
+  echo "python output differs under the shim:"; echo "  glibc:    $want"; echo "  magbuddy: $got"
+  exit 1
+fi
+echo "python: same output under the shim ($got)"
