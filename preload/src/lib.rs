@@ -36,8 +36,8 @@ const PAGE: usize = 4096;
 /// Alignment of the heap region inside the mapping (an area).
 const REGION_ALIGN: usize = 1 << 20;
 /// Blocks of at least this size are returned to the OS (`MADV_DONTNEED`)
-/// when freed.
-const MADVISE_MIN: usize = 256 << 10;
+/// when freed, unless `MAGBUDDY_MADVISE_MIN` says otherwise (0 = never).
+const MADVISE_MIN: usize = 1 << 20;
 
 /// Everything the shim needs, written into the first page of the mapping.
 struct Globals {
@@ -45,6 +45,8 @@ struct Globals {
     base: usize,
     len: usize,
     table: *const AtomicU8,
+    /// Smallest block given back to the OS when freed (`usize::MAX`: never).
+    madvise_min: usize,
 }
 
 /// Address of the published `Globals` (0 before).
@@ -139,12 +141,13 @@ fn refused(e: FreeError) -> ! {
 // ---------------------------------------------------------------------------
 // Set-up.
 
-/// Parses `MAGBUDDY_HEAP` (decimal, optional K/M/G suffix).
-fn heap_bytes() -> usize {
+/// Parses a size from the environment (decimal, optional K/M/G suffix);
+/// `default` if unset or not a number.
+fn env_bytes(name: &core::ffi::CStr, default: usize) -> usize {
     // SAFETY: a NUL-terminated name; getenv does not allocate.
-    let v = unsafe { libc::getenv(c"MAGBUDDY_HEAP".as_ptr()) };
+    let v = unsafe { libc::getenv(name.as_ptr()) };
     if v.is_null() {
-        return DEFAULT_HEAP;
+        return default;
     }
     let mut n: usize = 0;
     let mut i = 0;
@@ -156,7 +159,8 @@ fn heap_bytes() -> usize {
             b'k' | b'K' => return n.saturating_mul(1 << 10),
             b'm' | b'M' => return n.saturating_mul(1 << 20),
             b'g' | b'G' => return n.saturating_mul(1 << 30),
-            _ => return if n == 0 { DEFAULT_HEAP } else { n },
+            0 if i > 0 => return n,
+            _ => return default,
         }
         i += 1;
     }
@@ -176,7 +180,11 @@ fn globals() -> Option<&'static Globals> {
 #[cold]
 #[inline(never)]
 fn init() -> Option<&'static Globals> {
-    let len = heap_bytes().next_multiple_of(PAGE);
+    let len = env_bytes(c"MAGBUDDY_HEAP", DEFAULT_HEAP).next_multiple_of(PAGE);
+    let madvise_min = match env_bytes(c"MAGBUDDY_MADVISE_MIN", MADVISE_MIN) {
+        0 => usize::MAX,
+        n => n,
+    };
     let table_len = (len >> GRANULE_SHIFT).next_multiple_of(PAGE);
     let total = PAGE + table_len + REGION_ALIGN + len;
     // SAFETY: a fresh anonymous mapping; nobody else knows it.
@@ -217,6 +225,7 @@ fn init() -> Option<&'static Globals> {
                 base,
                 len,
                 table: table as *const AtomicU8,
+                madvise_min,
             },
         )
     };
@@ -420,7 +429,7 @@ fn free_block(what: &str, p: *mut c_void) {
         bad_pointer(what, p);
     }
     let bs = 1usize << k;
-    if bs >= MADVISE_MIN {
+    if bs >= g.madvise_min {
         // The block is still ours: give its pages back before freeing it.
         // SAFETY: a live block of ours, page aligned (blocks are aligned to
         // their size).
