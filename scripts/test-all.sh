@@ -29,7 +29,7 @@ stage "shuttle suites and mutants (cargo test -p verify)" cargo test -p verify "
 # loom gets its own target directory: --cfg loom rebuilds everything.
 stage "loom models and mutants (preemption bound 2)" env RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 \
   CARGO_TARGET_DIR=target/loom cargo test -p verify "${P[@]}" \
-  --test loom_area --test loom_buddy --test loom_mutants -- --show-output
+  --test loom_area --test loom_buddy --test loom_fastpath --test loom_mutants -- --show-output
 
 # verify/threads is a workspace of its own (magbuddy with core atomics, real
 # threads, the trace replay checker), small enough for miri.

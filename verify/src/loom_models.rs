@@ -320,3 +320,146 @@ pub fn hunt(body: fn(&Seen)) -> Result<usize, (usize, String)> {
         .map(|()| n)
         .map_err(|p| (n, crate::explore::panic_message(&*p)))
 }
+
+/// The depot's tagged stack: nodes 0, 1, 2 (0 on top), each with a
+/// tracked payload cell its holder writes. Thread 1 pops a node, writes it
+/// and pushes it back; the main thread pops two, writes them and pushes
+/// them back in reverse (so node 0 is on top again while node 1 is held:
+/// the ABA window of thread 1's pop, whose head and link are stale). With
+/// the tag no node is lost or held twice: at the end the stack holds each
+/// node exactly once. Outcomes: 0 executions, 1 thread 1's pop retried.
+pub fn depot_stack_aba(seen: &Seen) {
+    use magbuddy::sync::AtomicU32;
+    use magbuddy::testing::StackView;
+    struct Nodes {
+        links: Vec<AtomicU32>,
+        payload: Vec<UnsafeCell<u64>>,
+        stack: StackView,
+    }
+    impl Nodes {
+        fn hold(&self, i: u32, tag: u64) {
+            // SAFETY: a popped node is its popper's alone; loom reports two
+            // holders (a duplicated node) as a data race.
+            self.payload[i as usize].with_mut(|v| unsafe { *v = tag });
+        }
+    }
+    let links: Vec<AtomicU32> = (0..3).map(|_| AtomicU32::new(0)).collect();
+    let stack = StackView::filled(&links);
+    let n = Arc::new(Nodes {
+        links,
+        payload: (0..3).map(|_| UnsafeCell::new(0)).collect(),
+        stack,
+    });
+    let n1 = n.clone();
+    let t = loom::thread::spawn(move || {
+        let i = n1.stack.pop(&n1.links).expect("three nodes, two holders");
+        n1.hold(i, 1);
+        n1.stack.push(i, &n1.links);
+        i
+    });
+    let a = n.stack.pop(&n.links).expect("three nodes, two holders");
+    let b = n.stack.pop(&n.links).expect("three nodes, two holders");
+    n.hold(a, 2);
+    n.hold(b, 2);
+    n.stack.push(a, &n.links);
+    n.stack.push(b, &n.links);
+    let i = t.join().unwrap();
+    if i != 0 {
+        seen.hit(1);
+    }
+    let mut got = Vec::new();
+    while let Some(i) = n.stack.pop(&n.links) {
+        assert!(got.len() < 3, "stack holds more than 3 nodes: {got:?}, {i}");
+        assert!(!got.contains(&i), "node {i} twice on the stack: {got:?}");
+        got.push(i);
+    }
+    got.sort();
+    assert_eq!(got, [0, 1, 2], "a node was lost");
+    seen.hit(0);
+}
+
+/// A slab's return list: the owner hands out three objects of a 2 KiB-class
+/// slab, two producers each write a tracked payload for their object and
+/// push it onto the return list, while the owner collects (swap) and reads
+/// and rewrites the payload of every object that came back. The payload
+/// read is ordered after the producer's write only through the push's
+/// Release and the swap's Acquire. At the end every object is back exactly
+/// once and the slab checks. Outcomes: 0 executions, 1 owner collected 1
+/// object concurrently, 2 collected both.
+pub fn return_list_payloads(seen: &Seen) {
+    use magbuddy::testing::{SlabView, SLAB_BYTES};
+    struct Slab {
+        _mem: Vec<u64>,
+        view: SlabView,
+        payload: Vec<UnsafeCell<u64>>,
+    }
+    // SAFETY (Send/Sync): the view's memory is owned by the struct; every
+    // access follows the slab protocol under test.
+    unsafe impl Send for Slab {}
+    unsafe impl Sync for Slab {}
+    let mem = vec![0u64; SLAB_BYTES / 8];
+    // SAFETY: the slab memory is `mem`, kept alive in `Slab`.
+    let view = unsafe { SlabView::new(mem.as_ptr() as usize, 8, 1) };
+    let cap = view.capacity() as usize;
+    let s = Arc::new(Slab {
+        _mem: mem,
+        view,
+        payload: (0..cap).map(|_| UnsafeCell::new(0)).collect(),
+    });
+    let mut out = [0usize; 3];
+    // SAFETY: token 1 (this thread) owns the slab.
+    assert_eq!(unsafe { s.view.take(&mut out) }, 3);
+    let producers: Vec<_> = [out[0], out[1]]
+        .into_iter()
+        .enumerate()
+        .map(|(t, p)| {
+            let s = s.clone();
+            loom::thread::spawn(move || {
+                let i = s.view.index_of(p);
+                // SAFETY: the object is this thread's until pushed.
+                s.payload[i].with_mut(|v| unsafe { *v = 10 + t as u64 });
+                // SAFETY: handed out to this thread, unused after.
+                assert!(!unsafe { s.view.free_remote(p) }, "slab is owned");
+            })
+        })
+        .collect();
+    // The owner collects once while the producers run and reuses what came.
+    let mut back = 0;
+    // SAFETY: owned by this thread.
+    let n = unsafe { s.view.collect() } as usize;
+    if n > 0 {
+        let mut got = [0usize; 2];
+        // SAFETY: owned; the local list holds exactly the n returned objects.
+        assert_eq!(unsafe { s.view.take(&mut got[..n]) }, n);
+        for &p in &got[..n] {
+            let i = s.view.index_of(p);
+            // SAFETY: the object came back through the return list: its
+            // producer's payload write happens before this (Release/Acquire).
+            let v = s.payload[i].with_mut(|v| unsafe {
+                let old = *v;
+                *v = 0;
+                old
+            });
+            assert!(v == 10 || v == 11, "payload of object {i} is {v}");
+            // SAFETY: owned; p was just taken.
+            unsafe { s.view.free_local(p) };
+        }
+        back += n;
+        seen.hit(n);
+    }
+    for p in producers {
+        p.join().unwrap();
+    }
+    // SAFETY: owned.
+    back += unsafe { s.view.collect() } as usize;
+    assert_eq!(back, 2, "both returned objects collected exactly once");
+    // SAFETY: owned; out[2] is still handed out.
+    unsafe {
+        s.view.free_local(out[2]);
+        assert_eq!(s.view.handed(), 0, "every object back");
+        if let Err(e) = s.view.check(1) {
+            panic!("slab check: {e}");
+        }
+    }
+    seen.hit(0);
+}

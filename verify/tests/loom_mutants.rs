@@ -15,6 +15,18 @@ use verify::loom_models::{self as m, hunt, Seen};
 
 type Body = fn(&Seen);
 
+/// Equivalent mutants: the hook changes the code but not its behaviour, so
+/// no checker can catch it; the test asserts it is *not* caught, so a hook
+/// that is made a real defect later flips this claim loudly.
+const EQUIVALENT: &[(Mutant, &str, Body, &str)] = &[(
+    Mutant::DepotPopWithoutTag,
+    "depot_stack_aba",
+    m::depot_stack_aba,
+    "the hook only stops pops from bumping the tag; every push still bumps it, \
+     so a head word never repeats (a node comes back only by a push) and the \
+     stale CAS of the ABA window still fails",
+)];
+
 const CASES: &[(Mutant, &str, Body)] = &[
     (
         Mutant::FreeWithoutCheck,
@@ -35,6 +47,11 @@ const CASES: &[(Mutant, &str, Body)] = &[
         Mutant::UnreserveFirst,
         "invariant_r_observer",
         m::invariant_r_observer,
+    ),
+    (
+        Mutant::ReturnPushRelaxed,
+        "return_list_payloads",
+        m::return_list_payloads,
     ),
 ];
 
@@ -62,6 +79,20 @@ fn every_mutant_is_caught_by_loom() {
             Ok(n) => {
                 println!("{mutant:?} | loom {name} | not caught in {n} executions");
                 escaped.push((mutant, name));
+            }
+        }
+    }
+    for &(mutant, name, body, why) in EQUIVALENT {
+        select(mutant);
+        let got = hunting(mutant, || hunt(body));
+        select(Mutant::None);
+        match got {
+            Ok(n) => println!(
+                "{mutant:?} | loom {name} (preemption bound {bound}) | EQUIVALENT, not caught in {n} executions: {why}"
+            ),
+            Err((n, msg)) => {
+                println!("{mutant:?} | loom {name} | caught after {n} executions: {msg}");
+                escaped.push((mutant, "claimed equivalent but caught: update the claim"));
             }
         }
     }
