@@ -215,7 +215,6 @@ impl Handle<'_> {
         }
     }
 
-
     /// Empties both magazines of every class: into the depot when `to_depot`
     /// and it has room, else home to slabs and the tree.
     pub(crate) fn flush_magazines(&mut self, ctx: &mut Ctx, to_depot: bool) {
