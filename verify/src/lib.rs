@@ -60,11 +60,19 @@ unsafe impl Sync for OwnedHeap {}
 impl OwnedHeap {
     /// The smallest heap that has `areas` whole areas of geometry `g`.
     pub fn new(g: Geometry, cpus: usize, areas: usize) -> Self {
-        let config = HeapConfig {
-            cpus,
-            geometry: g,
-            ..HeapConfig::new(cpus)
-        };
+        Self::with_config(
+            HeapConfig {
+                cpus,
+                geometry: g,
+                ..HeapConfig::new(cpus)
+            },
+            areas,
+        )
+    }
+
+    /// The smallest heap of `config` that has `areas` whole areas.
+    pub fn with_config(config: HeapConfig, areas: usize) -> Self {
+        let g = config.geometry;
         let area = (g.area_pages() as usize) * magbuddy::PAGE_SIZE;
         let len = Heap::min_region_len(config) + (areas - 1) * area;
         // Aligned to 16 areas: runs of areas are aligned in the address space, so

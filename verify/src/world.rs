@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use magbuddy::{FreeError, Geometry, Heap, PAGE_SIZE};
+use magbuddy::{FreeError, Geometry, Heap, HeapConfig, PAGE_SIZE};
 use magbuddy_checkers::{
     canary, replay, words_needed, BalanceCheck, Event, Ledger, Recorder, ReplayReport, SeqClock,
     ShadowBitmap,
@@ -14,11 +14,19 @@ use magbuddy_checkers::{
 
 use crate::OwnedHeap;
 
-/// Bytes of the buddy block that serves a request of `size` bytes (until
-/// the slab layer lands, at least a page).
+/// Bytes of the block that serves a request of `size` bytes: a slab
+/// object of the size class (8 B – 2 KiB), else a buddy block of at least a
+/// page.
 pub fn block_bytes(size: usize) -> usize {
-    size.max(PAGE_SIZE).next_power_of_two()
+    if size <= magbuddy::MAX_SMALL {
+        size.max(GRANULE).next_power_of_two()
+    } else {
+        size.max(PAGE_SIZE).next_power_of_two()
+    }
 }
+
+/// The shadow's granule: the smallest slab object.
+const GRANULE: usize = 8;
 
 /// Canary bytes checked at each end of a block.
 const EDGE: usize = 64;
@@ -39,10 +47,18 @@ pub struct World {
 impl World {
     /// A heap with `areas` whole areas of geometry `g` and `cpus` handles.
     pub fn new(g: Geometry, cpus: usize, areas: usize) -> Self {
-        let owned = OwnedHeap::new(g, cpus, areas);
+        Self::over(OwnedHeap::new(g, cpus, areas))
+    }
+
+    /// A heap of `config` with `areas` whole areas.
+    pub fn with_config(config: HeapConfig, areas: usize) -> Self {
+        Self::over(OwnedHeap::with_config(config, areas))
+    }
+
+    fn over(owned: OwnedHeap) -> Self {
         let (_, len) = owned.region();
         let words = || {
-            (0..words_needed(len, PAGE_SIZE))
+            (0..words_needed(len, GRANULE))
                 .map(|_| AtomicU64::new(0))
                 .collect()
         };
@@ -69,7 +85,7 @@ impl World {
 
     fn bitmap<'a>(&self, words: &'a [AtomicU64]) -> ShadowBitmap<'a> {
         let (base, len) = self.owned.region();
-        ShadowBitmap::new(base, len, PAGE_SIZE, MAX_ALIGN, words).expect("shadow geometry")
+        ShadowBitmap::new(base, len, GRANULE, MAX_ALIGN, words).expect("shadow geometry")
     }
 
     /// The online shadow bitmap (live blocks right now).

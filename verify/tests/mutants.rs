@@ -14,7 +14,8 @@
 
 use magbuddy::mutant::{select, Mutant};
 use verify::scenario::{
-    area_double_free, churn, double_free, oom, r_observer, runs, shared_path, Mix, SMALL, WIDE,
+    area_double_free, churn, double_free, drain_oom, fast, oom, r_observer, runs, shared_path,
+    Fast, Mix, SMALL, WIDE,
 };
 use verify::{hunt, Sched, Tally};
 
@@ -41,6 +42,43 @@ fn churn_small(t: &Tally) {
     )
 }
 
+/// Fast path: two threads keep slots, 2 KiB objects (8 per slab) handed
+/// across, so slabs run out, are abandoned and come back through return
+/// lists.
+fn fast_exhaust(t: &Tally) {
+    fast(
+        Fast {
+            threads: 2,
+            cpus: 2,
+            claim_per_op: false,
+            rounds: 1,
+            areas: 6,
+            ops: 24,
+            max_live: 6,
+            sizes: &[2048],
+        },
+        t,
+    )
+}
+
+/// Fast path: three threads claim one of two slots per operation, so
+/// releases give up slabs that others adopt.
+fn fast_claimed(t: &Tally) {
+    fast(
+        Fast {
+            threads: 3,
+            cpus: 2,
+            claim_per_op: true,
+            rounds: 2,
+            areas: 6,
+            ops: 8,
+            max_live: 3,
+            sizes: &[16, 2048],
+        },
+        t,
+    )
+}
+
 /// One schedule's body.
 type Body = fn(&Tally);
 
@@ -54,7 +92,16 @@ const SCENARIOS: &[(&str, Body)] = &[
     ("shared_path", shared_path),
     ("oom", oom),
     ("double_free", double_free),
+    ("drain_oom", drain_oom),
+    ("fast_exhaust", fast_exhaust),
+    ("fast_claimed", fast_claimed),
 ];
+
+/// Why `SlabReleaseWithReturns` cannot be caught with its current hook.
+const RELEASE_EQUIVALENT: &str = "equivalent mutant: give_up_slab collects the return list \
+     before testing handed == 0, and handed counts every object on a return list (returns <= \
+     handed), so with handed == 0 the list is empty and no push can come: the hook's `|| \
+     release_ignores_returns()` never changes the outcome";
 
 /// What a row claims about one mutant and one scenario.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -125,6 +172,38 @@ const CASES: &[Case] = &[
         seed: SEED,
         max: MAX,
         claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::DrainSkipsCpu,
+        scenario: "drain_oom",
+        sched: Sched::Random,
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::DrainSkipsCpu,
+        scenario: "drain_oom",
+        sched: Sched::Pct { depth: 3 },
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::SlabReleaseWithReturns,
+        scenario: "fast_exhaust",
+        sched: Sched::Random,
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Masked(RELEASE_EQUIVALENT),
+    },
+    Case {
+        mutant: Mutant::SlabReleaseWithReturns,
+        scenario: "fast_claimed",
+        sched: Sched::Pct { depth: 3 },
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Masked(RELEASE_EQUIVALENT),
     },
 ];
 
@@ -211,6 +290,8 @@ fn every_mutant_is_caught() {
         Mutant::FreeWithoutCheck,
         Mutant::TwoStepUpdate,
         Mutant::UnreserveFirst,
+        Mutant::DrainSkipsCpu,
+        Mutant::SlabReleaseWithReturns,
     ] {
         for (name, _) in SCENARIOS {
             let got = try_one(m, name, Sched::Random, SEED, MAX, false);

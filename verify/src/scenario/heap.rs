@@ -51,14 +51,19 @@ impl Mix {
     }
 }
 
-fn free(c: &mut Client<'_, '_>, via: &mut Via<'_>, addr: usize, size: usize) {
+pub(super) fn free(c: &mut Client<'_, '_>, via: &mut Via<'_>, addr: usize, size: usize) {
     // SAFETY: a live block of this client, not used after the call.
     c.free(addr, size, || unsafe { via.try_free(addr) });
 }
 
 /// Common end of a heap body: checks (validate, replay, balance, coalesced
 /// back to the free blocks it started with) and counters.
-fn finish(world: &World, run: &Run, start_blocks: [u64; magbuddy::ORDERS], tally: &Tally) {
+pub(super) fn finish(
+    world: &World,
+    run: &Run,
+    start_blocks: [u64; magbuddy::ORDERS],
+    tally: &Tally,
+) {
     let mut trace = run.trace.clone();
     world.finish(&mut trace, true);
     let heap = world.heap();

@@ -8,7 +8,9 @@
 //! [`Tally`]: crate::Tally
 
 mod area;
+mod fast;
 mod heap;
 
 pub use area::{area_double_free, r_observer};
+pub use fast::{drain_oom, fast, fast_events, Fast};
 pub use heap::{churn, double_free, oom, runs, runs_undone, shared_path, Mix, SMALL, WIDE};

@@ -1,0 +1,141 @@
+//! shuttle: the fast path through the real heap (bodies in
+//! `verify::scenario`): magazine ↔ depot exchanges and remote frees through
+//! slab return lists (handles kept), handle release with slab abandonment
+//! and adoption racing the shared path on small objects (handles claimed
+//! per operation), and the drain under OOM with pages cached on another
+//! CPU. Each body checks the shadow bitmap (8-byte granules), canaries and
+//! trace replay inside the schedule and ends with `reclaim()`,
+//! `validate()` and "every buddy merged back"; each test asserts the
+//! events it exists for (counts are deterministic per seed: the minimums
+//! sit well below what a run shows).
+#![cfg(not(loom))]
+
+use verify::scenario::{drain_oom, fast, Fast};
+use verify::{suite, Sched, Tally};
+
+const BASE: usize = 3000;
+
+/// Three threads keep CPU slots 0–2; objects of two classes (8 per slab
+/// for 2 KiB) and pages; one round per magazine.
+const KEPT: Fast = Fast {
+    threads: 3,
+    cpus: 3,
+    claim_per_op: false,
+    rounds: 1,
+    areas: 6,
+    ops: 16,
+    max_live: 4,
+    sizes: &[64, 2048, 2048, 4096],
+};
+
+/// Three threads claim one of two slots per operation (the shared path
+/// when both are taken): every release flushes magazines and gives up the
+/// current slabs, which the next owner or the shared path adopts.
+const CLAIMED: Fast = Fast {
+    threads: 3,
+    cpus: 2,
+    claim_per_op: true,
+    rounds: 2,
+    areas: 6,
+    ops: 8,
+    max_live: 3,
+    sizes: &[16, 2048],
+};
+
+/// Two threads keep slots 0 and 1 and hold up to six 2 KiB objects (8
+/// per slab), handing many to the other thread: current slabs run out and
+/// are abandoned (full, then published by the first remote free) and
+/// adopted.
+const EXHAUST: Fast = Fast {
+    threads: 2,
+    cpus: 2,
+    claim_per_op: false,
+    rounds: 1,
+    areas: 6,
+    ops: 24,
+    max_live: 6,
+    sizes: &[2048],
+};
+
+fn exhaust(t: &Tally) {
+    fast(EXHAUST, t)
+}
+
+fn kept(t: &Tally) {
+    fast(KEPT, t)
+}
+
+fn claimed(t: &Tally) {
+    fast(CLAIMED, t)
+}
+
+#[test]
+fn magazines_depot_remote_frees_random() {
+    let name = "magazines_depot_remote_frees_random";
+    let t = suite(name, Sched::Random, BASE, kept);
+    t.require(name, "depot exchanges", 2000);
+    t.require(name, "remote frees", 500);
+    t.require(name, "magazine misses", 10000);
+    t.require(name, "frees by another thread", 1500);
+    t.require(name, "drains", 200);
+}
+
+#[test]
+fn magazines_depot_remote_frees_pct_depth3() {
+    let name = "magazines_depot_remote_frees_pct_depth3";
+    let t = suite(name, Sched::Pct { depth: 3 }, BASE, kept);
+    t.require(name, "depot exchanges", 5000);
+    t.require(name, "remote frees", 200);
+    t.require(name, "adopted slabs", 500);
+}
+
+#[test]
+fn slab_exhaustion_abandon_adopt_random() {
+    let name = "slab_exhaustion_abandon_adopt_random";
+    let t = suite(name, Sched::Random, BASE, exhaust);
+    t.require(name, "abandoned slabs", 15);
+    t.require(name, "remote frees", 1000);
+}
+
+#[test]
+fn slab_exhaustion_abandon_adopt_pct_depth3() {
+    let name = "slab_exhaustion_abandon_adopt_pct_depth3";
+    let t = suite(name, Sched::Pct { depth: 3 }, BASE, exhaust);
+    t.require(name, "abandoned slabs", 40);
+    t.require(name, "adopted slabs", 300);
+    t.require(name, "remote frees", 800);
+}
+
+#[test]
+fn handle_release_adoption_shared_path_random() {
+    let name = "handle_release_adoption_shared_path_random";
+    let t = suite(name, Sched::Random, BASE, claimed);
+    t.require(name, "adopted slabs", 3000);
+    t.require(name, "all slots taken: shared path", 5000);
+    t.require(name, "remote frees", 150);
+}
+
+#[test]
+fn handle_release_adoption_shared_path_pct_depth3() {
+    let name = "handle_release_adoption_shared_path_pct_depth3";
+    let t = suite(name, Sched::Pct { depth: 3 }, BASE, claimed);
+    t.require(name, "adopted slabs", 3000);
+    t.require(name, "all slots taken: shared path", 800);
+    t.require(name, "remote frees", 100);
+}
+
+#[test]
+fn drain_under_oom_random() {
+    let name = "drain_under_oom_random";
+    let t = suite(name, Sched::Random, BASE, drain_oom);
+    t.require(name, "drains", 1000);
+}
+
+#[test]
+fn drain_under_oom_pct_depth3() {
+    let name = "drain_under_oom_pct_depth3";
+    let t = suite(name, Sched::Pct { depth: 3 }, BASE, drain_oom);
+    t.require(name, "drains", 1500);
+    t.require(name, "OOM with pages cached on the other CPU", 400);
+    t.require(name, "waited for the other CPU to call in", 400);
+}
