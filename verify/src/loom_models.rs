@@ -463,3 +463,84 @@ pub fn return_list_payloads(seen: &Seen) {
     }
     seen.hit(0);
 }
+
+/// Abandonment of an exhausted slab racing the first remote free: the
+/// owner (token 1) handed out all eight objects of a 2 KiB-class slab and
+/// tries to abandon it full while a producer writes a tracked payload into
+/// one object and frees it remotely. Exactly one side ends up responsible:
+/// either the abandon succeeded and the push saw the flag (the pusher
+/// publishes, adopts for token 2, and reads the owner-only state and the
+/// payload), or returns were already there and the owner kept the slab and
+/// collects. No slab is stranded without an owner. Outcomes: 0 abandoned
+/// and published by the pusher, 1 abandon refused.
+pub fn abandon_full_races_remote_free(seen: &Seen) {
+    use magbuddy::testing::{SlabView, SLAB_BYTES};
+    struct Slab {
+        _mem: Vec<u64>,
+        view: SlabView,
+        payload: UnsafeCell<u64>,
+    }
+    // SAFETY (Send/Sync): as in `return_list_payloads`.
+    unsafe impl Send for Slab {}
+    unsafe impl Sync for Slab {}
+    let mem = vec![0u64; SLAB_BYTES / 8];
+    // SAFETY: the slab memory is `mem`, kept alive in `Slab`.
+    let view = unsafe { SlabView::new(mem.as_ptr() as usize, 8, 1) };
+    let s = Arc::new(Slab {
+        _mem: mem,
+        view,
+        payload: UnsafeCell::new(0),
+    });
+    let mut out = [0usize; 8];
+    // SAFETY: token 1 (this thread) owns the slab.
+    assert_eq!(unsafe { s.view.take(&mut out) }, 8);
+    let p = out[0];
+    let s1 = s.clone();
+    let producer = loom::thread::spawn(move || {
+        // SAFETY: the object is this thread's until pushed.
+        s1.payload.with_mut(|v| unsafe { *v = 7 });
+        // SAFETY: handed out to this thread, unused after.
+        let publish = unsafe { s1.view.free_remote(p) };
+        if publish {
+            // The pusher publishes (here: adopts at once, as a popper of
+            // the abandoned stack would).
+            assert!(s1.view.adopt(2), "nobody else can adopt it");
+            // SAFETY: adopted by token 2 (this thread).
+            unsafe {
+                assert_eq!(s1.view.handed(), 8, "owner-only state visible");
+                assert_eq!(s1.view.collect(), 1);
+            }
+            // SAFETY: collected: the payload write happened before.
+            let v = s1.payload.with(|v| unsafe { *v });
+            assert_eq!(v, 7);
+        }
+        publish
+    });
+    // SAFETY: owned by token 1.
+    let abandoned = unsafe { s.view.try_abandon_full(1) };
+    if !abandoned {
+        // Returns arrived first: we still own it and take them back.
+        // SAFETY: still owned by token 1.
+        assert_eq!(unsafe { s.view.collect() }, 1);
+        // SAFETY: collected through the return list (Release/Acquire).
+        let v = s.payload.with(|v| unsafe { *v });
+        assert_eq!(v, 7);
+    }
+    let published = producer.join().unwrap();
+    assert_eq!(
+        abandoned, published,
+        "abandoned full iff the first remote free was told to publish"
+    );
+    // Quiet point: whoever owns it now frees the rest; all objects back.
+    // SAFETY: every thread joined; the slab's owner is done with it.
+    unsafe {
+        for &q in &out[1..] {
+            s.view.free_local(q);
+        }
+        assert_eq!(s.view.handed(), 0, "every object back");
+        if let Err(e) = s.view.check(2) {
+            panic!("slab check: {e}");
+        }
+    }
+    seen.hit(usize::from(!abandoned));
+}

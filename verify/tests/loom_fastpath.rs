@@ -46,3 +46,17 @@ fn return_list_payloads() {
         "concurrent collects of one and two objects explored"
     );
 }
+
+#[test]
+fn abandon_full_races_remote_free() {
+    let seen = run(
+        "abandon_full_races_remote_free",
+        m::abandon_full_races_remote_free,
+    );
+    println!(
+        "  abandoned and published by the pusher: {}, abandon refused (owner kept it): {}",
+        seen.get(0),
+        seen.get(1)
+    );
+    assert!(seen.get(0) > 0 && seen.get(1) > 0, "both outcomes explored");
+}

@@ -53,6 +53,11 @@ const CASES: &[(Mutant, &str, Body)] = &[
         "return_list_payloads",
         m::return_list_payloads,
     ),
+    (
+        Mutant::ReturnPushRelaxed,
+        "abandon_full_races_remote_free",
+        m::abandon_full_races_remote_free,
+    ),
 ];
 
 #[test]
