@@ -24,13 +24,15 @@ pub enum Mutant {
     /// Buddy: the reservation is returned to the area word before the node is
     /// released in the chunk word (release order inverted).
     UnreserveFirst = 3,
-    /// Fast path: a depot pop that ignores the version tag.
+    /// Fast path: the depot stacks without their version tag (neither pop nor
+    /// push bumps it): a plain Treiber stack, open to ABA.
     DepotPopWithoutTag = 4,
     /// Fast path: a return-list push with `Relaxed` instead of `Release`.
     ReturnPushRelaxed = 5,
     /// Fast path: a drain that skips one CPU (slot 0 ignores drain requests).
     DrainSkipsCpu = 6,
-    /// Fast path: a slab released while its return list is non-empty.
+    /// Fast path: a slab released as soon as its return list is non-empty,
+    /// while other objects may still be handed out.
     SlabReleaseWithReturns = 7,
 }
 

@@ -374,7 +374,8 @@ impl SlabDesc {
         Returns(self.returns.load(Ordering::Relaxed))
     }
 
-    /// Whether a slab at a quiet point has a slab-release mutant to apply.
+    /// Whether the `SlabReleaseWithReturns` mutant is on: `give_up_slab`
+    /// then releases a slab as soon as its return list is non-empty.
     pub(crate) fn release_ignores_returns() -> bool {
         mutant::on(Mutant::SlabReleaseWithReturns)
     }

@@ -24,6 +24,17 @@ const fn unpack(word: u64) -> (u32, u32) {
     (word as u32, (word >> 32) as u32)
 }
 
+/// The tag after an update. The `DepotPopWithoutTag` mutant keeps it
+/// constant: a plain Treiber stack, open to ABA.
+#[inline]
+fn next_tag(tag: u32) -> u32 {
+    if mutant::on(Mutant::DepotPopWithoutTag) {
+        tag
+    } else {
+        tag.wrapping_add(1)
+    }
+}
+
 /// The head of one stack.
 pub(crate) struct IndexStack {
     head: AtomicU64,
@@ -61,7 +72,7 @@ impl IndexStack {
             // abandoned slab's owner state) are visible to whoever pops it.
             match self.head.compare_exchange_weak(
                 head,
-                pack(i + 1, tag.wrapping_add(1)),
+                pack(i + 1, next_tag(tag)),
                 Ordering::Release,
                 Ordering::Relaxed,
             ) {

@@ -208,10 +208,13 @@ impl Heap {
         let base = reg.addr_of(page);
         // SAFETY: owned (caller).
         unsafe {
+            // Mutant: a slab whose return list is non-empty is released at
+            // once, although other objects may still be handed out.
+            let early = SlabDesc::release_ignores_returns() && s.returns_snapshot().head() != 0;
             s.collect(base);
-            if s.local().handed == 0
-                && (s.returns_snapshot().head() == 0 || SlabDesc::release_ignores_returns())
-            {
+            // `handed` counts returned objects until they are collected, so
+            // after the collect no push is pending when it is 0.
+            if s.local().handed == 0 || early {
                 for q in page..page + (1 << SLAB_ORDER) {
                     // Relaxed: the tree CAS below (AcqRel) publishes it.
                     reg.desc(q).store(PageDesc::NONE.0, Ordering::Relaxed);
