@@ -34,3 +34,15 @@ if [ "$want" != "$got" ]; then
   exit 1
 fi
 echo "python: same output under the shim ($got)"
+
+# A small heap runs out: Python gets a MemoryError and carries on.
+got=$(MAGBUDDY_HEAP=64M LD_PRELOAD=$SO "$PY" -c '
+try:
+    x = bytearray(200 << 20)
+except MemoryError:
+    print("MemoryError")
+print(len([bytes(1000) for _ in range(1000)]))')
+if [ "$got" != $'MemoryError\n1000' ]; then
+  echo "64 MiB heap: expected a MemoryError then normal work, got: $got"; exit 1
+fi
+echo "python: MemoryError on a 64 MiB heap, then carries on"
