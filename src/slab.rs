@@ -120,9 +120,11 @@ fn obj(base: usize, c: u32, i: u32) -> *mut u32 {
 }
 
 impl SlabDesc {
+    /// A descriptor of pages that are not a slab: all fields zero (owner 0
+    /// is no token), so a zero-filled region already holds valid ones.
     pub(crate) fn new() -> Self {
         Self {
-            owner: AtomicU32::new(ABANDONED),
+            owner: AtomicU32::new(0),
             returns: AtomicU64::new(0),
             link: AtomicU32::new(0),
             local: UnsafeCell::new(Local::default()),

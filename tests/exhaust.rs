@@ -125,3 +125,29 @@ fn four_gib_heap_initialises_in_metadata_time() {
     heap.validate().unwrap();
     println!("4 GiB heap: {s}");
 }
+
+#[test]
+fn zeroed_region_skips_zero_metadata_and_still_validates() {
+    let len = 4usize << 30;
+    let mem = Mem::zeroed(len, 2 * MIB);
+    let config = HeapConfig {
+        zeroed: true,
+        ..HeapConfig::new(4)
+    };
+    let heap = unsafe { Heap::init_with(mem.ptr(), len, config) }.unwrap();
+    heap.validate().unwrap();
+    let initial = heap.stats();
+    let mut h = heap.handle().unwrap();
+    let small: Vec<_> = (0..5000).map(|i| h.alloc(8 + i % 2040).unwrap()).collect();
+    let pages: Vec<_> = (0..500).map(|_| h.alloc(PAGE).unwrap()).collect();
+    let big = heap.alloc(1 << 30).expect("1 GiB block");
+    heap.validate().unwrap();
+    for p in small.into_iter().chain(pages) {
+        unsafe { h.free(p.as_ptr()) };
+    }
+    unsafe { heap.free(big.as_ptr()) };
+    drop(h);
+    heap.reclaim();
+    heap.validate().unwrap();
+    assert_eq!(heap.stats().free_bytes, initial.free_bytes);
+}

@@ -204,8 +204,15 @@ fn init() -> Option<&'static Globals> {
     let m = m as usize;
     let table = m + PAGE;
     let base = (table + table_len).next_multiple_of(REGION_ALIGN);
-    // SAFETY: [base, base + len) lies in our fresh mapping, used by nobody else.
-    let heap = match unsafe { Heap::init_with(base as *mut u8, len, HeapConfig::new(MAX_CPUS)) } {
+    // A fresh anonymous mapping reads as zeros: init skips the zero metadata,
+    // so its pages are only faulted in when used.
+    let config = HeapConfig {
+        zeroed: true,
+        ..HeapConfig::new(MAX_CPUS)
+    };
+    // SAFETY: [base, base + len) lies in our fresh mapping, used by nobody else,
+    // and reads as zeros.
+    let heap = match unsafe { Heap::init_with(base as *mut u8, len, config) } {
         Ok(h) => h,
         Err(e) => {
             // SAFETY: our mapping, never published.

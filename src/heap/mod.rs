@@ -45,6 +45,12 @@ pub struct HeapConfig {
     /// `None` sizes them from the heap and CPU count (see
     /// [`Heap::cpu_cache_cap`]). For measuring magazine sizes.
     pub magazine_rounds: Option<usize>,
+    /// The caller promises the region reads as zeros (a fresh anonymous
+    /// mapping): init then skips writing metadata whose initial value is
+    /// zero (page and slab descriptors, most area and chunk words), so those
+    /// pages are not touched until used. Ignored under loom and shuttle,
+    /// whose atomics must be constructed.
+    pub zeroed: bool,
 }
 
 impl HeapConfig {
@@ -54,6 +60,7 @@ impl HeapConfig {
             cpus,
             geometry: Geometry::DEFAULT,
             magazine_rounds: None,
+            zeroed: false,
         }
     }
 }
@@ -166,6 +173,7 @@ impl Heap {
     /// # Safety
     /// * The range is valid for reads and writes, owned exclusively by the heap
     ///   for `'a`, and not used by anyone else (including other regions).
+    /// * With `config.zeroed`, the range reads as zeros.
     pub unsafe fn init_with<'a>(
         start: *mut u8,
         len: usize,
@@ -209,7 +217,7 @@ impl Heap {
         // SAFETY: just constructed, not shared yet.
         let pool = unsafe { core::slice::from_raw_parts(mags_at as *const Magazine, n_mags) };
         // SAFETY: the caller gave us the range; the layout lies inside it.
-        let region = unsafe { Region::init(&layout, s, e, 0, g) };
+        let region = unsafe { Region::init(&layout, s, e, 0, g, config.zeroed) };
         let usable = layout.usable_hi - layout.usable_lo;
         let (mag_cap, cpu_cap) = Self::cache_sizes(usable, config.cpus, config.magazine_rounds);
         let heap = Heap {
@@ -268,7 +276,7 @@ impl Heap {
             return Err(InitError::TooManyRegions);
         }
         // SAFETY: the caller gave us the range; the layout lies inside it.
-        let region = unsafe { Region::init(&layout, s, e, index, self.g) };
+        let region = unsafe { Region::init(&layout, s, e, index, self.g, false) };
         self.publish(index, region);
         Ok(())
     }

@@ -174,15 +174,21 @@ impl Region {
     /// * `[l.region, l.meta_end)` lies inside memory the caller owns
     ///   exclusively for the heap's lifetime, and `l` came from
     ///   [`Layout::new`] for `[start, end)`.
+    /// * With `zeroed`, that memory reads as zeros.
     pub(crate) unsafe fn init<'a>(
         l: &Layout,
         start: usize,
         end: usize,
         index: usize,
         g: Geometry,
+        zeroed: bool,
     ) -> &'a Region {
         let area_pages = g.area_pages() as usize;
         let cpa = g.chunks_per_area() as usize;
+        // With core atomics, all-zero bytes are a valid atomic of value 0 and
+        // a valid `SlabDesc::new()`: in a region that reads as zeros, those
+        // writes can be skipped and their pages stay untouched.
+        let skip_zero = zeroed && !crate::sync::MODEL_CHECKED;
         let page_of = |addr: usize| (addr - l.base) >> PAGE_SHIFT;
         let (lo, hi) = (page_of(l.usable_lo), page_of(l.usable_hi));
         for a in 0..l.areas {
@@ -202,6 +208,9 @@ impl Region {
                         *u += (to - from) as u32;
                     }
                 }
+                if skip_zero && word == 0 {
+                    continue;
+                }
                 // SAFETY: in bounds of the chunk array laid out by `l`, owned by us.
                 unsafe {
                     ptr::write(
@@ -211,13 +220,16 @@ impl Region {
                 };
             }
             let top = AreaWord::with_counts(g, used[..cpa].iter().copied());
+            if skip_zero && top.0 == 0 {
+                continue;
+            }
             // SAFETY: in bounds of the area and summary arrays laid out by `l`.
             unsafe {
                 ptr::write((l.tops as *mut AtomicU64).add(a), AtomicU64::new(top.0));
                 ptr::write((l.summaries as *mut AtomicU64).add(a), AtomicU64::new(0));
             }
         }
-        for p in 0..l.areas * area_pages {
+        for p in (0..l.areas * area_pages).filter(|_| !skip_zero) {
             // SAFETY: in bounds of the descriptor array laid out by `l`.
             unsafe {
                 ptr::write(
@@ -226,7 +238,7 @@ impl Region {
                 )
             };
         }
-        for i in 0..(l.areas * area_pages) >> SLAB_ORDER {
+        for i in (0..(l.areas * area_pages) >> SLAB_ORDER).filter(|_| !skip_zero) {
             // SAFETY: in bounds of the slab table laid out by `l`.
             unsafe { ptr::write((l.slabs as *mut SlabDesc).add(i), SlabDesc::new()) };
         }

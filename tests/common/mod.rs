@@ -1,7 +1,7 @@
 //! Test support: page-aligned memory regions that free themselves.
 #![allow(dead_code)]
 
-use std::alloc::{alloc, dealloc, Layout};
+use std::alloc::{alloc, alloc_zeroed, dealloc, Layout};
 
 /// A zero-initialised-or-not block of memory from the system allocator,
 /// aligned to `align`; large ones are mapped lazily by the OS.
@@ -19,6 +19,15 @@ impl Mem {
         let layout = Layout::from_size_align(len, align).unwrap();
         // SAFETY: non-zero size.
         let ptr = unsafe { alloc(layout) };
+        assert!(!ptr.is_null(), "test region of {len} bytes");
+        Self { ptr, layout }
+    }
+
+    /// Zero-filled memory (large ones come as fresh zero pages from the OS).
+    pub fn zeroed(len: usize, align: usize) -> Self {
+        let layout = Layout::from_size_align(len, align).unwrap();
+        // SAFETY: non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
         assert!(!ptr.is_null(), "test region of {len} bytes");
         Self { ptr, layout }
     }

@@ -66,6 +66,7 @@ pub fn fast(f: Fast, tally: &Tally) {
         cpus: f.cpus,
         geometry: SMALL,
         magazine_rounds: Some(f.rounds),
+        ..HeapConfig::new(f.cpus)
     };
     let world = Arc::new(World::with_config(config, f.areas));
     let start_blocks = world.heap().stats().free_blocks;
@@ -189,6 +190,7 @@ pub fn drain_oom(tally: &Tally) {
         cpus: 2,
         geometry: SMALL,
         magazine_rounds: Some(1),
+        ..HeapConfig::new(2)
     };
     let world = Arc::new(World::with_config(config, 1));
     let start_blocks = world.heap().stats().free_blocks;
