@@ -39,8 +39,13 @@ impl Heap {
         let reg = self
             .region((id >> 28) as usize)
             .expect("slab id names a published region");
-        let page = ((id & 0x0fff_ffff) as usize) << SLAB_ORDER;
+        let page = Self::slab_page(id);
         (reg, reg.slab(page), reg.addr_of(page))
+    }
+
+    /// First grid page of slab `id` in its region (inverse of [`Self::slab_id`]).
+    fn slab_page(id: u32) -> usize {
+        ((id & 0x0fff_ffff) as usize) << SLAB_ORDER
     }
 
     /// Checks and sets the free mark of object `p` (class `c`). False means
@@ -204,7 +209,7 @@ impl Heap {
     /// # Safety
     /// `token` owns the slab.
     pub(crate) unsafe fn give_up_slab(&self, reg: &Region, s: &SlabDesc, id: u32, token: u32) {
-        let page = ((id & 0x0fff_ffff) as usize) << SLAB_ORDER;
+        let page = Self::slab_page(id);
         let base = reg.addr_of(page);
         // SAFETY: owned (caller).
         unsafe {
@@ -230,15 +235,16 @@ impl Heap {
                 self.slabs_live.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
-            if s.has_local() {
-                s.abandon();
-                self.abandoned[s.local().class as usize].push(id, &s.link);
-            } else if !s.try_abandon_full(token) {
-                // Returns arrived meanwhile: they make it worth publishing.
-                s.collect(base);
-                s.abandon();
-                self.abandoned[s.local().class as usize].push(id, &s.link);
+            // Nothing left to hand out and no returns: abandoned-full, on no
+            // stack until a remote free publishes it.
+            let class = s.local().class as usize;
+            if !s.has_local() && s.try_abandon_full(token) {
+                return;
             }
+            // Objects to give (or returns that arrived meanwhile): publish it.
+            s.collect(base);
+            s.abandon();
+            self.abandoned[class].push(id, &s.link);
         }
     }
 
