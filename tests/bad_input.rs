@@ -12,6 +12,8 @@ fn heap(mem: &Mem) -> &Heap {
 /// Runs `f`, which must fail with `expected`, and checks that the heap's
 /// state is byte-for-byte the same in stats and still valid afterwards.
 fn refused(heap: &Heap, ptr: *mut u8, expected: FreeError) {
+    // A size query refuses what free refuses.
+    assert_eq!(heap.usable_size(ptr), Err(expected));
     let before = heap.stats();
     let err = unsafe { heap.try_free(ptr) }.unwrap_err();
     assert_eq!(err, expected);
@@ -77,6 +79,42 @@ fn foreign_interior_free_page_double_and_metadata_frees_are_reported() {
     unsafe { heap.free(b) };
     // A slab object carries a free mark once it is back in its slab.
     refused(heap, b, FreeError::DoubleFree(b as usize));
+}
+
+#[test]
+fn usable_size_is_the_block_size_of_every_kind() {
+    let mem = Mem::new(16 * MIB);
+    let heap = heap(&mem);
+    let free_at_start = heap.stats().free_bytes;
+    let mut h = heap.handle().unwrap();
+    for size in [
+        1,
+        8,
+        9,
+        100,
+        2048,
+        2049,
+        4096,
+        5000,
+        16 * 1024,
+        100_000,
+        2 * MIB,
+        4 * MIB,
+    ] {
+        let want = heap.block_size(size);
+        let shared = heap.alloc(size).unwrap().as_ptr();
+        let cached = h.alloc(size).unwrap().as_ptr();
+        assert_eq!(heap.usable_size(shared), Ok(want), "shared path, {size} B");
+        assert_eq!(heap.usable_size(cached), Ok(want), "handle, {size} B");
+        unsafe {
+            heap.free(shared);
+            h.free(cached);
+        }
+    }
+    drop(h);
+    heap.reclaim();
+    assert_eq!(heap.stats().free_bytes, free_at_start);
+    heap.validate().unwrap();
 }
 
 #[test]

@@ -1,14 +1,12 @@
 //! `malloc` and friends over magbuddy, for `LD_PRELOAD` (see papers/preload.md).
 //!
-//! * First use reserves one region with `mmap(MAP_NORESERVE)`: a header page,
-//!   a size table (one byte per 16 bytes of heap) and the heap itself
-//!   (`MAGBUDDY_HEAP` bytes, suffixes K/M/G, default 4 GiB). Racing first
-//!   calls each map and build one; one wins a CAS, the others unmap theirs.
-//! * The size table holds log2 of the block size of every live block at its
-//!   start (0 = no live block starts here). It answers `malloc_usable_size`
-//!   and `realloc`'s old size (the core API has no size-of-pointer query),
-//!   and a free swaps it to 0, so double and invalid frees are caught at once
-//!   even for blocks that go to a magazine.
+//! * First use reserves one region with `mmap(MAP_NORESERVE)`: a header page
+//!   and the heap itself (`MAGBUDDY_HEAP` bytes, suffixes K/M/G, default
+//!   4 GiB). Racing first calls each map and build one; one wins a CAS, the
+//!   others unmap theirs.
+//! * Sizes come from the heap's page descriptors (`Heap::usable_size`); the
+//!   core is built with `checked`, so a double free is refused at the second
+//!   `free` even while the block sits in a magazine, and the shim aborts.
 //! * Each thread claims a magbuddy `Handle` on first use, kept in a static
 //!   array indexed by CPU slot and found through a pthread key (no
 //!   allocation, no `#[thread_local]`); the key's destructor releases it.
@@ -24,28 +22,28 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::fmt::Write as _;
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
 use magbuddy::{FreeError, Handle, Heap, HeapConfig, MAX_CPUS};
 
 const DEFAULT_HEAP: usize = 4 << 30;
 /// Smallest block handed out: malloc must return 16-byte aligned memory.
 const MIN_BLOCK: usize = 16;
-const GRANULE_SHIFT: u32 = 4;
 const PAGE: usize = 4096;
 /// Alignment of the heap region inside the mapping (an area).
 const REGION_ALIGN: usize = 1 << 20;
 /// Blocks of at least this size are returned to the OS (`MADV_DONTNEED`)
-/// when freed, unless `MAGBUDDY_MADVISE_MIN` says otherwise (0 = never).
+/// when freed, unless `MAGBUDDY_MADVISE_MIN` says otherwise (0 = never;
+/// rounded up to a power of two, so only pointers aligned to it qualify).
 const MADVISE_MIN: usize = 1 << 20;
 
 /// Everything the shim needs, written into the first page of the mapping.
 struct Globals {
     heap: &'static Heap,
-    base: usize,
+    /// Heap bytes: no request above this can succeed.
     len: usize,
-    table: *const AtomicU8,
-    /// Smallest block given back to the OS when freed (`usize::MAX`: never).
+    /// Smallest block given back to the OS when freed, a power of two
+    /// (`usize::MAX`: never).
     madvise_min: usize,
 }
 
@@ -134,8 +132,12 @@ fn bad_pointer(what: &str, p: *mut c_void) -> ! {
 
 #[cold]
 #[inline(never)]
-fn refused(e: FreeError) -> ! {
-    die(format_args!("{e}"))
+fn refused(what: &str, e: FreeError) -> ! {
+    // The error's own message starts with "free(ptr)".
+    match what {
+        "free" => die(format_args!("{e}")),
+        _ => die(format_args!("{what}: {e}")),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -183,10 +185,9 @@ fn init() -> Option<&'static Globals> {
     let len = env_bytes(c"MAGBUDDY_HEAP", DEFAULT_HEAP).next_multiple_of(PAGE);
     let madvise_min = match env_bytes(c"MAGBUDDY_MADVISE_MIN", MADVISE_MIN) {
         0 => usize::MAX,
-        n => n,
+        n => n.checked_next_power_of_two().unwrap_or(usize::MAX),
     };
-    let table_len = (len >> GRANULE_SHIFT).next_multiple_of(PAGE);
-    let total = PAGE + table_len + REGION_ALIGN + len;
+    let total = PAGE + REGION_ALIGN + len;
     // SAFETY: a fresh anonymous mapping; nobody else knows it.
     let m = unsafe {
         libc::mmap(
@@ -202,8 +203,7 @@ fn init() -> Option<&'static Globals> {
         return None;
     }
     let m = m as usize;
-    let table = m + PAGE;
-    let base = (table + table_len).next_multiple_of(REGION_ALIGN);
+    let base = (m + PAGE).next_multiple_of(REGION_ALIGN);
     // A fresh anonymous mapping reads as zeros: init skips the zero metadata,
     // so its pages are only faulted in when used.
     let config = HeapConfig {
@@ -229,9 +229,7 @@ fn init() -> Option<&'static Globals> {
             g,
             Globals {
                 heap,
-                base,
                 len,
-                table: table as *const AtomicU8,
                 madvise_min,
             },
         )
@@ -376,25 +374,6 @@ fn with_handle<R>(
 // ---------------------------------------------------------------------------
 // Core operations.
 
-impl Globals {
-    #[inline]
-    fn entry(&self, p: usize) -> Option<&AtomicU8> {
-        let off = p.wrapping_sub(self.base);
-        if off >= self.len || off & (MIN_BLOCK - 1) != 0 {
-            return None;
-        }
-        // SAFETY: the table has one byte per granule of the heap.
-        Some(unsafe { &*self.table.add(off >> GRANULE_SHIFT) })
-    }
-
-    /// Block size of the live block at `p`, if one starts there.
-    #[inline]
-    fn usable(&self, p: usize) -> Option<usize> {
-        let k = self.entry(p)?.load(Ordering::Relaxed);
-        (k != 0).then(|| 1usize << k)
-    }
-}
-
 /// A block of at least `size` bytes (aligned to 2^ceil(log2 size)), or null
 /// with errno = ENOMEM.
 #[inline]
@@ -409,15 +388,13 @@ fn alloc_block(size: usize) -> *mut c_void {
         return null_mut();
     }
     let p = with_handle(g, |h| h.alloc(req), |heap| heap.alloc(req));
-    let Some(p) = p else {
-        set_errno(libc::ENOMEM);
-        return null_mut();
-    };
-    let bs = g.heap.block_size(req);
-    if let Some(e) = g.entry(p.as_ptr() as usize) {
-        e.store(bs.trailing_zeros() as u8, Ordering::Relaxed);
+    match p {
+        Some(p) => p.as_ptr().cast(),
+        None => {
+            set_errno(libc::ENOMEM);
+            null_mut()
+        }
     }
-    p.as_ptr().cast()
 }
 
 #[inline]
@@ -428,30 +405,28 @@ fn free_block(what: &str, p: *mut c_void) {
     let Some(g) = globals() else {
         bad_pointer(what, p)
     };
-    let Some(e) = g.entry(p as usize) else {
-        bad_pointer(what, p)
-    };
-    let k = e.swap(0, Ordering::Relaxed);
-    if k == 0 {
-        bad_pointer(what, p);
-    }
-    let bs = 1usize << k;
-    if bs >= g.madvise_min {
-        // The block is still ours: give its pages back before freeing it.
-        // SAFETY: a live block of ours, page aligned (blocks are aligned to
-        // their size).
-        unsafe { libc::madvise(p, bs, libc::MADV_DONTNEED) };
-    }
     let p = p.cast::<u8>();
-    // SAFETY: a live block of this heap (the table said so); the caller
-    // gives it up.
+    // Blocks are aligned to their size, so only a pointer aligned to
+    // `madvise_min` can start a block that large: one size lookup in 2^16
+    // frees of 16-byte objects, none for most.
+    if p as usize & (g.madvise_min - 1) == 0 {
+        let bs = g.heap.usable_size(p).unwrap_or_else(|e| refused(what, e));
+        if bs >= g.madvise_min {
+            // The block is still ours: give its pages back before freeing it.
+            // SAFETY: a live block of ours, page aligned.
+            unsafe { libc::madvise(p.cast(), bs, libc::MADV_DONTNEED) };
+        }
+    }
+    // SAFETY: the caller gives up `p`; the heap refuses (and changes
+    // nothing for) anything that is not a live block of it, including a
+    // second free of a block still in a magazine (`checked`).
     let r = with_handle(
         g,
         |h| unsafe { h.try_free(p) },
         |heap| unsafe { heap.try_free(p) },
     );
     if let Err(e) = r {
-        refused(e);
+        refused(what, e);
     }
 }
 
@@ -508,9 +483,10 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let Some(g) = globals() else {
         bad_pointer("realloc", p)
     };
-    let Some(old) = g.usable(p as usize) else {
-        bad_pointer("realloc", p)
-    };
+    let old = g
+        .heap
+        .usable_size(p.cast())
+        .unwrap_or_else(|e| refused("realloc", e));
     if size > g.len {
         set_errno(libc::ENOMEM);
         return null_mut();
@@ -593,9 +569,12 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
     if p.is_null() {
         return 0;
     }
-    globals()
-        .and_then(|g| g.usable(p as usize))
-        .unwrap_or_else(|| bad_pointer("malloc_usable_size", p))
+    let Some(g) = globals() else {
+        bad_pointer("malloc_usable_size", p)
+    };
+    g.heap
+        .usable_size(p.cast())
+        .unwrap_or_else(|e| refused("malloc_usable_size", e))
 }
 
 /// Returns cached memory to the heap (`Heap::reclaim`); 1 as glibc does

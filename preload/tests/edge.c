@@ -250,7 +250,9 @@ static void expect_abort(int which) {
     if (which == 0) { free(p); free(p); }          // double free
     else if (which == 1) free(p + 16);             // interior pointer
     else if (which == 2) { static char s[32]; free(s + 16); }  // not from malloc
-    else { char *b = malloc(1 << 20); free(b); free(b); }  // large double free
+    else if (which == 3) { char *b = malloc(1 << 20); free(b); free(b); }  // large double free
+    else if (which == 4) { char *b = malloc(8192); free(b); free(b); }  // cached page
+    else { free(p); p = realloc(p, 110); }       // realloc of a freed block (same class)
     _exit(0);
   }
   close(fds[1]);
@@ -271,7 +273,7 @@ int main(void) {
   test_aligned();
   test_threads();
   test_fork();
-  for (int i = 0; i < 4; i++) expect_abort(i);
+  for (int i = 0; i < 6; i++) expect_abort(i);
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;

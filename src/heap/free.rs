@@ -7,6 +7,14 @@ use crate::slab::{self, SMALL_CLASSES};
 use crate::sync::Ordering;
 use crate::{FreeError, PAGE_SIZE};
 
+/// What a valid pointer is the start of.
+enum Block {
+    /// An object of small class `c` in a slab.
+    Object(usize),
+    /// A buddy block of order `k`.
+    Pages(u32),
+}
+
 impl Heap {
     /// The free path without a handle.
     ///
@@ -21,19 +29,48 @@ impl Heap {
             return Ok(());
         }
         let addr = ptr as usize;
+        match self.block_at(addr)? {
+            (reg, page, Block::Object(c)) => self.free_small_shared(reg, page, c, addr),
+            // SAFETY: forwarded from the caller.
+            (reg, page, Block::Pages(_)) => unsafe { self.release_block(reg, page, addr, retries) },
+        }
+    }
+
+    /// Size of the block that starts at `ptr`: what `malloc_usable_size`
+    /// needs, so a C shim keeps no size table of its own.
+    ///
+    /// Errors as [`Heap::try_free`] for pointers outside the heap, into
+    /// metadata or free memory, or inside a block, and `DoubleFree` for a
+    /// freed object that carries the free mark. Without the `checked`
+    /// feature, a block freed into a magazine carries no mark yet and still
+    /// reports its size.
+    pub fn usable_size(&self, ptr: *const u8) -> Result<usize, FreeError> {
+        let addr = ptr as usize;
+        match self.block_at(addr)? {
+            // SAFETY: `block_at` resolved an object of class `c` in a live slab.
+            (_, _, Block::Object(c)) if unsafe { Self::is_marked(addr, c) } => {
+                Err(FreeError::DoubleFree(addr))
+            }
+            (_, _, Block::Object(c)) => Ok(slab::class_size(c)),
+            (_, _, Block::Pages(k)) => Ok(PAGE_SIZE << k),
+        }
+    }
+
+    /// The block `addr` is the start of: its region, grid page and kind.
+    /// Every bad pointer is refused here, before any state changes.
+    #[inline]
+    fn block_at(&self, addr: usize) -> Result<(&Region, usize, Block), FreeError> {
         let (reg, page, desc) = self.locate(addr)?;
         if let Some(c) = desc.slab_class() {
             Self::check_object(reg, page, c, addr)?;
-            return self.free_small_shared(reg, page, c, addr);
+            return Ok((reg, page, Block::Object(c)));
         }
-        if addr % PAGE_SIZE != 0 {
-            return Err(self.classify(reg, page, addr));
+        match desc.order() {
+            _ if addr % PAGE_SIZE != 0 => Err(self.classify(reg, page, addr)),
+            Some(_) if desc.is_cached() => Err(FreeError::DoubleFree(addr)),
+            Some(k) => Ok((reg, page, Block::Pages(k))),
+            None => Err(self.classify(reg, page, addr)),
         }
-        if desc.is_cached() {
-            return Err(FreeError::DoubleFree(addr));
-        }
-        // SAFETY: forwarded from the caller.
-        unsafe { self.release_block(reg, page, addr, retries) }
     }
 
     /// The region, grid page and descriptor of a pointer inside the usable
@@ -85,18 +122,13 @@ impl Heap {
     /// blocks above 16 KiB (freed to the tree directly), or the error.
     #[inline]
     pub(crate) fn cached_class_of(&self, addr: usize) -> Result<Option<usize>, FreeError> {
-        let (reg, page, desc) = self.locate(addr)?;
-        if let Some(c) = desc.slab_class() {
-            Self::check_object(reg, page, c, addr)?;
-            return Ok(Some(c));
-        }
-        match desc.order() {
-            _ if addr % PAGE_SIZE != 0 => Err(self.classify(reg, page, addr)),
-            Some(k) if (k as usize) < cache::PAGE_CLASSES => Ok(Some(SMALL_CLASSES + k as usize)),
-            Some(_) if desc.is_cached() => Err(FreeError::DoubleFree(addr)),
-            Some(_) => Ok(None),
-            None => Err(self.classify(reg, page, addr)),
-        }
+        Ok(match self.block_at(addr)? {
+            (_, _, Block::Object(c)) => Some(c),
+            (_, _, Block::Pages(k)) if (k as usize) < cache::PAGE_CLASSES => {
+                Some(SMALL_CLASSES + k as usize)
+            }
+            (_, _, Block::Pages(_)) => None,
+        })
     }
 
     /// `checked` builds: marks a block being freed into a magazine, so a

@@ -48,41 +48,62 @@ impl Heap {
         ((id & 0x0fff_ffff) as usize) << SLAB_ORDER
     }
 
+    /// Whether object `p` (class `c`) carries the free mark: bytes 4..8 of
+    /// an 8-byte object, 8..16 of larger ones (past the free-list link).
+    ///
+    /// # Safety
+    /// `p` is an object of class `c` in a live slab.
+    pub(crate) unsafe fn is_marked(p: usize, c: usize) -> bool {
+        // SAFETY: forwarded; the mark lies inside the object.
+        unsafe {
+            if c == 0 {
+                ((p + 4) as *const u32).read() == free_mark(p) as u32
+            } else {
+                ((p + 8) as *const u64).read() == free_mark(p)
+            }
+        }
+    }
+
+    /// Sets (`on`) or clears object `p`'s free mark.
+    ///
+    /// # Safety
+    /// As [`Self::is_marked`], and nobody else writes the object now.
+    unsafe fn write_mark(p: usize, c: usize, on: bool) {
+        let m = if on { free_mark(p) } else { 0 };
+        // SAFETY: forwarded; the mark lies inside the object.
+        unsafe {
+            if c == 0 {
+                ((p + 4) as *mut u32).write(m as u32);
+            } else {
+                ((p + 8) as *mut u64).write(m);
+            }
+        }
+    }
+
     /// Checks and sets the free mark of object `p` (class `c`). False means
     /// the mark was already there: `p` is free already (a double free).
     /// Which step sets it depends on the build (see `free_small`).
     ///
     /// # Safety
-    /// `p` is an object of class `c` in a live slab.
+    /// As [`Self::write_mark`].
     pub(crate) unsafe fn mark_free(p: usize, c: usize) -> bool {
-        // SAFETY: the object is in a live slab; bytes 4.. are past the link.
+        // SAFETY: forwarded.
         unsafe {
-            if c == 0 {
-                let m = (p + 4) as *mut u32;
-                let mark = free_mark(p) as u32;
-                (m.read() != mark).then(|| m.write(mark)).is_some()
-            } else {
-                let m = (p + 8) as *mut u64;
-                (m.read() != free_mark(p))
-                    .then(|| m.write(free_mark(p)))
-                    .is_some()
+            if Self::is_marked(p, c) {
+                return false;
             }
+            Self::write_mark(p, c, true);
         }
+        true
     }
 
     /// Clears the free mark of object `p` (class `c`).
     ///
     /// # Safety
-    /// As [`Self::mark_free`], and the caller holds the object.
+    /// As [`Self::write_mark`]; the caller holds the object.
     pub(crate) unsafe fn unmark(p: usize, c: usize) {
-        // SAFETY: as above.
-        unsafe {
-            if c == 0 {
-                ((p + 4) as *mut u32).write(0);
-            } else {
-                ((p + 8) as *mut u64).write(0);
-            }
-        }
+        // SAFETY: forwarded.
+        unsafe { Self::write_mark(p, c, false) }
     }
 
     /// Records an inconsistency found where no caller can be told (a flush).
