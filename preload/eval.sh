@@ -2,13 +2,33 @@
 # Runs real programs under glibc malloc, magbuddy (this shim) and mimalloc
 # (Debian's libmimalloc2.0), checks each program's output is identical under
 # all three (magbuddy twice: the default 4 GiB heap and MAGBUDDY_HEAP=1G),
-# and prints a markdown table of median wall time and peak RSS
-# (/usr/bin/time) as ratios to glibc.
+# and tabulates median wall time and peak RSS (/usr/bin/time) as ratios to
+# glibc. Then runs the benchmark report's larson, remote (producer/consumer)
+# and churn (thread churn) workloads on its `system` allocator, i.e. libc
+# malloc, so under LD_PRELOAD on the shim and on mimalloc, and beside them
+# in-process magbuddy with per-thread handles (no preload) for the shim's
+# per-call overhead.
 #
-# Usage: preload/eval.sh [runs, default 3]   (writes target/preload/eval.md)
+# Usage: preload/eval.sh [runs, default 3] [--quick]
+#   preload/eval.sh 3          the full evaluation (programs: median of 3 runs;
+#                              workloads: median of 9 full report runs)
+#   preload/eval.sh 1 --quick  a smoke pass (each program once, one --quick
+#                              report run per allocator)
+# Writes into target/preload/: eval.md (both tables), eval.csv (program x
+# allocator), workloads.csv (workload x threads x allocator), eval.svg and
+# workloads.svg (ratios to glibc), and report/<allocator>/<round>/ (each
+# report run's own report.md, runs.csv and plots).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=${1:-3}
+RUNS=3 QUICK=""
+for a in "$@"; do
+  case $a in
+    --quick) QUICK=--quick ;;
+    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick]" >&2; exit 2 ;;
+    *) RUNS=$a ;;
+  esac
+done
+START=$SECONDS
 cargo build -q -p magbuddy-preload --release
 MB=$PWD/target/release/libmagbuddy_preload.so
 MI=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
@@ -92,12 +112,15 @@ run() {
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-MD=$W/../eval.md
+OUT=$PWD/target/preload
+PROG_MD=$W/programs.md CSV=$OUT/eval.csv
 {
   echo "| program | threads | glibc time (s) | glibc RSS (MiB) | magbuddy time | magbuddy RSS | magbuddy 1 GiB heap: time | RSS | mimalloc time | mimalloc RSS |"
   echo "|---|---|---|---|---|---|---|---|---|---|"
-} >"$MD"
+} >"$PROG_MD"
+echo "program,threads,allocator,seconds,rss_kib,time_ratio,rss_ratio" >"$CSV"
 for p in "${PROGRAMS[@]}"; do
   IFS='|' read -r name kind cmd <<<"$p"
   declare -A T R
@@ -117,16 +140,114 @@ for p in "${PROGRAMS[@]}"; do
     T[$alloc]=$(printf '%s\n' "${ts[@]}" | median)
     R[$alloc]=$(printf '%s\n' "${rs[@]}" | median)
   done
-  ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
   printf '| %s | %s | %s | %.1f | %s | %s | %s | %s | %s | %s |\n' "$name" "$kind" "${T[glibc]}" \
     "$(awk -v r="${R[glibc]}" 'BEGIN { print r / 1024 }')" \
     "$(ratio "${T[magbuddy]}" "${T[glibc]}")" "$(ratio "${R[magbuddy]}" "${R[glibc]}")" \
     "$(ratio "${T[mb1g]}" "${T[glibc]}")" "$(ratio "${R[mb1g]}" "${R[glibc]}")" \
-    "$(ratio "${T[mimalloc]}" "${T[glibc]}")" "$(ratio "${R[mimalloc]}" "${R[glibc]}")" >>"$MD"
+    "$(ratio "${T[mimalloc]}" "${T[glibc]}")" "$(ratio "${R[mimalloc]}" "${R[glibc]}")" >>"$PROG_MD"
+  # Names hold commas: quoted, with any " doubled.
+  for alloc in glibc magbuddy mb1g mimalloc; do
+    case $alloc in mb1g) label=magbuddy-1g ;; *) label=$alloc ;; esac
+    printf '"%s",%s,%s,%s,%s,%s,%s\n' "${name//\"/\"\"}" "${kind%% *}" "$label" "${T[$alloc]}" "${R[$alloc]}" \
+      "$(ratio "${T[$alloc]}" "${T[glibc]}")" "$(ratio "${R[$alloc]}" "${R[glibc]}")" >>"$CSV"
+  done
   echo "done: $name (output identical, $RUNS runs each)" >&2
 done
+
+# The report's workloads on libc malloc: glibc (and, in the same process,
+# in-process magbuddy with handles), then under each preload. Rounds
+# alternate the allocators so a noisy machine's drifts hit all alike; each
+# point is the median over rounds of the report's own median.
+cargo build -q --release -p magbuddy-bench --bin report --bin preload_plot
+REPORT=$PWD/target/release/report
+# A full round is ~5 s for all three on 2 cores, so 9 rounds stay well
+# under a minute.
+if [ -n "$QUICK" ]; then ROUNDS=1; else ROUNDS=9; fi
+WORKLOADS="larson remote churn" THREADS="1 2 4"
+WL_ARGS=(--runs-only --workloads "${WORKLOADS// /,}" --threads "${THREADS// /,}" ${QUICK:+"$QUICK"})
+rm -rf "$OUT/report"
+for r in $(seq "$ROUNDS"); do
+  for alloc in glibc magbuddy mimalloc; do
+    dir=$OUT/report/$alloc/$r
+    mkdir -p "$dir"
+    case $alloc in
+      glibc) "$REPORT" "${WL_ARGS[@]}" --allocators system,magbuddy --out "$dir" ;;
+      magbuddy) LD_PRELOAD=$MB MAGBUDDY_HEAP=4G "$REPORT" "${WL_ARGS[@]}" --allocators system --out "$dir" ;;
+      mimalloc) LD_PRELOAD=$MI "$REPORT" "${WL_ARGS[@]}" --allocators system --out "$dir" ;;
+    esac >"$dir/stdout" 2>"$dir/stderr" || {
+      echo "report FAILED under $alloc (round $r); see $dir/stderr:" >&2
+      tail -5 "$dir/stderr" >&2
+      exit 1
+    }
+  done
+  echo "done: workloads round $r of $ROUNDS" >&2
+done
+# runs.csv: workload,threads,allocator,ns_per_pair,mops,p99_ns,p999_ns,
+# max_ns,cas_per_op,failed,truncated (benches/src/bin/report/table.rs).
+WL_CSV=$OUT/workloads.csv WL_MD=$W/workloads.md
+for alloc in glibc magbuddy mimalloc; do
+  for f in "$OUT/report/$alloc"/*/runs.csv; do
+    awk -F, -v a="$alloc" 'NR > 1 {
+      print $1 "," $2 "," ($3 == "magbuddy" ? "magbuddy-handles" : a) "," $4 "," $10 "," $11 }' "$f"
+  done
+done | awk -F, '
+  { k = $1 SUBSEP $2 SUBSEP $3; n[k]++; v[k, n[k]] = $4
+    if ($5 > 0) f[k] += $5
+    if ($6 == "true") c[k] = 1 }
+  function med(k,   i, j, t, m, a) {
+    m = n[k]
+    for (i = 1; i <= m; i++) a[i] = v[k, i]
+    for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+    return a[int((m + 1) / 2)]
+  }
+  END {
+    nw = split(wls, wl, " "); nt = split(ths, th, " ")
+    split("glibc magbuddy mimalloc magbuddy-handles", al, " ")
+    print "workload,threads,allocator,ns_pair,ratio,notes" > csv
+    print "| workload | threads | glibc ns/pair | magbuddy (shim) | mimalloc | magbuddy handles, in-process |" > md
+    print "|---|---:|---:|---:|---:|---:|" > md
+    for (w = 1; w <= nw; w++) for (t = 1; t <= nt; t++) {
+      g = wl[w] SUBSEP th[t] SUBSEP "glibc"
+      if (!(g in n)) continue
+      base = med(g); row = "| " wl[w] " | " th[t] " | " sprintf("%.1f", base)
+      for (i = 1; i <= 4; i++) {
+        k = wl[w] SUBSEP th[t] SUBSEP al[i]
+        if (!(k in n)) { if (i > 1) row = row " | –"; continue }
+        x = med(k); r = sprintf("%.2f", x / base)
+        note = (k in f ? f[k] " failed" : "") (k in c ? (k in f ? " " : "") "cut" : "")
+        printf "%s,%s,%s,%.3f,%s,%s\n", wl[w], th[t], al[i], x, r, note > csv
+        if (i > 1) row = row " | " r (note != "" ? " (" note ")" : "")
+      }
+      print row " |" > md
+    }
+  }' wls="$WORKLOADS" ths="$THREADS" csv="$WL_CSV" md="$WL_MD"
+
+cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$CSV" "$OUT/eval.svg"
+cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$WL_CSV" "$OUT/workloads.svg"
+
+{
+  echo "# magbuddy as LD_PRELOAD malloc: real programs and allocator workloads"
+  echo
+  echo "$(date -u +%F), $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), mimalloc $(dpkg-query -W -f '${Version}' libmimalloc2.0). Command: \`preload/eval.sh $*\`."
+  echo
+  echo "## Real programs"
+  echo
+  echo "Median of $RUNS run(s) per program and allocator; outputs checked identical. magbuddy and mimalloc columns are ratios to glibc (lower is better)."
+  echo
+  cat "$PROG_MD"
+  echo
+  echo "## Workloads (benchmark report, \`system\` allocator = libc malloc)"
+  echo
+  if [ -n "$QUICK" ]; then
+    echo "One \`--quick\` report run per allocator (smoke pass, not a measurement)."
+  else
+    echo "Median of $ROUNDS full report runs per allocator (each the median of its 5 repetitions)."
+  fi
+  echo "glibc in ns per alloc+free pair; the other columns are ratios to glibc (lower is better): the shim and mimalloc under LD_PRELOAD, and in-process magbuddy with per-thread handles (the report's \`magbuddy\` allocator, run beside glibc without preload), i.e. the same heap without the malloc interface's cost. Notes: failed allocations or runs cut at the report's time limit."
+  echo
+  cat "$WL_MD"
+  echo
+  echo "Took $((SECONDS - START)) s. CSV: eval.csv, workloads.csv; plots: eval.svg, workloads.svg; each report run: report/<allocator>/<round>/."
+} >"$OUT/eval.md"
 echo
-echo "Median of $RUNS runs; magbuddy and mimalloc columns are ratios to glibc (lower is better)."
-echo "$(date -u +%F), $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), mimalloc $(dpkg-query -W -f '${Version}' libmimalloc2.0)"
-echo
-cat "$MD"
+cat "$OUT/eval.md"

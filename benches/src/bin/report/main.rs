@@ -8,7 +8,8 @@
 //!
 //! Writes `report.md`, `runs.csv`, `memory.csv`, `fragmentation.csv`,
 //! `instructions.csv`, `scaling.svg` and `latency.svg` into `--out`, and
-//! prints `report.md`. `--callgrind <allocator> <workload>` is the mode that
+//! prints `report.md` (`--runs-only`: only the runs table, `runs.csv` and the
+//! plots). `--callgrind <allocator> <workload>` is the mode that
 //! `valgrind --tool=callgrind` runs (see `callgrind.rs`).
 
 mod callgrind;
@@ -58,6 +59,12 @@ pub struct Args {
     /// Pairs per thread in callgrind mode.
     #[arg(long, default_value_t = 20_000)]
     pairs: usize,
+    /// Only the runs (report.md with the runs table, runs.csv and the two
+    /// plots): what `preload/eval.sh` needs under LD_PRELOAD, where the
+    /// memory, fragmentation, callgrind and target sections would only
+    /// measure the in-process allocators again and cost minutes.
+    #[arg(long)]
+    runs_only: bool,
 }
 
 /// Work per point.
@@ -138,20 +145,22 @@ fn main() {
     table::write_csv(&args.out.join("runs.csv"), &points);
     plot::scaling(&args.out.join("scaling.svg"), &points, &args.threads);
     plot::latency(&args.out.join("latency.svg"), &points, &args.threads);
-    eprintln!("memory and fragmentation ...");
-    let mem = memory::metadata(&args.out.join("memory.csv"));
-    md += &mem.markdown;
-    md += &memory::fragmentation(&args.out.join("fragmentation.csv"), &kinds, plan.pairs);
-    let instr = if args.no_callgrind {
-        None
-    } else {
-        eprintln!("callgrind ...");
-        callgrind::table(&args.out.join("instructions.csv"), args.quick)
-    };
-    if let Some(i) = &instr {
-        md += &i.markdown;
+    if !args.runs_only {
+        eprintln!("memory and fragmentation ...");
+        let mem = memory::metadata(&args.out.join("memory.csv"));
+        md += &mem.markdown;
+        md += &memory::fragmentation(&args.out.join("fragmentation.csv"), &kinds, plan.pairs);
+        let instr = if args.no_callgrind {
+            None
+        } else {
+            eprintln!("callgrind ...");
+            callgrind::table(&args.out.join("instructions.csv"), args.quick)
+        };
+        if let Some(i) = &instr {
+            md += &i.markdown;
+        }
+        md += &table::targets(&points, instr.as_ref(), &mem);
     }
-    md += &table::targets(&points, instr.as_ref(), &mem);
     md += &format!("\nReport took {:.0} s.\n", t0.elapsed().as_secs_f64());
     std::fs::write(args.out.join("report.md"), &md).expect("write report.md");
     println!("{md}");

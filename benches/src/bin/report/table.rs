@@ -22,13 +22,35 @@ pub fn header(args: &Args, plan: Plan) -> String {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // The options that change what was run, so the command line reruns it.
+    let mut more = String::new();
+    for (flag, v) in [
+        ("workloads", &args.workloads),
+        ("allocators", &args.allocators),
+    ] {
+        if !v.is_empty() {
+            let _ = write!(more, " --{flag} {}", v.join(","));
+        }
+    }
+    if args.runs_only {
+        more += " --runs-only";
+    }
+    // Under LD_PRELOAD `system` is the preloaded malloc (preload/eval.sh).
+    let preload = std::env::var_os("LD_PRELOAD")
+        .filter(|p| !p.is_empty())
+        .map_or(String::new(), |p| {
+            format!(
+                ", run with `LD_PRELOAD={}` (so `system` is its malloc)",
+                p.to_string_lossy()
+            )
+        });
     format!(
         "# magbuddy benchmark report\n\n\
          Date {date} (UTC). Machine: {cores} cores ({cpu}); shared and noisy, so compare \
          allocators as ratios within this run, not across runs. Mode: {mode}, {pairs} pairs per \
          thread per run, median of {reps} throughput run(s) per point, one latency run per point \
          (clock read around every call), runs cut at {limit:?} (marked `cut`).\n\n\
-         Command: `cargo run --release -p magbuddy-bench --bin report --{q} --threads {threads}`\n\n\
+         Command: `cargo run --release -p magbuddy-bench --bin report --{q} --threads {threads}{more}`{preload}\n\n\
          ns/pair = wall time / all threads' alloc+free pairs (the inverse of throughput); Mops/s \
          counts allocations and frees; ×spin and ×mi are throughput ratios to `spinheap` and \
          `mimalloc` (higher is better); p99/p99.9/max are per call (alloc or free), in ns.\n",
