@@ -7,7 +7,8 @@
 //!   trace replayed at the end) and the end-of-schedule checks.
 //! * [`explore`], [`hunt`]: run a body under shuttle's random or PCT
 //!   scheduler, count the schedules, and (for mutants) catch the first
-//!   failing one with a fixed seed.
+//!   failing one with a fixed seed; [`hunting`] keeps the expected panics
+//!   of a seeded bug quiet.
 //! * [`Tally`]: named event counts a suite asserts minimums on, so a suite
 //!   that stops reaching its race fails.
 //!
@@ -17,12 +18,14 @@
 mod explore;
 #[cfg(loom)]
 pub mod loom_models;
+mod quiet;
 pub mod scenario;
 mod tally;
 mod via;
 mod world;
 
 pub use explore::{explore, hunt, suite, Caught, Sched};
+pub use quiet::{hunting, install_quiet_hook};
 pub use tally::Tally;
 pub use via::Via;
 pub use world::{block_bytes, Client, Op, Run, World};

@@ -12,6 +12,7 @@
 
 use magbuddy::mutant::{select, Mutant};
 use verify::loom_models::{self as m, hunt, Seen};
+use verify::{hunting, install_quiet_hook};
 
 type Body = fn(&Seen);
 
@@ -101,27 +102,4 @@ fn every_mutant_is_caught_by_loom() {
         }
     }
     assert!(escaped.is_empty(), "mutants escaped loom: {escaped:?}");
-}
-
-/// Set while a mutant is expected to make its detector panic.
-static HUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Installs a panic hook that stays silent while [`HUNTING`] (the message is
-/// recorded from the payload instead) and otherwise is the default hook.
-fn install_quiet_hook() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !HUNTING.load(std::sync::atomic::Ordering::Relaxed) {
-            default(info);
-        }
-    }));
-}
-
-/// Runs `f` with [`HUNTING`] set when `mutant` is a real defect.
-fn hunting<R>(mutant: Mutant, f: impl FnOnce() -> R) -> R {
-    use std::sync::atomic::Ordering::Relaxed;
-    HUNTING.store(mutant != Mutant::None, Relaxed);
-    let r = f();
-    HUNTING.store(false, Relaxed);
-    r
 }

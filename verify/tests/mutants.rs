@@ -17,7 +17,7 @@ use verify::scenario::{
     area_double_free, churn, double_free, drain_oom, fast, oom, r_observer, runs, shared_path,
     Fast, Mix, SMALL, WIDE,
 };
-use verify::{hunt, Sched, Tally};
+use verify::{hunt, hunting, install_quiet_hook, Sched, Tally};
 
 const MIX: Mix = Mix {
     threads: 3,
@@ -297,27 +297,4 @@ fn every_mutant_is_caught() {
         }
     }
     assert!(failures.is_empty(), "mutant claims broken: {failures:#?}");
-}
-
-/// Set while a mutant is expected to make its detector panic.
-static HUNTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Installs a panic hook that stays silent while [`HUNTING`] (the message is
-/// recorded from the payload instead) and otherwise is the default hook.
-fn install_quiet_hook() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        if !HUNTING.load(std::sync::atomic::Ordering::Relaxed) {
-            default(info);
-        }
-    }));
-}
-
-/// Runs `f` with [`HUNTING`] set when `mutant` is a real defect.
-fn hunting<R>(mutant: Mutant, f: impl FnOnce() -> R) -> R {
-    use std::sync::atomic::Ordering::Relaxed;
-    HUNTING.store(mutant != Mutant::None, Relaxed);
-    let r = f();
-    HUNTING.store(false, Relaxed);
-    r
 }
