@@ -46,37 +46,13 @@ fn churn_small(t: &Tally) {
 /// across, so slabs run out, are abandoned and come back through return
 /// lists.
 fn fast_exhaust(t: &Tally) {
-    fast(
-        Fast {
-            threads: 2,
-            cpus: 2,
-            claim_per_op: false,
-            rounds: 1,
-            areas: 6,
-            ops: 24,
-            max_live: 6,
-            sizes: &[2048],
-        },
-        t,
-    )
+    fast(Fast::EXHAUST, t)
 }
 
 /// Fast path: three threads claim one of two slots per operation, so
 /// releases give up slabs that others adopt.
 fn fast_claimed(t: &Tally) {
-    fast(
-        Fast {
-            threads: 3,
-            cpus: 2,
-            claim_per_op: true,
-            rounds: 2,
-            areas: 6,
-            ops: 8,
-            max_live: 3,
-            sizes: &[16, 2048],
-        },
-        t,
-    )
+    fast(Fast::CLAIMED, t)
 }
 
 /// One schedule's body.

@@ -15,58 +15,16 @@ use verify::{suite, Sched, Tally};
 
 const BASE: usize = 3000;
 
-/// Three threads keep CPU slots 0–2; objects of two classes (8 per slab
-/// for 2 KiB) and pages; one round per magazine.
-const KEPT: Fast = Fast {
-    threads: 3,
-    cpus: 3,
-    claim_per_op: false,
-    rounds: 1,
-    areas: 6,
-    ops: 16,
-    max_live: 4,
-    sizes: &[64, 2048, 2048, 4096],
-};
-
-/// Three threads claim one of two slots per operation (the shared path
-/// when both are taken): every release flushes magazines and gives up the
-/// current slabs, which the next owner or the shared path adopts.
-const CLAIMED: Fast = Fast {
-    threads: 3,
-    cpus: 2,
-    claim_per_op: true,
-    rounds: 2,
-    areas: 6,
-    ops: 8,
-    max_live: 3,
-    sizes: &[16, 2048],
-};
-
-/// Two threads keep slots 0 and 1 and hold up to six 2 KiB objects (8
-/// per slab), handing many to the other thread: current slabs run out and
-/// are abandoned (full, then published by the first remote free) and
-/// adopted.
-const EXHAUST: Fast = Fast {
-    threads: 2,
-    cpus: 2,
-    claim_per_op: false,
-    rounds: 1,
-    areas: 6,
-    ops: 24,
-    max_live: 6,
-    sizes: &[2048],
-};
-
 fn exhaust(t: &Tally) {
-    fast(EXHAUST, t)
+    fast(Fast::EXHAUST, t)
 }
 
 fn kept(t: &Tally) {
-    fast(KEPT, t)
+    fast(Fast::KEPT, t)
 }
 
 fn claimed(t: &Tally) {
-    fast(CLAIMED, t)
+    fast(Fast::CLAIMED, t)
 }
 
 #[test]

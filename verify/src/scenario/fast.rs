@@ -42,6 +42,51 @@ pub struct Fast {
     pub sizes: &'static [usize],
 }
 
+/// The workloads of the fast-path suites and mutant scenarios.
+impl Fast {
+    /// Three threads keep CPU slots 0–2; objects of two classes (8 per slab
+    /// for 2 KiB) and pages; one round per magazine.
+    pub const KEPT: Self = Self {
+        threads: 3,
+        cpus: 3,
+        claim_per_op: false,
+        rounds: 1,
+        areas: 6,
+        ops: 16,
+        max_live: 4,
+        sizes: &[64, 2048, 2048, 4096],
+    };
+
+    /// Three threads claim one of two slots per operation (the shared path
+    /// when both are taken): every release flushes magazines and gives up the
+    /// current slabs, which the next owner or the shared path adopts.
+    pub const CLAIMED: Self = Self {
+        threads: 3,
+        cpus: 2,
+        claim_per_op: true,
+        rounds: 2,
+        areas: 6,
+        ops: 8,
+        max_live: 3,
+        sizes: &[16, 2048],
+    };
+
+    /// Two threads keep slots 0 and 1 and hold up to six 2 KiB objects (8
+    /// per slab), handing many to the other thread: current slabs run out and
+    /// are abandoned (full, then published by the first remote free) and
+    /// adopted.
+    pub const EXHAUST: Self = Self {
+        threads: 2,
+        cpus: 2,
+        claim_per_op: false,
+        rounds: 1,
+        areas: 6,
+        ops: 24,
+        max_live: 6,
+        sizes: &[2048],
+    };
+}
+
 /// Sum of `f` over every CPU slot and the shared path.
 fn sum(heap: &Heap, f: impl Fn(&CpuStats) -> u64) -> u64 {
     (0..heap.cpus()).map(|c| f(&heap.cpu_stats(c))).sum::<u64>() + f(&heap.shared_stats())
