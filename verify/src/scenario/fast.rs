@@ -13,7 +13,7 @@ use magbuddy::{CpuStats, Heap, HeapConfig, PAGE_SIZE};
 use magbuddy_checkers::Event;
 use shuttle::rand::{thread_rng, Rng};
 
-use super::heap::{finish, free};
+use super::heap::{drain_and_finish, finish, free, Mailbox};
 use super::SMALL;
 use crate::{Run, Tally, Via, World};
 
@@ -115,9 +115,7 @@ pub fn fast(f: Fast, tally: &Tally) {
     };
     let world = Arc::new(World::with_config(config, f.areas));
     let start_blocks = world.heap().stats().free_blocks;
-    let mailbox = Arc::new(shuttle::sync::Mutex::new(
-        Vec::<(usize, usize, usize)>::new(),
-    ));
+    let mailbox = Arc::new(Mailbox::new(Vec::new()));
     let counts = Arc::new([
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -175,19 +173,16 @@ pub fn fast(f: Fast, tally: &Tally) {
             free(c, via, a, size);
         }
     });
-    // What is left in the mailbox is freed by the main thread.
-    let mut buf = vec![Event::EMPTY; 4 * f.threads * f.ops + 16];
-    let mut main = world.client(f.threads, &mut buf);
-    let mut via = Via::Shared(world.heap());
-    for (a, size, _) in mailbox.lock().unwrap().drain(..) {
-        free(&mut main, &mut via, a, size);
-    }
-    drop(main);
-    let all = Run {
-        trace: run.trace.iter().chain(buf.iter()).copied().collect(),
-        ops: run.ops.clone(),
-    };
-    finish(&world, &all, start_blocks, tally);
+    let events = 4 * f.threads * f.ops + 16;
+    drain_and_finish(
+        &world,
+        &run,
+        &mailbox,
+        f.threads,
+        events,
+        start_blocks,
+        tally,
+    );
     fast_events(world.heap(), tally);
     tally.add("frees by another thread", counts[0].load(Relaxed) as u64);
     tally.add(

@@ -56,6 +56,36 @@ pub(super) fn free(c: &mut Client<'_, '_>, via: &mut Via<'_>, addr: usize, size:
     c.free(addr, size, || unsafe { via.try_free(addr) });
 }
 
+/// Blocks handed between threads: `(address, size, allocating thread)`.
+pub(super) type Mailbox = shuttle::sync::Mutex<Vec<(usize, usize, usize)>>;
+
+/// Common end of a body that hands blocks over through a mailbox: the main
+/// thread (client `threads`, after the workers; room for `events` trace
+/// events) frees what is left in it on the shared path, then [`finish`]
+/// checks the run and those frees together.
+pub(super) fn drain_and_finish(
+    world: &World,
+    run: &Run,
+    mailbox: &Mailbox,
+    threads: usize,
+    events: usize,
+    start_blocks: [u64; magbuddy::ORDERS],
+    tally: &Tally,
+) {
+    let mut buf = vec![Event::EMPTY; events];
+    let mut main = world.client(threads, &mut buf);
+    let mut via = Via::Shared(world.heap());
+    for (a, size, _) in mailbox.lock().unwrap().drain(..) {
+        free(&mut main, &mut via, a, size);
+    }
+    drop(main);
+    let all = Run {
+        trace: run.trace.iter().chain(buf.iter()).copied().collect(),
+        ops: run.ops.clone(),
+    };
+    finish(world, &all, start_blocks, tally);
+}
+
 /// Common end of a heap body: checks (validate, replay, balance, coalesced
 /// back to the free blocks it started with) and counters.
 pub(super) fn finish(
@@ -167,9 +197,7 @@ pub fn runs_undone(tally: &Tally) -> u64 {
 pub fn shared_path(tally: &Tally) {
     let world = Arc::new(World::new(SMALL, 2, 2));
     let start_blocks = world.heap().stats().free_blocks;
-    let mailbox = Arc::new(shuttle::sync::Mutex::new(
-        Vec::<(usize, usize, usize)>::new(),
-    ));
+    let mailbox = Arc::new(Mailbox::new(Vec::new()));
     let claims = Arc::new([
         AtomicUsize::new(0),
         AtomicUsize::new(0),
@@ -210,19 +238,7 @@ pub fn shared_path(tally: &Tally) {
             }
         }
     });
-    // What is left in the mailbox is freed by the main thread.
-    let mut buf = vec![Event::EMPTY; 64];
-    let mut main = world.client(3, &mut buf);
-    let mut via = Via::Shared(world.heap());
-    for (a, size, _) in mailbox.lock().unwrap().drain(..) {
-        free(&mut main, &mut via, a, size);
-    }
-    drop(main);
-    let all = Run {
-        trace: run.trace.iter().chain(buf.iter()).copied().collect(),
-        ops: run.ops.clone(),
-    };
-    finish(&world, &all, start_blocks, tally);
+    drain_and_finish(&world, &run, &mailbox, 3, 64, start_blocks, tally);
     tally.add("handle claims", claims[0].load(Relaxed) as u64);
     tally.add(
         "all slots taken: shared path",
