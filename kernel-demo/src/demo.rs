@@ -8,7 +8,7 @@ use crate::arch::acpi::MAX_CPUS;
 use crate::arch::boot::Range;
 use crate::arch::{cpu, percpu, tsc};
 use crate::check::{Check, NoCheck, Shadow};
-use crate::kalloc::KernelAlloc;
+use crate::kalloc::{CpuAlloc, KernelAlloc};
 use crate::report::{Row, Table};
 use crate::sync::Barrier;
 use crate::ticker::{self, Hook};
@@ -104,10 +104,27 @@ pub fn active_counts(n: usize) -> impl Iterator<Item = usize> {
         .chain(core::iter::once(n))
 }
 
-fn slots(cfg: &Config, c: usize) -> &'static mut [Slot] {
+/// A worker for CPU `c` over its own live-block array, `active` CPUs in
+/// the mailbox ring.
+fn worker<'a, H: CpuAlloc, C: Check>(
+    cfg: &Config,
+    h: &'a mut H,
+    check: &'a C,
+    c: usize,
+    active: usize,
+) -> Worker<'a, H, C> {
     // SAFETY: CPU 0 gave each CPU its own LIVE_MAX-slot array in early
     // memory; only CPU `c` uses array `c`.
-    unsafe { core::slice::from_raw_parts_mut(cfg.slots[c].load(Ordering::Relaxed), LIVE_MAX) }
+    let slots =
+        unsafe { core::slice::from_raw_parts_mut(cfg.slots[c].load(Ordering::Relaxed), LIVE_MAX) };
+    Worker {
+        h,
+        check,
+        cpu: c,
+        active,
+        slots,
+        counts: Default::default(),
+    }
 }
 
 /// Runs everything for allocator `A` on CPU `c`; CPU 0 returns the table.
@@ -174,14 +191,7 @@ fn checked<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64) {
     let mut h = a
         .cpu()
         .unwrap_or_else(|| panic!("{}: no handle for CPU {c}", A::NAME));
-    let mut w = Worker {
-        h: &mut h,
-        check: shadow,
-        cpu: c,
-        active: cfg.n,
-        slots: slots(cfg, c),
-        counts: Default::default(),
-    };
+    let mut w = worker(cfg, &mut h, shadow, c, cfg.n);
     for (i, m) in MODULES.iter().enumerate() {
         sync(cfg, "checked module start");
         w.churn(m, m.checked_ops * cfg.scale, seed ^ i as u64);
@@ -205,14 +215,7 @@ fn checked<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64) {
     let mut h = a
         .cpu()
         .unwrap_or_else(|| panic!("{}: no handle for CPU {c}", A::NAME));
-    let mut w = Worker {
-        h: &mut h,
-        check: shadow,
-        cpu: c,
-        active: cfg.n,
-        slots: slots(cfg, c),
-        counts: Default::default(),
-    };
+    let mut w = worker(cfg, &mut h, shadow, c, cfg.n);
     let (chain, bytes) = w.exhaust(LARGEST_BEFORE.load(Ordering::Relaxed));
     EXHAUSTED.fetch_add(bytes as u64, Ordering::Relaxed);
     EXHAUST_BLOCKS.fetch_add(w.counts.ops, Ordering::Relaxed);
@@ -276,14 +279,7 @@ fn timed<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64, mut table: Op
             for (mi, m) in MODULES.iter().enumerate() {
                 sync(cfg, "timed module start");
                 if let Some(h) = h.as_mut() {
-                    let mut w = Worker {
-                        h,
-                        check: &NoCheck,
-                        cpu: c,
-                        active: k,
-                        slots: slots(cfg, c),
-                        counts: Default::default(),
-                    };
+                    let mut w = worker(cfg, h, &NoCheck, c, k);
                     let t0 = cpu::rdtsc();
                     w.churn(
                         m,
@@ -297,14 +293,7 @@ fn timed<A: KernelAlloc>(cfg: &Config, a: &A, c: usize, seed: u64, mut table: Op
                 }
                 sync(cfg, "timed module end");
                 if let Some(h) = h.as_mut() {
-                    let mut w = Worker {
-                        h,
-                        check: &NoCheck,
-                        cpu: c,
-                        active: k,
-                        slots: slots(cfg, c),
-                        counts: Default::default(),
-                    };
+                    let mut w = worker(cfg, h, &NoCheck, c, k);
                     w.drain_mailbox();
                     w.teardown();
                 }
