@@ -140,6 +140,15 @@ pub fn model(name: &str, f: impl Fn() + Sync + Send + 'static) -> usize {
     n
 }
 
+/// Runs `body` as loom model `name`; returns the outcomes it saw, summed
+/// over all executions, for the test to assert on.
+pub fn model_seen(name: &str, body: fn(&Seen)) -> std::sync::Arc<Seen> {
+    let seen = std::sync::Arc::new(Seen::default());
+    let s = seen.clone();
+    model(name, move || body(&s));
+    seen
+}
+
 /// Three threads each allocate, write and free one page of a 4-page area
 /// (two 2-page chunks): three threads reserving in one area word, two of
 /// them in one chunk word. Outcome 0: executions.

@@ -9,16 +9,7 @@
 //! cargo test -p verify --profile verify --test loom_buddy`
 #![cfg(loom)]
 
-use std::sync::Arc;
-
-use verify::loom_models::{self as m, model, Seen};
-
-fn run(name: &str, body: fn(&Seen)) -> Arc<Seen> {
-    let seen = Arc::new(Seen::default());
-    let s = seen.clone();
-    model(name, move || body(&s));
-    seen
-}
+use verify::loom_models::{self as m, model_seen, Seen};
 
 fn both(seen: &Seen, what: [&str; 2]) {
     println!(
@@ -33,18 +24,18 @@ fn both(seen: &Seen, what: [&str; 2]) {
 
 #[test]
 fn three_threads_pages() {
-    run("three_threads_pages", m::three_threads_pages);
+    model_seen("three_threads_pages", m::three_threads_pages);
 }
 
 #[test]
 fn three_threads_mixed() {
-    let s = run("three_threads_mixed", m::three_threads_mixed);
+    let s = model_seen("three_threads_mixed", m::three_threads_mixed);
     both(&s, ["whole area taken", "refused"]);
 }
 
 #[test]
 fn unreserve_races_whole_area_alloc() {
-    let s = run(
+    let s = model_seen(
         "unreserve_races_whole_area_alloc",
         m::unreserve_races_whole_area_alloc,
     );
@@ -53,7 +44,7 @@ fn unreserve_races_whole_area_alloc() {
 
 #[test]
 fn fall_through_races_defragmenting_free() {
-    let s = run(
+    let s = model_seen(
         "fall_through_races_defragmenting_free",
         m::fall_through_races_defragmenting_free,
     );
@@ -62,11 +53,11 @@ fn fall_through_races_defragmenting_free() {
 
 #[test]
 fn invariant_r_observer() {
-    let s = run("invariant_r_observer", m::invariant_r_observer);
+    let s = model_seen("invariant_r_observer", m::invariant_r_observer);
     both(&s, ["count seen at 0", "count seen at 1"]);
 }
 
 #[test]
 fn double_free_races_merge() {
-    run("double_free_races_merge", m::double_free_races_merge);
+    model_seen("double_free_races_merge", m::double_free_races_merge);
 }

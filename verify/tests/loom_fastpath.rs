@@ -10,20 +10,11 @@
 //! cargo test -p verify --profile verify --test loom_fastpath`
 #![cfg(loom)]
 
-use std::sync::Arc;
-
-use verify::loom_models::{self as m, model, Seen};
-
-fn run(name: &str, body: fn(&Seen)) -> Arc<Seen> {
-    let seen = Arc::new(Seen::default());
-    let s = seen.clone();
-    model(name, move || body(&s));
-    seen
-}
+use verify::loom_models::{self as m, model_seen};
 
 #[test]
 fn depot_stack_aba() {
-    let seen = run("depot_stack_aba", m::depot_stack_aba);
+    let seen = model_seen("depot_stack_aba", m::depot_stack_aba);
     println!(
         "  executions: {}, thread 1 popped a node other than 0 (its first pop lost a race): {}",
         seen.get(0),
@@ -34,7 +25,7 @@ fn depot_stack_aba() {
 
 #[test]
 fn return_list_payloads() {
-    let seen = run("return_list_payloads", m::return_list_payloads);
+    let seen = model_seen("return_list_payloads", m::return_list_payloads);
     println!(
         "  executions: {}, owner collected 1 concurrently: {}, both: {}",
         seen.get(0),
@@ -49,7 +40,7 @@ fn return_list_payloads() {
 
 #[test]
 fn abandon_full_races_remote_free() {
-    let seen = run(
+    let seen = model_seen(
         "abandon_full_races_remote_free",
         m::abandon_full_races_remote_free,
     );
