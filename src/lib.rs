@@ -238,7 +238,7 @@ pub mod testing {
         pub unsafe fn new(base: usize, class: usize, token: u32) -> Self {
             let desc = crate::slab::SlabDesc::new();
             // SAFETY: the memory is the view's (caller).
-            unsafe { desc.init(class, token) };
+            unsafe { desc.init(base, class, token) };
             Self {
                 desc,
                 base,

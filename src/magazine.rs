@@ -12,43 +12,96 @@
 //! memory.
 
 use crate::stack::IndexStack;
-use crate::sync::{AtomicU32, Ordering, UnsafeCell};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
 /// Most rounds a magazine can hold; each class uses a capacity ≤ this.
 pub const MAG_ROUNDS: usize = 32;
 
-/// The rounds of one magazine, owned by whoever holds the magazine.
-pub(crate) struct Rounds {
-    pub(crate) count: u32,
-    pub(crate) slots: [usize; MAG_ROUNDS],
-}
-
-/// One magazine in the pool.
+/// One magazine in the pool. Only its holder (a CPU, or whoever popped it
+/// from the depot) pushes and pops; anyone may look for a round in it
+/// ([`Magazine::holds`]), which is why `count` and `slots` are atomics: the
+/// holder's accesses are plain loads and stores (Relaxed, and Release for the
+/// count after a push), never read-modify-writes.
 pub(crate) struct Magazine {
     pub(crate) link: AtomicU32,
-    rounds: UnsafeCell<Rounds>,
+    count: AtomicU32,
+    slots: [AtomicUsize; MAG_ROUNDS],
 }
 
 impl Magazine {
     pub(crate) fn new() -> Self {
         Self {
             link: AtomicU32::new(0),
-            rounds: UnsafeCell::new(Rounds {
-                count: 0,
-                slots: [0; MAG_ROUNDS],
-            }),
+            count: AtomicU32::new(0),
+            slots: core::array::from_fn(|_| AtomicUsize::new(0)),
         }
     }
 
-    /// Runs `f` on the rounds.
-    ///
-    /// # Safety
-    /// The caller holds the magazine (in its CPU cache, or popped from the
-    /// depot), so nobody else touches it.
+    /// Rounds held (holder's view).
     #[inline(always)]
-    pub(crate) unsafe fn with<R>(&self, f: impl FnOnce(&mut Rounds) -> R) -> R {
-        // SAFETY: exclusive by the caller's holding of the magazine.
-        self.rounds.with_mut(|r| f(unsafe { &mut *r }))
+    pub(crate) fn len(&self) -> u32 {
+        // Relaxed: only the holder writes the count.
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Holder: takes the top round, if any.
+    #[inline(always)]
+    pub(crate) fn pop(&self) -> Option<usize> {
+        let n = self.len().checked_sub(1)?;
+        // Relaxed: a checker that reads the old count may still find the
+        // round, which was free when it read the count.
+        self.count.store(n, Ordering::Relaxed);
+        // SAFETY: `n < count <= MAG_ROUNDS` (the holder never pushes past
+        // its limit, which is at most MAG_ROUNDS).
+        Some(unsafe { self.slots.get_unchecked(n as usize) }.load(Ordering::Relaxed))
+    }
+
+    /// Holder: adds round `p` unless the magazine holds `limit` rounds.
+    #[inline(always)]
+    pub(crate) fn push(&self, p: usize, limit: u32) -> bool {
+        let n = self.len();
+        if n >= limit {
+            return false;
+        }
+        debug_assert!((n as usize) < MAG_ROUNDS);
+        // SAFETY: `n < limit <= MAG_ROUNDS`.
+        unsafe { self.slots.get_unchecked(n as usize) }.store(p, Ordering::Relaxed);
+        // Release: a checker that reads the new count also reads the slot.
+        self.count.store(n + 1, Ordering::Release);
+        true
+    }
+
+    /// Holder: fills an empty magazine with `rounds` at once.
+    pub(crate) fn fill(&self, rounds: &[usize]) {
+        debug_assert_eq!(self.len(), 0);
+        for (slot, &p) in self.slots.iter().zip(rounds) {
+            // Relaxed: published by the count's Release below.
+            slot.store(p, Ordering::Relaxed);
+        }
+        // Release: as in `push`.
+        self.count.store(rounds.len() as u32, Ordering::Release);
+    }
+
+    /// Holder: runs `f` on every round, then empties the magazine (so each
+    /// round is still listed here while `f` moves it elsewhere).
+    pub(crate) fn drain(&self, mut f: impl FnMut(usize)) {
+        for slot in &self.slots[..self.len() as usize] {
+            // Relaxed: the holder's own writes.
+            f(slot.load(Ordering::Relaxed));
+        }
+        // Release: whatever `f` published happens before the rounds vanish.
+        self.count.store(0, Ordering::Release);
+    }
+
+    /// Anyone: whether round `p` is in this magazine now (exact for a round
+    /// that stays put during the call).
+    pub(crate) fn holds(&self, p: usize) -> bool {
+        // Acquire: pairs with the count's Release in `push`/`fill`.
+        let n = (self.count.load(Ordering::Acquire) as usize).min(MAG_ROUNDS);
+        // Relaxed: ordered after the count by the Acquire above.
+        self.slots[..n]
+            .iter()
+            .any(|s| s.load(Ordering::Relaxed) == p)
     }
 }
 
@@ -87,6 +140,12 @@ impl<'a> Depot<'a> {
         // Relaxed: the count is a soft limit; it orders nothing.
         self.full_count[c].fetch_sub(1, Ordering::Relaxed);
         Some(m)
+    }
+
+    /// Whether any magazine of the pool holds round `p` (cold: the exact
+    /// double-free check of the default build).
+    pub(crate) fn holds(&self, p: usize) -> bool {
+        self.pool.iter().any(|m| m.holds(p))
     }
 
     /// Stores a full magazine of class `c` unless the depot is at its limit

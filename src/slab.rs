@@ -29,9 +29,29 @@
 //!
 //! Descriptors are metadata and never become user memory, so a stale adopter
 //! or stack pop reads a descriptor, never an object.
+//!
+//! # Which objects are free: the free bitmap and the free tag
+//!
+//! Each slab has one bit per object, set while the object is *free at the
+//! slab layer* (never carved, on the local free list or on the return list)
+//! in the default build, and while it is *not held by a user* in `checked`
+//! builds (which also set it for objects in magazines). Bits change with one
+//! atomic read-modify-write each, so of two racing frees of one object that
+//! reach the bitmap exactly one finds the bit clear. Slabs of at most 64
+//! objects keep the bitmap in the descriptor; larger classes at the slab's
+//! tail, in space that objects would otherwise use (`capacity`).
+//!
+//! In the default build a free object also carries a *free tag* in bytes
+//! 4..8 (past the free-list link): written when the object is freed into a
+//! magazine or the slab and at slab init, cleared when it is handed out. The
+//! handle's free path reads it (one load and compare) and, only if present,
+//! confirms with an exact check ([`crate::Heap`]'s `confirm_free`: this bitmap
+//! and the magazines) before refusing, since a user may have stored the same
+//! value. The `progress` word (objects carved, takes) lets that check notice
+//! an object that moved from the slab into a magazine while it looked.
 
 use crate::mutant::{self, Mutant};
-use crate::sync::{AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::sync::{raw, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 use crate::PAGE_SIZE;
 
 /// log2 of pages per slab.
@@ -56,10 +76,58 @@ pub(crate) const fn class_size(c: usize) -> usize {
     8 << c
 }
 
-/// Objects per slab of class `c`.
+/// Objects that fit a slab of class `c` before the free bitmap is placed.
+const fn slots(c: usize) -> usize {
+    SLAB_BYTES / class_size(c)
+}
+
+/// Objects per slab of class `c`: all that fit if the free bitmap fits the
+/// descriptor (at most 64 objects), else all but the few whose space at
+/// the slab's tail holds the bitmap (32 of 2048 for 8-byte objects, one for
+/// 64-128 B).
 #[inline]
 pub(crate) const fn capacity(c: usize) -> u32 {
-    (SLAB_BYTES / class_size(c)) as u32
+    let n = slots(c);
+    if n <= 64 {
+        n as u32
+    } else {
+        (n - (n / 8).div_ceil(class_size(c))) as u32
+    }
+}
+
+/// [`capacity`] from a table: one load on the free path, no division.
+#[inline(always)]
+pub(crate) fn capacity_of(c: usize) -> usize {
+    // 64 entries (0 past the classes), so any 6-bit class from a page
+    // descriptor indexes it without a bounds check.
+    const CAPACITY: [u32; 64] = {
+        let mut t = [0; 64];
+        let mut c = 0;
+        while c < SMALL_CLASSES {
+            t[c] = capacity(c);
+            c += 1;
+        }
+        t
+    };
+    CAPACITY[c & 63] as usize
+}
+
+/// The free tag of object `p` (see the module doc): odd, so never 0 (the
+/// cleared value), and different for every object of a slab.
+#[inline(always)]
+pub(crate) fn tag_of(p: usize) -> u32 {
+    (p as u32) ^ 0x6d62_7501
+}
+
+/// The word that holds object `p`'s free tag: bytes 4..8, past the 4-byte
+/// free-list link, so it fits the smallest class.
+///
+/// # Safety
+/// `p` is an object of a live slab (8-aligned heap memory that stays mapped).
+#[inline(always)]
+pub(crate) unsafe fn tag_word<'a>(p: usize) -> &'a raw::AtomicU32 {
+    // SAFETY: bytes 4..8 of the object, 4-aligned, inside the heap (caller).
+    unsafe { &*((p + 4) as *const raw::AtomicU32) }
 }
 
 /// Owner token of a slab nobody owns.
@@ -110,7 +178,23 @@ pub(crate) struct SlabDesc {
     returns: AtomicU64,
     /// Link of the abandoned stack (see `crate::stack`).
     pub(crate) link: AtomicU32,
+    /// Owner-written, readable by anyone: objects carved (`bump`) in bits
+    /// 0..32, takes from the slab so far in bits 32..64 (see `Progress`).
+    progress: AtomicU64,
+    /// The free bitmap of a slab of at most 64 objects (see the module doc).
+    free_bits: raw::AtomicU64,
     local: UnsafeCell<Local>,
+}
+
+/// A snapshot of a slab's `progress` word.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Progress(u64);
+
+impl Progress {
+    /// Objects carved so far: indices at or above this were never handed out.
+    pub(crate) fn carved(self) -> u32 {
+        self.0 as u32
+    }
 }
 
 /// Address of object `i` of a slab at `base` in class `c`.
@@ -127,8 +211,82 @@ impl SlabDesc {
             owner: AtomicU32::new(0),
             returns: AtomicU64::new(0),
             link: AtomicU32::new(0),
+            progress: AtomicU64::new(0),
+            free_bits: raw::AtomicU64::new(0),
             local: UnsafeCell::new(Local::default()),
         }
+    }
+
+    /// The bitmap word that holds object `i`'s bit, and the bit.
+    ///
+    /// # Safety
+    /// The slab lives at `base` with class `c`, and `i < capacity(c)`.
+    #[inline(always)]
+    unsafe fn bit(&self, base: usize, c: usize, i: u32) -> (&raw::AtomicU64, u64) {
+        let mask = 1u64 << (i % 64);
+        if slots(c) <= 64 {
+            return (&self.free_bits, mask);
+        }
+        let tail = base + capacity(c) as usize * class_size(c);
+        // SAFETY: the bitmap lies in the slab's tail, 8-aligned, past every
+        // object (`capacity`), and the slab is live (caller).
+        (
+            unsafe { &*((tail + (i as usize / 64) * 8) as *const raw::AtomicU64) },
+            mask,
+        )
+    }
+
+    /// Index of object `p` in the slab at `base` of class `c`.
+    #[inline(always)]
+    pub(crate) fn index_of(base: usize, c: usize, p: usize) -> u32 {
+        ((p - base) >> (c + 3)) as u32
+    }
+
+    /// Sets object `p`'s free bit; false if it was set already (the object
+    /// is free: a double free, which then changed nothing).
+    ///
+    /// # Safety
+    /// `p` is an object of this live slab at `base`, class `c`.
+    #[inline]
+    pub(crate) unsafe fn mark_free(&self, base: usize, c: usize, p: usize) -> bool {
+        // SAFETY: forwarded.
+        let (w, m) = unsafe { self.bit(base, c, Self::index_of(base, c, p)) };
+        // Release: a checker that sees the bit also sees the object's tag and
+        // the owner's `progress`; Acquire: orders us after the clearing.
+        w.fetch_or(m, Ordering::AcqRel) & m == 0
+    }
+
+    /// Clears object `p`'s free bit (it leaves the slab layer, or in
+    /// `checked` builds is handed to a user).
+    ///
+    /// # Safety
+    /// As [`Self::mark_free`], and the caller holds the object.
+    #[inline]
+    pub(crate) unsafe fn mark_taken(&self, base: usize, c: usize, p: usize) {
+        // SAFETY: forwarded.
+        let (w, m) = unsafe { self.bit(base, c, Self::index_of(base, c, p)) };
+        // Release: publishes the `progress` store made before it (see
+        // `take`); pairs with the Acquire in `is_free`.
+        let old = w.fetch_and(!m, Ordering::AcqRel);
+        debug_assert!(old & m != 0, "taken object {p:#x} was not free");
+    }
+
+    /// Whether object `p`'s free bit is set (one Acquire load).
+    ///
+    /// # Safety
+    /// As [`Self::mark_free`].
+    #[inline]
+    pub(crate) unsafe fn is_free(&self, base: usize, c: usize, p: usize) -> bool {
+        // SAFETY: forwarded.
+        let (w, m) = unsafe { self.bit(base, c, Self::index_of(base, c, p)) };
+        // Acquire: pairs with the Release of `mark_taken`, so a checker that
+        // sees the bit cleared also sees the `progress` store before it.
+        w.load(Ordering::Acquire) & m != 0
+    }
+
+    /// The `progress` word (Acquire: pairs with `mark_taken`'s Release).
+    pub(crate) fn progress(&self) -> Progress {
+        Progress(self.progress.load(Ordering::Acquire))
     }
 
     /// The owner-only state (a copy).
@@ -140,11 +298,13 @@ impl SlabDesc {
         self.local.with(|l| unsafe { *l })
     }
 
-    /// Starts a fresh slab of class `c` owned by `token`.
+    /// Starts a fresh slab of class `c` at `base` owned by `token`: every
+    /// object free (bit set and, in the default build, tagged).
     ///
     /// # Safety
-    /// The slab's memory was just obtained from the buddy tree by the caller.
-    pub(crate) unsafe fn init(&self, c: usize, token: u32) {
+    /// The slab's memory at `base` was just obtained from the buddy tree by
+    /// the caller.
+    pub(crate) unsafe fn init(&self, base: usize, c: usize, token: u32) {
         // SAFETY: nobody else can reach a slab that was just allocated.
         self.local.with_mut(|l| unsafe {
             *l = Local {
@@ -152,8 +312,25 @@ impl SlabDesc {
                 ..Local::default()
             }
         });
+        let cap = capacity(c);
+        for w in 0..cap.div_ceil(64) {
+            let n = (cap - w * 64).min(64);
+            let bits = if n == 64 { u64::MAX } else { (1 << n) - 1 };
+            // SAFETY: `w * 64 < cap`; the slab is ours (caller).
+            let (word, _) = unsafe { self.bit(base, c, w * 64) };
+            // Relaxed: published with the slab's descriptors (Release).
+            word.store(bits, Ordering::Relaxed);
+        }
+        if !cfg!(feature = "checked") {
+            for i in 0..cap {
+                let p = obj(base, c as u32, i) as usize;
+                // SAFETY: object `i` of our fresh slab.
+                unsafe { tag_word(p) }.store(tag_of(p), Ordering::Relaxed);
+            }
+        }
         // Relaxed: published with the slab's descriptors (Release) or by the
         // abandoned stack's push.
+        self.progress.store(0, Ordering::Relaxed);
         self.returns.store(0, Ordering::Relaxed);
         self.owner.store(token, Ordering::Relaxed);
     }
@@ -181,6 +358,14 @@ impl SlabDesc {
                 n += 1;
             }
             l.handed += n as u32;
+            if n > 0 {
+                // One more take, and the new bump (single writer: the owner).
+                let takes = (self.progress.load(Ordering::Relaxed) >> 32) + 1;
+                // Relaxed: published by the Release of the `mark_taken`s that
+                // follow before any taken object can be missed by a checker.
+                self.progress
+                    .store((takes << 32) | l.bump as u64, Ordering::Relaxed);
+            }
             n
         })
     }
@@ -347,12 +532,26 @@ impl SlabDesc {
         if l.class as usize != c || l.bump > cap || l.handed > cap {
             return Err("slab descriptor disagrees with its pages");
         }
+        let free_bit = |i: u32| {
+            // SAFETY: quiet point; object `i < cap` of this slab.
+            unsafe { self.is_free(base, c, obj(base, l.class, i) as usize) }
+        };
         let walk = |mut head: u32| -> Result<u32, &'static str> {
             let mut n = 0;
             while head != 0 {
                 n += 1;
                 if n > cap || head > l.bump {
                     return Err("slab free list is cyclic or names an uncarved object");
+                }
+                let p = obj(base, l.class, head - 1) as usize;
+                if !free_bit(head - 1) {
+                    return Err("object on a slab free list is not marked free");
+                }
+                // SAFETY: a free object of this slab holds its tag.
+                if !cfg!(feature = "checked")
+                    && unsafe { tag_word(p) }.load(Ordering::Relaxed) != tag_of(p)
+                {
+                    return Err("object on a slab free list carries no free tag");
                 }
                 // SAFETY: a free object of this slab holds its link.
                 head = unsafe { obj(base, l.class, head - 1).read() };
@@ -364,8 +563,21 @@ impl SlabDesc {
         if returned != r.count() {
             return Err("slab return list length differs from its count");
         }
-        if walk(l.free)? + l.handed + (cap - l.bump) != cap || returned > l.handed {
+        let local = walk(l.free)?;
+        if local + l.handed + (cap - l.bump) != cap || returned > l.handed {
             return Err("slab objects are lost or counted twice");
+        }
+        if (l.bump..cap).any(|i| !free_bit(i)) {
+            return Err("uncarved object is not marked free");
+        }
+        if self.progress().carved() != l.bump {
+            return Err("published carve count differs from the bump index");
+        }
+        let marked = (0..cap).filter(|&i| free_bit(i)).count() as u32;
+        let slab_free = local + returned + (cap - l.bump);
+        // `checked` builds also mark the objects that sit in magazines.
+        if marked < slab_free || (!cfg!(feature = "checked") && marked != slab_free) {
+            return Err("slab free bitmap disagrees with its free lists");
         }
         Ok(())
     }
@@ -395,7 +607,10 @@ mod tests {
         assert_eq!(class_of(9), 1);
         assert_eq!(class_of(2048), 8);
         assert_eq!(class_size(8), 2048);
-        assert_eq!(capacity(0), 2048);
+        assert_eq!(capacity(0), 2016, "32 objects hold the free bitmap");
+        assert_eq!(capacity(3), 255);
+        assert_eq!(capacity(4), 127);
+        assert_eq!(capacity(5), 64, "the bitmap fits the descriptor");
         assert_eq!(capacity(8), 8);
     }
 
@@ -406,7 +621,7 @@ mod tests {
         let d = SlabDesc::new();
         // SAFETY: the slab memory is the test's own buffer, owned by `d`.
         unsafe {
-            d.init(6, 1); // 512 B, 32 objects
+            d.init(base, 6, 1); // 512 B, 32 objects
             let mut out = [0usize; 40];
             assert_eq!(d.take(base, &mut out), 32);
             assert!(!d.has_local());
@@ -431,7 +646,7 @@ mod tests {
         let d = SlabDesc::new();
         // SAFETY: as above.
         unsafe {
-            d.init(8, 1);
+            d.init(base, 8, 1);
             let mut out = [0usize; 8];
             assert_eq!(d.take(base, &mut out), 8);
             assert!(d.try_abandon_full(1));

@@ -40,6 +40,16 @@ mod imp {
 
 pub use imp::*;
 
+/// Atomics laid over the heap's own memory: the free tag inside a freed
+/// object and the free bitmaps of slabs (see `crate::slab`). They are always
+/// the hardware's: a model checker's atomics are not plain integers and cannot
+/// be overlaid on raw bytes. The model checkers therefore see these accesses
+/// as ordinary, never-interleaved memory operations; each is a single load,
+/// store or read-modify-write whose atomicity the hardware guarantees.
+pub mod raw {
+    pub use core::sync::atomic::{AtomicU32, AtomicU64};
+}
+
 /// True when the atomics are a model checker's: tests shrink their work.
 pub const MODEL_CHECKED: bool = cfg!(any(loom, feature = "shuttle"));
 

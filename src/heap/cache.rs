@@ -30,7 +30,8 @@
 //! reclaims is smaller than the request plus the caps of CPUs that do not
 //! call in.
 
-use super::{Ctx, Handle, Heap};
+use super::{Ctx, Handle};
+use crate::magazine::Magazine;
 use crate::slab::{self, MAX_SMALL, SMALL_CLASSES};
 use crate::sync::Ordering;
 use crate::PAGE_SIZE;
@@ -67,14 +68,12 @@ pub(crate) const fn round_size(cc: usize) -> usize {
 }
 
 /// A CPU's cache, touched only by the holder of its slot.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub(crate) struct CpuCache {
-    /// Rounds in the loaded magazine, kept here while it is loaded and
-    /// written back when it is unloaded (Bonwick's `cc_rounds`), so a hit
-    /// touches only this struct and one slot.
-    rounds: [u32; CACHE_CLASSES],
-    /// The loaded magazine's slots (null when none is loaded).
-    slots: [usize; CACHE_CLASSES],
+    /// The loaded magazine per class, or the pool's sentinel (always empty,
+    /// pushed to with a limit of 0) when none is loaded, so the fast paths
+    /// test no pointer.
+    mag: [*const Magazine; CACHE_CLASSES],
     /// Rounds a push may fill the loaded magazine to: its capacity, or 0
     /// when none is loaded, so a push needs one compare.
     limit: [u32; CACHE_CLASSES],
@@ -89,6 +88,22 @@ pub(crate) struct CpuCache {
     current: [u32; SMALL_CLASSES],
     /// The drain epoch this cache last honoured.
     epoch: u64,
+}
+
+impl CpuCache {
+    /// An empty cache; `sentinel` is the pool's always-empty magazine.
+    pub(crate) fn new(sentinel: *const Magazine) -> Self {
+        Self {
+            mag: [sentinel; CACHE_CLASSES],
+            limit: [0; CACHE_CLASSES],
+            allocs: 0,
+            frees: 0,
+            loaded: [0; CACHE_CLASSES],
+            previous: [0; CACHE_CLASSES],
+            current: [0; SMALL_CLASSES],
+            epoch: 0,
+        }
+    }
 }
 
 impl Handle<'_> {
@@ -112,15 +127,16 @@ impl Handle<'_> {
         // flush by one call.
         let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
         self.cache(|c| {
-            let n = c.rounds[cc];
-            if n == 0 || c.epoch != epoch {
+            if c.epoch != epoch {
                 return None;
             }
-            c.rounds[cc] = n - 1;
+            debug_assert!(cc < CACHE_CLASSES);
+            // SAFETY: `cc` is a cache class (callers derive it from a size or
+            // a descriptor we wrote); the loaded magazine (held by this CPU)
+            // or the sentinel lives in the heap's pool for its lifetime.
+            let p = unsafe { &**c.mag.get_unchecked(cc) }.pop()?;
             c.allocs += 1;
-            // SAFETY: `slots` points at the loaded magazine, held by this CPU,
-            // whose first `n` slots hold rounds.
-            Some(unsafe { *(c.slots[cc] as *const usize).add(n as usize - 1) })
+            Some(p)
         })
     }
 
@@ -129,37 +145,28 @@ impl Handle<'_> {
     #[inline(always)]
     pub(crate) fn push_loaded(&mut self, cc: usize, p: usize) -> bool {
         self.cache(|c| {
-            let n = c.rounds[cc];
-            if n >= c.limit[cc] {
+            debug_assert!(cc < CACHE_CLASSES);
+            // SAFETY: as in `pop_loaded`; the sentinel's limit is 0.
+            let (m, limit) = unsafe { (&**c.mag.get_unchecked(cc), *c.limit.get_unchecked(cc)) };
+            if !m.push(p, limit) {
                 return false;
             }
-            // SAFETY: as in `pop_loaded`; `n < cap <= MAG_ROUNDS`.
-            unsafe { *(c.slots[cc] as *mut usize).add(n as usize) = p };
-            c.rounds[cc] = n + 1;
             c.frees += 1;
             true
         })
     }
 
     /// Makes magazine `m` (index + 1, or 0 for none) the loaded one of class
-    /// `cc`; returns the one that was loaded, its count written back.
+    /// `cc`; returns the one that was loaded.
     fn swap_loaded(&mut self, cc: usize, m: u32) -> u32 {
         let heap = self.heap;
         self.cache(|c| {
             let old = c.loaded[cc];
-            if old != 0 {
-                // SAFETY: held by this CPU.
-                unsafe { heap.mag(old - 1).with(|r| r.count = c.rounds[cc]) };
-            }
             c.loaded[cc] = m;
             c.limit[cc] = if m == 0 { 0 } else { heap.mag_cap[cc] };
-            (c.rounds[cc], c.slots[cc]) = match m {
-                0 => (0, 0),
-                // SAFETY: held by this CPU from now on.
-                m => unsafe {
-                    heap.mag(m - 1)
-                        .with(|r| (r.count, r.slots.as_mut_ptr() as usize))
-                },
+            c.mag[cc] = match m {
+                0 => heap.sentinel(),
+                m => heap.mag(m - 1),
             };
             old
         })
@@ -167,12 +174,8 @@ impl Handle<'_> {
 
     /// A round from the loaded magazine without the drain check (slow paths).
     fn take_round(&mut self, cc: usize) -> Option<usize> {
-        self.cache(|c| {
-            let n = c.rounds[cc].checked_sub(1)?;
-            c.rounds[cc] = n;
-            // SAFETY: as in `pop_loaded`.
-            Some(unsafe { *(c.slots[cc] as *const usize).add(n as usize) })
-        })
+        // SAFETY: as in `pop_loaded`.
+        self.cache(|c| unsafe { &*c.mag[cc] }.pop())
     }
 
     /// Moves the operations counted in the cache to the slot's counters and
@@ -184,10 +187,10 @@ impl Handle<'_> {
                 .map(|cc| {
                     let prev = match c.previous[cc] {
                         0 => 0,
-                        // SAFETY: the previous magazine is held by this CPU.
-                        m => unsafe { heap.mag(m - 1).with(|r| r.count) },
+                        m => heap.mag(m - 1).len(),
                     };
-                    (c.rounds[cc] + prev) as usize * round_size(cc)
+                    // SAFETY: as in `pop_loaded`.
+                    (unsafe { &*c.mag[cc] }.len() + prev) as usize * round_size(cc)
                 })
                 .sum();
             (
@@ -225,13 +228,11 @@ impl Handle<'_> {
             let loaded = self.swap_loaded(cc, 0);
             let mags = [loaded, self.cache(|c| core::mem::take(&mut c.previous[cc]))];
             for m in mags.into_iter().filter(|&m| m != 0).map(|m| m - 1) {
-                // SAFETY: held by this CPU until given away here.
-                let n = unsafe { heap.mag(m).with(|r| r.count) };
-                if n > 0 && to_depot && depot.put_full(cc, m) {
+                // Held by this CPU until given away here.
+                if heap.mag(m).len() > 0 && to_depot && depot.put_full(cc, m) {
                     continue;
                 }
-                // SAFETY: as above.
-                unsafe { heap.mag(m).with(|r| heap.flush_rounds(token, cc, r, ctx)) };
+                heap.flush_rounds(token, cc, heap.mag(m), ctx);
                 depot.put_empty(m);
             }
         }
@@ -259,8 +260,7 @@ impl Handle<'_> {
         let depot = heap.depot();
         // 1. The previous magazine, if it has rounds, becomes the loaded one.
         let previous = self.cache(|c| c.previous[cc]);
-        // SAFETY: held by this CPU.
-        if previous != 0 && unsafe { heap.mag(previous - 1).with(|r| r.count > 0) } {
+        if previous != 0 && heap.mag(previous - 1).len() > 0 {
             let old = self.swap_loaded(cc, previous);
             self.cache(|c| c.previous[cc] = old);
             return self.take_round(cc);
@@ -294,6 +294,7 @@ impl Handle<'_> {
                 }
                 None => {
                     // No magazine left: hand out one round, return the rest.
+                    heap.leave_slab(cc, &buf[..n]);
                     for &p in &buf[1..n] {
                         heap.flush_round(self.token(), cc, p, ctx);
                     }
@@ -301,23 +302,27 @@ impl Handle<'_> {
                 }
             }
         }
-        self.cache(|c| {
-            // SAFETY: the loaded magazine is held by this CPU and empty (we
-            // only get here after steps 1 and 2 found no rounds).
-            unsafe {
-                core::ptr::copy_nonoverlapping(buf.as_ptr(), c.slots[cc] as *mut usize, n - 1)
-            };
-            c.rounds[cc] = n as u32 - 1;
-        });
+        // The loaded magazine is held by this CPU and empty (we only get here
+        // after steps 1 and 2 found no rounds). It lists the rounds before
+        // they leave their slab, so a double-free check always finds them.
+        // SAFETY: as in `pop_loaded`.
+        self.cache(|c| unsafe { &*c.mag[cc] }.fill(&buf[..n - 1]));
+        heap.leave_slab(cc, &buf[..n]);
         Some(buf[n - 1])
     }
 
     fn refill_one(&mut self, cc: usize, ctx: &mut Ctx) -> Option<usize> {
         let mut one = [0usize];
-        (self.refill(cc, &mut one, ctx) == 1).then_some(one[0])
+        if self.refill(cc, &mut one, ctx) == 0 {
+            return None;
+        }
+        self.heap.leave_slab(cc, &one);
+        Some(one[0])
     }
 
-    /// Fills `out` with fresh rounds of class `cc`; returns how many.
+    /// Fills `out` with fresh rounds of class `cc`; returns how many. Page
+    /// blocks come marked as cached; objects still count as free in their
+    /// slab (the caller calls `leave_slab` once a cache lists them).
     fn refill(&mut self, cc: usize, out: &mut [usize], ctx: &mut Ctx) -> usize {
         if cc >= SMALL_CLASSES {
             let k = (cc - SMALL_CLASSES) as u32;
@@ -327,6 +332,7 @@ impl Handle<'_> {
                     Some(p) => out[n] = p.as_ptr() as usize,
                     None => break,
                 }
+                self.heap.cache_block(out[n], k);
                 n += 1;
             }
             return n;
@@ -348,9 +354,6 @@ impl Handle<'_> {
             unsafe {
                 let n = s.take(base, out);
                 if n > 0 {
-                    if !cfg!(feature = "checked") {
-                        out[..n].iter().for_each(|&p| Heap::unmark(p, cc));
-                    }
                     return n;
                 }
                 if s.collect(base) > 0 {
@@ -377,8 +380,7 @@ impl Handle<'_> {
             return; // the drain emptied the magazines
         }
         let previous = self.cache(|c| core::mem::take(&mut c.previous[cc]));
-        // SAFETY: held by this CPU.
-        let prev_empty = previous != 0 && unsafe { heap.mag(previous - 1).with(|r| r.count == 0) };
+        let prev_empty = previous != 0 && heap.mag(previous - 1).len() == 0;
         // An empty magazine to load: the previous one if empty, else one from
         // the pool after the full previous one went to the depot (or home).
         let empty = if prev_empty {
@@ -388,11 +390,7 @@ impl Handle<'_> {
                 if depot.put_full(cc, previous - 1) {
                     ctx.exchanges += 1;
                 } else {
-                    // SAFETY: held by this CPU.
-                    unsafe {
-                        heap.mag(previous - 1)
-                            .with(|r| heap.flush_rounds(token, cc, r, ctx))
-                    };
+                    heap.flush_rounds(token, cc, heap.mag(previous - 1), ctx);
                     depot.put_empty(previous - 1);
                 }
             }
@@ -411,11 +409,7 @@ impl Handle<'_> {
                     heap.flush_round(token, cc, p, ctx);
                     return;
                 }
-                // SAFETY: held by this CPU.
-                unsafe {
-                    heap.mag(loaded - 1)
-                        .with(|r| heap.flush_rounds(token, cc, r, ctx))
-                };
+                heap.flush_rounds(token, cc, heap.mag(loaded - 1), ctx);
                 self.swap_loaded(cc, loaded);
             }
         }

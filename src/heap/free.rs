@@ -3,6 +3,8 @@
 
 use super::region::{PageDesc, Region};
 use super::{cache, Heap};
+use core::ptr::NonNull;
+
 use crate::slab::{self, SMALL_CLASSES};
 use crate::sync::Ordering;
 use crate::{FreeError, PAGE_SIZE};
@@ -32,26 +34,25 @@ impl Heap {
         match self.block_at(addr)? {
             (reg, page, Block::Object(c)) => self.free_small_shared(reg, page, c, addr),
             // SAFETY: forwarded from the caller.
-            (reg, page, Block::Pages(_)) => unsafe { self.release_block(reg, page, addr, retries) },
+            (reg, page, Block::Pages(k)) => unsafe {
+                self.release_block(reg, page, addr, PageDesc::head(k), retries)
+            },
         }
     }
 
     /// Size of the block that starts at `ptr`: what `malloc_usable_size`
     /// needs, so a C shim keeps no size table of its own.
     ///
-    /// Errors as [`Heap::try_free`] for pointers outside the heap, into
-    /// metadata or free memory, or inside a block, and `DoubleFree` for a
-    /// freed object that carries the free mark. Without the `checked`
-    /// feature, a block freed into a magazine carries no mark yet and still
-    /// reports its size.
+    /// Refuses exactly what [`Heap::try_free`] refuses when nothing races:
+    /// pointers outside the heap, into metadata, inside a block, and to free
+    /// blocks (in a cache, on a free list, never allocated).
     pub fn usable_size(&self, ptr: *const u8) -> Result<usize, FreeError> {
         let addr = ptr as usize;
         match self.block_at(addr)? {
-            // SAFETY: `block_at` resolved an object of class `c` in a live slab.
-            (_, _, Block::Object(c)) if unsafe { Self::is_marked(addr, c) } => {
-                Err(FreeError::DoubleFree(addr))
+            (reg, page, Block::Object(c)) => {
+                self.check_object_live(reg, page, c, addr)?;
+                Ok(slab::class_size(c))
             }
-            (_, _, Block::Object(c)) => Ok(slab::class_size(c)),
             (_, _, Block::Pages(k)) => Ok(PAGE_SIZE << k),
         }
     }
@@ -62,9 +63,10 @@ impl Heap {
     fn block_at(&self, addr: usize) -> Result<(&Region, usize, Block), FreeError> {
         let (reg, page, desc) = self.locate(addr)?;
         if let Some(c) = desc.slab_class() {
-            Self::check_object(reg, page, c, addr)?;
+            Self::check_object(c, addr)?;
             return Ok((reg, page, Block::Object(c)));
         }
+        // A block in a magazine is free: `DoubleFree`, whatever the build.
         match desc.order() {
             _ if addr % PAGE_SIZE != 0 => Err(self.classify(reg, page, addr)),
             Some(_) if desc.is_cached() => Err(FreeError::DoubleFree(addr)),
@@ -105,77 +107,139 @@ impl Heap {
 
     /// Rejects a pointer into a slab that is not at an object's start. Slabs
     /// are aligned to their size in the address space and objects to theirs,
-    /// so the offset inside the object is the address's low bits.
-    #[inline]
-    fn check_object(_reg: &Region, _page: usize, c: usize, addr: usize) -> Result<(), FreeError> {
+    /// so the offset in the slab rotated right by the object size's log is
+    /// the object's index when the offset is a multiple of it, and huge
+    /// otherwise: one compare with the capacity refuses both interior
+    /// pointers and the slots past the capacity, which hold the free bitmap.
+    #[inline(always)]
+    fn check_object(c: usize, addr: usize) -> Result<(), FreeError> {
+        let offset = addr & (slab::SLAB_BYTES - 1);
+        if offset.rotate_right(c as u32 + 3) < slab::capacity_of(c) {
+            return Ok(());
+        }
+        Err(Self::bad_object(c, addr))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn bad_object(c: usize, addr: usize) -> FreeError {
         let off = addr & (slab::class_size(c) - 1);
-        if off != 0 {
-            return Err(FreeError::Interior {
-                ptr: addr,
-                block: addr - off,
-            });
+        if addr & (slab::SLAB_BYTES - 1) >= slab::capacity_of(c) * slab::class_size(c) {
+            return FreeError::Metadata(addr);
         }
-        Ok(())
+        FreeError::Interior {
+            ptr: addr,
+            block: addr - off,
+        }
     }
 
-    /// Cache class of a block a handle frees into its magazines, `None` for
-    /// blocks above 16 KiB (freed to the tree directly), or the error.
-    #[inline]
-    pub(crate) fn cached_class_of(&self, addr: usize) -> Result<Option<usize>, FreeError> {
-        Ok(match self.block_at(addr)? {
-            (_, _, Block::Object(c)) => Some(c),
-            (_, _, Block::Pages(k)) if (k as usize) < cache::PAGE_CLASSES => {
-                Some(SMALL_CLASSES + k as usize)
+    /// A handle's free fast path: the cache class of `addr` if it is an
+    /// object or a block of up to 16 KiB in the first region, at its start,
+    /// and not free, after claiming it (the tag of an object, the `cached`
+    /// descriptor of a block). `None` sends every other case down the general
+    /// path ([`Heap::claim_cached`]), which decides it and names the error;
+    /// so do all objects in `checked` builds.
+    #[inline(always)]
+    pub(crate) fn fast_claim(&self, addr: usize) -> Option<usize> {
+        // SAFETY: the first region lives as long as the heap.
+        let first = unsafe { &*self.first };
+        if addr.wrapping_sub(first.usable_lo) >= first.usable_len {
+            return None;
+        }
+        let page = first.page_of(addr);
+        // Acquire: as in `locate`.
+        let desc = PageDesc(first.desc(page).load(Ordering::Acquire));
+        let Some(c) = desc.slab_class() else {
+            let k = desc.order()?;
+            if (k as usize) >= cache::PAGE_CLASSES || addr % PAGE_SIZE != 0 {
+                return None;
             }
-            (_, _, Block::Pages(_)) => None,
-        })
+            // AcqRel: as the descriptor CAS in `release_block`; fails on a
+            // cached (free) block, which the general path then names.
+            first
+                .desc(page)
+                .compare_exchange(
+                    PageDesc::head(k).0,
+                    PageDesc::cached(k).0,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .ok()?;
+            return Some(SMALL_CLASSES + k as usize);
+        };
+        if super::object::MARK_AT_USER {
+            return None;
+        }
+        let offset = addr & (slab::SLAB_BYTES - 1);
+        if offset.rotate_right(c as u32 + 3) >= slab::capacity_of(c) {
+            return None;
+        }
+        let tag = slab::tag_of(addr);
+        // SAFETY: an object of a live slab, just checked.
+        let word = unsafe { slab::tag_word(addr) };
+        // Relaxed: as in `Heap::claim_object`.
+        if word.load(Ordering::Relaxed) == tag {
+            return None;
+        }
+        // Relaxed: published with the magazine push that follows.
+        word.store(tag, Ordering::Relaxed);
+        Some(c)
     }
 
-    /// `checked` builds: marks a block being freed into a magazine, so a
-    /// second free of it is refused while it sits there.
-    pub(crate) fn mark_freed(&self, cc: usize, p: usize) -> Result<(), FreeError> {
-        if cc < SMALL_CLASSES {
-            // SAFETY: `p` is an object of a live slab (resolved by the caller).
-            return unsafe { Self::mark_free(p, cc) }
-                .then_some(())
-                .ok_or(FreeError::DoubleFree(p));
+    /// A handle takes back block `addr` for its magazines: refuses bad and
+    /// free pointers, marks the block as free (see `object.rs` for objects;
+    /// a block's descriptor turns `cached` with one CAS, so exactly one of
+    /// racing frees wins) and returns its cache class. `None` for blocks
+    /// above 16 KiB, which go straight back to the tree.
+    #[inline]
+    pub(crate) fn claim_cached(&self, addr: usize) -> Result<Option<usize>, FreeError> {
+        match self.block_at(addr)? {
+            (reg, page, Block::Object(c)) => {
+                self.claim_object(reg, page, c, addr)?;
+                Ok(Some(c))
+            }
+            (reg, page, Block::Pages(k)) if (k as usize) < cache::PAGE_CLASSES => {
+                // AcqRel/Acquire: as the descriptor CAS in `release_block`.
+                reg.desc(page)
+                    .compare_exchange(
+                        PageDesc::head(k).0,
+                        PageDesc::cached(k).0,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    )
+                    .map_err(|_| self.classify(reg, page, addr))?;
+                Ok(Some(SMALL_CLASSES + k as usize))
+            }
+            (_, _, Block::Pages(_)) => Ok(None),
         }
-        let (reg, page, desc) = self.locate(p)?;
-        let k = (cc - SMALL_CLASSES) as u32;
-        // AcqRel/Acquire: as the descriptor CAS in `release_block`.
-        reg.desc(page)
-            .compare_exchange(
-                PageDesc::head(k).0,
-                PageDesc::cached(k).0,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .map(drop)
-            .map_err(|_| {
-                if desc.is_cached() {
-                    FreeError::DoubleFree(p)
-                } else {
-                    self.classify(reg, page, p)
-                }
-            })
     }
 
-    /// `checked` builds: undoes [`Self::mark_freed`] when a cached block is
-    /// handed out again.
-    pub(crate) fn mark_handed_out(&self, cc: usize, p: usize) {
-        if cc < SMALL_CLASSES {
-            // SAFETY: the object was just taken from our magazine.
-            return unsafe { Self::unmark(p, cc) };
-        }
+    /// Block `p` of order `k`, fresh from the tree, goes into a magazine.
+    pub(crate) fn cache_block(&self, p: usize, k: u32) {
+        let reg = self.region_of(p).expect("block inside the heap");
+        // Relaxed: nobody else can reach the block; the magazine that will
+        // list it publishes it.
+        reg.desc(reg.page_of(p))
+            .store(PageDesc::cached(k).0, Ordering::Relaxed);
+    }
+
+    /// A cached block (cache class `cc`) goes to a user: its descriptor is a
+    /// live head again.
+    #[inline(never)]
+    pub(crate) fn hand_out_block(&self, cc: usize, p: usize) -> Option<NonNull<u8>> {
         let reg = self.region_of(p).expect("cached block in the heap");
         let k = (cc - SMALL_CLASSES) as u32;
-        // Relaxed: only the holder of the round touches its descriptor now.
+        // Release: a free that reads the head with Acquire sees the block as
+        // ours; only the holder of the round touches its descriptor now.
         reg.desc(reg.page_of(p))
-            .store(PageDesc::head(k).0, Ordering::Relaxed);
+            .store(PageDesc::head(k).0, Ordering::Release);
+        NonNull::new(p as *mut u8)
     }
 
-    /// Frees the buddy block whose head page is `page`: the descriptor CAS
-    /// decides which of racing frees owns it, then the tree takes it back.
+    /// Frees the buddy block whose head page is `page` and whose descriptor
+    /// is `expect` (a live head, or a cached one when a magazine flushes):
+    /// the descriptor CAS decides which of racing frees owns it, then the
+    /// tree takes it back.
     ///
     /// # Safety
     /// If the block is live, nobody uses it after this call.
@@ -184,21 +248,25 @@ impl Heap {
         reg: &Region,
         page: usize,
         addr: usize,
+        expect: PageDesc,
         retries: &mut u32,
     ) -> Result<(), FreeError> {
         let desc = reg.desc(page);
-        // Acquire: pairs with the Release store of the allocation.
-        let seen = desc.load(Ordering::Acquire);
-        let Some(k) = PageDesc(seen).order() else {
-            return Err(self.classify(reg, page, addr));
-        };
+        let k = expect.order().expect("a block head");
         // AcqRel: acquires the allocation's store; releases our clearing
-        // before the tree CASes below make the pages reusable.
-        if desc
-            .compare_exchange(seen, PageDesc::NONE.0, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return Err(FreeError::DoubleFree(addr));
+        // before the tree CASes below make the pages reusable. A cached
+        // descriptor never matches a live head: a block in a magazine is free.
+        if let Err(now) = desc.compare_exchange(
+            expect.0,
+            PageDesc::NONE.0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            return Err(if PageDesc(now).is_cached() {
+                FreeError::DoubleFree(addr)
+            } else {
+                self.classify(reg, page, addr)
+            });
         }
         let h = self.g.area_order();
         let a = page >> h;

@@ -6,6 +6,7 @@ use core::ptr::NonNull;
 
 use super::cache::{cache_class, MAX_CACHED};
 use super::{Ctx, Heap};
+use crate::slab::MAX_SMALL;
 use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
 
@@ -168,10 +169,11 @@ pub(crate) struct CpuSlot {
 }
 
 impl CpuSlot {
-    pub(crate) fn new(home: usize) -> Self {
+    /// A free slot; `sentinel` is the magazine pool's always-empty one.
+    pub(crate) fn new(home: usize, sentinel: *const crate::magazine::Magazine) -> Self {
         Self {
             claimed: AtomicBool::new(false),
-            cache: UnsafeCell::new(Default::default()),
+            cache: UnsafeCell::new(super::cache::CpuCache::new(sentinel)),
             home: AtomicUsize::new(home),
             counters: Counters::default(),
         }
@@ -238,10 +240,18 @@ impl<'h> Handle<'h> {
     /// [`Heap::cpu_cache_cap`]).
     #[inline]
     pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
+        if size.wrapping_sub(1) < MAX_SMALL {
+            let c = crate::slab::class_of(size);
+            if let Some(p) = self.pop_loaded(c) {
+                self.heap.hand_out_object(c, p);
+                return NonNull::new(p as *mut u8);
+            }
+            return self.alloc_slow(c);
+        }
         if size.wrapping_sub(1) < MAX_CACHED {
             let cc = cache_class(size);
             if let Some(p) = self.pop_loaded(cc) {
-                return self.hand_out(cc, p);
+                return self.heap.hand_out_block(cc, p);
             }
             return self.alloc_slow(cc);
         }
@@ -282,14 +292,14 @@ impl<'h> Handle<'h> {
         self.publish_counts();
     }
 
-    /// Last step of a cached allocation: in `checked` builds, clear the mark
-    /// that says the object is free.
-    #[inline(always)]
+    /// Last step of a cached allocation: the round stops counting as free
+    /// (its tag or bit for an object, its descriptor for a block).
     fn hand_out(&mut self, cc: usize, p: usize) -> Option<NonNull<u8>> {
-        if cfg!(feature = "checked") {
-            self.heap.mark_handed_out(cc, p);
+        if cc < crate::slab::SMALL_CLASSES {
+            self.heap.hand_out_object(cc, p);
+            return NonNull::new(p as *mut u8);
         }
-        NonNull::new(p as *mut u8)
+        self.heap.hand_out_block(cc, p)
     }
 
     fn finish(&mut self, ctx: &Ctx, ok: bool) {
@@ -306,24 +316,41 @@ impl<'h> Handle<'h> {
     }
 
     /// Frees a block; see [`Heap::try_free`]. Objects and blocks of up to
-    /// 16 KiB go to this CPU's magazines; without the `checked` feature a
-    /// double free of such a block is detected only once it reaches its slab
-    /// or the buddy tree (when a magazine is flushed), and is then counted in
-    /// [`Heap::corruptions`] instead of being returned here.
+    /// 16 KiB go to this CPU's magazines. Bad and free pointers are refused
+    /// here in every build, blocks in any cache included. Of two racing frees
+    /// of one block exactly one succeeds for page blocks; for objects of up
+    /// to 2 KiB only in `checked` builds (see [`Heap::try_free`]).
     ///
     /// # Safety
     /// Same as [`Heap::try_free`].
     #[inline]
     pub unsafe fn try_free(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
+        let p = ptr as usize;
+        // The common case in a few instructions (see `Heap::fast_claim`).
+        if let Some(cc) = self.heap.fast_claim(p) {
+            if !self.push_loaded(cc, p) {
+                self.free_slow(cc, p);
+            }
+            return Ok(());
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.free_general(ptr) }
+    }
+
+    /// Every other free: null, blocks above 16 KiB, other regions, bad
+    /// pointers, free blocks, objects that carry a free tag, and every
+    /// object of `checked` builds.
+    ///
+    /// # Safety
+    /// As [`Heap::try_free`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn free_general(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
         }
-        let cc = self.heap.cached_class_of(ptr as usize)?;
         let p = ptr as usize;
-        if let Some(cc) = cc {
-            if cfg!(feature = "checked") {
-                self.heap.mark_freed(cc, p)?;
-            }
+        if let Some(cc) = self.heap.claim_cached(p)? {
             if !self.push_loaded(cc, p) {
                 self.free_slow(cc, p);
             }

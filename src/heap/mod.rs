@@ -12,6 +12,7 @@ mod cache;
 mod free;
 mod handle;
 mod inspect;
+mod object;
 mod place;
 mod region;
 mod slabs;
@@ -190,7 +191,8 @@ impl Heap {
         let n_mags = magazine_count(config.cpus);
         let mags_at = (slots_at + config.cpus * size_of::<CachePadded<CpuSlot>>())
             .next_multiple_of(align_of::<Magazine>());
-        let cursor = mags_at + n_mags * size_of::<Magazine>();
+        // The pool plus one: the sentinel loaded where no magazine is.
+        let cursor = mags_at + (n_mags + 1) * size_of::<Magazine>();
         let layout = Layout::new(cursor, s, e, g).filter(|l| l.has_whole_area(g));
         let Some(layout) = layout else {
             return Err(InitError::TooSmall {
@@ -198,6 +200,7 @@ impl Heap {
                 min: Self::min_region_len(config),
             });
         };
+        let sentinel = (mags_at as *const Magazine).wrapping_add(n_mags);
         for cpu in 0..config.cpus {
             // Neighbouring first homes: small blocks stay together and the
             // rest of the region stays whole for large ones.
@@ -206,11 +209,11 @@ impl Heap {
             unsafe {
                 ptr::write(
                     (slots_at as *mut CachePadded<CpuSlot>).add(cpu),
-                    CachePadded::new(CpuSlot::new(home)),
+                    CachePadded::new(CpuSlot::new(home, sentinel)),
                 )
             };
         }
-        for i in 0..n_mags {
+        for i in 0..=n_mags {
             // SAFETY: magazine `i` lies in [mags_at, cursor), inside our range.
             unsafe { ptr::write((mags_at as *mut Magazine).add(i), Magazine::new()) };
         }
@@ -308,7 +311,7 @@ impl Heap {
         let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
         let header = size_of::<Heap>()
             + (config.cpus + 1) * size_of::<CachePadded<CpuSlot>>()
-            + (magazine_count(config.cpus) + 1) * size_of::<Magazine>();
+            + (magazine_count(config.cpus) + 2) * size_of::<Magazine>();
         let mut len = 2 * area_bytes + PAGE_SIZE;
         loop {
             let areas = len.div_ceil(area_bytes) + 1;

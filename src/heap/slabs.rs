@@ -5,21 +5,23 @@
 
 use core::ptr::NonNull;
 
+use super::object::MARK_AT_USER;
 use super::region::{PageDesc, Region};
 use super::{Ctx, Heap};
-use crate::magazine::{Magazine, Rounds};
+use crate::magazine::Magazine;
 use crate::slab::{self, SlabDesc, ABANDONED, SLAB_ORDER, SMALL_CLASSES};
 use crate::sync::Ordering;
 
 use super::cache::CACHE_CLASSES;
 
-/// Pattern marking a free object (see `Heap::mark_free`).
-#[inline]
-fn free_mark(p: usize) -> u64 {
-    (p as u64) ^ 0x6d61_6762_7564_6479
-}
-
 impl Heap {
+    /// The pool's always-empty magazine, loaded where none is.
+    pub(crate) fn sentinel(&self) -> &Magazine {
+        // SAFETY: the pool holds `n_mags + 1` magazines (init), the last the
+        // sentinel, alive as long as the heap.
+        unsafe { &*self.mags.add(self.n_mags as usize) }
+    }
+
     #[inline(always)]
     pub(crate) fn mag(&self, m: u32) -> &Magazine {
         debug_assert!(m < self.n_mags, "magazine index out of range");
@@ -48,64 +50,6 @@ impl Heap {
         ((id & 0x0fff_ffff) as usize) << SLAB_ORDER
     }
 
-    /// Whether object `p` (class `c`) carries the free mark: bytes 4..8 of
-    /// an 8-byte object, 8..16 of larger ones (past the free-list link).
-    ///
-    /// # Safety
-    /// `p` is an object of class `c` in a live slab.
-    pub(crate) unsafe fn is_marked(p: usize, c: usize) -> bool {
-        // SAFETY: forwarded; the mark lies inside the object.
-        unsafe {
-            if c == 0 {
-                ((p + 4) as *const u32).read() == free_mark(p) as u32
-            } else {
-                ((p + 8) as *const u64).read() == free_mark(p)
-            }
-        }
-    }
-
-    /// Sets (`on`) or clears object `p`'s free mark.
-    ///
-    /// # Safety
-    /// As [`Self::is_marked`], and nobody else writes the object now.
-    unsafe fn write_mark(p: usize, c: usize, on: bool) {
-        let m = if on { free_mark(p) } else { 0 };
-        // SAFETY: forwarded; the mark lies inside the object.
-        unsafe {
-            if c == 0 {
-                ((p + 4) as *mut u32).write(m as u32);
-            } else {
-                ((p + 8) as *mut u64).write(m);
-            }
-        }
-    }
-
-    /// Checks and sets the free mark of object `p` (class `c`). False means
-    /// the mark was already there: `p` is free already (a double free).
-    /// Which step sets it depends on the build (see `free_small`).
-    ///
-    /// # Safety
-    /// As [`Self::write_mark`].
-    pub(crate) unsafe fn mark_free(p: usize, c: usize) -> bool {
-        // SAFETY: forwarded.
-        unsafe {
-            if Self::is_marked(p, c) {
-                return false;
-            }
-            Self::write_mark(p, c, true);
-        }
-        true
-    }
-
-    /// Clears the free mark of object `p` (class `c`).
-    ///
-    /// # Safety
-    /// As [`Self::write_mark`]; the caller holds the object.
-    pub(crate) unsafe fn unmark(p: usize, c: usize) {
-        // SAFETY: forwarded.
-        unsafe { Self::write_mark(p, c, false) }
-    }
-
     /// Records an inconsistency found where no caller can be told (a flush).
     fn record_corruption(&self, p: usize) {
         // Relaxed: counters for reports.
@@ -116,20 +60,25 @@ impl Heap {
 
     /// Returns one round to where it came from: an object to its slab (as
     /// owner `token` if it owns it, else through the return list), a block to
-    /// the buddy tree.
+    /// the buddy tree. A round found free already there is a duplicate (a
+    /// double free the magazine accepted): counted and dropped, never reused.
     pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, ctx: &mut Ctx) -> bool {
         let reg = self.region_of(p).expect("round inside the heap");
         let page = reg.page_of(p);
         if cc >= SMALL_CLASSES {
+            let k = (cc - SMALL_CLASSES) as u32;
             // SAFETY: a cached block is allocated in the tree and ours.
-            return unsafe { self.release_block(reg, page, p, &mut ctx.retries) }
-                .map_err(|_| self.record_corruption(p))
-                .is_ok();
+            return unsafe {
+                self.release_block(reg, page, p, PageDesc::cached(k), &mut ctx.retries)
+            }
+            .map_err(|_| self.record_corruption(p))
+            .is_ok();
         }
-        // Without `checked`, the mark is set when an object reaches its slab,
-        // so a duplicate that reaches the slab layer is caught here.
+        let (s, base) = Self::slab_at(reg, page);
+        // Default build: the round enters the slab layer here, and its bit
+        // must have been clear.
         // SAFETY: the object lies in a live slab (it is handed out).
-        if !cfg!(feature = "checked") && !unsafe { Self::mark_free(p, cc) } {
+        if !MARK_AT_USER && !unsafe { s.mark_free(base, cc, p) } {
             self.record_corruption(p);
             return false;
         }
@@ -139,7 +88,7 @@ impl Heap {
 
     fn free_to_slab(&self, token: u32, reg: &Region, page: usize, c: usize, p: usize) -> bool {
         let head = page & !((1 << SLAB_ORDER) - 1);
-        let (slab, base) = (reg.slab(head), reg.addr_of(head));
+        let (slab, base) = Self::slab_at(reg, page);
         // Relaxed: only this thread could have made `token` the owner.
         if slab.owner.load(Ordering::Relaxed) == token {
             // SAFETY: we own the slab; p is one of its handed-out objects.
@@ -153,7 +102,8 @@ impl Heap {
         true
     }
 
-    /// Frees object `p` of class `c` without a handle (shared path).
+    /// Frees object `p` of class `c` without a handle (shared path). The
+    /// bit decides between racing frees (exactly one sets it).
     pub(crate) fn free_small_shared(
         &self,
         reg: &Region,
@@ -161,8 +111,10 @@ impl Heap {
         c: usize,
         p: usize,
     ) -> Result<(), crate::FreeError> {
+        self.claim_object(reg, page, c, p)?;
+        let (s, base) = Self::slab_at(reg, page);
         // SAFETY: p is an object of a live slab (checked by the caller).
-        if !unsafe { Self::mark_free(p, c) } {
+        if !MARK_AT_USER && !unsafe { s.mark_free(base, c, p) } {
             return Err(crate::FreeError::DoubleFree(p));
         }
         self.free_to_slab(0, reg, page, c, p);
@@ -184,7 +136,8 @@ impl Heap {
                 }
                 self.give_up_slab(reg, s, id, slab::SHARED);
                 if out[0] != 0 {
-                    Self::unmark(out[0], c);
+                    self.leave_slab(c, &out);
+                    self.hand_out_object(c, out[0]);
                     return NonNull::new(out[0] as *mut u8);
                 }
             }
@@ -212,7 +165,7 @@ impl Heap {
         let page = reg.page_of(p.as_ptr() as usize);
         let s = reg.slab(page);
         // SAFETY: the block is fresh from the tree; nobody else can reach it.
-        unsafe { s.init(c, token) };
+        unsafe { s.init(reg.addr_of(page), c, token) };
         for q in page..page + (1 << SLAB_ORDER) {
             // Release: the slab descriptor's init is visible to whoever frees
             // an object of it after reading this page descriptor.
@@ -282,10 +235,7 @@ impl Heap {
         for cc in 0..CACHE_CLASSES {
             while let Some(m) = depot.get_full(cc) {
                 // SAFETY: popped: the magazine is ours.
-                unsafe {
-                    self.mag(m)
-                        .with(|rs| self.flush_rounds(0, cc, rs, &mut ctx))
-                };
+                self.flush_rounds(0, cc, self.mag(m), &mut ctx);
                 depot.put_empty(m);
             }
         }
@@ -320,11 +270,10 @@ impl Heap {
         }
     }
 
-    /// Returns every round of `rs` home.
-    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, rs: &mut Rounds, ctx: &mut Ctx) {
-        for &p in &rs.slots[..rs.count as usize] {
+    /// Returns every round of magazine `m` (held by the caller) home.
+    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, m: &Magazine, ctx: &mut Ctx) {
+        m.drain(|p| {
             self.flush_round(token, cc, p, ctx);
-        }
-        rs.count = 0;
+        });
     }
 }
