@@ -21,8 +21,17 @@ pub enum InitError {
     BadCpuCount(usize),
     /// The heap already holds [`crate::MAX_REGIONS`] regions.
     TooManyRegions,
-    /// The region holds 2^30 pages (4 TiB) or more.
+    /// The region's grid (the range widened to whole areas) holds more than
+    /// `2^28 - 1` slabs of 16 KiB: a little under 4 TiB.
     TooLarge,
+    /// The geometry's areas are smaller than a slab (16 KiB), the largest
+    /// block the heap must serve inside one area.
+    BadGeometry {
+        /// Pages per area of the geometry offered.
+        area_pages: u32,
+        /// The fewest pages per area the heap accepts.
+        min: u32,
+    },
 }
 
 impl fmt::Display for InitError {
@@ -37,7 +46,14 @@ impl fmt::Display for InitError {
                 write!(f, "CPU count {n} is outside 1..={}", crate::MAX_CPUS)
             }
             Self::TooManyRegions => write!(f, "heap already has {} regions", crate::MAX_REGIONS),
-            Self::TooLarge => write!(f, "region has 2^30 pages (4 TiB) or more"),
+            Self::TooLarge => write!(
+                f,
+                "region is too large: its area grid holds more than 2^28 - 1 slabs (about 4 TiB)"
+            ),
+            Self::BadGeometry { area_pages, min } => write!(
+                f,
+                "geometry has areas of {area_pages} pages, fewer than a slab's {min}"
+            ),
         }
     }
 }

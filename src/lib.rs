@@ -58,10 +58,21 @@ pub mod testing {
     pub struct AreaView<'a>(Area<'a>);
 
     impl<'a> AreaView<'a> {
-        /// An area over caller-owned words (all zero = all free).
-        pub fn new(top: &'a AtomicU64, chunks: &'a [AtomicU64], g: Geometry) -> Self {
+        /// An area over caller-owned words (all zero = all free); `frees`
+        /// counts the steps that give pages back.
+        pub fn new(
+            top: &'a AtomicU64,
+            chunks: &'a [AtomicU64],
+            frees: &'a AtomicU64,
+            g: Geometry,
+        ) -> Self {
             assert_eq!(chunks.len(), g.chunks_per_area() as usize);
-            Self(Area { top, chunks, g })
+            Self(Area {
+                top,
+                chunks,
+                frees,
+                g,
+            })
         }
 
         /// Allocates order `k`; returns the first page offset.

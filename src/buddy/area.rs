@@ -3,13 +3,17 @@
 
 use super::{AreaWord, ChunkWord, Geometry};
 use crate::cas::cas_update;
-use crate::sync::AtomicU64;
+use crate::sync::{AtomicU64, Ordering};
 
 /// One area's words, borrowed from the region's metadata.
 #[derive(Clone, Copy)]
 pub(crate) struct Area<'a> {
     pub(crate) top: &'a AtomicU64,
     pub(crate) chunks: &'a [AtomicU64],
+    /// Counts every step that gives pages back (a free's last CAS, and the
+    /// reservation an allocation returns when it falls through a fragmented
+    /// chunk), *after* that step: see [`Area::gave_back`].
+    pub(crate) frees: &'a AtomicU64,
     pub(crate) g: Geometry,
 }
 
@@ -19,6 +23,14 @@ impl Area<'_> {
     /// Lost CAS races are added to `retries`.
     #[inline]
     pub(crate) fn alloc(&self, k: u32, retries: &mut u32) -> Option<u32> {
+        self.alloc_noting(k, retries, &mut 0)
+    }
+
+    /// [`Self::alloc`], also adding to `fell` the reservations it gave back
+    /// (each counted in the area's free count), so a search can tell its
+    /// own count steps from other threads' frees.
+    #[inline]
+    pub(crate) fn alloc_noting(&self, k: u32, retries: &mut u32, fell: &mut u64) -> Option<u32> {
         let g = self.g;
         if k > g.chunk_order() {
             let d = g.area_order() - k;
@@ -51,6 +63,7 @@ impl Area<'_> {
                     // Enough pages but no aligned run of them: give them back.
                     crate::testing::note(crate::testing::Probe::FallThrough);
                     self.unreserve(j, pages, retries);
+                    *fell += 1;
                     fragmented |= 1 << j;
                 }
             }
@@ -69,6 +82,7 @@ impl Area<'_> {
             })
             .map_err(drop)?;
             *retries += up.retries;
+            self.gave_back();
             return Ok(());
         }
         let j = offset >> g.chunk_order();
@@ -92,12 +106,28 @@ impl Area<'_> {
         Ok(())
     }
 
+    /// Counts a step that gave pages back, after it. A search that reads
+    /// every area's count before and after a pass that found nothing, and
+    /// sees no change, may report that nothing was free: allocations only
+    /// take pages away, and a free counted only after the search is
+    /// linearized at its count (or just before the first allocation that
+    /// takes one of its pages, if that comes first), so after the `None`.
+    #[inline]
+    fn gave_back(&self) {
+        // Release: a search that reads the new count (Acquire) also sees the
+        // words the step changed.
+        self.frees.fetch_add(1, Ordering::Release);
+    }
+
     fn unreserve(&self, j: u32, pages: u32, retries: &mut u32) {
         let g = self.g;
         match cas_update(self.top, |w: AreaWord| {
             Some((w.unreserve(g, j, pages)?, ()))
         }) {
-            Ok(up) => *retries += up.retries,
+            Ok(up) => {
+                *retries += up.retries;
+                self.gave_back();
+            }
             // Invariant R: our own pages are part of used(j).
             Err(w) => panic!("magbuddy: reservation count of chunk {j} below {pages}: {w:?}"),
         }
@@ -135,22 +165,24 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    fn words(g: Geometry) -> (AtomicU64, Vec<AtomicU64>) {
+    fn words(g: Geometry) -> (AtomicU64, Vec<AtomicU64>, AtomicU64) {
         (
             AtomicU64::new(0),
             (0..g.chunks_per_area())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            AtomicU64::new(0),
         )
     }
 
     #[test]
     fn fills_and_empties_at_every_order() {
         let g = Geometry::DEFAULT;
-        let (top, chunks) = words(g);
+        let (top, chunks, frees) = words(g);
         let area = Area {
             top: &top,
             chunks: &chunks,
+            frees: &frees,
             g,
         };
         let mut r = 0;
@@ -173,10 +205,11 @@ mod tests {
     #[test]
     fn fragmentation_falls_through_to_the_next_chunk() {
         let g = Geometry::new(2, 4).unwrap(); // 4-page chunks, 4 chunks
-        let (top, chunks) = words(g);
+        let (top, chunks, frees) = words(g);
         let area = Area {
             top: &top,
             chunks: &chunks,
+            frees: &frees,
             g,
         };
         let mut r = 0;

@@ -27,7 +27,7 @@ pub use inspect::ValidateError;
 
 use crate::buddy::Geometry;
 use crate::magazine::{Depot, Magazine, MAG_ROUNDS};
-use crate::slab::{self, MAX_SMALL, SLAB_BYTES, SMALL_CLASSES};
+use crate::slab::{self, MAX_SMALL, SLAB_BYTES, SLAB_ORDER, SMALL_CLASSES};
 use crate::stack::IndexStack;
 use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::{FreeError, InitError, MAX_CPUS, MAX_REGIONS, PAGE_SHIFT, PAGE_SIZE};
@@ -68,9 +68,6 @@ impl HeapConfig {
 
 /// Areas near home searched for a partly used area before anything else.
 const NEAR: usize = 64;
-/// Passes over the runs of areas before a multi-area allocation that keeps
-/// losing races gives up.
-const MAX_PASSES: usize = 4;
 
 /// A lock-free page-level heap living inside the memory it manages.
 ///
@@ -100,6 +97,9 @@ pub struct Heap {
     depot_limit: u32,
     /// Abandoned slabs with objects to give, per small class.
     abandoned: [IndexStack; SMALL_CLASSES],
+    /// Abandoned slabs a reclaim examined and found in use: kept visible to
+    /// allocators while the sweep goes on (see [`Heap::reclaim`]).
+    swept: [IndexStack; SMALL_CLASSES],
     /// Raised to ask every active CPU to flush its magazines.
     drain_epoch: AtomicU64,
     cpu_cap: usize,
@@ -129,6 +129,9 @@ pub(crate) struct Ctx {
     pub(crate) drains: u32,
     pub(crate) abandoned: u32,
     pub(crate) adopted: u32,
+    /// Reservations this operation gave back in fall-throughs (each one
+    /// counted in its area's free count; see `Heap::alloc_slow`).
+    pub(crate) fell: u64,
 }
 
 impl Ctx {
@@ -183,8 +186,16 @@ impl Heap {
         if config.cpus == 0 || config.cpus > MAX_CPUS {
             return Err(InitError::BadCpuCount(config.cpus));
         }
-        let (s, e) = Region::check_range(start, len)?;
         let g = config.geometry;
+        // Slabs and the largest cached page blocks (both order 2) must fit an
+        // area: the tree serves blocks of at most an area inside one area.
+        if g.area_order() < SLAB_ORDER {
+            return Err(InitError::BadGeometry {
+                area_pages: g.area_pages(),
+                min: 1 << SLAB_ORDER,
+            });
+        }
+        let (s, e) = Region::check_range(start, len)?;
         let heap_at = s.next_multiple_of(align_of::<Heap>());
         let slots_at =
             (heap_at + size_of::<Heap>()).next_multiple_of(align_of::<CachePadded<CpuSlot>>());
@@ -200,6 +211,9 @@ impl Heap {
                 min: Self::min_region_len(config),
             });
         };
+        if !layout.ids_fit(g) {
+            return Err(InitError::TooLarge);
+        }
         let sentinel = (mags_at as *const Magazine).wrapping_add(n_mags);
         for cpu in 0..config.cpus {
             // Neighbouring first homes: small blocks stay together and the
@@ -241,6 +255,7 @@ impl Heap {
             full_count: core::array::from_fn(|_| AtomicU32::new(0)),
             depot_limit: config.cpus.min(8) as u32,
             abandoned: core::array::from_fn(|_| IndexStack::new()),
+            swept: core::array::from_fn(|_| IndexStack::new()),
             drain_epoch: AtomicU64::new(0),
             cpu_cap,
             slabs_live: AtomicU64::new(0),
@@ -272,6 +287,9 @@ impl Heap {
                 min: Self::min_region_len(HeapConfig::new(self.cpus)),
             });
         };
+        if !layout.ids_fit(self.g) {
+            return Err(InitError::TooLarge);
+        }
         // AcqRel: reserves a unique index; pairs with other add_region calls.
         let index = self.region_count.fetch_add(1, Ordering::AcqRel);
         if index >= MAX_REGIONS {

@@ -6,7 +6,7 @@
 use core::ptr::NonNull;
 
 use super::region::{PageDesc, Region};
-use super::{pack, unpack, Ctx, Heap, MAX_PASSES, NEAR};
+use super::{pack, unpack, Ctx, Heap, NEAR};
 use crate::buddy::AreaWord;
 use crate::sync::Ordering;
 use crate::MAX_REGIONS;
@@ -56,17 +56,22 @@ impl Heap {
         if let Some(p) = self.search(k, ctx, usize::MAX, mine) {
             return Some(p);
         }
-        // Authoritative: a full pass that failed while no area word changed,
-        // after reclaiming what anyone may (the no-false-OOM contract). Each
-        // repeat means another operation completed meanwhile, so this loop is
-        // lock-free (though a thread can starve under endless churn).
+        // Authoritative: a full pass that failed while no free completed
+        // anywhere (every area's free count unchanged), after reclaiming what
+        // anyone may (the no-false-OOM contract). Allocations only remove
+        // blocks, so a block free at the end of such a pass was free when the
+        // pass looked at its area; frees counted later are linearized after
+        // this `None` (see `Area::gave_back`). Each repeat means a free
+        // completed meanwhile, so this loop is lock-free (though a thread can
+        // starve under endless churn).
         let mut reclaimed = false;
         loop {
-            let before = self.fingerprint();
+            // Our own fall-throughs are counted too; they are no change.
+            let (before, own) = (self.frees_completed(), ctx.fell);
             if let Some(p) = self.search(k, ctx, usize::MAX, |_, _| true) {
                 return Some(p);
             }
-            if self.fingerprint() == before {
+            if self.frees_completed().wrapping_sub(before) == ctx.fell - own {
                 if reclaimed {
                     return None;
                 }
@@ -124,7 +129,9 @@ impl Heap {
     /// Allocates order `k` in area `a` of `reg` and records the descriptor.
     #[inline]
     fn try_area(&self, reg: &Region, a: usize, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
-        let off = reg.area(a).alloc(k, &mut ctx.retries)?;
+        let off = reg
+            .area(a)
+            .alloc_noting(k, &mut ctx.retries, &mut ctx.fell)?;
         let page = (a << self.g.area_order()) + off as usize;
         // Release: a free that reads this head with Acquire also sees the tree
         // CAS that allocated the block.
@@ -161,17 +168,13 @@ impl Heap {
         ctx.switches += 1;
     }
 
-    /// A digest of every area word; equal digests before and after a failed
-    /// pass mean no allocation or free completed in between (up to hash
-    /// collisions, which can only cost an extra pass).
-    fn fingerprint(&self) -> u64 {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        for reg in self.regions() {
-            for a in 0..reg.areas {
-                h = (h ^ reg.area(a).load_top()).wrapping_mul(0x100_0000_01b3);
-            }
-        }
-        h
+    /// Frees completed in the whole heap: the sum of the areas' free counts,
+    /// each of which only grows, so an equal sum means no count moved.
+    fn frees_completed(&self) -> u64 {
+        self.regions()
+            .flat_map(|reg| (0..reg.areas).map(move |a| reg.free_count(a)))
+            // Acquire: pairs with the Release in `Area::gave_back`.
+            .fold(0u64, |sum, c| sum.wrapping_add(c.load(Ordering::Acquire)))
     }
 
     /// Allocates a run of `2^(k - H)` whole areas, aligned to its size in the
@@ -180,7 +183,8 @@ impl Heap {
     fn alloc_run(&self, k: u32, retries: &mut u32) -> Option<NonNull<u8>> {
         let h = self.g.area_order();
         let n = 1usize << (k - h);
-        for _ in 0..MAX_PASSES {
+        loop {
+            let before = self.frees_completed();
             let mut raced = false;
             for reg in self.regions() {
                 let mut a = reg.first_area.next_multiple_of(n) - reg.first_area;
@@ -201,11 +205,15 @@ impl Heap {
                     a += n;
                 }
             }
-            if !raced {
+            // As in `alloc_slow`: `None` only after a pass during which no
+            // free completed. A lost claim is another thread's progress (and
+            // its undo a free), so the retries are lock-free: claims go in
+            // ascending order, so of overlapping runs the one that took the
+            // lowest contested area first wins it.
+            if !raced && self.frees_completed() == before {
                 return None;
             }
         }
-        None
     }
 
     fn claim_run(&self, reg: &Region, a: usize, n: usize, retries: &mut u32) -> Result<(), ()> {

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!  [Heap + CPU slots (first region only)] [Region] [area words] [area summaries]
-//!  [chunk words] [page descriptors] pad | usable pages ... |
+//!  [area free counts] [chunk words] [page descriptors] [slab descriptors] pad
+//!  | usable pages ... |
 //! ```
 //!
 //! Grid pages outside `[usable_lo, usable_hi)` (the metadata, the alignment
@@ -83,6 +84,7 @@ pub(crate) struct Layout {
     pub(crate) region: usize,
     pub(crate) tops: usize,
     pub(crate) summaries: usize,
+    pub(crate) frees: usize,
     pub(crate) chunks: usize,
     pub(crate) descs: usize,
     pub(crate) slabs: usize,
@@ -107,7 +109,8 @@ impl Layout {
         let region = align_up(cursor, align_of::<Region>());
         let tops = align_up(region + size_of::<Region>(), align_of::<AtomicU64>());
         let summaries = tops + areas * size_of::<AtomicU64>();
-        let chunks = summaries + areas * size_of::<AtomicU64>();
+        let frees = summaries + areas * size_of::<AtomicU64>();
+        let chunks = frees + areas * size_of::<AtomicU64>();
         let chunk_words = areas * g.chunks_per_area() as usize;
         let descs = align_up(
             chunks + chunk_words * size_of::<AtomicU64>(),
@@ -125,6 +128,7 @@ impl Layout {
             region,
             tops,
             summaries,
+            frees,
             chunks,
             descs,
             slabs,
@@ -136,6 +140,15 @@ impl Layout {
         })
     }
 
+    /// Whether every slab of the grid gets an id: slab ids keep 28 bits for
+    /// the slab's place in its region's grid and are stored plus one (0 =
+    /// none), so the grid may hold at most `2^28 - 1` slabs (just under
+    /// 4 TiB with 16 KiB slabs; the grid starts at the area boundary below
+    /// the range, so it may be up to an area larger than the range).
+    pub(crate) fn ids_fit(&self, g: Geometry) -> bool {
+        (self.areas << g.area_order()) >> SLAB_ORDER <= MAX_GRID_SLABS
+    }
+
     /// Whether at least one whole area is usable: the documented minimum.
     pub(crate) fn has_whole_area(&self, g: Geometry) -> bool {
         let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
@@ -143,6 +156,9 @@ impl Layout {
         first < self.usable_hi && self.usable_hi - first >= area_bytes
     }
 }
+
+/// Most slabs a region's grid may hold (see [`Layout::ids_fit`]).
+pub(crate) const MAX_GRID_SLABS: usize = (1 << 28) - 1;
 
 /// Immutable description of one region plus pointers to its metadata arrays.
 pub(crate) struct Region {
@@ -162,6 +178,7 @@ pub(crate) struct Region {
     pub(crate) g: Geometry,
     tops: *const AtomicU64,
     summaries: *const AtomicU64,
+    frees: *const AtomicU64,
     chunks: *const AtomicU64,
     descs: *const AtomicU32,
     slabs: *const SlabDesc,
@@ -229,6 +246,10 @@ impl Region {
                 ptr::write((l.summaries as *mut AtomicU64).add(a), AtomicU64::new(0));
             }
         }
+        for a in (0..l.areas).filter(|_| !skip_zero) {
+            // SAFETY: in bounds of the free-count array laid out by `l`.
+            unsafe { ptr::write((l.frees as *mut AtomicU64).add(a), AtomicU64::new(0)) };
+        }
         for p in (0..l.areas * area_pages).filter(|_| !skip_zero) {
             // SAFETY: in bounds of the descriptor array laid out by `l`.
             unsafe {
@@ -256,6 +277,7 @@ impl Region {
             g,
             tops: l.tops as *const AtomicU64,
             summaries: l.summaries as *const AtomicU64,
+            frees: l.frees as *const AtomicU64,
             chunks: l.chunks as *const AtomicU64,
             descs: l.descs as *const AtomicU32,
             slabs: l.slabs as *const SlabDesc,
@@ -278,6 +300,7 @@ impl Region {
             Area {
                 top: &*self.tops.add(a),
                 chunks: core::slice::from_raw_parts(self.chunks.add(a * cpa), cpa),
+                frees: &*self.frees.add(a),
                 g: self.g,
             }
         }
@@ -289,6 +312,14 @@ impl Region {
         debug_assert!(a < self.areas);
         // SAFETY: `a < areas`, initialized in `init`.
         unsafe { &*self.summaries.add(a) }
+    }
+
+    /// Steps that gave pages back in area `a` (see `Area::gave_back`).
+    #[inline]
+    pub(crate) fn free_count(&self, a: usize) -> &AtomicU64 {
+        debug_assert!(a < self.areas);
+        // SAFETY: `a < areas`, initialized in `init`.
+        unsafe { &*self.frees.add(a) }
     }
 
     /// Descriptor of grid page `p`.
@@ -347,7 +378,7 @@ impl Region {
 
     /// Metadata bytes of this region by array. Bytes of the caller's range
     /// that are neither metadata nor usable (alignment) are what remains.
-    pub(crate) fn metadata(&self) -> [(&'static str, usize); 6] {
+    pub(crate) fn metadata(&self) -> [(&'static str, usize); 7] {
         let words = |n: usize| n * size_of::<AtomicU64>();
         [
             (
@@ -356,6 +387,7 @@ impl Region {
             ),
             ("area words", words(self.areas)),
             ("area summaries", words(self.areas)),
+            ("area free counts", words(self.areas)),
             (
                 "chunk words",
                 words(self.areas * self.g.chunks_per_area() as usize),
@@ -375,10 +407,6 @@ impl Region {
         }
         let s = start as usize;
         let e = s.checked_add(len).ok_or(InitError::Overflow)?;
-        // Slab ids keep 28 bits for the slab index (4 pages each).
-        if (len >> PAGE_SHIFT) as u64 >= 1 << 30 {
-            return Err(InitError::TooLarge);
-        }
         Ok((s, e))
     }
 }

@@ -9,6 +9,7 @@ use super::object::MARK_AT_USER;
 use super::region::{PageDesc, Region};
 use super::{Ctx, Heap};
 use crate::magazine::Magazine;
+use crate::stack::IndexStack;
 use crate::slab::{self, SlabDesc, ABANDONED, SLAB_ORDER, SMALL_CLASSES};
 use crate::sync::Ordering;
 
@@ -146,20 +147,15 @@ impl Heap {
 
     /// Adopts an abandoned slab of class `c` for `token`, or makes a new one.
     pub(crate) fn adopt_or_new(&self, c: usize, token: u32, ctx: &mut Ctx) -> Option<u32> {
-        while let Some(id) = self.abandoned[c].pop(|i| &self.slab_by_id(i).1.link) {
-            let (_, s, base) = self.slab_by_id(id);
-            if s.adopt(token) {
-                // SAFETY: adopted: we own it now.
-                unsafe { s.collect(base) };
-                ctx.adopted += 1;
-                return Some(id);
-            }
+        if let Some(id) = self.adopt_any(c, token, ctx) {
+            return Some(id);
         }
-        let p = self.alloc_order(SLAB_ORDER, ctx).or_else(|| {
-            self.reclaim();
-            self.alloc_order(SLAB_ORDER, ctx)
-        })?;
-        let reg = self
+        // `alloc_order` reclaims before it gives up, which may publish slabs
+        // with free objects (a released handle's magazines going home): look
+        // at the abandoned lists once more before reporting out-of-memory.
+        let Some(p) = self.alloc_order(SLAB_ORDER, ctx) else {
+            return self.adopt_any(c, token, ctx);
+        };        let reg = self
             .region_of(p.as_ptr() as usize)
             .expect("new slab in the heap");
         let page = reg.page_of(p.as_ptr() as usize);
@@ -176,6 +172,23 @@ impl Heap {
         Some(Self::slab_id(reg, page))
     }
 
+    /// Pops and adopts an abandoned slab of class `c` for `token` (from
+    /// either list) and collects its returns.
+    fn adopt_any(&self, c: usize, token: u32, ctx: &mut Ctx) -> Option<u32> {
+        for list in [&self.abandoned[c], &self.swept[c]] {
+            while let Some(id) = list.pop(|i| &self.slab_by_id(i).1.link) {
+                let (_, s, base) = self.slab_by_id(id);
+                if s.adopt(token) {
+                    // SAFETY: adopted: we own it now.
+                    unsafe { s.collect(base) };
+                    ctx.adopted += 1;
+                    return Some(id);
+                }
+            }
+        }
+        None
+    }
+
     /// Ends `token`'s ownership of slab `id`: released to the tree if nothing
     /// is handed out, on the abandoned stack if it has objects left,
     /// abandoned-full otherwise.
@@ -183,6 +196,23 @@ impl Heap {
     /// # Safety
     /// `token` owns the slab.
     pub(crate) unsafe fn give_up_slab(&self, reg: &Region, s: &SlabDesc, id: u32, token: u32) {
+        // SAFETY: forwarded.
+        unsafe { self.give_up_slab_to(reg, s, id, token, &self.abandoned) }
+    }
+
+    /// [`Self::give_up_slab`], publishing a slab with objects left on
+    /// `lists` (one stack per class).
+    ///
+    /// # Safety
+    /// As [`Self::give_up_slab`].
+    unsafe fn give_up_slab_to(
+        &self,
+        reg: &Region,
+        s: &SlabDesc,
+        id: u32,
+        token: u32,
+        lists: &[IndexStack; SMALL_CLASSES],
+    ) {
         let page = Self::slab_page(id);
         let base = reg.addr_of(page);
         // SAFETY: owned (caller).
@@ -218,7 +248,7 @@ impl Heap {
             // Objects to give (or returns that arrived meanwhile): publish it.
             s.collect(base);
             s.abandon();
-            self.abandoned[class].push(id, &s.link);
+            lists[class].push(id, &s.link);
         }
     }
 
@@ -239,33 +269,36 @@ impl Heap {
                 depot.put_empty(m);
             }
         }
+        // Every slab in the tree bounds a sweep: it ends even while other
+        // threads keep abandoning slabs.
+        // Relaxed: a bound, not a synchronisation.
+        let budget = self.slabs_live.load(Ordering::Relaxed) as usize + 1;
         for c in 0..SMALL_CLASSES {
-            // Adopt every abandoned slab, remember the ones still in use
-            // through their (now ours) links, then publish those again.
-            let mut keep = 0u32;
-            while let Some(id) = self.abandoned[c].pop(|i| &self.slab_by_id(i).1.link) {
-                let (reg, s, base) = self.slab_by_id(id);
-                if !s.adopt(slab::SHARED) {
-                    continue;
-                }
+            self.sweep(c, &self.abandoned, &self.swept, budget);
+            self.sweep(c, &self.swept, &self.abandoned, budget);
+        }
+    }
+
+    /// Adopts up to `budget` slabs of class `c` from `from` one at a time:
+    /// empty ones go back to the tree, the others onto `to` at once. So a
+    /// sweep keeps at most one slab from allocators at any moment (a sweep
+    /// that held every in-use slab until its end made concurrent shared
+    /// allocations fail with objects free), and never pops what it pushed.
+    fn sweep(
+        &self,
+        c: usize,
+        from: &[IndexStack; SMALL_CLASSES],
+        to: &[IndexStack; SMALL_CLASSES],
+        budget: usize,
+    ) {
+        for _ in 0..budget {
+            let Some(id) = from[c].pop(|i| &self.slab_by_id(i).1.link) else {
+                return;
+            };
+            let (reg, s, _) = self.slab_by_id(id);
+            if s.adopt(slab::SHARED) {
                 // SAFETY: adopted.
-                unsafe {
-                    s.collect(base);
-                    if s.local().handed == 0 {
-                        self.give_up_slab(reg, s, id, slab::SHARED);
-                    } else {
-                        // Relaxed: the link is ours while we own the slab.
-                        s.link.store(keep, Ordering::Relaxed);
-                        keep = id + 1;
-                    }
-                }
-            }
-            while keep != 0 {
-                let (reg, s, _) = self.slab_by_id(keep - 1);
-                let next = s.link.load(Ordering::Relaxed);
-                // SAFETY: still owned by us (SHARED).
-                unsafe { self.give_up_slab(reg, s, keep - 1, slab::SHARED) };
-                keep = next;
+                unsafe { self.give_up_slab_to(reg, s, id, slab::SHARED, to) };
             }
         }
     }

@@ -46,6 +46,8 @@ pub struct World {
     pub top: AtomicU64,
     /// The chunk words.
     pub chunks: Vec<AtomicU64>,
+    /// The area's count of steps that gave pages back.
+    pub frees: AtomicU64,
     pages: Vec<UnsafeCell<u64>>,
 }
 
@@ -58,13 +60,14 @@ impl World {
             chunks: (0..g.chunks_per_area())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
+            frees: AtomicU64::new(0),
             pages: (0..g.area_pages()).map(|_| UnsafeCell::new(0)).collect(),
         })
     }
 
     /// The area under test.
     pub fn area(&self) -> AreaView<'_> {
-        AreaView::new(&self.top, &self.chunks, self.g)
+        AreaView::new(&self.top, &self.chunks, &self.frees, self.g)
     }
 
     /// Writes `tag` into every page of the block (the owner's use).

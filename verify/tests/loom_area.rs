@@ -15,6 +15,7 @@ use magbuddy::testing::{AreaView, Geometry};
 struct World {
     top: AtomicU64,
     chunks: [AtomicU64; 2],
+    frees: AtomicU64,
     pages: [UnsafeCell<u64>; 4],
 }
 
@@ -23,12 +24,13 @@ impl World {
         Arc::new(Self {
             top: AtomicU64::new(0),
             chunks: [AtomicU64::new(0), AtomicU64::new(0)],
+            frees: AtomicU64::new(0),
             pages: core::array::from_fn(|_| UnsafeCell::new(0)),
         })
     }
 
     fn area(&self) -> AreaView<'_> {
-        AreaView::new(&self.top, &self.chunks, Geometry::new(1, 2).unwrap())
+        AreaView::new(&self.top, &self.chunks, &self.frees, Geometry::new(1, 2).unwrap())
     }
 
     /// Allocates order `k`, writes every page of the block, frees it.

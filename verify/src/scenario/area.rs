@@ -14,6 +14,7 @@ use crate::Tally;
 struct Words {
     top: AtomicU64,
     chunks: [AtomicU64; 2],
+    frees: AtomicU64,
 }
 
 impl Words {
@@ -21,11 +22,12 @@ impl Words {
         Arc::new(Self {
             top: AtomicU64::new(0),
             chunks: [AtomicU64::new(0), AtomicU64::new(0)],
+            frees: AtomicU64::new(0),
         })
     }
 
     fn area(&self) -> AreaView<'_> {
-        AreaView::new(&self.top, &self.chunks, SMALL)
+        AreaView::new(&self.top, &self.chunks, &self.frees, SMALL)
     }
 
     /// Quiet-point check: well formed, invariant R, and everything free
