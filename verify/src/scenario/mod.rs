@@ -10,7 +10,9 @@
 mod area;
 mod fast;
 mod heap;
+mod reclaim;
 
 pub use area::{area_double_free, r_observer};
 pub use fast::{drain_oom, fast, fast_events, Fast};
 pub use heap::{churn, double_free, oom, runs, runs_undone, shared_path, Mix, SMALL, WIDE};
+pub use reclaim::reclaim_races_shared_alloc;
