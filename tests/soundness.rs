@@ -161,9 +161,10 @@ fn bug1_handle_free_of_a_never_carved_object_is_refused() {
     let mut live = Live::new();
     let p = h.alloc(64).unwrap().as_ptr() as usize;
     live.add(p, "first handle alloc");
-    // A refill carves ROUNDS / 2 objects; the last one of the slab is not
-    // among them.
-    let bad = slab_base(p) + SLAB - 64;
+    // A refill carves ROUNDS / 2 objects; the last ones of the slab are not
+    // among them. (The very last 64 B slot holds the slab's free bitmap
+    // since the fix: a free of it is refused as `Metadata`.)
+    let bad = slab_base(p) + SLAB - 2 * 64;
     refused_as_free(
         unsafe { h.try_free(bad as *mut u8) },
         bad,
@@ -758,16 +759,22 @@ fn alloc_until_none(
     }
 }
 
-/// The free mark of src/heap/slabs.rs (`free_mark`, `is_marked`): the
-/// object's address xor "magbuddy", kept in the object itself.
+/// Stores in a live object the value the allocator keeps in free objects:
+/// on 5d3224e the free mark of src/heap/slabs.rs (the address xor
+/// "magbuddy" at bytes 8..16, or 4..8 of an 8 B object); since then the free
+/// tag of src/slab.rs (`tag_of`: the address's low half xor 0x6d627501 at
+/// bytes 4..8). Both are written, so the test keeps attacking whichever the
+/// allocator uses.
 fn forge_free_mark(p: *mut u8, size: usize) {
     let mark = (p as u64) ^ 0x6d61_6762_7564_6479;
+    let tag = (p as u32) ^ 0x6d62_7501;
     unsafe {
         if size == 8 {
             (p.add(4) as *mut u32).write(mark as u32);
         } else {
             (p.add(8) as *mut u64).write(mark);
         }
+        (p.add(4) as *mut u32).write(tag);
     }
 }
 
