@@ -64,5 +64,5 @@ stage "miri (unit tests; real threads, 8 seeds)" miri
 # The C-ABI malloc shim: its edge-case program and a Python workload run
 # under LD_PRELOAD (preload/test.sh).
 stage "malloc shim under LD_PRELOAD (preload)" preload/test.sh verify
-stage "kernel-demo on QEMU (SMP 1, 2, 4, 8)" make -C kernel-demo test
+stage "kernel-demo on QEMU (SMP 1, 2, 4, 8; SMP 4 with 6 GiB)" make -C kernel-demo test
 echo "all tests passed"

@@ -331,14 +331,16 @@ fn row(k: usize) -> Row {
     }
 }
 
-/// Prints per-CPU timer-interrupt counts (called by CPU 0 at the end).
-pub fn timer_summary(n: usize) -> (u64, u64, u64) {
-    (0..n).fold((0, 0, 0), |(t, a, f), i| {
+/// Timer-interrupt counts of all CPUs: (ticks, alloc/free pairs, failed
+/// allocations, ticks skipped for the budget); called by CPU 0 at the end.
+pub fn timer_summary(n: usize) -> (u64, u64, u64, u64) {
+    (0..n).fold((0, 0, 0, 0), |(t, a, f, s), i| {
         let p = percpu::of(i);
         (
             t + p.ticks.load(Ordering::Relaxed),
             a + p.timer_allocs.load(Ordering::Relaxed),
             f + p.timer_fails.load(Ordering::Relaxed),
+            s + p.timer_skips.load(Ordering::Relaxed),
         )
     })
 }

@@ -21,6 +21,11 @@ pub struct PerCpu {
     pub timer_allocs: AtomicU64,
     /// Timer-interrupt allocations that returned `None`.
     pub timer_fails: AtomicU64,
+    /// Ticks that skipped their allocation to stay within their CPU-time
+    /// budget (see `ticker`).
+    pub timer_skips: AtomicU64,
+    /// TSC value before which ticks skip their allocation (see `ticker`).
+    pub tick_resume: AtomicU64,
 }
 
 const fn zeroed() -> PerCpu {
@@ -31,6 +36,8 @@ const fn zeroed() -> PerCpu {
         timer_hook: AtomicPtr::new(core::ptr::null_mut()),
         timer_allocs: AtomicU64::new(0),
         timer_fails: AtomicU64::new(0),
+        timer_skips: AtomicU64::new(0),
+        tick_resume: AtomicU64::new(0),
     }
 }
 
