@@ -93,6 +93,16 @@ impl Magazine {
         self.count.store(0, Ordering::Release);
     }
 
+    /// Anyone: runs `f` on every round the magazine holds now.
+    pub(crate) fn for_each_round(&self, mut f: impl FnMut(usize)) {
+        // Acquire: pairs with the count's Release in `push`/`fill`.
+        let n = (self.count.load(Ordering::Acquire) as usize).min(MAG_ROUNDS);
+        for slot in &self.slots[..n] {
+            // Relaxed: ordered after the count by the Acquire above.
+            f(slot.load(Ordering::Relaxed));
+        }
+    }
+
     /// Anyone: whether round `p` is in this magazine now (exact for a round
     /// that stays put during the call).
     pub(crate) fn holds(&self, p: usize) -> bool {

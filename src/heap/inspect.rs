@@ -115,7 +115,71 @@ impl Heap {
             }
             self.validate_blocks(reg)?;
         }
+        self.validate_caches()
+    }
+
+    /// Every round in every magazine (CPU caches and depot alike: all are in
+    /// the pool) is a free object of a live slab that was carved, carries
+    /// its free tag and is not on the slab's lists (its bit clear; in
+    /// `checked` builds, where magazine rounds count as free, its bit set),
+    /// or the head of a cached block that the tree holds as allocated.
+    fn validate_caches(&self) -> Result<(), ValidateError> {
+        let depot = self.depot();
+        for m in depot.pool {
+            let mut bad = None;
+            m.for_each_round(|p| {
+                if bad.is_none() {
+                    bad = self.validate_round(p).err();
+                }
+            });
+            if let Some(e) = bad {
+                return Err(e);
+            }
+        }
         Ok(())
+    }
+
+    fn validate_round(&self, p: usize) -> Result<(), ValidateError> {
+        let Some(reg) = self
+            .region_of(p)
+            .filter(|r| p >= r.usable_lo && p < r.usable_hi)
+        else {
+            return fail("magazine round outside the heap", p);
+        };
+        let page = reg.page_of(p);
+        let desc = reg.desc_snapshot(page);
+        if let Some(c) = desc.slab_class() {
+            let (s, base) = Self::slab_at(reg, page);
+            let i = crate::slab::SlabDesc::index_of(base, c, p);
+            if p % crate::slab::class_size(c) != 0 || i >= s.progress().carved() {
+                fail("magazine round is not a carved object of its slab", p)?;
+            }
+            // SAFETY: an object of a live slab; quiet point.
+            let marked = unsafe { s.is_free(base, c, p) };
+            if marked != super::object::MARK_AT_USER {
+                fail("object in a magazine is also free in its slab", p)?;
+            }
+            // SAFETY: as above.
+            let tag = unsafe { crate::slab::tag_word(p) }.load(crate::sync::Ordering::Relaxed);
+            if !super::object::MARK_AT_USER && tag != crate::slab::tag_of(p) {
+                fail("object in a magazine carries no free tag", p)?;
+            }
+            return Ok(());
+        }
+        let h = self.g.area_order();
+        match desc.order() {
+            Some(k)
+                if desc.is_cached()
+                    && reg.area(page >> h).block_at((page & ((1 << h) - 1)) as u32)
+                        == Some((k, (page & ((1 << h) - 1)) as u32)) =>
+            {
+                Ok(())
+            }
+            _ => fail(
+                "magazine round is neither a cached object nor a cached block",
+                p,
+            ),
+        }
     }
 
     /// Every page: usable pages are covered by a block iff a descriptor says

@@ -9,8 +9,8 @@ use super::object::MARK_AT_USER;
 use super::region::{PageDesc, Region};
 use super::{Ctx, Heap};
 use crate::magazine::Magazine;
-use crate::stack::IndexStack;
 use crate::slab::{self, SlabDesc, ABANDONED, SLAB_ORDER, SMALL_CLASSES};
+use crate::stack::IndexStack;
 use crate::sync::Ordering;
 
 use super::cache::CACHE_CLASSES;
@@ -155,7 +155,8 @@ impl Heap {
         // at the abandoned lists once more before reporting out-of-memory.
         let Some(p) = self.alloc_order(SLAB_ORDER, ctx) else {
             return self.adopt_any(c, token, ctx);
-        };        let reg = self
+        };
+        let reg = self
             .region_of(p.as_ptr() as usize)
             .expect("new slab in the heap");
         let page = reg.page_of(p.as_ptr() as usize);

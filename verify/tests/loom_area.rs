@@ -30,7 +30,12 @@ impl World {
     }
 
     fn area(&self) -> AreaView<'_> {
-        AreaView::new(&self.top, &self.chunks, &self.frees, Geometry::new(1, 2).unwrap())
+        AreaView::new(
+            &self.top,
+            &self.chunks,
+            &self.frees,
+            Geometry::new(1, 2).unwrap(),
+        )
     }
 
     /// Allocates order `k`, writes every page of the block, frees it.

@@ -17,7 +17,11 @@ fn runs_and_area_claims_random() {
     t.add("run claims undone", runs_undone(&t));
     t.print(name);
     t.require(name, "runs claimed", 3000);
-    t.require(name, "runs refused", 100);
+    // No "runs refused" minimum here: a run allocation returns `None` only
+    // after a pass during which no free completed, and under the random
+    // scheduler the holders free within every pass (0 refusals in 5,000
+    // schedules; the refusals this suite saw before the free counts were
+    // false ones after four raced passes). PCT still reaches real ones.
     t.require(name, "run claims undone", 5);
 }
 
