@@ -548,9 +548,8 @@ impl SlabDesc {
                     return Err("object on a slab free list is not marked free");
                 }
                 // SAFETY: a free object of this slab holds its tag.
-                if !cfg!(feature = "checked")
-                    && unsafe { tag_word(p) }.load(Ordering::Relaxed) != tag_of(p)
-                {
+                let tag = unsafe { tag_word(p) }.load(Ordering::Relaxed);
+                if !cfg!(feature = "checked") && tag != tag_of(p) {
                     return Err("object on a slab free list carries no free tag");
                 }
                 // SAFETY: a free object of this slab holds its link.

@@ -5,8 +5,8 @@
 //!   4 GiB). Racing first calls each map and build one; one wins a CAS, the
 //!   others unmap theirs.
 //! * Sizes come from the heap's page descriptors (`Heap::usable_size`); the
-//!   core is built with `checked`, so a double free is refused at the second
-//!   `free` even while the block sits in a magazine, and the shim aborts.
+//!   core refuses a double free at the second `free` even while the block
+//!   sits in a magazine (every build), and the shim aborts.
 //! * Each thread claims a magbuddy `Handle` on first use, kept in a static
 //!   array indexed by CPU slot and found through a pthread key (no
 //!   allocation, no `#[thread_local]`); the key's destructor releases it.
@@ -419,7 +419,7 @@ fn free_block(what: &str, p: *mut c_void) {
     }
     // SAFETY: the caller gives up `p`; the heap refuses (and changes
     // nothing for) anything that is not a live block of it, including a
-    // second free of a block still in a magazine (`checked`).
+    // second free of a block still in a magazine.
     let r = with_handle(
         g,
         |h| unsafe { h.try_free(p) },
