@@ -410,3 +410,28 @@ impl Region {
         Ok((s, e))
     }
 }
+
+#[cfg(all(test, not(any(loom, feature = "shuttle"))))]
+mod tests {
+    use super::*;
+
+    /// The largest grid `ids_fit` accepts gives every slab of the last
+    /// region an id below `u32::MAX`, so `id + 1` (the stacks' and current
+    /// slabs' "0 = none" encoding) never wraps; one area more is refused.
+    #[test]
+    fn slab_ids_of_the_largest_grid_fit_with_room_for_plus_one() {
+        let g = Geometry::DEFAULT;
+        let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
+        let slabs_per_area = (g.area_pages() as usize) >> SLAB_ORDER;
+        let areas = MAX_GRID_SLABS / slabs_per_area;
+        let fits = |areas: usize| {
+            let l = Layout::new(0, 0, areas * area_bytes, g).unwrap();
+            l.ids_fit(g)
+        };
+        assert!(fits(areas));
+        assert!(!fits(areas + 1));
+        let last_slab = (areas * slabs_per_area - 1) as u32;
+        let id = (((crate::MAX_REGIONS - 1) as u32) << 28) | last_slab;
+        assert!(id.checked_add(1).is_some(), "id {id:#x} + 1 wraps");
+    }
+}
