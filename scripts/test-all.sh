@@ -15,32 +15,43 @@ stage() {
 # Release code with debug assertions and overflow checks (profile `verify`).
 P=(--profile verify)
 
+# The model checkers are cfgs, not features: the whole workspace builds and
+# tests with the allocator's normal atomics, whatever is selected.
+SHUTTLE=(env RUSTFLAGS="--cfg shuttle" CARGO_TARGET_DIR=target/shuttle)
+LOOM=(env RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom)
+
 stage "format" cargo fmt --all -- --check
-stage "clippy" cargo clippy --workspace --all-targets "${P[@]}" -- -D warnings
+clippy() {
+  cargo clippy --workspace --all-targets "${P[@]}" -- -D warnings
+  cargo clippy -p magbuddy --all-targets --features checked,std "${P[@]}" -- -D warnings
+  "${SHUTTLE[@]}" cargo clippy -p verify --all-targets "${P[@]}" -- -D warnings
+  "${LOOM[@]}" cargo clippy -p verify --all-targets "${P[@]}" -- -D warnings
+}
+stage "clippy (workspace; checked; --cfg shuttle; --cfg loom)" clippy
 stage "no_std build (x86_64-unknown-none)" \
   cargo build -p magbuddy -p magbuddy-checkers --target x86_64-unknown-none "${P[@]}"
-stage "unit, integration and stress tests" cargo test "${P[@]}" --features std
+# What a user types first must leave a normal shim: build the workspace in
+# release and run a program under the shim from that build.
+workspace_release() {
+  cargo build --release --workspace
+  out=$(LD_PRELOAD="$PWD/target/release/libmagbuddy_preload.so" python3 -c 'print(1)')
+  test "$out" = 1
+}
+stage "cargo build --release --workspace, then the shim from it" workspace_release
+# Unit, integration and stress tests of every package, real threads with the
+# trace replay checker (verify-threads) included.
+stage "unit, integration and stress tests (cargo test --workspace)" \
+  cargo test --workspace "${P[@]}" --features magbuddy/std
 stage "checked build (racing frees of an object: exactly one wins on every path)" \
   cargo test "${P[@]}" -p magbuddy --features checked,std --lib --test checked --test heap \
   --test bad_input --test soundness --test soundness_checked
 # --show-output: each suite prints its schedule and event counts, the mutant
 # tests which tool caught what after how many schedules.
-stage "shuttle suites and mutants (cargo test -p verify)" cargo test -p verify "${P[@]}" \
-  -- --show-output
-# loom gets its own target directory: --cfg loom rebuilds everything.
-stage "loom models and mutants (preemption bound 2)" env RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 \
-  CARGO_TARGET_DIR=target/loom cargo test -p verify "${P[@]}" \
+stage "shuttle suites and mutants (--cfg shuttle, cargo test -p verify)" \
+  "${SHUTTLE[@]}" cargo test -p verify "${P[@]}" -- --show-output
+stage "loom models and mutants (--cfg loom, preemption bound 2)" \
+  "${LOOM[@]}" cargo test -p verify "${P[@]}" \
   --test loom_area --test loom_buddy --test loom_fastpath --test loom_mutants -- --show-output
-
-# verify/threads is a workspace of its own (magbuddy with core atomics, real
-# threads, the trace replay checker), small enough for miri.
-THREADS=(--manifest-path verify/threads/Cargo.toml)
-threads() {
-  cargo fmt "${THREADS[@]}" -- --check
-  CARGO_TARGET_DIR=target/threads cargo clippy "${THREADS[@]}" --all-targets "${P[@]}" -- -D warnings
-  CARGO_TARGET_DIR=target/threads cargo test "${THREADS[@]}" "${P[@]}"
-}
-stage "real threads with trace replay (verify/threads)" threads
 
 # miri: the root crate's unit tests that fit (the 64 MiB, exhaustive-model
 # and stack-stress tests take many minutes under miri), then the real-thread
@@ -59,7 +70,7 @@ miri() {
     --skip 64mib --skip exhaust_free_all --skip oversubscribed --skip model_random_sequences \
     --skip tests_init --skip baseline::tests:: --skip stack::tests::threads
   CARGO_TARGET_DIR=target/miri MIRIFLAGS="-Zmiri-many-seeds=0..8" \
-    cargo +nightly miri test "${THREADS[@]}"
+    cargo +nightly miri test -p verify-threads
 }
 stage "miri (unit tests; real threads, 8 seeds)" miri
 # The C-ABI malloc shim: its edge-case program and a Python workload run

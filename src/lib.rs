@@ -17,7 +17,7 @@ pub mod baseline;
 pub mod buddy;
 mod cas;
 mod error;
-#[cfg(all(feature = "std", not(any(loom, feature = "shuttle"))))]
+#[cfg(all(feature = "std", not(any(loom, shuttle))))]
 mod global;
 mod magazine;
 #[doc(hidden)]
@@ -41,7 +41,7 @@ pub const MAX_REGIONS: usize = 16;
 
 mod heap;
 pub use buddy::Geometry;
-#[cfg(all(feature = "std", not(any(loom, feature = "shuttle"))))]
+#[cfg(all(feature = "std", not(any(loom, shuttle))))]
 pub use global::MagbuddyAlloc;
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
 pub use magazine::MAG_ROUNDS;
@@ -150,21 +150,22 @@ pub mod testing {
         AreaClaim = 1,
     }
 
-    #[cfg(all(feature = "mutants", feature = "std"))]
+    #[cfg(all(any(shuttle, loom), feature = "std"))]
     const PROBES: usize = 2;
 
-    #[cfg(all(feature = "mutants", feature = "std"))]
+    #[cfg(all(any(shuttle, loom), feature = "std"))]
     std::thread_local! {
         static COUNTS: [core::cell::Cell<u64>; PROBES] = const {
             [const { core::cell::Cell::new(0) }; PROBES]
         };
     }
 
-    /// Counts `p` on the calling OS thread. Only with features `mutants` and
-    /// `std`; otherwise nothing (and compiled away).
+    /// Counts `p` on the calling OS thread. Only with a model checker's cfg
+    /// (`shuttle` or `loom`) and feature `std`; otherwise nothing (and
+    /// compiled away).
     #[inline(always)]
     pub(crate) fn note(p: Probe) {
-        #[cfg(all(feature = "mutants", feature = "std"))]
+        #[cfg(all(any(shuttle, loom), feature = "std"))]
         COUNTS.with(|c| c[p as usize].set(c[p as usize].get() + 1));
         let _ = p;
     }
@@ -173,11 +174,11 @@ pub mod testing {
     /// [`reset_probes`]. shuttle and loom run every task of an execution on
     /// the thread that called them, so this counts one test's executions
     /// even while other tests run on other threads. Always 0 without
-    /// features `mutants` and `std`.
+    /// a model checker's cfg and feature `std`.
     pub fn probe_count(p: Probe) -> u64 {
-        #[cfg(all(feature = "mutants", feature = "std"))]
+        #[cfg(all(any(shuttle, loom), feature = "std"))]
         return COUNTS.with(|c| c[p as usize].get());
-        #[cfg(not(all(feature = "mutants", feature = "std")))]
+        #[cfg(not(all(any(shuttle, loom), feature = "std")))]
         {
             let _ = p;
             0
@@ -186,7 +187,7 @@ pub mod testing {
 
     /// Sets this OS thread's probe counts to zero.
     pub fn reset_probes() {
-        #[cfg(all(feature = "mutants", feature = "std"))]
+        #[cfg(all(any(shuttle, loom), feature = "std"))]
         COUNTS.with(|c| c.iter().for_each(|x| x.set(0)));
     }
 

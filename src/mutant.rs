@@ -1,13 +1,14 @@
-//! Seeded bugs for the verification suites (feature `mutants`).
+//! Seeded bugs for the verification suites (built with the model checkers'
+//! cfgs, `--cfg shuttle` or `--cfg loom`, never in a normal build).
 //!
 //! Each mutant is a deliberate defect at one site, off unless a test selects
-//! it at run time, so one build of `verify` covers every mutant. Without the
-//! feature, [`on`] is a constant `false` and the sites compile away.
+//! it at run time, so one build of `verify` covers every mutant. In normal
+//! builds [`on`] is a constant `false` and the sites compile away.
 //!
 //! The selector is a `core` atomic in a static on purpose: it is set outside
 //! any model-checked execution and must not be a scheduling point.
 
-#[cfg(feature = "mutants")]
+#[cfg(any(shuttle, loom))]
 static ACTIVE: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 /// The seeded defects. The verification issue lists which tool must catch each.
@@ -36,20 +37,21 @@ pub enum Mutant {
     SlabReleaseWithReturns = 7,
 }
 
-/// Selects the active mutant (process-wide). Only with feature `mutants`.
-#[cfg(feature = "mutants")]
+/// Selects the active mutant (process-wide). Only under `--cfg shuttle` or
+/// `--cfg loom`.
+#[cfg(any(shuttle, loom))]
 pub fn select(m: Mutant) {
     ACTIVE.store(m as u32, core::sync::atomic::Ordering::SeqCst);
 }
 
-/// Whether mutant `m` is active. Always `false` without feature `mutants`.
+/// Whether mutant `m` is active. Always `false` in normal builds.
 #[inline(always)]
 pub fn on(m: Mutant) -> bool {
-    #[cfg(feature = "mutants")]
+    #[cfg(any(shuttle, loom))]
     {
         ACTIVE.load(core::sync::atomic::Ordering::Relaxed) == m as u32
     }
-    #[cfg(not(feature = "mutants"))]
+    #[cfg(not(any(shuttle, loom)))]
     {
         let _ = m;
         false

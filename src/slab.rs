@@ -594,7 +594,7 @@ impl SlabDesc {
     }
 }
 
-#[cfg(all(test, not(any(loom, feature = "shuttle"))))]
+#[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use super::*;
     use std::vec;

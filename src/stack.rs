@@ -116,7 +116,7 @@ impl IndexStack {
     }
 }
 
-#[cfg(all(test, not(any(loom, feature = "shuttle"))))]
+#[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use super::*;
     use std::vec::Vec;

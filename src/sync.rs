@@ -7,7 +7,7 @@
 //! |-----------------------------------------|---------------------------------|
 //! | normal (`cargo build`, the kernel)      | `portable_atomic` / `core`      |
 //! | `RUSTFLAGS="--cfg loom"`                | `loom` (exhaustive, orderings)  |
-//! | feature `shuttle` (`cargo test -p verify`) | `shuttle` (random/PCT schedules) |
+//! | `RUSTFLAGS="--cfg shuttle"` (`cargo test -p verify`) | `shuttle` (random/PCT schedules) |
 //!
 //! loom's and shuttle's atomics are not plain integers and have no `const fn
 //! new` guarantee we rely on, so metadata is always constructed in place with
@@ -21,7 +21,7 @@ mod imp {
     pub use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 }
 
-#[cfg(all(feature = "shuttle", not(loom)))]
+#[cfg(all(shuttle, not(loom)))]
 mod imp {
     pub use super::cell::UnsafeCell;
     pub use shuttle::hint::spin_loop;
@@ -30,7 +30,7 @@ mod imp {
     };
 }
 
-#[cfg(not(any(loom, feature = "shuttle")))]
+#[cfg(not(any(loom, shuttle)))]
 mod imp {
     pub use super::cell::UnsafeCell;
     pub use core::hint::spin_loop;
@@ -51,7 +51,7 @@ pub mod raw {
 }
 
 /// True when the atomics are a model checker's: tests shrink their work.
-pub const MODEL_CHECKED: bool = cfg!(any(loom, feature = "shuttle"));
+pub const MODEL_CHECKED: bool = cfg!(any(loom, shuttle));
 
 /// `core::cell::UnsafeCell` with loom's closure API (`with`, `with_mut`), so
 /// code written for loom's tracked cell compiles unchanged on the other

@@ -3,8 +3,8 @@
 //! strings, channels moving boxes across threads (remote frees), and waves
 //! of threads that come and go (handles claimed and released).
 //!
-//! Not built when `shuttle` atomics are unified in (`--workspace` builds).
-#![cfg(not(feature = "shuttle"))]
+//! Not built under a model checker's cfg (its atomics need its runtime).
+#![cfg(not(any(shuttle, loom)))]
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::mpsc;

@@ -114,19 +114,8 @@ where
         Ok(_) => Ok(schedules),
         Err(payload) => Err(Caught {
             schedules,
-            message: panic_message(&*payload),
+            message: crate::quiet::panic_message(&*payload),
         }),
-    }
-}
-
-/// The text of a panic payload.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "(non-string panic payload)".to_string()
     }
 }
 

@@ -15,19 +15,28 @@
 //! Schedule counts scale with `MAGBUDDY_VERIFY_SCALE` ([`schedules`]).
 #![allow(clippy::missing_safety_doc)]
 
+#[cfg(shuttle)]
 mod explore;
 #[cfg(loom)]
 pub mod loom_models;
 mod quiet;
+#[cfg(shuttle)]
 pub mod scenario;
+#[cfg(shuttle)]
 mod tally;
+#[cfg(shuttle)]
 mod via;
+#[cfg(shuttle)]
 mod world;
 
+#[cfg(shuttle)]
 pub use explore::{explore, hunt, suite, Caught, Sched};
 pub use quiet::{hunting, install_quiet_hook};
+#[cfg(shuttle)]
 pub use tally::Tally;
+#[cfg(shuttle)]
 pub use via::Via;
+#[cfg(shuttle)]
 pub use world::{block_bytes, Client, Op, Run, World};
 
 use std::alloc::{alloc, dealloc, Layout};
@@ -35,7 +44,8 @@ use std::alloc::{alloc, dealloc, Layout};
 use magbuddy::{Geometry, Heap, HeapConfig};
 
 /// Schedules per test: `base` times `MAGBUDDY_VERIFY_SCALE` (default 1), so a
-/// soak run is `MAGBUDDY_VERIFY_SCALE=100 cargo test -p verify --profile verify`.
+/// soak run is `MAGBUDDY_VERIFY_SCALE=100 RUSTFLAGS="--cfg shuttle" cargo test -p verify
+/// --profile verify`.
 pub fn schedules(base: usize) -> usize {
     base * scale()
 }

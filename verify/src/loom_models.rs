@@ -330,7 +330,7 @@ pub fn hunt(body: fn(&Seen)) -> Result<usize, (usize, String)> {
     let n = runs.load(StdOrdering::Relaxed);
     result
         .map(|()| n)
-        .map_err(|p| (n, crate::explore::panic_message(&*p)))
+        .map_err(|p| (n, crate::quiet::panic_message(&*p)))
 }
 
 /// The depot's tagged stack: nodes 0, 1, 2 (0 on top), each with a

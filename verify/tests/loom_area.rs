@@ -4,7 +4,7 @@
 //! loom-tracked cell written by its owner: if a free's Release did not reach
 //! the next allocation's Acquire, loom reports a data race.
 //!
-//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p verify --release --test loom_area`
+//! Run: `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p verify --profile verify --test loom_area`
 #![cfg(loom)]
 
 use loom::cell::UnsafeCell;

@@ -10,7 +10,7 @@
 //! asserting only where a verdict is claimed. Ordering mutants (shuttle
 //! treats every atomic as SeqCst) belong in `loom_mutants.rs`; adding a
 //! mutant here is one `Case` row and, if needed, one scenario.
-#![cfg(not(loom))]
+#![cfg(shuttle)]
 
 use magbuddy::mutant::{select, Mutant};
 use verify::scenario::{

@@ -2,7 +2,7 @@
 //! the heap's page descriptors in front (bodies in `verify::scenario`):
 //! double frees refused by the tree while buddies merge, and invariant R
 //! seen by an observer while a free is in flight.
-#![cfg(not(loom))]
+#![cfg(shuttle)]
 
 use verify::scenario::{area_double_free, r_observer};
 use verify::{suite, Sched};

@@ -9,7 +9,7 @@
 //! canaries; the client-side trace is replayed at the end; the heap must
 //! validate, give every byte back and be coalesced into exactly the free
 //! blocks it started with.
-#![cfg(not(loom))]
+#![cfg(shuttle)]
 
 use verify::scenario::{churn, Mix, SMALL, WIDE};
 use verify::{suite, Sched};

@@ -8,7 +8,7 @@
 //! `validate()` and "every buddy merged back"; each test asserts the
 //! events it exists for (counts are deterministic per seed: the minimums
 //! sit well below what a run shows).
-#![cfg(not(loom))]
+#![cfg(shuttle)]
 
 use verify::scenario::{drain_oom, fast, Fast};
 use verify::{suite, Sched, Tally};

@@ -3,7 +3,7 @@
 //! heap (bodies in `verify::scenario`). Each body checks the shadow bitmap,
 //! canaries and trace replay inside the schedule and ends with
 //! `validate()`; each test asserts the events it exists for.
-#![cfg(not(loom))]
+#![cfg(shuttle)]
 
 use verify::scenario::{double_free, oom, runs, runs_undone, shared_path};
 use verify::{suite, Sched};

@@ -10,7 +10,7 @@
 //! tree), at schedule 673 (random) and 28 (PCT) with the suites' seeds.
 //! With the assertion disabled, the 2000 schedules count 2000 (random) and
 //! 616 (PCT) allocations overlapping a reclaim.
-#![cfg(not(loom))]
+#![cfg(shuttle)]
 
 use verify::scenario::reclaim_races_shared_alloc;
 use verify::{suite, Sched};

@@ -1,7 +1,7 @@
 //! The seam: the real heap, built with shuttle's atomics, explored by
 //! shuttle's random scheduler. If the facade fell back to `core` atomics,
 //! shuttle could not preempt inside a CAS loop and no retry would be seen.
-#![cfg(not(loom))]
+#![cfg(shuttle)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
