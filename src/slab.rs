@@ -251,6 +251,11 @@ impl SlabDesc {
     pub(crate) unsafe fn mark_free(&self, base: usize, c: usize, p: usize) -> bool {
         // SAFETY: forwarded.
         let (w, m) = unsafe { self.bit(base, c, Self::index_of(base, c, p)) };
+        if mutant::on(Mutant::FreeBitTwoStep) {
+            let old = w.load(Ordering::Acquire);
+            w.store(old | m, Ordering::Release);
+            return old & m == 0;
+        }
         // Release: a checker that sees the bit also sees the object's tag and
         // the owner's `progress`; Acquire: orders us after the clearing.
         w.fetch_or(m, Ordering::AcqRel) & m == 0

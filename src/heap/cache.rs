@@ -332,7 +332,9 @@ impl Handle<'_> {
                     Some(p) => out[n] = p.as_ptr() as usize,
                     None => break,
                 }
-                self.heap.cache_block(out[n], k);
+                if !crate::mutant::on(crate::mutant::Mutant::RefillSkipsMark) {
+                    self.heap.cache_block(out[n], k);
+                }
                 n += 1;
             }
             return n;

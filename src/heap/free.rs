@@ -67,9 +67,10 @@ impl Heap {
             return Ok((reg, page, Block::Object(c)));
         }
         // A block in a magazine is free: `DoubleFree`, whatever the build.
+        let cached_is_free = !crate::mutant::on(crate::mutant::Mutant::CachedAsLive);
         match desc.order() {
             _ if addr % PAGE_SIZE != 0 => Err(self.classify(reg, page, addr)),
-            Some(_) if desc.is_cached() => Err(FreeError::DoubleFree(addr)),
+            Some(_) if desc.is_cached() && cached_is_free => Err(FreeError::DoubleFree(addr)),
             Some(k) => Ok((reg, page, Block::Pages(k))),
             None => Err(self.classify(reg, page, addr)),
         }
@@ -156,10 +157,16 @@ impl Heap {
             }
             // AcqRel: as the descriptor CAS in `release_block`; fails on a
             // cached (free) block, which the general path then names.
+            // Mutant: any head of order k, cached ones included, is claimed.
+            let expect = if crate::mutant::on(crate::mutant::Mutant::CachedAsLive) {
+                desc
+            } else {
+                PageDesc::head(k)
+            };
             first
                 .desc(page)
                 .compare_exchange(
-                    PageDesc::head(k).0,
+                    expect.0,
                     PageDesc::cached(k).0,
                     Ordering::AcqRel,
                     Ordering::Relaxed,

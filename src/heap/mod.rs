@@ -189,7 +189,9 @@ impl Heap {
         let g = config.geometry;
         // Slabs and the largest cached page blocks (both order 2) must fit an
         // area: the tree serves blocks of at most an area inside one area.
-        if g.area_order() < SLAB_ORDER {
+        if g.area_order() < SLAB_ORDER
+            && !crate::mutant::on(crate::mutant::Mutant::GeometryUnchecked)
+        {
             return Err(InitError::BadGeometry {
                 area_pages: g.area_pages(),
                 min: 1 << SLAB_ORDER,

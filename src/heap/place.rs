@@ -171,6 +171,9 @@ impl Heap {
     /// Frees completed in the whole heap: the sum of the areas' free counts,
     /// each of which only grows, so an equal sum means no count moved.
     fn frees_completed(&self) -> u64 {
+        if crate::mutant::on(crate::mutant::Mutant::NoneIgnoresFrees) {
+            return 0;
+        }
         self.regions()
             .flat_map(|reg| (0..reg.areas).map(move |a| reg.free_count(a)))
             // Acquire: pairs with the Release in `Area::gave_back`.

@@ -146,6 +146,10 @@ impl Layout {
     /// 4 TiB with 16 KiB slabs; the grid starts at the area boundary below
     /// the range, so it may be up to an area larger than the range).
     pub(crate) fn ids_fit(&self, g: Geometry) -> bool {
+        if crate::mutant::on(crate::mutant::Mutant::SlabIdsWrap) {
+            // The old bound: the range's own pages below 2^30.
+            return (self.usable_hi - self.usable_lo) >> PAGE_SHIFT < 1 << 30;
+        }
         (self.areas << g.area_order()) >> SLAB_ORDER <= MAX_GRID_SLABS
     }
 

@@ -154,6 +154,9 @@ impl Heap {
         // with free objects (a released handle's magazines going home): look
         // at the abandoned lists once more before reporting out-of-memory.
         let Some(p) = self.alloc_order(SLAB_ORDER, ctx) else {
+            if crate::mutant::on(crate::mutant::Mutant::RetrySkipsAbandoned) {
+                return None;
+            }
             return self.adopt_any(c, token, ctx);
         };
         let reg = self

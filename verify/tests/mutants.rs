@@ -14,8 +14,8 @@
 
 use magbuddy::mutant::{select, Mutant};
 use verify::scenario::{
-    area_double_free, churn, double_free, drain_oom, fast, oom, r_observer, runs, shared_path,
-    Fast, Mix, SMALL, WIDE,
+    area_double_free, churn, double_free, drain_oom, fast, oom, r_observer,
+    reclaim_races_shared_alloc, runs, shared_path, Fast, Mix, SMALL, WIDE,
 };
 use verify::{hunt, hunting, install_quiet_hook, Sched, Tally};
 
@@ -71,6 +71,7 @@ const SCENARIOS: &[(&str, Body)] = &[
     ("drain_oom", drain_oom),
     ("fast_exhaust", fast_exhaust),
     ("fast_claimed", fast_claimed),
+    ("reclaim_races_shared_alloc", reclaim_races_shared_alloc),
 ];
 
 /// What a row claims about one mutant and one scenario.
