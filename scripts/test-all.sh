@@ -49,6 +49,9 @@ stage "checked build (racing frees of an object: exactly one wins on every path)
 # tests which tool caught what after how many schedules.
 stage "shuttle suites and mutants (--cfg shuttle, cargo test -p verify)" \
   "${SHUTTLE[@]}" cargo test -p verify "${P[@]}" -- --show-output
+# Seeded soundness bugs against the tests that must catch them (real threads,
+# regression and bad-input tests) in a --cfg magbuddy_mutants build.
+stage "seeded soundness bugs (scripts/mutants.sh)" scripts/mutants.sh
 stage "loom models and mutants (--cfg loom, preemption bound 2)" \
   "${LOOM[@]}" cargo test -p verify "${P[@]}" \
   --test loom_area --test loom_buddy --test loom_fastpath --test loom_mutants -- --show-output
