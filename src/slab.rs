@@ -182,7 +182,11 @@ pub(crate) struct SlabDesc {
     /// 0..32, takes from the slab so far in bits 32..64 (see `Progress`).
     progress: AtomicU64,
     /// The free bitmap of a slab of at most 64 objects (see the module doc).
-    free_bits: raw::AtomicU64,
+    /// 32-bit words, like the bitmap in a slab's tail, so every atomic laid
+    /// over slab memory (tags, bitmap words) has one size: memory that a
+    /// released slab had as a bitmap may hold tags after reuse, and atomics
+    /// of different sizes over the same bytes are not allowed to race.
+    free_bits: [raw::AtomicU32; 2],
     local: UnsafeCell<Local>,
 }
 
@@ -212,7 +216,7 @@ impl SlabDesc {
             returns: AtomicU64::new(0),
             link: AtomicU32::new(0),
             progress: AtomicU64::new(0),
-            free_bits: raw::AtomicU64::new(0),
+            free_bits: [raw::AtomicU32::new(0), raw::AtomicU32::new(0)],
             local: UnsafeCell::new(Local::default()),
         }
     }
@@ -222,16 +226,16 @@ impl SlabDesc {
     /// # Safety
     /// The slab lives at `base` with class `c`, and `i < capacity(c)`.
     #[inline(always)]
-    unsafe fn bit(&self, base: usize, c: usize, i: u32) -> (&raw::AtomicU64, u64) {
-        let mask = 1u64 << (i % 64);
+    unsafe fn bit(&self, base: usize, c: usize, i: u32) -> (&raw::AtomicU32, u32) {
+        let (word, mask) = (i as usize / 32, 1u32 << (i % 32));
         if slots(c) <= 64 {
-            return (&self.free_bits, mask);
+            return (&self.free_bits[word], mask);
         }
         let tail = base + capacity(c) as usize * class_size(c);
         // SAFETY: the bitmap lies in the slab's tail, 8-aligned, past every
         // object (`capacity`), and the slab is live (caller).
         (
-            unsafe { &*((tail + (i as usize / 64) * 8) as *const raw::AtomicU64) },
+            unsafe { &*((tail + word * 4) as *const raw::AtomicU32) },
             mask,
         )
     }
@@ -318,11 +322,11 @@ impl SlabDesc {
             }
         });
         let cap = capacity(c);
-        for w in 0..cap.div_ceil(64) {
-            let n = (cap - w * 64).min(64);
-            let bits = if n == 64 { u64::MAX } else { (1 << n) - 1 };
-            // SAFETY: `w * 64 < cap`; the slab is ours (caller).
-            let (word, _) = unsafe { self.bit(base, c, w * 64) };
+        for w in 0..cap.div_ceil(32) {
+            let n = (cap - w * 32).min(32);
+            let bits = if n == 32 { u32::MAX } else { (1 << n) - 1 };
+            // SAFETY: `w * 32 < cap`; the slab is ours (caller).
+            let (word, _) = unsafe { self.bit(base, c, w * 32) };
             // Relaxed: published with the slab's descriptors (Release).
             word.store(bits, Ordering::Relaxed);
         }

@@ -43,11 +43,14 @@ pub use imp::*;
 /// Atomics laid over the heap's own memory: the free tag inside a freed
 /// object and the free bitmaps of slabs (see `crate::slab`). They are always
 /// the hardware's: a model checker's atomics are not plain integers and cannot
-/// be overlaid on raw bytes. The model checkers therefore see these accesses
+/// be overlaid on raw bytes. All are 32-bit (see `crate::slab`): memory may
+/// hold one kind after a slab is released and the other after it is reused,
+/// and atomics of different sizes over the same bytes must not mix. The
+/// model checkers therefore see these accesses
 /// as ordinary, never-interleaved memory operations; each is a single load,
 /// store or read-modify-write whose atomicity the hardware guarantees.
 pub mod raw {
-    pub use core::sync::atomic::{AtomicU32, AtomicU64};
+    pub use core::sync::atomic::AtomicU32;
 }
 
 /// True when the atomics are a model checker's: tests shrink their work.
