@@ -26,6 +26,15 @@ stage "checked build (double frees caught inside magazines)" \
 # tests which tool caught what after how many schedules.
 stage "shuttle suites and mutants (cargo test -p verify)" cargo test -p verify "${P[@]}" \
   -- --show-output
+# The linearizability checker's own tests (feature `alloc`: not in the
+# default members' build), then its suites again in the `checked` build,
+# whose handles also race double frees of objects (exactly-one on every
+# path pair there).
+lin_checked() {
+  cargo test -p magbuddy-checkers "${P[@]}" --features alloc --lib lin
+  cargo test -p verify "${P[@]}" --features checked --test shuttle_lin -- --show-output
+}
+stage "linearizability checker; its suites in the checked build" lin_checked
 # loom gets its own target directory: --cfg loom rebuilds everything.
 stage "loom models and mutants (preemption bound 2)" env RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 \
   CARGO_TARGET_DIR=target/loom cargo test -p verify "${P[@]}" \

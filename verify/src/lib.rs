@@ -24,8 +24,8 @@ mod tally;
 mod via;
 mod world;
 
-pub use explore::{explore, hunt, suite, Caught, Sched};
-pub use quiet::{hunting, install_quiet_hook};
+pub use explore::{explore, hunt, suite, suite_seed, Caught, Sched};
+pub use quiet::{hunting, install_quiet_hook, quietly};
 pub use tally::Tally;
 pub use via::Via;
 pub use world::{block_bytes, Client, Op, Run, World};
