@@ -49,6 +49,10 @@ stage "checked build (racing frees of an object: exactly one wins on every path)
 # tests which tool caught what after how many schedules.
 stage "shuttle suites and mutants (--cfg shuttle, cargo test -p verify)" \
   "${SHUTTLE[@]}" cargo test -p verify "${P[@]}" -- --show-output
+# The linearizability suites again in the `checked` build, whose handles also
+# race double frees of objects (exactly-one on every path pair there).
+stage "linearizability suites in the checked build (--cfg shuttle)" \
+  "${SHUTTLE[@]}" cargo test -p verify "${P[@]}" --features checked --test shuttle_lin -- --show-output
 # Seeded soundness bugs against the tests that must catch them (real threads,
 # regression and bad-input tests) in a --cfg magbuddy_mutants build.
 stage "seeded soundness bugs (scripts/mutants.sh)" scripts/mutants.sh

@@ -30,8 +30,8 @@ mod via;
 mod world;
 
 #[cfg(shuttle)]
-pub use explore::{explore, hunt, suite, Caught, Sched};
-pub use quiet::{hunting, install_quiet_hook};
+pub use explore::{explore, hunt, suite, suite_seed, Caught, Sched};
+pub use quiet::{hunting, install_quiet_hook, quietly};
 #[cfg(shuttle)]
 pub use tally::Tally;
 #[cfg(shuttle)]

@@ -22,6 +22,13 @@ impl Tally {
         *self.counts.lock().unwrap().entry(event).or_default() += n;
     }
 
+    /// Raises `event` to `n` if it is lower (a maximum, not a sum).
+    pub fn max(&self, event: &'static str, n: u64) {
+        let mut counts = self.counts.lock().unwrap();
+        let v = counts.entry(event).or_default();
+        *v = (*v).max(n);
+    }
+
     /// The count of `event` (0 if never added).
     pub fn get(&self, event: &str) -> u64 {
         self.counts.lock().unwrap().get(event).copied().unwrap_or(0)

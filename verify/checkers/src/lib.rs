@@ -9,6 +9,9 @@
 //!   the allocator's free bytes came back.
 //! - [`trace`]: client-side event logs with global sequence numbers,
 //!   replayed afterwards into a shadow bitmap.
+//! - [`lin`] (feature `alloc`): recorded concurrent histories of heap calls
+//!   checked for linearizability against a sequential specification of the
+//!   heap (the one checker here that allocates: its search keeps a set).
 //!
 //! The caller provides all storage (bitmap words, trace buffers), so no
 //! allocator is needed, and every shared update is a single atomic
@@ -73,6 +76,8 @@
 
 pub mod canary;
 pub mod ledger;
+#[cfg(feature = "alloc")]
+pub mod lin;
 pub mod shadow;
 pub mod trace;
 
