@@ -36,7 +36,7 @@ impl PageDesc {
     const ORDER_MASK: u32 = 0x3f;
 
     const SLAB: u32 = 1 << 30;
-    /// With `HEAD`: the block sits in a magazine (`checked` builds only).
+    /// With `HEAD`: the block sits in a magazine (it is free).
     const CACHED: u32 = 1 << 29;
 
     /// First page of a live buddy block of order `k`.
@@ -44,7 +44,7 @@ impl PageDesc {
         Self(Self::HEAD | k)
     }
 
-    /// Head of a block of order `k` that sits in a magazine (`checked`).
+    /// Head of a block of order `k` that sits in a magazine.
     pub(crate) const fn cached(k: u32) -> Self {
         Self(Self::HEAD | Self::CACHED | k)
     }
