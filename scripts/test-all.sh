@@ -44,7 +44,8 @@ stage "unit, integration and stress tests (cargo test --workspace)" \
   cargo test --workspace "${P[@]}" --features magbuddy/std
 stage "checked build (racing frees of an object: exactly one wins on every path)" \
   cargo test "${P[@]}" -p magbuddy --features checked,std --lib --test checked --test heap \
-  --test bad_input --test soundness --test soundness_checked
+  --test bad_input --test soundness --test soundness_checked --test race_matrix_checked \
+  --test model_fuzz
 # --show-output: each suite prints its schedule and event counts, the mutant
 # tests which tool caught what after how many schedules.
 stage "shuttle suites and mutants (--cfg shuttle, cargo test -p verify)" \

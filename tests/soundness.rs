@@ -60,8 +60,8 @@ use std::time::{Duration, Instant};
 use common::Mem;
 use magbuddy::{FreeError, Geometry, Heap, HeapConfig, InitError};
 use soundness_support::{
-    exactly_one_ok, pin_to_cpu, race_frees, refused_as_free, slab_base, Live, Mapping, Side, Twins,
-    KIB, MIB, PAGE, SLAB, TIB,
+    exactly_one_ok, exercise_geometry, free_all_and_validate, panic_text, pin_to_cpu, race_frees,
+    refused_as_free, slab_base, Live, Side, TopSlab, Twins, KIB, MIB, PAGE, SLAB, TIB,
 };
 
 /// The tests that keep both cores busy (real-thread races, the 4 TiB
@@ -95,16 +95,6 @@ fn alloc_unique(
         let p = alloc().unwrap_or_else(|| panic!("{what}: allocation {i} failed"));
         live.add(p.as_ptr() as usize, what);
     }
-}
-
-/// Frees every block of `live` on the shared path, then reclaims and
-/// validates.
-fn free_all_and_validate(heap: &Heap, live: &mut Live) {
-    for p in live.drain() {
-        unsafe { heap.try_free(p as *mut u8) }.unwrap();
-    }
-    heap.reclaim();
-    heap.validate().unwrap();
 }
 
 /// Bug 1 (src/heap/free.rs `check_object` checks only alignment): a free of
@@ -342,132 +332,32 @@ fn bug4_shared_free_of_a_page_in_a_handle_magazine_is_refused() {
     shared_free_of_a_block_in_a_handle_magazine(4096);
 }
 
-/// A heap over a region of just under 4 TiB whose start is not aligned to
-/// an area (1 MiB), so its grid starts below `start` and its top pages have
-/// grid indices of 2^30 and more; everything but the top 16 KiB block is
-/// allocated. `None` if init refused the region as too large (a fix).
-struct TopOf4Tib {
-    heap: *const Heap,
-    /// The only free block of 16 KiB or more: the highest one.
-    top: usize,
-    /// 16 KiB blocks the test holds (all but `top`).
-    held: Vec<usize>,
-    /// Where the grid of the region starts (area-aligned, below `start`).
-    base: usize,
-    end: usize,
-    // Last: the heap lives inside it.
-    _map: Mapping,
-}
-
-impl TopOf4Tib {
-    /// Reserves the region (plus `extra` bytes after it for the caller) and
-    /// fills it; `before_slabs` runs just before the 16 KiB fill.
-    fn build(extra: usize, before_slabs: impl FnOnce(&Heap, usize)) -> Option<Self> {
-        let map = Mapping::reserve(4 * TIB + 2 * MIB + extra);
-        // 512 KiB above an area boundary: the grid starts 512 KiB below.
-        let start = map.addr().next_multiple_of(MIB) + 512 * KIB;
-        // 2^30 - 1 pages: the largest length check_range accepts.
-        let len = 4 * TIB - PAGE;
-        let base = start & !(MIB - 1);
-        let end = start + len;
-        assert!(
-            end - base > 4 * TIB,
-            "the top pages have grid index 2^30 or more"
-        );
-        let cfg = HeapConfig {
-            zeroed: true,
-            ..HeapConfig::new(1)
-        };
-        let heap = match unsafe { Heap::init_with(start as *mut u8, len, cfg) } {
-            Err(InitError::TooLarge) => return None,
-            Err(e) => panic!("init of a 4 TiB - 4 KiB region: {e:?}"),
-            Ok(h) => h,
-        };
-        // Successive halving: the largest blocks first, down to one area.
-        let mut size = 1usize << 42;
-        while size >= MIB {
-            while let Some(p) = heap.alloc(size) {
-                assert!(p.as_ptr() as usize + size <= end);
-            }
-            size /= 2;
-        }
+/// A heap over a region of 4 TiB - 4 KiB (the largest 5d3224e accepted)
+/// starting 512 KiB above an area boundary, so its grid starts below
+/// `start` and its top pages have grid indices of 2^30 and more, filled
+/// but for its top 16 KiB block (see `TopSlab`); `extra` bytes after it for
+/// the caller. `None` if init refused the region as too large (a fix).
+fn top_of_4_tib(extra: usize, before_slabs: impl FnOnce(&Heap, usize)) -> Option<TopSlab> {
+    let len = 4 * TIB - PAGE;
+    let t = match TopSlab::build(512 * KIB, len, extra, true, |heap, end| {
         before_slabs(heap, end);
-        let mut held = Vec::new();
-        while let Some(p) = heap.alloc(SLAB) {
-            held.push(p.as_ptr() as usize);
-        }
-        // The highest block of this region (a region added by
-        // `before_slabs` lies above it).
-        let top = held
-            .iter()
-            .copied()
-            .filter(|&p| p < end)
-            .max()
-            .expect("16 KiB blocks were left");
-        assert!(
-            top - base >= 4 * TIB,
-            "the top 16 KiB block {top:#x} has grid page {:#x} >= 2^30",
-            (top - base) / PAGE
-        );
-        held.retain(|&p| p != top);
-        unsafe { heap.try_free(top as *mut u8) }.unwrap();
-        Some(Self {
-            heap,
-            top,
-            held,
-            base,
-            end,
-            _map: map,
-        })
-    }
-
-    fn heap(&self) -> &Heap {
-        // SAFETY: built in `build`, inside `self.map`.
-        unsafe { &*self.heap }
-    }
-
-    /// The top slab must serve small objects on both paths and go back to
-    /// the tree whole. (No `validate()`: on a 4 TiB heap it walks 2^30 page
-    /// descriptors, about 8 s here; the API checks below cover the slab.)
-    fn check_top_slab(&self) {
-        let heap = self.heap();
-        let in_top = |p: usize| (self.top..self.top + SLAB).contains(&p);
-        let p = heap
-            .alloc(64)
-            .expect("the top 16 KiB block is free")
-            .as_ptr() as usize;
-        assert!(
-            in_top(p),
-            "alloc(64) returned {p:#x}, outside the only free slab-sized block \
-             {:#x} (grid page {:#x}); held block containing it: {:?}",
-            self.top,
-            (self.top - self.base) / PAGE,
-            self.held
-                .iter()
-                .find(|&&b| (b..b + SLAB).contains(&p))
-                .map(|b| format!("{b:#x}"))
-        );
-        assert_eq!(heap.usable_size(p as *const u8), Ok(64));
-        let mut h = heap.handle_for(0).unwrap();
-        let q = h.alloc(64).unwrap().as_ptr() as usize;
-        assert!(in_top(q) && q != p, "handle alloc(64) {q:#x}");
-        unsafe {
-            h.try_free(q as *mut u8).unwrap();
-            heap.try_free(p as *mut u8).unwrap();
-        }
-        refused_as_free(
-            unsafe { heap.try_free(p as *mut u8) },
-            p,
-            "second free in the top slab",
-        );
-        drop(h);
-        heap.reclaim();
-        assert_eq!(heap.corruptions().0, 0);
-        // The slab went back to the tree whole.
-        let again = heap.alloc(SLAB).expect("top block free again").as_ptr() as usize;
-        assert_eq!(again, self.top);
-        assert!(self.top + SLAB <= self.end);
-    }
+        Vec::new()
+    }) {
+        Err(InitError::TooLarge) => return None,
+        Err(e) => panic!("init of a 4 TiB - 4 KiB region: {e:?}"),
+        Ok(t) => t,
+    };
+    assert!(
+        t.end - t.base > 4 * TIB,
+        "the top pages have grid index 2^30 or more"
+    );
+    let top = t.top;
+    assert!(
+        top - t.base >= 4 * TIB,
+        "the top 16 KiB block {top:#x} has grid page {:#x} >= 2^30",
+        (top - t.base) / PAGE
+    );
+    Some(t)
 }
 
 /// Bug 5 (src/heap/region.rs `check_range` limits the region's own pages to
@@ -487,7 +377,7 @@ impl TopOf4Tib {
 #[test]
 fn bug5_top_slab_of_a_region_just_under_4_tib() {
     let _one_at_a_time = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(t) = TopOf4Tib::build(0, |_, _| {}) {
+    if let Some(t) = top_of_4_tib(0, |_, _| {}) {
         t.check_top_slab();
     }
 }
@@ -498,7 +388,7 @@ fn bug5_top_slab_of_a_region_just_under_4_tib() {
 #[test]
 fn bug5_top_slab_of_a_region_just_under_4_tib_with_a_second_region() {
     let _one_at_a_time = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
-    let t = TopOf4Tib::build(8 * MIB, |heap, end| {
+    let t = top_of_4_tib(8 * MIB, |heap, end| {
         // Region 1 (a small one after region 0, in the same mapping),
         // filled by the 16 KiB fill like the rest.
         let start = end.next_multiple_of(MIB) + MIB;
@@ -685,78 +575,21 @@ fn bug8_every_accepted_geometry_serves_or_is_refused() {
                 continue;
             };
             accepted += 1;
-            let r = std::panic::catch_unwind(|| exercise_geometry(g));
-            if let Err(e) = r {
-                let msg = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                panic!("geometry ({chunk_order}, {area_order}): {msg}");
+            let cfg = HeapConfig {
+                geometry: g,
+                ..config(2)
+            };
+            let len = Heap::min_region_len(cfg) + 4 * (g.area_pages() as usize) * PAGE;
+            match std::panic::catch_unwind(|| exercise_geometry(cfg, len)) {
+                Ok(counts) => println!("{g:?}: {counts:?}"),
+                Err(e) => panic!(
+                    "geometry ({chunk_order}, {area_order}): {}",
+                    panic_text(&*e)
+                ),
             }
         }
     }
     assert!(accepted > 10, "{accepted} geometries accepted");
-}
-
-fn exercise_geometry(g: Geometry) {
-    let area = (g.area_pages() as usize) * PAGE;
-    let cfg = HeapConfig {
-        geometry: g,
-        ..config(2)
-    };
-    let len = Heap::min_region_len(cfg) + 4 * area;
-    let mem = Mem::aligned(len, MIB);
-    let heap = match unsafe { Heap::init_with(mem.ptr(), len, cfg) } {
-        Ok(h) => h,
-        Err(e) => {
-            assert!(
-                g.area_pages() < 4,
-                "{g:?} has slab-sized areas and must be served, init said {e:?}"
-            );
-            println!("{g:?}: refused ({e})");
-            return;
-        }
-    };
-    let free_at_start = heap.stats().free_bytes;
-    let mut counts = Vec::new();
-    let mut live = Live::new();
-    for size in [64, 2048, PAGE, 4 * PAGE, area, 2 * area] {
-        alloc_until_none(&mut live, &format!("shared alloc({size})"), || {
-            heap.alloc(size)
-        });
-        counts.push((size, live.len()));
-        free_all_and_validate(heap, &mut live);
-        assert_eq!(heap.stats().free_bytes, free_at_start, "shared, {size} B");
-    }
-    let mut h = heap.handle_for(0).unwrap();
-    for size in [64, 2048, PAGE, 4 * PAGE, 2 * area] {
-        alloc_until_none(&mut live, &format!("handle alloc({size})"), || {
-            h.alloc(size)
-        });
-        counts.push((size, live.len()));
-        for p in live.drain() {
-            unsafe { h.try_free(p as *mut u8) }.unwrap();
-        }
-    }
-    drop(h);
-    heap.reclaim();
-    heap.validate().unwrap();
-    assert_eq!(heap.stats().free_bytes, free_at_start, "after the handle");
-    assert_eq!(heap.corruptions().0, 0);
-    assert!(counts.iter().take(4).all(|&(_, n)| n > 0), "{counts:?}");
-    println!("{g:?}: {counts:?}");
-}
-
-fn alloc_until_none(
-    live: &mut Live,
-    what: &str,
-    mut alloc: impl FnMut() -> Option<std::ptr::NonNull<u8>>,
-) {
-    while let Some(p) = alloc() {
-        live.add(p.as_ptr() as usize, what);
-        assert!(live.len() < 1 << 20, "{what}: never runs out");
-    }
 }
 
 /// Stores in a live object the value the allocator keeps in free objects:

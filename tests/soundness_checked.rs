@@ -30,15 +30,13 @@
 //!   out: 0x... is not an allocated block, ... got Ok(())" (the default
 //!   build refuses this one).
 
-mod common;
 mod soundness_support;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::Mem;
-use magbuddy::{Heap, HeapConfig};
-use soundness_support::{exactly_one_ok, race_frees, refused_as_free, Live, Side, Twins, MIB};
+use magbuddy::HeapConfig;
+use soundness_support::{race_and_reallocate, refused_as_free, Live, Side, Twins, MIB};
 
 /// Real-thread races run one at a time: two racers per test on two cores.
 static RACES: Mutex<()> = Mutex::new(());
@@ -50,40 +48,12 @@ fn config(cpus: usize) -> HeapConfig {
     }
 }
 
-/// Races two frees of each block (one thread per side, see `race_frees`),
-/// then checks that allocations on both paths never hand out a block
-/// twice.
+/// Races two frees of each block (one thread per side), then checks that
+/// allocations on both paths never hand out a block twice (see
+/// `race_and_reallocate`).
 fn race(sides: [Side; 2], size: usize, what: &str) {
     let _one_at_a_time = RACES.lock().unwrap_or_else(|e| e.into_inner());
-    let mem = Mem::new(16 * MIB);
-    let heap = unsafe { Heap::init_with(mem.ptr(), mem.len(), config(2)) }.unwrap();
-    let per_round = if size <= 2048 { 512 } else { 256 };
-    let r = race_frees(
-        heap,
-        &sides,
-        size,
-        per_round,
-        100_000,
-        Duration::from_millis(3000),
-    );
-    exactly_one_ok(&r, what);
-    let mut live = Live::new();
-    let mut h = heap.handle_for(0).unwrap();
-    for i in 0..if size <= 2048 { 2048 } else { 512 } {
-        let p = h.alloc(size).unwrap_or_else(|| panic!("handle alloc {i}"));
-        live.add(p.as_ptr() as usize, "handle alloc after the race");
-        let q = heap
-            .alloc(size)
-            .unwrap_or_else(|| panic!("shared alloc {i}"));
-        live.add(q.as_ptr() as usize, "shared alloc after the race");
-    }
-    drop(h);
-    assert_eq!(heap.corruptions().0, 0);
-    for p in live.drain() {
-        unsafe { heap.try_free(p as *mut u8) }.unwrap();
-    }
-    heap.reclaim();
-    heap.validate().unwrap();
+    race_and_reallocate(sides, size, Duration::from_millis(3000), what);
 }
 
 /// Bug 2 (`checked`), every pair: handle/handle and handle/shared here;

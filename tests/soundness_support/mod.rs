@@ -60,6 +60,14 @@ impl Mapping {
         self.ptr as usize
     }
 
+    /// Makes the whole mapping read as zeros again (`MADV_DONTNEED`), so a
+    /// new heap with `zeroed` may be built where one was.
+    pub fn reset(&self) {
+        // SAFETY: our own private anonymous mapping; nothing in it is in use.
+        let r = unsafe { libc::madvise(self.ptr.cast(), self.len, libc::MADV_DONTNEED) };
+        assert_eq!(r, 0, "madvise: {}", std::io::Error::last_os_error());
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -424,4 +432,331 @@ pub fn exactly_one_ok(r: &RaceReport, what: &str) {
         r.none_ok, 0,
         "{what}: both racing frees of a live block failed (a leak)"
     );
+}
+
+/// Races two frees of each of many blocks of `size` bytes on `sides` (see
+/// [`race_frees`], for up to `budget`) on a fresh 16 MiB heap of two CPU
+/// slots with magazines of 8 rounds, asserts exactly one `Ok` per block,
+/// then checks that no block is handed out twice afterwards: up to 2048
+/// blocks of `size` through handle 0 and the shared path in turn, all held
+/// at once, no corruption counted, everything freed, `validate()` and every
+/// byte back.
+pub fn race_and_reallocate(sides: [Side; 2], size: usize, budget: Duration, what: &str) {
+    let map = Mapping::reserve(16 * MIB);
+    let config = magbuddy::HeapConfig {
+        magazine_rounds: Some(8),
+        zeroed: true,
+        ..magbuddy::HeapConfig::new(2)
+    };
+    // SAFETY: our fresh zero-filled mapping, alive until the end.
+    let heap = unsafe { Heap::init_with(map.ptr(), map.len(), config) }.unwrap();
+    let free_at_start = heap.stats().free_bytes;
+    let block = heap.block_size(size);
+    // About 4 MiB of blocks per round, between 4 and 512 of them.
+    let per_round = (4 * MIB / block).clamp(4, 512);
+    let r = race_frees(heap, &sides, size, per_round, 100_000, budget);
+    exactly_one_ok(&r, what);
+    let mut live = Live::new();
+    let mut h = heap.handle_for(0).unwrap();
+    let (mut by_handle, mut shared) = (true, true);
+    for _ in 0..2048 {
+        if by_handle {
+            match h.alloc(size) {
+                Some(p) => live.add(p.as_ptr() as usize, "handle alloc after the race"),
+                None => by_handle = false,
+            }
+        }
+        if shared {
+            match heap.alloc(size) {
+                Some(p) => live.add(p.as_ptr() as usize, "shared alloc after the race"),
+                None => shared = false,
+            }
+        }
+    }
+    drop(h);
+    assert_eq!(
+        heap.corruptions().0,
+        0,
+        "{what}: corruptions after the race"
+    );
+    free_all_and_validate(heap, &mut live);
+    assert_eq!(
+        heap.stats().free_bytes,
+        free_at_start,
+        "{what}: every byte back"
+    );
+}
+
+/// Time per real-thread race: `MAGBUDDY_RACE_MS` ms (default 500).
+pub fn race_budget() -> Duration {
+    let ms = std::env::var("MAGBUDDY_RACE_MS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    Duration::from_millis(ms)
+}
+
+/// The text of a panic payload.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
+}
+
+/// Allocates through `alloc` until `None`, recording each block in `live`.
+pub fn alloc_until_none(
+    live: &mut Live,
+    what: &str,
+    mut alloc: impl FnMut() -> Option<std::ptr::NonNull<u8>>,
+) {
+    while let Some(p) = alloc() {
+        live.add(p.as_ptr() as usize, what);
+        assert!(live.len() < 1 << 21, "{what}: never runs out");
+    }
+}
+
+/// Frees every block of `live` on the shared path, then reclaims and
+/// validates.
+pub fn free_all_and_validate(heap: &Heap, live: &mut Live) {
+    for p in live.drain() {
+        // SAFETY: blocks of `heap` the caller recorded and no longer uses.
+        unsafe { heap.try_free(p as *mut u8) }.unwrap();
+    }
+    heap.reclaim();
+    heap.validate().unwrap();
+}
+
+/// A heap of `config` over a region of `len` bytes (1 MiB-aligned) either
+/// is refused at init, which only geometries with areas smaller than a slab
+/// may be, or serves every size through both paths: objects, pages, area
+/// blocks and runs of areas are each allocated until `None` (the shared
+/// path, then handle 0) and freed, with `validate()` and every byte back
+/// after each. Returns the blocks each size got (empty if refused).
+pub fn exercise_geometry(config: magbuddy::HeapConfig, len: usize) -> Vec<(usize, usize)> {
+    let g = config.geometry;
+    let area = (g.area_pages() as usize) * PAGE;
+    let map = Mapping::reserve(len + MIB);
+    let start = map.addr().next_multiple_of(MIB);
+    // SAFETY: a fresh range of our mapping, alive until the end.
+    let heap = match unsafe { Heap::init_with(start as *mut u8, len, config) } {
+        Ok(h) => h,
+        Err(e) => {
+            assert!(
+                g.area_pages() < 4,
+                "{g:?} has slab-sized areas and must be served, init said {e:?}"
+            );
+            return Vec::new();
+        }
+    };
+    let free_at_start = heap.stats().free_bytes;
+    let mut counts = Vec::new();
+    let mut live = Live::new();
+    for size in [64, 2048, PAGE, 4 * PAGE, area, 2 * area] {
+        alloc_until_none(&mut live, &format!("shared alloc({size})"), || {
+            heap.alloc(size)
+        });
+        counts.push((size, live.len()));
+        free_all_and_validate(heap, &mut live);
+        assert_eq!(heap.stats().free_bytes, free_at_start, "shared, {size} B");
+    }
+    let mut h = heap.handle_for(0).unwrap();
+    for size in [64, 2048, PAGE, 4 * PAGE, 2 * area] {
+        alloc_until_none(&mut live, &format!("handle alloc({size})"), || {
+            h.alloc(size)
+        });
+        counts.push((size, live.len()));
+        for p in live.drain() {
+            // SAFETY: allocated above, unused.
+            unsafe { h.try_free(p as *mut u8) }.unwrap();
+        }
+    }
+    drop(h);
+    heap.reclaim();
+    heap.validate().unwrap();
+    assert_eq!(heap.stats().free_bytes, free_at_start, "after the handle");
+    assert_eq!(heap.corruptions().0, 0);
+    assert!(counts.iter().take(4).all(|&(_, n)| n > 0), "{counts:?}");
+    counts
+}
+
+/// A heap over a region of `len` bytes starting `offset` bytes above a
+/// 1 MiB (area) boundary, in a zero-filled reservation (`zeroed`, so a
+/// multi-TiB region costs nothing), filled: the largest blocks first
+/// (successive halving down to 1 MiB), then 16 KiB blocks; every block but
+/// the highest 16 KiB one (of the region, or of the heap) is held.
+pub struct TopSlab {
+    heap: *const Heap,
+    /// The only free 16 KiB block: the highest of the region (`top_in_first`)
+    /// or of the heap.
+    pub top: usize,
+    /// 16 KiB blocks the test holds (all but `top`).
+    pub held: Vec<usize>,
+    /// Blocks of 1 MiB and more, with their sizes.
+    pub big: Vec<(usize, usize)>,
+    /// Where the grid of the region starts (area-aligned, at or below
+    /// `start`), and where the region ends.
+    pub base: usize,
+    pub end: usize,
+    // Last: the heap lives inside it.
+    _map: Mapping,
+}
+
+impl TopSlab {
+    /// Reserves and fills (see the type); `extra` bytes after the region
+    /// are reserved for the caller, and `before_slabs` runs just before the
+    /// 16 KiB fill (it may add regions there). `Err` if init refuses.
+    pub fn build(
+        offset: usize,
+        len: usize,
+        extra: usize,
+        top_in_first: bool,
+        before_slabs: impl FnOnce(&Heap, usize) -> Vec<(usize, usize)>,
+    ) -> Result<Self, magbuddy::InitError> {
+        let map = Mapping::reserve(len + offset + MIB + extra);
+        let start = map.addr().next_multiple_of(MIB) + offset;
+        let base = start & !(MIB - 1);
+        let end = start + len;
+        let config = magbuddy::HeapConfig {
+            zeroed: true,
+            ..magbuddy::HeapConfig::new(1)
+        };
+        // SAFETY: our fresh zero-filled mapping, which outlives the heap
+        // (only reachable through `self`).
+        let heap = unsafe { Heap::init_with(start as *mut u8, len, config) }?;
+        let mut big = fill_by_halving(heap, MIB);
+        big.extend(before_slabs(heap, end));
+        assert!(big.iter().all(|&(p, s)| p % s == 0), "aligned blocks");
+        let mut held: Vec<usize> = std::iter::from_fn(|| heap.alloc(SLAB))
+            .map(|p| p.as_ptr() as usize)
+            .collect();
+        if held.is_empty() {
+            // Whole areas only: the smallest large block becomes slabs.
+            let (p, _) = big.pop().expect("a block");
+            // SAFETY: allocated above, unused.
+            unsafe { heap.try_free(p as *mut u8) }.unwrap();
+            held.extend(std::iter::from_fn(|| heap.alloc(SLAB)).map(|p| p.as_ptr() as usize));
+        }
+        let top = held
+            .iter()
+            .copied()
+            .filter(|&p| !top_in_first || p < end)
+            .max()
+            .expect("16 KiB blocks were left");
+        held.retain(|&p| p != top);
+        // SAFETY: allocated above, unused.
+        unsafe { heap.try_free(top as *mut u8) }.unwrap();
+        Ok(Self {
+            heap,
+            top,
+            held,
+            big,
+            base,
+            end,
+            _map: map,
+        })
+    }
+
+    pub fn heap(&self) -> &Heap {
+        // SAFETY: built in `build`, inside `self._map`.
+        unsafe { &*self.heap }
+    }
+
+    /// The top slab must serve small objects on both paths and go back to
+    /// the tree whole (it is free again afterwards). (No `validate()`: on a
+    /// 4 TiB heap it walks 2^30 page descriptors; the API checks below
+    /// cover the slab.)
+    pub fn check_top_slab(&self) {
+        let heap = self.heap();
+        let in_top = |p: usize| (self.top..self.top + SLAB).contains(&p);
+        let p = heap
+            .alloc(64)
+            .expect("the top 16 KiB block is free")
+            .as_ptr() as usize;
+        assert!(
+            in_top(p),
+            "alloc(64) returned {p:#x}, outside the only free slab-sized block \
+             {:#x} (grid page {:#x}); held block containing it: {:?}",
+            self.top,
+            (self.top - self.base) / PAGE,
+            self.held
+                .iter()
+                .find(|&&b| (b..b + SLAB).contains(&p))
+                .map(|b| format!("{b:#x}"))
+        );
+        assert_eq!(heap.usable_size(p as *const u8), Ok(64));
+        let mut h = heap.handle_for(0).unwrap();
+        let q = h.alloc(64).unwrap().as_ptr() as usize;
+        assert!(in_top(q) && q != p, "handle alloc(64) {q:#x}");
+        // SAFETY: allocated above, unused.
+        unsafe {
+            h.try_free(q as *mut u8).unwrap();
+            heap.try_free(p as *mut u8).unwrap();
+        }
+        refused_as_free(
+            // SAFETY: a double free, which the heap must refuse.
+            unsafe { heap.try_free(p as *mut u8) },
+            p,
+            "second free in the top slab",
+        );
+        drop(h);
+        heap.reclaim();
+        assert_eq!(heap.corruptions().0, 0);
+        // The slab went back to the tree whole.
+        let again = heap.alloc(SLAB).expect("top block free again").as_ptr() as usize;
+        assert_eq!(again, self.top);
+        assert!(self.top >= self.end || self.top + SLAB <= self.end);
+        // SAFETY: allocated just above.
+        unsafe { heap.try_free(again as *mut u8) }.unwrap();
+    }
+
+    /// Exhaustion and recovery: every held block goes back, and the same
+    /// fill gets the same blocks again (the heap is whole).
+    pub fn free_all_and_refill(&mut self) {
+        // SAFETY: as in `heap` (not borrowed from `self`: `held` changes).
+        let heap: &Heap = unsafe { &*self.heap };
+        assert!(heap.alloc(SLAB + 1).is_none() && heap.alloc(2 * SLAB).is_none());
+        for &(p, _) in &self.big {
+            // SAFETY: held blocks of this heap, unused.
+            unsafe { heap.try_free(p as *mut u8) }.unwrap();
+        }
+        for &p in &self.held {
+            // SAFETY: as above.
+            unsafe { heap.try_free(p as *mut u8) }.unwrap();
+        }
+        heap.reclaim();
+        assert_eq!(heap.corruptions().0, 0);
+        let mut big = fill_by_halving(heap, MIB);
+        let mut held: Vec<usize> = std::iter::from_fn(|| heap.alloc(SLAB))
+            .map(|p| p.as_ptr() as usize)
+            .collect();
+        big.sort_unstable();
+        held.sort_unstable();
+        let mut want_big = self.big.clone();
+        let mut want_held = self.held.clone();
+        want_big.sort_unstable();
+        want_held.push(self.top);
+        want_held.sort_unstable();
+        assert_eq!(big, want_big, "the refill gets the same large blocks");
+        assert_eq!(held, want_held, "the refill gets the same 16 KiB blocks");
+        self.held = held;
+        self.held.retain(|&p| p != self.top);
+        // SAFETY: allocated just above.
+        unsafe { heap.try_free(self.top as *mut u8) }.unwrap();
+    }
+}
+
+/// Allocates the largest blocks first: from 4 TiB down to `smallest`, each
+/// size until `None`. Returns the blocks with their sizes.
+pub fn fill_by_halving(heap: &Heap, smallest: usize) -> Vec<(usize, usize)> {
+    let mut blocks = Vec::new();
+    let mut size = 1usize << 42;
+    while size >= smallest {
+        while let Some(p) = heap.alloc(size) {
+            blocks.push((p.as_ptr() as usize, size));
+        }
+        size /= 2;
+    }
+    blocks
 }
