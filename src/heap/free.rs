@@ -155,23 +155,9 @@ impl Heap {
             if (k as usize) >= cache::PAGE_CLASSES || addr % PAGE_SIZE != 0 {
                 return None;
             }
-            // AcqRel: as the descriptor CAS in `release_block`; fails on a
-            // cached (free) block, which the general path then names.
-            // Mutant: any head of order k, cached ones included, is claimed.
-            let expect = if crate::mutant::on(crate::mutant::Mutant::CachedAsLive) {
-                desc
-            } else {
-                PageDesc::head(k)
-            };
-            first
-                .desc(page)
-                .compare_exchange(
-                    expect.0,
-                    PageDesc::cached(k).0,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                )
-                .ok()?;
+            if !Self::claim_block(first, page, desc, k) {
+                return None;
+            }
             return Some(SMALL_CLASSES + k as usize);
         };
         if super::object::MARK_AT_USER {
@@ -206,19 +192,42 @@ impl Heap {
                 Ok(Some(c))
             }
             (reg, page, Block::Pages(k)) if (k as usize) < cache::PAGE_CLASSES => {
-                // AcqRel/Acquire: as the descriptor CAS in `release_block`.
-                reg.desc(page)
-                    .compare_exchange(
-                        PageDesc::head(k).0,
-                        PageDesc::cached(k).0,
-                        Ordering::AcqRel,
-                        Ordering::Acquire,
-                    )
-                    .map_err(|_| self.classify(reg, page, addr))?;
+                if !Self::claim_block(
+                    reg,
+                    page,
+                    PageDesc(reg.desc(page).load(Ordering::Relaxed)),
+                    k,
+                ) {
+                    return Err(self.classify(reg, page, addr));
+                }
                 Ok(Some(SMALL_CLASSES + k as usize))
             }
             (_, _, Block::Pages(_)) => Ok(None),
         }
+    }
+
+    /// A handle takes the block of order `k` whose head is `page` (last seen
+    /// as `seen`) for its magazine: `head -> cached` in one CAS, so exactly
+    /// one of racing frees wins. False if the descriptor is anything else
+    /// (a cached block is free).
+    #[inline(always)]
+    fn claim_block(reg: &Region, page: usize, seen: PageDesc, k: u32) -> bool {
+        // Mutant: any head of order k, cached ones included, is claimed.
+        let expect = if crate::mutant::on(crate::mutant::Mutant::CachedAsLive) {
+            seen
+        } else {
+            PageDesc::head(k)
+        };
+        // AcqRel: as the descriptor CAS in `release_block`; Acquire on
+        // failure: the caller may then classify the descriptor it found.
+        reg.desc(page)
+            .compare_exchange(
+                expect.0,
+                PageDesc::cached(k).0,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 
     /// Block `p` of order `k`, fresh from the tree, goes into a magazine.

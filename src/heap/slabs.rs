@@ -88,7 +88,6 @@ impl Heap {
     }
 
     fn free_to_slab(&self, token: u32, reg: &Region, page: usize, c: usize, p: usize) -> bool {
-        let head = page & !((1 << SLAB_ORDER) - 1);
         let (slab, base) = Self::slab_at(reg, page);
         // Relaxed: only this thread could have made `token` the owner.
         if slab.owner.load(Ordering::Relaxed) == token {
@@ -98,7 +97,7 @@ impl Heap {
         }
         // SAFETY: p is a handed-out object of that slab, given up by the caller.
         if unsafe { slab.free_remote(base, c as u32, p) } {
-            self.abandoned[c].push(Self::slab_id(reg, head), &slab.link);
+            self.abandoned[c].push(Self::slab_id(reg, reg.page_of(base)), &slab.link);
         }
         true
     }
