@@ -21,7 +21,8 @@ stage "no_std build (x86_64-unknown-none)" \
   cargo build -p magbuddy -p magbuddy-checkers --target x86_64-unknown-none "${P[@]}"
 stage "unit, integration and stress tests" cargo test "${P[@]}" --features std
 stage "checked build (double frees caught inside magazines)" \
-  cargo test "${P[@]}" -p magbuddy --features checked,std --lib --test checked --test heap --test bad_input
+  cargo test "${P[@]}" -p magbuddy --features checked,std --lib --test checked --test heap --test bad_input \
+  --test model_fuzz --test race_matrix --test race_matrix_checked
 # --show-output: each suite prints its schedule and event counts, the mutant
 # tests which tool caught what after how many schedules.
 stage "shuttle suites and mutants (cargo test -p verify)" cargo test -p verify "${P[@]}" \

@@ -24,7 +24,7 @@ mod tally;
 mod via;
 mod world;
 
-pub use explore::{explore, hunt, suite, Caught, Sched};
+pub use explore::{explore, hunt, panic_message, suite, Caught, Sched};
 pub use quiet::{hunting, install_quiet_hook};
 pub use tally::Tally;
 pub use via::Via;
