@@ -12,6 +12,14 @@
 //! the halving fills of the 4 TiB regions claim millions of area words).
 //! The geometry sweep extends `bug8_...` and the 4 TiB fill `bug5_...` of
 //! `tests/soundness.rs` (shared code in `tests/soundness_support`).
+//!
+//! On 5d3224e: the geometry sweep fails at its first heap, `Geometry::new(0,
+//! 1)` at 1 CPU and the minimum length, "attempt to subtract with overflow"
+//! (bug 8, src/buddy/area.rs); the region ladder finds that init accepts up
+//! to 4 TiB - 1 B at any start, and 512 KiB above an area boundary the
+//! region of that length less 72 KiB panics in `Heap::alloc` with "slab id
+//! names a published region" (bug 5: its top slabs' grid pages reach 2^30).
+//! 16 regions and 64 handles pass there.
 
 mod soundness_support;
 
@@ -197,13 +205,6 @@ fn regions_from_the_minimum_to_the_largest_accepted_serve_their_top_slab() {
             let start = map.addr().next_multiple_of(MIB) + offset;
             largest_accepted(&map, start)
         };
-        // The grid (from the area boundary at or below the start) is just
-        // under 4 TiB.
-        let grid = offset + largest;
-        assert!(
-            grid <= 4 * TIB && grid > 4 * TIB - 2 * MIB,
-            "offset {offset:#x}: largest region {largest:#x} B"
-        );
         println!(
             "offset {offset:#x}: largest accepted region {largest:#x} B (found in {:.1} s)",
             started.elapsed().as_secs_f64()
@@ -241,6 +242,14 @@ fn regions_from_the_minimum_to_the_largest_accepted_serve_their_top_slab() {
                 started.elapsed().as_secs_f64()
             );
         }
+        // The grid (from the area boundary at or below the start) is just
+        // under 4 TiB (`InitError::TooLarge`). Checked after the ladder, so
+        // a heap that accepts more shows first what goes wrong at its top.
+        let grid = offset + largest;
+        assert!(
+            grid <= 4 * TIB && grid > 4 * TIB - 2 * MIB,
+            "offset {offset:#x}: largest region {largest:#x} B: its grid is not just under 4 TiB"
+        );
     }
 }
 

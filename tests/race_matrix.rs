@@ -10,6 +10,13 @@
 //! `tests/race_matrix_checked.rs`; shuttle explores the same races in
 //! `verify/tests/shuttle_race.rs`.
 //!
+//! On 5d3224e, both in round 1: objects shared/shared (8 B: 104 of 512
+//! blocks freed twice; bug 2) and pages handle/handle (4 KiB: 512 of 512,
+//! a page freed into a magazine carried no mark there, so even without a
+//! race both frees are taken: bug 4); with `checked`, objects shared/shared
+//! (bug 2) and pages handle/shared (4 KiB: 4 of 512; bug 3). Tree blocks
+//! pass there.
+//!
 //! Run: `cargo test --profile verify --features std --test race_matrix`
 //! (about 10 s: each race gets `MAGBUDDY_RACE_MS` ms, default 500, and stops
 //! at the first block freed twice).

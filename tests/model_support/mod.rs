@@ -82,6 +82,12 @@ pub fn capacity(c: usize) -> usize {
     }
 }
 
+/// Bytes past the last object of a slab of `size`-byte objects (its free
+/// bitmap).
+fn slab_tail(size: usize) -> usize {
+    SLAB - capacity(size.trailing_zeros() as usize - 3) * size
+}
+
 /// Block size for a request of `size` bytes.
 pub fn block_size(size: usize) -> usize {
     if size <= 2048 {
@@ -149,6 +155,21 @@ impl Size {
             _ => b / 2 + 1,
         };
         lo + self.jitter as usize % (b - lo + 1)
+    }
+
+    /// The size of a request of `bytes` (what `Debug` prints).
+    pub fn of(bytes: usize) -> Self {
+        let b = block_size(bytes);
+        let kind = if b <= 2048 {
+            b.trailing_zeros() - 3
+        } else {
+            9 + (b / PAGE).trailing_zeros()
+        } as u8;
+        let lo = Size { kind, jitter: 0 }.bytes();
+        Size {
+            kind,
+            jitter: (bytes - lo) as u16,
+        }
     }
 }
 
@@ -553,6 +574,7 @@ fn try_run(v: &(Setup, Vec<Op>)) -> Result<(), String> {
         }));
     });
     QUIET.with(|q| q.set(true));
+    CANON.with(|c| c.borrow_mut().clear());
     let r = std::panic::catch_unwind(|| run(&v.0, &v.1)).map_err(|p| panic_text(&*p));
     QUIET.with(|q| q.set(false));
     r
@@ -572,11 +594,19 @@ fn shrink(
     let same = |v: &(Setup, Vec<Op>)| try_run(v).err().filter(|m| signature(m) == sig);
     let mut last = (tree.current(), msg);
     let mut steps = 0;
-    // A bound on proptest's steps (each runs a whole case); they converge
-    // in a few hundred.
+    // Bounds on proptest's steps (each runs a whole case): they converge
+    // in a few hundred, but a long case on broken code can make each slow.
+    let started = std::time::Instant::now();
     if tree.simplify() {
-        while steps < 3000 {
+        while steps < 3000 && started.elapsed().as_secs() < 60 {
             steps += 1;
+            if steps % 200 == 0 && std::env::var_os("MODEL_FUZZ_SURVEY").is_some() {
+                eprintln!(
+                    "  shrinking: {steps} steps, {} operations, {:.0} s",
+                    last.0 .1.len(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
             match same(&tree.current()) {
                 Some(m) => {
                     last = (tree.current(), m);
@@ -604,29 +634,41 @@ fn shrink(
                 greedy += 1;
             }
         }
-        let simpler = [
-            Setup {
-                cpus: 1,
-                ..setup.clone()
-            },
-            Setup {
-                extra_areas: 0,
-                ..setup.clone()
-            },
-            Setup {
-                rounds: None,
-                ..setup.clone()
-            },
-            Setup {
-                offset: 0,
-                ..setup.clone()
-            },
-            Setup {
-                zeroed: false,
-                ..setup.clone()
-            },
+        // Fewer allocations in each `AllocMany`: the fewest that still fail
+        // (bisection, assuming that more would fail too).
+        for i in 0..ops.len() {
+            let Op::AllocMany { path, size, n } = ops[i] else {
+                continue;
+            };
+            let with = |m: u16| {
+                let mut v = ops.clone();
+                v[i] = Op::AllocMany { path, size, n: m };
+                v
+            };
+            let (mut lo, mut hi) = (1, n);
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                match same(&(setup.clone(), with(mid))) {
+                    Some(m) => (hi, msg) = (mid, m),
+                    None => lo = mid + 1,
+                }
+            }
+            if hi < n {
+                (ops, changed, greedy) = (with(hi), true, greedy + 1);
+            }
+        }
+        // Each simplification of the setup from the current one (so an
+        // accepted one is kept by the next).
+        let simplify: [fn(&mut Setup); 5] = [
+            |s| s.cpus = 1,
+            |s| s.extra_areas = 0,
+            |s| s.rounds = None,
+            |s| s.offset = 0,
+            |s| s.zeroed = false,
         ];
-        for s in simpler {
+        for f in simplify {
+            let mut s = setup.clone();
+            f(&mut s);
             if s != setup {
                 if let Some(m) = same(&(s.clone(), ops.clone())) {
                     (setup, msg, changed) = (s, m, true);
@@ -636,6 +678,14 @@ fn shrink(
         }
         if !changed {
             break;
+        }
+    }
+    // The operations as they ran (see `Run::canonical`): the same run,
+    // with indices and paths spelled as they were taken.
+    if let Some(m) = same(&(setup.clone(), ops.clone())) {
+        let canon = CANON.with(|c| c.borrow().clone());
+        if same(&(setup.clone(), canon.clone())).is_some() {
+            (ops, msg) = (canon, m);
         }
     }
     let ops: Vec<String> = ops.iter().map(|op| format!("    {op:?},")).collect();
@@ -648,7 +698,8 @@ fn shrink(
 }
 
 /// A failure message's first line (its step number dropped) with every
-/// number and address blanked out: failures of one kind share it.
+/// number and address, the path and the operation's kind blanked out:
+/// failures of one kind share it.
 fn signature(msg: &str) -> String {
     let line = msg.lines().next().unwrap_or("");
     let line = match line.split_once(": ") {
@@ -658,6 +709,18 @@ fn signature(msg: &str) -> String {
     let mut out = String::new();
     let mut chars = line.chars().peekable();
     while let Some(c) = chars.next() {
+        // Which path and which operation found it ("(h1, ", "[near a
+        // block]") do not make another failure.
+        if c == '[' || (c == '(' && chars.peek().is_some_and(|&d| d == 'h' || d == 'S')) {
+            let close = if c == '[' { ']' } else { ',' };
+            for d in chars.by_ref() {
+                if d == close {
+                    break;
+                }
+            }
+            out.push_str(if c == '[' { "[..]" } else { "(..," });
+            continue;
+        }
         if c.is_ascii_digit() {
             while chars
                 .peek()
@@ -688,6 +751,9 @@ pub fn require(tally: &Tally, event: &str, min: u64) {
 }
 
 thread_local! {
+    /// The operations of the last case run on this thread, in their
+    /// canonical form (see `Run::canonical`), up to the one that failed.
+    static CANON: RefCell<Vec<Op>> = const { RefCell::new(Vec::new()) };
     /// Events of the cases run on this thread (each test runs on its own).
     static TALLY: RefCell<BTreeMap<&'static str, u64>> = const { RefCell::new(BTreeMap::new()) };
 }
@@ -1404,7 +1470,148 @@ impl<'h> Run<'h> {
             .find(|p| self.live[p].size <= 2048 && want(self.live[p].size))
     }
 
+    /// `op` as it is about to run: the path it takes (`S` for a dropped
+    /// handle, `h<i % cpus>`), the list positions, granules, indices and
+    /// handles it picks (reduced modulo what it picks from), and its size as
+    /// an offset in the class. Running the canonical operations does
+    /// exactly what the originals did; they read better in a report.
+    fn canonical(&self, op: &Op) -> Op {
+        let cpus = self.setup.cpus;
+        let path = |p: Path| match p {
+            Path::Handle(i) if self.handles.0[i as usize % cpus].is_some() => {
+                Path::Handle((i as usize % cpus) as u8)
+            }
+            _ => Path::Shared,
+        };
+        let modulo = |v: u16, n: usize| (v as usize % n.max(1)) as u16;
+        let live = |pick: u16| modulo(pick, self.order.len());
+        let size_of = |pick: u16| {
+            self.order
+                .get(live(pick) as usize)
+                .map(|p| self.live[p].size)
+        };
+        let small = |pick: u16, tail: bool| {
+            let want = |size: usize| !tail || slab_tail(size) > 0;
+            let p = self.pick_small(pick, want)?;
+            Some((self.live[&p].at as u16, self.live[&p].size))
+        };
+        let size = |s: Size| {
+            let lo = Size { jitter: 0, ..s }.bytes();
+            Size {
+                jitter: (s.bytes() - lo) as u16,
+                ..s
+            }
+        };
+        let h = |h: u8| (h as usize % cpus) as u8;
+        match *op {
+            Op::Alloc { path: p, size: z } => Op::Alloc {
+                path: path(p),
+                size: size(z),
+            },
+            Op::AllocMany {
+                path: p,
+                size: z,
+                n,
+            } => Op::AllocMany {
+                path: path(p),
+                size: size(z),
+                n,
+            },
+            Op::Free { path: p, pick } => Op::Free {
+                path: path(p),
+                pick: live(pick),
+            },
+            Op::FreeMany { path: p, stride } => Op::FreeMany {
+                path: path(p),
+                stride,
+            },
+            Op::FreeStale { path: p, pick } => Op::FreeStale {
+                path: path(p),
+                pick: modulo(pick, self.freed.len()),
+            },
+            Op::FreeInterior {
+                path: p,
+                pick,
+                granule,
+            } => Op::FreeInterior {
+                path: path(p),
+                pick: live(pick),
+                granule: match size_of(pick) {
+                    Some(z) if z > 8 => modulo(granule, z / 8 - 1),
+                    _ => 0,
+                },
+            },
+            Op::SweepInterior { path: p, pick } => Op::SweepInterior {
+                path: path(p),
+                pick: live(pick),
+            },
+            Op::FreeSlot {
+                path: p,
+                pick,
+                index,
+            } => {
+                let (pick, z) = small(pick, false).unwrap_or((0, 8));
+                let c = z.trailing_zeros() as usize - 3;
+                Op::FreeSlot {
+                    path: path(p),
+                    pick,
+                    index: modulo(index, capacity(c)),
+                }
+            }
+            Op::FreeTail {
+                path: p,
+                pick,
+                granule,
+            } => {
+                let (pick, z) = small(pick, true).unwrap_or((0, 8));
+                let granule = modulo(granule, slab_tail(z) / 8);
+                Op::FreeTail {
+                    path: path(p),
+                    pick,
+                    granule,
+                }
+            }
+            Op::FreeNear {
+                path: p,
+                pick,
+                delta,
+            } => Op::FreeNear {
+                path: path(p),
+                pick: modulo(pick, self.order.len() + self.freed.len()),
+                delta,
+            },
+            Op::FreeNull { path: p } => Op::FreeNull { path: path(p) },
+            Op::FreeForeign { path: p, which } => Op::FreeForeign {
+                path: path(p),
+                which: which % 6,
+            },
+            Op::FreeMeta {
+                path: p,
+                region,
+                granule,
+            } => {
+                let r = region as usize % self.regions.len();
+                let limit = if r == 0 { 1024 } else { 64 };
+                let granule = modulo(granule, limit / 8);
+                Op::FreeMeta {
+                    path: path(p),
+                    region: r as u8,
+                    granule,
+                }
+            }
+            Op::Forge { pick } => Op::Forge {
+                pick: small(pick, false).map_or(0, |x| x.0),
+            },
+            Op::Drop { h: i } => Op::Drop { h: h(i) },
+            Op::Claim { h: i } => Op::Claim { h: h(i) },
+            Op::Reclaim => Op::Reclaim,
+            Op::AddRegion => Op::AddRegion,
+        }
+    }
+
     fn apply(&mut self, op: &Op) {
+        let canon = self.canonical(op);
+        CANON.with(|c| c.borrow_mut().push(canon));
         match *op {
             Op::Alloc { path, size } => {
                 let bytes = size.bytes();
@@ -1499,10 +1706,9 @@ impl<'h> Run<'h> {
                 pick,
                 granule,
             } => {
-                let tail = |size: usize| SLAB - capacity(size.trailing_zeros() as usize - 3) * size;
-                if let Some(p) = self.pick_small(pick, |size| tail(size) > 0) {
+                if let Some(p) = self.pick_small(pick, |size| slab_tail(size) > 0) {
                     let size = self.live[&p].size;
-                    let t = tail(size);
+                    let t = slab_tail(size);
                     let a = (p & !(SLAB - 1)) + SLAB - t + 8 * (granule as usize % (t / 8));
                     self.free_at(path, a, "slab bitmap", true);
                 }

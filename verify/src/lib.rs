@@ -31,7 +31,7 @@ mod world;
 
 #[cfg(shuttle)]
 pub use explore::{explore, hunt, suite, suite_seed, Caught, Sched};
-pub use quiet::{hunting, install_quiet_hook, quietly};
+pub use quiet::{hunting, install_quiet_hook, panic_message, quietly};
 #[cfg(shuttle)]
 pub use tally::Tally;
 #[cfg(shuttle)]

@@ -31,8 +31,7 @@ pub fn hunting<R>(mutant: Mutant, f: impl FnOnce() -> R) -> R {
 }
 
 /// The text of a panic payload.
-#[cfg(any(shuttle, loom))]
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {

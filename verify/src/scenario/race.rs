@@ -192,7 +192,12 @@ pub fn racing_frees(kind: Kind, pair: [Side; 2], tally: &Tally) {
             .iter()
             .filter(|x| x.1.is_ok())
             .count();
-        if oks == 2 && !promised {
+        if oks == 2 {
+            assert!(
+                !promised,
+                "{}, {size} B: two racing frees of {v:#x} both returned Ok",
+                pair_name(pair)
+            );
             r.both_ok.store(true, SeqCst);
             return;
         }
