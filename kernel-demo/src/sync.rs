@@ -2,7 +2,7 @@
 //! bring-up allocator) and a sense-reversing barrier whose waits are bounded.
 //! None of this is used by the allocators under test.
 
-use crate::arch::{cpu, tsc};
+use crate::arch::{apic, cpu, tsc};
 use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -144,7 +144,7 @@ pub fn wait_until(what: &str, timeout_ms: u64, mut done: impl FnMut() -> bool) {
         if now < spin_until {
             core::hint::spin_loop();
         } else {
-            cpu::relax();
+            apic::relax();
         }
     }
 }

@@ -104,6 +104,20 @@ pub fn timer_running() -> bool {
     read(LVT_TIMER) & 1 << 16 == 0 && read(TIMER_INIT) != 0
 }
 
+/// Waits for the next interrupt if interrupts are enabled and this CPU's
+/// APIC timer runs, else spins once. Idle vCPUs that halt give their host
+/// thread back to busy ones under TCG.
+#[inline]
+pub fn relax() {
+    if cpu::irq_enabled() && timer_running() {
+        // hlt  ==  sleep until the next interrupt (the APIC timer ticks)
+        // SAFETY: IF = 1 and the timer is armed, so a tick wakes us.
+        unsafe { core::arch::asm!("hlt", options(nomem, nostack)) }
+    } else {
+        core::hint::spin_loop();
+    }
+}
+
 /// Stops this CPU's timer.
 pub fn stop_timer() {
     write(LVT_TIMER, 1 << 16);

@@ -54,20 +54,6 @@ pub fn irq_enabled() -> bool {
     flags & (1 << 9) != 0
 }
 
-/// Waits for the next interrupt if interrupts are enabled and this CPU's
-/// APIC timer runs, else spins once. Idle vCPUs that halt give their host
-/// thread back to busy ones under TCG.
-#[inline]
-pub fn relax() {
-    if irq_enabled() && super::apic::timer_running() {
-        // hlt  ==  sleep until the next interrupt (the APIC timer ticks)
-        // SAFETY: IF = 1 and the timer is armed, so a tick wakes us.
-        unsafe { asm!("hlt", options(nomem, nostack)) }
-    } else {
-        core::hint::spin_loop();
-    }
-}
-
 /// Halts this CPU forever with interrupts off.
 pub fn halt_forever() -> ! {
     loop {
