@@ -15,6 +15,13 @@
 //! * Nothing here allocates through another allocator, and nothing takes a
 //!   lock, so `fork()` cannot deadlock; the child leaks what other threads
 //!   held in their handles.
+//! * Introspection for tests: the exported C function
+//!   `void magbuddy_preload_stats(struct magbuddy_preload_stats *out)` fills
+//!   `{ size_t slots_claimed, slots_total, thread; }`: handle slots held by
+//!   threads now, the pool's size, and the calling thread's state (0 no
+//!   handle yet, 1 has a handle, 2 shared path: the pool was full, 3 shared
+//!   path: exiting). It neither allocates nor claims a handle. Programs find
+//!   it with `dlsym(RTLD_DEFAULT, "magbuddy_preload_stats")`.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -53,6 +60,8 @@ static GLOBALS: AtomicUsize = AtomicUsize::new(0);
 static KEY: AtomicU32 = AtomicU32::new(NO_KEY);
 const NO_KEY: u32 = u32::MAX;
 static KEY_CLAIMED: AtomicBool = AtomicBool::new(false);
+/// Handle slots held by threads now (for `magbuddy_preload_stats`).
+static CLAIMED: AtomicUsize = AtomicUsize::new(0);
 
 /// Key values that are not slots: this thread found the pool full, or is
 /// exiting. Both mean "use the shared path".
@@ -288,7 +297,11 @@ unsafe extern "C" fn thread_exit(v: *mut c_void) {
         let slot = unsafe { &*(v as *const Slot) };
         // SAFETY: only this thread uses the slot.
         let h = unsafe { (*slot.handle.get()).take() };
-        drop(h);
+        if h.is_some() {
+            drop(h);
+            // Relaxed: a statistic.
+            CLAIMED.fetch_sub(1, Ordering::Relaxed);
+        }
     }
     // SAFETY: valid key; glibc stores the value without allocating for keys
     // below 32 (and we are past our own claim anyway).
@@ -336,6 +349,8 @@ fn claim(g: &'static Globals, key: libc::pthread_key_t) -> Option<&'static Slot>
             unsafe { *slot.handle.get() = Some(h) };
             // SAFETY: valid key.
             unsafe { libc::pthread_setspecific(key, (slot as *const Slot).cast()) };
+            // Relaxed: a statistic.
+            CLAIMED.fetch_add(1, Ordering::Relaxed);
             Some(slot)
         }
         None => {
@@ -585,4 +600,50 @@ pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
         g.heap.reclaim();
     }
     1
+}
+
+/// What `magbuddy_preload_stats` reports (see the module doc).
+#[repr(C)]
+pub struct MagbuddyPreloadStats {
+    /// Handle slots held by threads now.
+    pub slots_claimed: usize,
+    /// Handle slots in the pool.
+    pub slots_total: usize,
+    /// The calling thread: 0 no handle yet, 1 has a handle, 2 shared path
+    /// (the pool was full), 3 shared path (exiting).
+    pub thread: usize,
+}
+
+/// Fills `*out` (see the module doc); allocates nothing, claims nothing.
+#[no_mangle]
+pub unsafe extern "C" fn magbuddy_preload_stats(out: *mut MagbuddyPreloadStats) {
+    if out.is_null() {
+        return;
+    }
+    let total = globals().map_or(0, |g| g.heap.cpus());
+    let key = KEY.load(Ordering::Acquire);
+    let thread = if key == NO_KEY {
+        0
+    } else {
+        // SAFETY: valid key; no allocation.
+        let v = unsafe { libc::pthread_getspecific(key) } as *const u8;
+        if v.is_null() {
+            0
+        } else if ptr::eq(v, &OVERFLOW) {
+            2
+        } else if ptr::eq(v, &EXITING) {
+            3
+        } else {
+            1
+        }
+    };
+    // SAFETY: the caller passes a valid, writable struct.
+    unsafe {
+        out.write(MagbuddyPreloadStats {
+            // Relaxed: a statistic.
+            slots_claimed: CLAIMED.load(Ordering::Relaxed),
+            slots_total: total,
+            thread,
+        })
+    };
 }
