@@ -5,8 +5,9 @@
 // 1. Waves of `slots_total` threads that each call strsignal and strerror_l
 //    with unknown numbers (glibc keeps the message in a per-thread buffer
 //    that __libc_thread_freeres frees after the pthread key destructors), do
-//    some malloc/free, free the previous wave's blocks (cross-thread frees
-//    while those threads may still be exiting) and exit together, with a
+//    some malloc/free and free the previous wave's blocks (allocated by
+//    threads that exited); then odd threads exit while their even
+//    neighbours free the odd threads' blocks, and all exit together, with a
 //    thread sending them signals whose handler mallocs. After each wave the
 //    slots held must be back to what the main thread holds, and a new thread
 //    must get a handle.
@@ -14,6 +15,9 @@
 //    (first-time claims, far more than 16 at a time): each must end up with
 //    a handle or on the shared path because the pool is full, never "no
 //    handle yet"; every free slot must be taken; none leaked afterwards.
+// With THREAD_EXIT_KEYS=1 a constructor first creates 40 pthread keys, so the
+// shim's key comes after the first 32 and glibc callocs the block that holds
+// its value inside the shim's claim (the claim is re-entered).
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -58,7 +62,7 @@ static int failures;
 #endif
 #define PER 8
 static size_t wave_n;
-static pthread_barrier_t wave_barrier;
+static pthread_barrier_t wave_barrier, wave_allocated;
 static locale_t c_locale;
 static void *blocks[2][64 * PER]; // this wave's blocks, freed by the next wave
 static atomic_long handler_mallocs;
@@ -96,7 +100,18 @@ static void *wave_thread(void *arg) {
     prev[k] = NULL;
   }
   (void)sink;
-  atomic_fetch_add(&wave_returned, 1); // from here on it runs its exit path
+  pthread_barrier_wait(&wave_allocated);
+  if (a->i & 1) {
+    atomic_fetch_add(&wave_returned, 1); // from here on it runs its exit path
+    return NULL;
+  }
+  // Free the odd neighbour's blocks while it exits (drops its handle).
+  void **next = &blocks[a->wave & 1][(a->i + 1) * PER];
+  for (int k = 0; k < PER; k++) {
+    free(next[k]);
+    next[k] = NULL;
+  }
+  atomic_fetch_add(&wave_returned, 1);
   return NULL;
 }
 
@@ -135,6 +150,7 @@ static void test_waves(size_t base) {
   struct wave_arg args[64];
   for (int w = 0; w < WAVES; w++) {
     pthread_barrier_init(&wave_barrier, NULL, (unsigned)wave_n);
+    pthread_barrier_init(&wave_allocated, NULL, (unsigned)wave_n);
     for (size_t i = 0; i < wave_n; i++) {
       args[i] = (struct wave_arg){w, (int)i};
       if (pthread_create(&th[i], NULL, wave_thread, &args[i]) != 0) {
@@ -153,6 +169,7 @@ static void test_waves(size_t base) {
     pthread_join(sig, NULL);
     for (size_t i = 0; i < wave_n; i++) pthread_join(th[i], NULL);
     pthread_barrier_destroy(&wave_barrier);
+    pthread_barrier_destroy(&wave_allocated);
     struct magbuddy_preload_stats s = stats();
     size_t state = new_thread_state();
     printf("thread exit: wave %d (%zu threads): %zu of %zu slots held after the joins "
@@ -219,6 +236,22 @@ static void test_claimers(size_t base, size_t total) {
   }
 }
 
+static pthread_key_t early_keys[40];
+static int early_keys_made;
+
+__attribute__((constructor(101))) static void make_early_keys(void) {
+  if (!getenv("THREAD_EXIT_KEYS")) return;
+  for (int i = 0; i < 40; i++) pthread_key_create(&early_keys[i], NULL);
+  early_keys_made = 1;
+}
+
+// The first key with a value in this thread (the shim's, in the main thread).
+static int first_key_set(void) {
+  for (int k = 0; k < 1024; k++)
+    if (pthread_getspecific((pthread_key_t)k)) return k;
+  return -1;
+}
+
 int main(void) {
   stats_fn = (void (*)(struct magbuddy_preload_stats *))dlsym(RTLD_DEFAULT,
                                                               "magbuddy_preload_stats");
@@ -239,6 +272,10 @@ int main(void) {
     return 1;
   }
   size_t base = s.slots_claimed;
+  int key = first_key_set();
+  printf("thread exit: the shim's pthread key is %d%s\n", key,
+         early_keys_made ? " (40 keys made first)" : "");
+  if (early_keys_made) CHECK(key >= 32, "the shim's key %d is among the first 32", key);
   size_t first = new_thread_state();
   CHECK(first == 1, "a new thread got state %zu before any wave", first);
   CHECK(stats().slots_claimed == base, "a joined thread kept its slot");
