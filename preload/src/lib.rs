@@ -178,7 +178,7 @@ mod tls {
     }
 }
 
-/// A thread's handle, owned by the thread whose key value points here.
+/// A thread's handle, owned by the thread whose state word points here.
 struct Slot {
     handle: UnsafeCell<Option<Handle<'static>>>,
     /// Set while the owner uses the handle (a re-entrant call, e.g. from a
@@ -372,7 +372,7 @@ fn finish_init() {
     // SAFETY: plain libc calls with valid arguments.
     unsafe {
         if libc::pthread_key_create(&mut key, Some(thread_exit)) == 0 {
-            // Release: pairs with the Acquire in `with_handle`.
+            // Release: pairs with the Acquire in `claim`.
             KEY.store(key, Ordering::Release);
         }
     }
@@ -717,7 +717,8 @@ pub struct MagbuddyPreloadStats {
     pub thread: usize,
 }
 
-/// Fills `*out` (see the module doc); allocates nothing, claims nothing.
+/// Fills `*out` (see the module doc); allocates nothing, claims nothing
+/// (it maps the heap if nothing did yet).
 #[no_mangle]
 pub unsafe extern "C" fn magbuddy_preload_stats(out: *mut MagbuddyPreloadStats) {
     if out.is_null() {
