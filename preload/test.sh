@@ -11,6 +11,12 @@ mkdir -p target/preload
 cc -O0 -fno-builtin -g -Wall -Wextra -Wno-use-after-free -Wno-free-nonheap-object \
   -Wno-alloc-size-larger-than -pthread -o target/preload/edge preload/tests/edge.c
 LD_PRELOAD=$SO target/preload/edge
+# Thread exit must not leak handle slots; many first-time claimers at once
+# (preload/tests/thread_exit.c).
+cc -O1 -fno-builtin -g -Wall -Wextra -pthread -o target/preload/thread_exit preload/tests/thread_exit.c -ldl
+LD_PRELOAD=$SO target/preload/thread_exit
+# Again with the shim's key past the first 32 (glibc callocs inside the claim).
+THREAD_EXIT_KEYS=1 LD_PRELOAD=$SO target/preload/thread_exit
 
 # A Python workload: same output with and without the shim.
 PY=$(command -v python3)

@@ -8,13 +8,35 @@
 //!   core refuses a double free at the second `free` even while the block
 //!   sits in a magazine (every build), and the shim aborts.
 //! * Each thread claims a magbuddy `Handle` on first use, kept in a static
-//!   array indexed by CPU slot and found through a pthread key (no
-//!   allocation, no `#[thread_local]`); the key's destructor releases it.
-//!   Threads beyond the pool, re-entrant calls and exiting threads use the
-//!   heap's shared path.
+//!   array indexed by CPU slot and found through one word of initial-exec
+//!   TLS, the thread's state (module `tls`: fresh, claiming, no slot,
+//!   exited, or its slot). A pthread key whose value is set at the claim
+//!   only makes glibc call `thread_exit`, which releases the handle and
+//!   marks the thread exited. Threads beyond the pool, calls re-entered
+//!   during a claim (`pthread_setspecific`'s `calloc`, a signal handler) or
+//!   while the handle is in use, and exited threads use the heap's shared
+//!   path. So the frees glibc makes after the key destructors
+//!   (`__libc_thread_freeres`: `strsignal`, `strerror_l`, `dlerror` and
+//!   resolver buffers) cannot claim a slot that would never be released.
+//!   What can still leak a slot: a thread whose first call into the shim
+//!   comes from another library's key destructor in glibc's last round (or
+//!   whose only earlier calls came before the key existed, at start-up):
+//!   freeres frees only what the thread allocated, so it has claimed
+//!   before; and the slots of threads that vanish in a `fork()` child. A
+//!   thread that found the pool full stays on the shared path even after
+//!   slots come free.
 //! * Nothing here allocates through another allocator, and nothing takes a
 //!   lock, so `fork()` cannot deadlock; the child leaks what other threads
-//!   held in their handles.
+//!   held in their handles. The forking thread keeps its state (TLS is the
+//!   thread's), and no table of claimers needs resetting.
+//! * Introspection for tests: the exported C function
+//!   `void magbuddy_preload_stats(struct magbuddy_preload_stats *out)` fills
+//!   `{ size_t slots_claimed, slots_total, thread; }`: handle slots held by
+//!   threads now, the pool's size, and the calling thread's state (0 no
+//!   handle yet, 1 has a handle, 2 shared path: the pool was full, 3 shared
+//!   path: exited, 4 inside its own claim). It neither allocates nor claims
+//!   a handle. Programs find it with
+//!   `dlsym(RTLD_DEFAULT, "magbuddy_preload_stats")`.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -53,17 +75,110 @@ static GLOBALS: AtomicUsize = AtomicUsize::new(0);
 static KEY: AtomicU32 = AtomicU32::new(NO_KEY);
 const NO_KEY: u32 = u32::MAX;
 static KEY_CLAIMED: AtomicBool = AtomicBool::new(false);
+/// Handle slots held by threads now (for `magbuddy_preload_stats`).
+static CLAIMED: AtomicUsize = AtomicUsize::new(0);
 
-/// Key values that are not slots: this thread found the pool full, or is
-/// exiting. Both mean "use the shared path".
-static OVERFLOW: u8 = 0;
-static EXITING: u8 = 0;
+// The thread's state word (zero in every new thread); any value above
+// `EXITED` is the address of the thread's `Slot`.
+/// Never claimed: the next call claims.
+const FRESH: usize = 0;
+/// Inside its own claim: re-entrant calls take the shared path.
+const CLAIMING: usize = 1;
+/// The pool was full (or the key could not hold a value): shared path for
+/// the rest of the thread.
+const NO_SLOT: usize = 2;
+/// The key destructor ran: shared path until the thread is gone (glibc's
+/// `__libc_thread_freeres` frees after the key table is cleared).
+const EXITED: usize = 3;
 
-fn is_sentinel(v: *const u8) -> bool {
-    ptr::eq(v, &OVERFLOW) || ptr::eq(v, &EXITING)
+/// One word of initial-exec TLS: the thread's state.
+///
+/// Not `thread_local!`: in a shared object that compiles to the
+/// general-dynamic model, a call to `__tls_get_addr` on every access (200
+/// instead of 168 instructions per malloc+free pair under callgrind), and
+/// `__tls_get_addr` may itself call `malloc` while it updates the DTV after
+/// a `dlopen` (glibc 2.41 added a guard for interposed mallocs that use
+/// dynamic TLS; not reproduced here on 2.36 with 40 `dlopen`ed TLS
+/// libraries). Initial-exec is the model glibc recommends for an interposed
+/// malloc: a fixed offset from the thread pointer, in the static TLS block
+/// glibc sets up at start-up for `LD_PRELOAD` libraries (and zeroes for
+/// every new thread, cached stacks included; the `.so` is marked
+/// `STATIC_TLS`). A single `mov` reads or writes it, so a signal handler on
+/// the same thread sees either the old or the new value.
+#[cfg(target_arch = "x86_64")]
+mod tls {
+    core::arch::global_asm!(
+        ".pushsection .tbss.magbuddy_preload_state,\"awT\",@nobits",
+        ".p2align 3",
+        ".globl magbuddy_preload_state",
+        ".hidden magbuddy_preload_state",
+        ".type magbuddy_preload_state,@object",
+        ".size magbuddy_preload_state,8",
+        "magbuddy_preload_state:",
+        ".zero 8",
+        ".popsection",
+    );
+
+    #[inline(always)]
+    pub(crate) fn get() -> usize {
+        let v: usize;
+        // SAFETY: reads this thread's 8-byte TLS word at its initial-exec
+        // offset (the GOT entry the dynamic linker filled in).
+        unsafe {
+            core::arch::asm!(
+                "mov {v}, qword ptr [rip + magbuddy_preload_state@GOTTPOFF]",
+                "mov {v}, qword ptr fs:[{v}]",
+                v = out(reg) v,
+                options(nostack, preserves_flags, readonly),
+            )
+        };
+        v
+    }
+
+    /// Also a compiler barrier (the asm may write memory), so the store is
+    /// not moved across the accesses around it.
+    #[inline(always)]
+    pub(crate) fn set(v: usize) {
+        // SAFETY: writes this thread's 8-byte TLS word, as in `get`.
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + magbuddy_preload_state@GOTTPOFF]",
+                "mov qword ptr fs:[{t}], {v}",
+                t = out(reg) _,
+                v = in(reg) v,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
 }
 
-/// A thread's handle, owned by the thread whose key value points here.
+/// Elsewhere: `thread_local!` (const, no destructor), i.e. general-dynamic
+/// TLS, with the `__tls_get_addr` caveat above.
+#[cfg(not(target_arch = "x86_64"))]
+mod tls {
+    use core::cell::Cell;
+    use core::sync::atomic::{compiler_fence, Ordering};
+
+    std::thread_local! {
+        static STATE: Cell<usize> = const { Cell::new(super::FRESH) };
+    }
+
+    #[inline(always)]
+    pub(crate) fn get() -> usize {
+        STATE.with(Cell::get)
+    }
+
+    #[inline(always)]
+    pub(crate) fn set(v: usize) {
+        // SeqCst fences: a signal handler on this thread sees the store in
+        // program order with the accesses around it.
+        compiler_fence(Ordering::SeqCst);
+        STATE.with(|s| s.set(v));
+        compiler_fence(Ordering::SeqCst);
+    }
+}
+
+/// A thread's handle, owned by the thread whose state word points here.
 struct Slot {
     handle: UnsafeCell<Option<Handle<'static>>>,
     /// Set while the owner uses the handle (a re-entrant call, e.g. from a
@@ -80,10 +195,6 @@ static SLOTS: [Slot; MAX_CPUS] = [const {
         busy: AtomicBool::new(false),
     }
 }; MAX_CPUS];
-
-/// Threads (pthread_self) in the middle of claiming a handle: a malloc
-/// from inside `pthread_setspecific` must not claim again.
-static CLAIMERS: [AtomicUsize; 16] = [const { AtomicUsize::new(0) }; 16];
 
 #[inline]
 fn set_errno(e: c_int) {
@@ -252,7 +363,7 @@ fn init() -> Option<&'static Globals> {
 }
 
 /// After the heap is published (so re-entrant mallocs find it): the pthread
-/// key and the fork handler.
+/// key.
 fn finish_init() {
     if KEY_CLAIMED.swap(true, Ordering::AcqRel) {
         return;
@@ -261,72 +372,74 @@ fn finish_init() {
     // SAFETY: plain libc calls with valid arguments.
     unsafe {
         if libc::pthread_key_create(&mut key, Some(thread_exit)) == 0 {
-            // Release: pairs with the Acquire in `with_handle`.
+            // Release: pairs with the Acquire in `claim`.
             KEY.store(key, Ordering::Release);
         }
-        libc::pthread_atfork(None, None, Some(fork_child));
     }
 }
 
-/// In the child of `fork()` only the forking thread survives: threads that
-/// were claiming a handle are gone, so forget them (their ids may be
-/// reused). Slots of vanished threads stay claimed: leaked, never broken.
-unsafe extern "C" fn fork_child() {
-    for c in &CLAIMERS {
-        c.store(0, Ordering::Relaxed);
+/// pthread key destructor, called by glibc when the key's value is non-null,
+/// i.e. for threads that claimed a slot: marks the thread exited, then
+/// releases its handle (flushing its caches). From here on the thread's
+/// mallocs and frees (later destructors, `__libc_thread_freeres`) take the
+/// shared path and cannot claim a slot no destructor would release. The
+/// value is not trusted (the state word says which slot is ours) and not
+/// set again, so glibc runs no further round for us.
+unsafe extern "C" fn thread_exit(_v: *mut c_void) {
+    let s = tls::get();
+    // First: a signal handler that runs from here on takes the shared path
+    // instead of using the handle we are dropping.
+    tls::set(EXITED);
+    if s <= EXITED {
+        return;
     }
-}
-
-/// pthread key destructor: releases the thread's handle (flushing its
-/// caches) and marks the thread as exiting, so later destructors' mallocs
-/// use the shared path instead of claiming a slot that would leak.
-unsafe extern "C" fn thread_exit(v: *mut c_void) {
-    let key = KEY.load(Ordering::Acquire);
-    let v = v as *const u8;
-    if !is_sentinel(v) && !v.is_null() {
-        // SAFETY: a non-sentinel value is the slot this thread claimed.
-        let slot = unsafe { &*(v as *const Slot) };
-        // SAFETY: only this thread uses the slot.
-        let h = unsafe { (*slot.handle.get()).take() };
+    // SAFETY: a state above the sentinels is the slot this thread claimed.
+    let slot = unsafe { &*(s as *const Slot) };
+    if slot.busy.load(Ordering::Relaxed) {
+        // Only if the thread left `with_handle` without finishing (a signal
+        // handler that called pthread_exit): the handle may be mid-update,
+        // so leak the slot rather than drop it.
+        return;
+    }
+    // SAFETY: only this thread uses the slot, and nothing uses it now.
+    let h = unsafe { (*slot.handle.get()).take() };
+    if h.is_some() {
         drop(h);
+        // Relaxed: a statistic.
+        CLAIMED.fetch_sub(1, Ordering::Relaxed);
     }
-    // SAFETY: valid key; glibc stores the value without allocating for keys
-    // below 32 (and we are past our own claim anyway).
-    unsafe { libc::pthread_setspecific(key, (&EXITING as *const u8).cast()) };
 }
 
 /// This thread's slot, claiming one on first use; `None` for the shared path.
 #[inline]
 fn my_slot(g: &'static Globals) -> Option<&'static Slot> {
+    let s = tls::get();
+    if s > EXITED {
+        // SAFETY: a state above the sentinels is the slot this thread
+        // claimed (static, so it lives forever).
+        return Some(unsafe { &*(s as *const Slot) });
+    }
+    if s == FRESH {
+        return claim(g);
+    }
+    None
+}
+
+/// Claims a handle for this thread. Needs no table of claimers: the
+/// thread's own state says it is claiming, so a re-entrant call (the
+/// `calloc` inside `pthread_setspecific` for keys past the first 32, a
+/// signal handler) takes the shared path, however many threads claim.
+#[cold]
+#[inline(never)]
+fn claim(g: &'static Globals) -> Option<&'static Slot> {
     // Acquire: pairs with the Release in `finish_init`.
     let key = KEY.load(Ordering::Acquire);
     if key == NO_KEY {
+        // Before the key exists (or if it could not be created) no
+        // destructor could release a slot: shared path, state still fresh.
         return None;
     }
-    // SAFETY: valid key; no allocation.
-    let v = unsafe { libc::pthread_getspecific(key) } as *const u8;
-    if v.is_null() {
-        return claim(g, key);
-    }
-    if is_sentinel(v) {
-        return None;
-    }
-    // SAFETY: a non-sentinel value is our slot.
-    Some(unsafe { &*(v as *const Slot) })
-}
-
-#[cold]
-#[inline(never)]
-fn claim(g: &'static Globals, key: libc::pthread_key_t) -> Option<&'static Slot> {
-    // SAFETY: no allocation.
-    let me = unsafe { libc::pthread_self() } as usize;
-    if CLAIMERS.iter().any(|c| c.load(Ordering::Relaxed) == me) {
-        return None; // re-entered from inside our own claim
-    }
-    let entry = CLAIMERS.iter().find(|c| {
-        c.compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    })?;
+    tls::set(CLAIMING);
     let r = match g.heap.handle() {
         Some(h) => {
             let slot = &SLOTS[h.cpu()];
@@ -334,17 +447,22 @@ fn claim(g: &'static Globals, key: libc::pthread_key_t) -> Option<&'static Slot>
             // previous owner dropped its handle (taking it out) before
             // releasing the slot.
             unsafe { *slot.handle.get() = Some(h) };
-            // SAFETY: valid key.
-            unsafe { libc::pthread_setspecific(key, (slot as *const Slot).cast()) };
-            Some(slot)
+            // A non-null value makes glibc call `thread_exit` at exit.
+            // SAFETY: valid key; may allocate (re-entering as CLAIMING).
+            if unsafe { libc::pthread_setspecific(key, (slot as *const Slot).cast()) } == 0 {
+                // Relaxed: a statistic.
+                CLAIMED.fetch_add(1, Ordering::Relaxed);
+                Some(slot)
+            } else {
+                // No destructor would release it: give it back now.
+                // SAFETY: ours, and nobody else's yet.
+                drop(unsafe { (*slot.handle.get()).take() });
+                None
+            }
         }
-        None => {
-            // SAFETY: valid key.
-            unsafe { libc::pthread_setspecific(key, (&OVERFLOW as *const u8).cast()) };
-            None
-        }
+        None => None,
     };
-    entry.store(0, Ordering::Relaxed);
+    tls::set(r.map_or(NO_SLOT, |s| s as *const Slot as usize));
     r
 }
 
@@ -585,4 +703,42 @@ pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
         g.heap.reclaim();
     }
     1
+}
+
+/// What `magbuddy_preload_stats` reports (see the module doc).
+#[repr(C)]
+pub struct MagbuddyPreloadStats {
+    /// Handle slots held by threads now.
+    pub slots_claimed: usize,
+    /// Handle slots in the pool.
+    pub slots_total: usize,
+    /// The calling thread: 0 no handle yet, 1 has a handle, 2 shared path
+    /// (the pool was full), 3 shared path (exited), 4 inside its own claim.
+    pub thread: usize,
+}
+
+/// Fills `*out` (see the module doc); allocates nothing, claims nothing
+/// (it maps the heap if nothing did yet).
+#[no_mangle]
+pub unsafe extern "C" fn magbuddy_preload_stats(out: *mut MagbuddyPreloadStats) {
+    if out.is_null() {
+        return;
+    }
+    let total = globals().map_or(0, |g| g.heap.cpus());
+    let thread = match tls::get() {
+        FRESH => 0,
+        NO_SLOT => 2,
+        EXITED => 3,
+        CLAIMING => 4,
+        _ => 1,
+    };
+    // SAFETY: the caller passes a valid, writable struct.
+    unsafe {
+        out.write(MagbuddyPreloadStats {
+            // Relaxed: a statistic.
+            slots_claimed: CLAIMED.load(Ordering::Relaxed),
+            slots_total: total,
+            thread,
+        })
+    };
 }
