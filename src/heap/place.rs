@@ -71,7 +71,7 @@ impl Heap {
             if let Some(p) = self.search(k, ctx, usize::MAX, |_, _| true) {
                 return Some(p);
             }
-            if self.frees_completed().wrapping_sub(before) == ctx.fell - own {
+            if self.no_free_since(before, ctx.fell - own) {
                 if reclaimed {
                     return None;
                 }
@@ -171,13 +171,17 @@ impl Heap {
     /// Frees completed in the whole heap: the sum of the areas' free counts,
     /// each of which only grows, so an equal sum means no count moved.
     fn frees_completed(&self) -> u64 {
-        if crate::mutant::on(crate::mutant::Mutant::NoneIgnoresFrees) {
-            return 0;
-        }
         self.regions()
             .flat_map(|reg| (0..reg.areas).map(move |a| reg.free_count(a)))
             // Acquire: pairs with the Release in `Area::gave_back`.
             .fold(0u64, |sum, c| sum.wrapping_add(c.load(Ordering::Acquire)))
+    }
+
+    /// Whether no free completed since [`Self::frees_completed`] read
+    /// `before`, apart from `own` counted steps of the caller itself.
+    fn no_free_since(&self, before: u64, own: u64) -> bool {
+        crate::mutant::on(crate::mutant::Mutant::NoneIgnoresFrees)
+            || self.frees_completed().wrapping_sub(before) == own
     }
 
     /// Allocates a run of `2^(k - H)` whole areas, aligned to its size in the
@@ -213,7 +217,7 @@ impl Heap {
             // its undo a free), so the retries are lock-free: claims go in
             // ascending order, so of overlapping runs the one that took the
             // lowest contested area first wins it.
-            if !raced && self.frees_completed() == before {
+            if !raced && self.no_free_since(before, 0) {
                 return None;
             }
         }

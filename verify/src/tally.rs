@@ -1,6 +1,6 @@
 //! Named event counts per suite, with minimums asserted at the end.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 /// Event counts of one test, summed over its schedules. Shared by `Arc`
@@ -9,6 +9,8 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct Tally {
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// Keys seen per event; `counts` holds their number.
+    seen: Mutex<BTreeMap<&'static str, BTreeSet<u64>>>,
 }
 
 impl Tally {
@@ -27,6 +29,15 @@ impl Tally {
         let mut counts = self.counts.lock().unwrap();
         let v = counts.entry(event).or_default();
         *v = (*v).max(n);
+    }
+
+    /// Counts `key` under `event` once, however often it is seen (e.g.
+    /// distinct histories, keyed by their shape).
+    pub fn distinct(&self, event: &'static str, key: u64) {
+        let mut seen = self.seen.lock().unwrap();
+        let keys = seen.entry(event).or_default();
+        keys.insert(key);
+        self.counts.lock().unwrap().insert(event, keys.len() as u64);
     }
 
     /// The count of `event` (0 if never added).

@@ -43,8 +43,8 @@ use crate::{OwnedHeap, Tally};
 pub enum Fill {
     /// Nothing.
     Empty,
-    /// Objects of this size until `None`, then one of them freed in every
-    /// slab, or one or two anywhere: the tree is full and the few free
+    /// Blocks of this size until `None`, then one of them freed in every
+    /// slab-sized group, or one or two anywhere: the tree is full and the few free
     /// objects sit in slabs.
     Objects(usize),
 }
@@ -123,6 +123,24 @@ impl Lin {
         ops: 10,
         sizes: &[2048, 2048, 2048, 4096],
         fill: Fill::Objects(2048),
+        strict: false,
+        gray: false,
+    };
+
+    /// Three tasks on the shared path of a heap full of page blocks with
+    /// one free in every slab-sized group: allocations race frees that
+    /// move the free memory from area to area, so an allocation's pass can
+    /// miss every free page although one is free all the time (the false
+    /// `None` that the free counts of §2.6 rule out).
+    pub const CHURN: Self = Self {
+        tasks: 3,
+        cpus: 1,
+        handles: false,
+        areas: 3,
+        extra_areas: 0,
+        ops: 12,
+        sizes: &[4096],
+        fill: Fill::Objects(4096),
         strict: false,
         gray: false,
     };
@@ -511,10 +529,41 @@ fn task(
     rec.into_ops()
 }
 
+/// A history's shape: its calls and results in stamp order, each address
+/// renamed to the order of its first appearance, so two schedules that
+/// interleave the same way on different memory have the same shape.
+fn shape(ops: &[Op]) -> u64 {
+    use std::hash::{DefaultHasher, Hash, Hasher};
+    let mut sorted: Vec<&Op> = ops.iter().collect();
+    sorted.sort_by_key(|o| (o.invoke, o.ret_at));
+    let mut names: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut name = |a: usize| {
+        let n = names.len();
+        *names.entry(a).or_insert(n)
+    };
+    let mut h = DefaultHasher::new();
+    for o in sorted {
+        let call = match o.call {
+            Call::Free { addr, path } => Call::Free {
+                addr: name(addr),
+                path,
+            },
+            c => c,
+        };
+        let ret = match o.ret {
+            Ret::Block(a) => Ret::Block(name(a)),
+            r => r,
+        };
+        (o.thread, o.invoke, o.ret_at, format!("{call:?} {ret:?}")).hash(&mut h);
+    }
+    h.finish()
+}
+
 /// What a history reached, for the suite's minimums.
 fn tally_history(ops: &[Op], tally: &Tally) {
     let overlap = |a: &Op, b: &Op| a.invoke < b.ret_at && b.invoke < a.ret_at;
     let some = |f: &dyn Fn(&Op) -> bool| ops.iter().any(f) as u64;
+    tally.distinct("distinct histories", shape(ops));
     tally.add("operations", ops.len() as u64);
     tally.max("longest history", ops.len() as u64);
     tally.add(

@@ -25,7 +25,18 @@ use magbuddy_checkers::lin::{
 use verify_threads::{OwnedHeap, Rng};
 
 const THREADS: usize = 3;
-const ROUNDS: usize = if cfg!(miri) { 2 } else { 2000 };
+/// Histories: 2000 times `MAGBUDDY_VERIFY_SCALE` (2 under miri).
+fn rounds() -> usize {
+    let scale = std::env::var("MAGBUDDY_VERIFY_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    if cfg!(miri) {
+        2
+    } else {
+        2000 * scale
+    }
+}
 const OPS: usize = if cfg!(miri) { 4 } else { 12 };
 const SIZES: [usize; 7] = [24, 64, 2048, 4096, 8192, 16384, 32768];
 
@@ -217,7 +228,8 @@ fn linearizable_histories_over_real_threads() {
     let g = Geometry::new(1, 2).unwrap(); // 2-page chunks, 4-page areas
     let (mut ops_total, mut longest, mut nones, mut exact, mut errs, mut racing) =
         (0, 0, 0, 0, 0, 0);
-    for round in 0..ROUNDS {
+    let rounds = rounds();
+    for round in 0..rounds {
         let owned = OwnedHeap::new(g, 2, 3);
         let heap = owned.heap();
         let free_before = heap.stats().free_bytes;
@@ -314,11 +326,11 @@ fn linearizable_histories_over_real_threads() {
         );
     }
     println!(
-        "lin over real threads: {ROUNDS} histories, {ops_total} operations, longest {longest}, \
+        "lin over real threads: {rounds} histories, {ops_total} operations, longest {longest}, \
          {nones} Nones ({exact} exact), {errs} Errs, {racing} racing frees of one pointer"
     );
     assert!(
-        nones >= ROUNDS && errs >= ROUNDS * THREADS,
+        nones >= rounds && errs >= rounds * THREADS,
         "every history has a None and Errs"
     );
 }
