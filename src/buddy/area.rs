@@ -37,7 +37,7 @@ impl Area<'_> {
             let up = cas_update(self.top, |w: AreaWord| w.alloc(g, d)).ok()?;
             *retries += up.retries;
             if k == g.area_order() {
-                crate::testing::note(crate::testing::Probe::AreaClaim);
+                crate::probe::note(crate::probe::Probe::AreaClaim);
             }
             return Some(up.out << k);
         }
@@ -61,7 +61,7 @@ impl Area<'_> {
                 }
                 Err(_) => {
                     // Enough pages but no aligned run of them: give them back.
-                    crate::testing::note(crate::testing::Probe::FallThrough);
+                    crate::probe::note(crate::probe::Probe::FallThrough);
                     self.unreserve(j, pages, retries);
                     *fell += 1;
                     fragmented |= 1 << j;

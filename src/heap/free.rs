@@ -1,10 +1,11 @@
 //! The free path: from a pointer to its block, with every check on bad
 //! input (DESIGN §5) made before any state changes.
 
-use super::region::{PageDesc, Region};
-use super::{cache, Heap};
+use super::Heap;
 use core::ptr::NonNull;
 
+use crate::magazine::PAGE_CLASSES;
+use crate::region::{PageDesc, Region};
 use crate::slab::{self, SMALL_CLASSES};
 use crate::sync::Ordering;
 use crate::{FreeError, PAGE_SIZE};
@@ -80,8 +81,7 @@ impl Heap {
     /// part of the heap.
     #[inline]
     fn locate(&self, addr: usize) -> Result<(&Region, usize, PageDesc), FreeError> {
-        // SAFETY: the first region lives as long as the heap (see `region_of`).
-        let first = unsafe { &*self.first };
+        let first = self.table.first();
         // One compare for the common case (wrapping: below the range is huge).
         let reg = if addr.wrapping_sub(first.usable_lo) < first.usable_len {
             first
@@ -142,8 +142,7 @@ impl Heap {
     /// so do all objects in `checked` builds.
     #[inline(always)]
     pub(crate) fn fast_claim(&self, addr: usize) -> Option<usize> {
-        // SAFETY: the first region lives as long as the heap.
-        let first = unsafe { &*self.first };
+        let first = self.table.first();
         if addr.wrapping_sub(first.usable_lo) >= first.usable_len {
             return None;
         }
@@ -152,7 +151,7 @@ impl Heap {
         let desc = PageDesc(first.desc(page).load(Ordering::Acquire));
         let Some(c) = desc.slab_class() else {
             let k = desc.order()?;
-            if (k as usize) >= cache::PAGE_CLASSES || addr % PAGE_SIZE != 0 {
+            if (k as usize) >= PAGE_CLASSES || addr % PAGE_SIZE != 0 {
                 return None;
             }
             if !Self::claim_block(first, page, desc, k) {
@@ -160,7 +159,7 @@ impl Heap {
             }
             return Some(SMALL_CLASSES + k as usize);
         };
-        if super::object::MARK_AT_USER {
+        if slab::MARK_AT_USER {
             return None;
         }
         let offset = addr & (slab::SLAB_BYTES - 1);
@@ -191,7 +190,7 @@ impl Heap {
                 self.claim_object(reg, page, c, addr)?;
                 Ok(Some(c))
             }
-            (reg, page, Block::Pages(k)) if (k as usize) < cache::PAGE_CLASSES => {
+            (reg, page, Block::Pages(k)) if (k as usize) < PAGE_CLASSES => {
                 if !Self::claim_block(
                     reg,
                     page,

@@ -5,11 +5,10 @@
 
 use core::ptr::NonNull;
 
-use super::region::{PageDesc, Region};
 use super::{pack, unpack, Ctx, Heap, NEAR};
 use crate::buddy::AreaWord;
+use crate::region::{PageDesc, Region};
 use crate::sync::Ordering;
-use crate::MAX_REGIONS;
 
 impl Heap {
     /// Allocates a block of order `k`: home area first, then the search.
@@ -91,11 +90,7 @@ impl Heap {
         want: impl Fn(&Region, usize) -> bool,
     ) -> Option<NonNull<u8>> {
         let (hr, ha) = unpack(ctx.home);
-        // Acquire: as in `regions`.
-        let n = self
-            .region_count
-            .load(Ordering::Acquire)
-            .clamp(1, MAX_REGIONS);
+        let n = self.table.reserved();
         let mut seen = 0;
         // Every area once, starting after home and ending with home itself.
         for step in 0..=n {
