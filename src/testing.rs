@@ -30,24 +30,26 @@ impl<'a> AreaView<'a> {
 
     /// Allocates order `k`; returns the first page offset.
     pub fn alloc(&self, k: u32) -> Option<u32> {
-        self.0.alloc(k, &mut 0)
+        self.0.alloc(k).offset
     }
 
     /// Frees the block of order `k` at `offset`; false if not allocated.
     pub fn free(&self, offset: u32, k: u32) -> bool {
-        self.0.free(offset, k, &mut 0).is_ok()
+        self.0.free(offset, k).is_ok()
     }
 
     /// [`Self::alloc`], also returning the CAS attempts that lost a race.
     pub fn alloc_counting(&self, k: u32) -> (Option<u32>, u32) {
-        let mut retries = 0;
-        (self.0.alloc(k, &mut retries), retries)
+        let t = self.0.alloc(k);
+        (t.offset, t.retries)
     }
 
     /// [`Self::free`], also returning the CAS attempts that lost a race.
     pub fn free_counting(&self, offset: u32, k: u32) -> (bool, u32) {
-        let mut retries = 0;
-        (self.0.free(offset, k, &mut retries).is_ok(), retries)
+        match self.0.free(offset, k) {
+            Ok(retries) => (true, retries),
+            Err(retries) => (false, retries),
+        }
     }
 
     /// The area word's reservation count of chunk `j` (one Relaxed load).

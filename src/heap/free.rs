@@ -1,6 +1,7 @@
 //! The free path: from a pointer to its block, with every check on bad
 //! input (DESIGN §5) made before any state changes.
 
+use super::stats::{Event, Tally};
 use super::Heap;
 use core::ptr::NonNull;
 
@@ -26,7 +27,7 @@ impl Heap {
     pub(crate) unsafe fn free_inner(
         &self,
         ptr: *mut u8,
-        retries: &mut u32,
+        tally: &mut Tally,
     ) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
@@ -36,7 +37,7 @@ impl Heap {
             (reg, page, Block::Object(c)) => self.free_small_shared(reg, page, c, addr),
             // SAFETY: forwarded from the caller.
             (reg, page, Block::Pages(k)) => unsafe {
-                self.release_block(reg, page, addr, PageDesc::head(k), retries)
+                self.release_block(reg, page, addr, PageDesc::head(k), tally)
             },
         }
     }
@@ -264,7 +265,7 @@ impl Heap {
         page: usize,
         addr: usize,
         expect: PageDesc,
-        retries: &mut u32,
+        tally: &mut Tally,
     ) -> Result<(), FreeError> {
         let desc = reg.desc(page);
         let k = expect.order().expect("a block head");
@@ -285,10 +286,13 @@ impl Heap {
         }
         let h = self.g.area_order();
         let a = page >> h;
+        let mut count = |retries| tally.add(Event::Retries, retries);
         let freed = if k > h {
-            (0..1usize << (k - h)).try_for_each(|i| reg.area(a + i).free(0, h, retries))
+            (0..1usize << (k - h)).try_for_each(|i| reg.area(a + i).free(0, h).map(&mut count))
         } else {
-            reg.area(a).free((page & ((1 << h) - 1)) as u32, k, retries)
+            reg.area(a)
+                .free((page & ((1 << h) - 1)) as u32, k)
+                .map(count)
         };
         assert!(
             freed.is_ok(),

@@ -4,8 +4,9 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use super::stats::{Counters, Event};
-use super::{Ctx, Heap};
+use super::place::Hint;
+use super::stats::{Counters, Event, Tally};
+use super::Heap;
 use crate::magazine::{cache_class, CpuCache, Magazine, MAX_CACHED};
 use crate::slab::{self, MAX_SMALL, SMALL_CLASSES};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
@@ -144,33 +145,33 @@ impl<'h> Handle<'h> {
     /// Blocks above 16 KiB (and `size == 0`): straight from the buddy tree.
     #[inline(never)]
     fn alloc_large(&mut self, size: usize) -> Option<NonNull<u8>> {
-        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
+        let (mut hint, mut tally) = (self.hint(), Tally::default());
         let k = self.heap.order_for(size)?;
-        let mut p = self.heap.alloc_order(k, &mut ctx);
+        let mut p = self.heap.alloc_order(k, &mut hint, &mut tally);
         if p.is_none() {
             // Our own magazines may hold what is missing: give it back first.
-            self.flush_magazines(&mut ctx, false);
-            p = self.heap.alloc_order(k, &mut ctx);
+            self.flush_magazines(&mut tally, false);
+            p = self.heap.alloc_order(k, &mut hint, &mut tally);
         }
-        self.finish(&ctx, p.is_some());
+        self.finish(&hint, &tally, p.is_some());
         p
     }
 
     #[cold]
     #[inline(never)]
     fn alloc_slow(&mut self, cc: usize) -> Option<NonNull<u8>> {
-        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
-        let p = self.alloc_cached_slow(cc, &mut ctx);
-        self.finish(&ctx, p.is_some());
+        let (mut hint, mut tally) = (self.hint(), Tally::default());
+        let p = self.alloc_cached_slow(cc, &mut hint, &mut tally);
+        self.finish(&hint, &tally, p.is_some());
         self.hand_out(cc, p?)
     }
 
     #[cold]
     #[inline(never)]
     fn free_slow(&mut self, cc: usize, p: usize) {
-        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
-        self.free_cached_slow(cc, p, &mut ctx);
-        self.slot.counters.record(&ctx, true);
+        let mut tally = Tally::default();
+        self.free_cached_slow(cc, p, &mut tally);
+        self.slot.counters.record(&tally, true);
         self.slot.counters.bump_owned(Event::Free, 1);
         self.publish_counts();
     }
@@ -185,11 +186,16 @@ impl<'h> Handle<'h> {
         self.heap.hand_out_block(cc, p)
     }
 
-    fn finish(&mut self, ctx: &Ctx, ok: bool) {
-        self.home = ctx.home;
+    /// Where this handle's searches start, asked as its CPU.
+    fn hint(&self) -> Hint {
+        Hint::new(self.home, self.cpu as u64 + 1)
+    }
+
+    fn finish(&mut self, hint: &Hint, tally: &Tally, ok: bool) {
+        self.home = hint.home;
         let c = &self.slot.counters;
         c.bump_owned(if ok { Event::Alloc } else { Event::Failed }, 1);
-        c.record(ctx, true);
+        c.record(tally, true);
         self.publish_counts();
     }
 
@@ -249,12 +255,10 @@ impl<'h> Handle<'h> {
     /// As [`Heap::try_free`].
     #[inline(never)]
     unsafe fn free_large(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
-        let mut retries = 0;
+        let mut tally = Tally::default();
         // SAFETY: forwarded from the caller.
-        let r = unsafe { self.heap.free_inner(ptr, &mut retries) };
-        self.slot
-            .counters
-            .bump_owned(Event::Retries, retries as u64);
+        let r = unsafe { self.heap.free_inner(ptr, &mut tally) };
+        self.slot.counters.record(&tally, true);
         if r.is_ok() {
             self.slot.counters.bump_owned(Event::Free, 1);
         }
@@ -278,10 +282,10 @@ impl Drop for Handle<'_> {
     /// Releases the slot, returning cached memory: magazines to the depot (or
     /// home), current slabs to the tree or the abandoned lists.
     fn drop(&mut self) {
-        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
-        self.flush_magazines(&mut ctx, true);
+        let mut tally = Tally::default();
+        self.flush_magazines(&mut tally, true);
         self.give_up_slabs();
-        self.slot.counters.record(&ctx, true);
+        self.slot.counters.record(&tally, true);
         self.publish_counts();
         let slot = self.slot;
         // Relaxed: published by the Release in `release` just below.

@@ -33,7 +33,8 @@ use crate::slab::{self, SlabDesc, SlabPool, MAX_SMALL, SLAB_BYTES, SLAB_ORDER, S
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::{FreeError, InitError, MAX_CPUS, PAGE_SHIFT, PAGE_SIZE};
 use handle::CpuSlot;
-use stats::{Counters, Event};
+use place::Hint;
+use stats::{Counters, Event, Tally};
 
 /// How to build a heap.
 #[derive(Clone, Copy, Debug)]
@@ -99,36 +100,6 @@ pub struct Heap {
 unsafe impl Sync for Heap {}
 // SAFETY: as above; nothing is tied to the creating thread.
 unsafe impl Send for Heap {}
-
-/// What an allocation carries through the search: where to start, who asks,
-/// and what it cost.
-#[derive(Default)]
-pub(crate) struct Ctx {
-    pub(crate) home: usize,
-    /// CPU + 1, or 0 for the shared path.
-    pub(crate) owner: u64,
-    pub(crate) retries: u32,
-    pub(crate) switches: u32,
-    pub(crate) misses: u32,
-    pub(crate) exchanges: u32,
-    pub(crate) remote: u32,
-    pub(crate) drains: u32,
-    pub(crate) abandoned: u32,
-    pub(crate) adopted: u32,
-    /// Reservations this operation gave back in fall-throughs (each one
-    /// counted in its area's free count; see `Heap::alloc_slow`).
-    pub(crate) fell: u64,
-}
-
-impl Ctx {
-    pub(crate) fn new(home: usize, owner: u64) -> Self {
-        Self {
-            home,
-            owner,
-            ..Self::default()
-        }
-    }
-}
 
 /// Magazines in the pool: two per class per CPU, the depot's share, spares.
 const fn magazine_count(cpus: usize) -> usize {
@@ -465,16 +436,16 @@ impl Heap {
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
         // Relaxed: a placement hint, any recent value will do.
         let home = self.cursor.load(Ordering::Relaxed);
-        let mut ctx = Ctx::new(home, 0);
+        let (mut hint, mut tally) = (Hint::new(home, 0), Tally::default());
         let p = if size.wrapping_sub(1) < MAX_SMALL {
-            self.alloc_small_shared(slab::class_of(size), &mut ctx)
+            self.alloc_small_shared(slab::class_of(size), &mut hint, &mut tally)
         } else {
             self.order_for(size)
-                .and_then(|k| self.alloc_order(k, &mut ctx))
+                .and_then(|k| self.alloc_order(k, &mut hint, &mut tally))
         };
-        if ctx.home != home {
+        if hint.home != home {
             // Relaxed: a placement hint; a lost update only costs locality.
-            self.cursor.store(ctx.home, Ordering::Relaxed);
+            self.cursor.store(hint.home, Ordering::Relaxed);
         }
         self.shared.bump_shared(
             if p.is_some() {
@@ -484,7 +455,7 @@ impl Heap {
             },
             1,
         );
-        self.shared.record(&ctx, false);
+        self.shared.record(&tally, false);
         p
     }
 
@@ -517,10 +488,10 @@ impl Heap {
     /// # Safety
     /// * If `ptr` is a live block of this heap, nobody uses it after this call.
     pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), FreeError> {
-        let mut retries = 0;
+        let mut tally = Tally::default();
         // SAFETY: forwarded from the caller.
-        let r = unsafe { self.free_inner(ptr, &mut retries) };
-        self.shared.bump_shared(Event::Retries, retries as u64);
+        let r = unsafe { self.free_inner(ptr, &mut tally) };
+        self.shared.record(&tally, false);
         if r.is_ok() && !ptr.is_null() {
             self.shared.bump_shared(Event::Free, 1);
         }

@@ -30,8 +30,9 @@
 //! reclaims is smaller than the request plus the caps of CPUs that do not
 //! call in.
 
-use super::stats::Event;
-use super::{Ctx, Handle};
+use super::place::Hint;
+use super::stats::{Event, Tally};
+use super::Handle;
 use crate::magazine::{CACHE_CLASSES, MAG_ROUNDS};
 use crate::slab::{self, SMALL_CLASSES};
 use crate::sync::Ordering;
@@ -68,13 +69,13 @@ impl Handle<'_> {
     }
 
     /// Flushes this CPU's magazines if the drain epoch moved.
-    fn honour_drain(&mut self, ctx: &mut Ctx) {
+    fn honour_drain(&mut self, tally: &mut Tally) {
         // Relaxed: see `pop_loaded`.
         let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
         if self.cache(|c| c.epoch) != epoch {
             if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu == 0) {
-                self.flush_magazines(ctx, false);
-                ctx.drains += 1;
+                self.flush_magazines(tally, false);
+                tally.add(Event::Drain, 1);
             }
             self.cache(|c| c.epoch = epoch);
         }
@@ -82,7 +83,7 @@ impl Handle<'_> {
 
     /// Empties both magazines of every class: into the depot when `to_depot`
     /// and it has room, else home to slabs and the tree.
-    pub(crate) fn flush_magazines(&mut self, ctx: &mut Ctx, to_depot: bool) {
+    pub(crate) fn flush_magazines(&mut self, tally: &mut Tally, to_depot: bool) {
         let heap = self.heap;
         let depot = heap.mags.depot();
         let token = self.token();
@@ -94,7 +95,7 @@ impl Handle<'_> {
                 if heap.mags.mag(m).len() > 0 && to_depot && depot.put_full(cc, m) {
                     continue;
                 }
-                heap.flush_rounds(token, cc, heap.mags.mag(m), ctx);
+                heap.flush_rounds(token, cc, heap.mags.mag(m), tally);
                 depot.put_empty(m);
             }
         }
@@ -115,9 +116,14 @@ impl Handle<'_> {
     /// The allocation slow path for cache class `cc`.
     #[cold]
     #[inline(never)]
-    pub(crate) fn alloc_cached_slow(&mut self, cc: usize, ctx: &mut Ctx) -> Option<usize> {
-        self.honour_drain(ctx);
-        ctx.misses += 1;
+    pub(crate) fn alloc_cached_slow(
+        &mut self,
+        cc: usize,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<usize> {
+        self.honour_drain(tally);
+        tally.add(Event::Miss, 1);
         let heap = self.heap;
         let depot = heap.mags.depot();
         // 1. The previous magazine, if it has rounds, becomes the loaded one.
@@ -133,21 +139,21 @@ impl Handle<'_> {
             if empty != 0 {
                 depot.put_empty(empty - 1);
             }
-            ctx.exchanges += 1;
+            tally.add(Event::Exchange, 1);
             return self.take_round(cc);
         }
         // 3. Refill from slabs or the buddy tree: half a magazine, one round
         // of which is returned.
         let want = (heap.mags.cap(cc) as usize).div_ceil(2);
         let mut buf = [0usize; MAG_ROUNDS];
-        let n = self.refill(cc, &mut buf[..want], ctx);
+        let n = self.refill(cc, &mut buf[..want], hint, tally);
         if n == 0 {
             // Out of memory here: flush our own caches, reclaim what anyone
             // may, and try once more: the no-false-OOM contract.
-            self.flush_magazines(ctx, false);
+            self.flush_magazines(tally, false);
             heap.reclaim();
             self.cache(|c| c.epoch = heap.drain_epoch.load(Ordering::Relaxed));
-            return self.refill_one(cc, ctx);
+            return self.refill_one(cc, hint, tally);
         }
         if self.cache(|c| c.loaded[cc]) == 0 {
             match depot.get_empty() {
@@ -158,7 +164,7 @@ impl Handle<'_> {
                     // No magazine left: hand out one round, return the rest.
                     slab::leave_slab(&heap.table, cc, &buf[..n]);
                     for &p in &buf[1..n] {
-                        heap.flush_round(self.token(), cc, p, ctx);
+                        heap.flush_round(self.token(), cc, p, tally);
                     }
                     return Some(buf[0]);
                 }
@@ -172,9 +178,9 @@ impl Handle<'_> {
         Some(buf[n - 1])
     }
 
-    fn refill_one(&mut self, cc: usize, ctx: &mut Ctx) -> Option<usize> {
+    fn refill_one(&mut self, cc: usize, hint: &mut Hint, tally: &mut Tally) -> Option<usize> {
         let mut one = [0usize];
-        if self.refill(cc, &mut one, ctx) == 0 {
+        if self.refill(cc, &mut one, hint, tally) == 0 {
             return None;
         }
         slab::leave_slab(&self.heap.table, cc, &one);
@@ -184,12 +190,18 @@ impl Handle<'_> {
     /// Fills `out` with fresh rounds of class `cc`; returns how many. Page
     /// blocks come marked as cached; objects still count as free in their
     /// slab (the caller calls `leave_slab` once a cache lists them).
-    fn refill(&mut self, cc: usize, out: &mut [usize], ctx: &mut Ctx) -> usize {
+    fn refill(
+        &mut self,
+        cc: usize,
+        out: &mut [usize],
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> usize {
         if cc >= SMALL_CLASSES {
             let k = (cc - SMALL_CLASSES) as u32;
             let mut n = 0;
             while n < out.len() {
-                match self.heap.alloc_order(k, ctx) {
+                match self.heap.alloc_order(k, hint, tally) {
                     Some(p) => out[n] = p.as_ptr() as usize,
                     None => break,
                 }
@@ -206,7 +218,7 @@ impl Handle<'_> {
             let id = if cur != 0 {
                 cur - 1
             } else {
-                let Some(id) = self.heap.adopt_or_new(cc, token, ctx) else {
+                let Some(id) = self.heap.adopt_or_new(cc, token, hint, tally) else {
                     return 0;
                 };
                 self.cache(|c| c.current[cc] = id + 1);
@@ -225,7 +237,7 @@ impl Handle<'_> {
                 // Exhausted: let it go (anyone adopts it once objects return).
                 self.cache(|c| c.current[cc] = 0);
                 self.heap.slabs.give_up(reg, s, id, token);
-                ctx.abandoned += 1;
+                tally.add(Event::Abandon, 1);
             }
         }
     }
@@ -234,8 +246,8 @@ impl Handle<'_> {
     /// or missing.
     #[cold]
     #[inline(never)]
-    pub(crate) fn free_cached_slow(&mut self, cc: usize, p: usize, ctx: &mut Ctx) {
-        self.honour_drain(ctx);
+    pub(crate) fn free_cached_slow(&mut self, cc: usize, p: usize, tally: &mut Tally) {
+        self.honour_drain(tally);
         let heap = self.heap;
         let depot = heap.mags.depot();
         let token = self.token();
@@ -251,9 +263,9 @@ impl Handle<'_> {
         } else {
             if previous != 0 {
                 if depot.put_full(cc, previous - 1) {
-                    ctx.exchanges += 1;
+                    tally.add(Event::Exchange, 1);
                 } else {
-                    heap.flush_rounds(token, cc, heap.mags.mag(previous - 1), ctx);
+                    heap.flush_rounds(token, cc, heap.mags.mag(previous - 1), tally);
                     depot.put_empty(previous - 1);
                 }
             }
@@ -269,10 +281,10 @@ impl Handle<'_> {
                 // No magazine to spare: send the loaded rounds home.
                 let loaded = self.swap_loaded(cc, 0);
                 if loaded == 0 {
-                    heap.flush_round(token, cc, p, ctx);
+                    heap.flush_round(token, cc, p, tally);
                     return;
                 }
-                heap.flush_rounds(token, cc, heap.mags.mag(loaded - 1), ctx);
+                heap.flush_rounds(token, cc, heap.mags.mag(loaded - 1), tally);
                 self.swap_loaded(cc, loaded);
             }
         }

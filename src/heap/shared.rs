@@ -5,7 +5,9 @@
 
 use core::ptr::NonNull;
 
-use super::{Ctx, Heap};
+use super::place::Hint;
+use super::stats::{Event, Tally};
+use super::Heap;
 use crate::magazine::{Magazine, CACHE_CLASSES};
 use crate::region::{PageDesc, Region};
 use crate::slab::{self, SLAB_ORDER, SMALL_CLASSES};
@@ -24,17 +26,15 @@ impl Heap {
     /// owner `token` if it owns it, else through the return list), a block to
     /// the buddy tree. A round found free already there is a duplicate (a
     /// double free the magazine accepted): counted and dropped, never reused.
-    pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, ctx: &mut Ctx) -> bool {
+    pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, tally: &mut Tally) -> bool {
         let reg = self.region_of(p).expect("round inside the heap");
         let page = reg.page_of(p);
         if cc >= SMALL_CLASSES {
             let k = (cc - SMALL_CLASSES) as u32;
             // SAFETY: a cached block is allocated in the tree and ours.
-            return unsafe {
-                self.release_block(reg, page, p, PageDesc::cached(k), &mut ctx.retries)
-            }
-            .map_err(|_| self.record_corruption(p))
-            .is_ok();
+            return unsafe { self.release_block(reg, page, p, PageDesc::cached(k), tally) }
+                .map_err(|_| self.record_corruption(p))
+                .is_ok();
         }
         let (s, base) = slab::slab_at(reg, page);
         // Default build: the round enters the slab layer here, and its bit
@@ -44,7 +44,8 @@ impl Heap {
             self.record_corruption(p);
             return false;
         }
-        ctx.remote += self.slabs.free_to_slab(token, reg, page, cc, p) as u32;
+        let remote = self.slabs.free_to_slab(token, reg, page, cc, p);
+        tally.add(Event::Remote, remote as u32);
         true
     }
 
@@ -70,10 +71,15 @@ impl Heap {
     /// Allocates one object of class `c` without a handle: claims an
     /// abandoned slab (or makes a new one), takes one object, abandons the
     /// slab again. Never waits and never pops a shared stack of objects.
-    pub(crate) fn alloc_small_shared(&self, c: usize, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc_small_shared(
+        &self,
+        c: usize,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<NonNull<u8>> {
         loop {
             let mut out = [0usize; 1];
-            let id = self.adopt_or_new(c, slab::SHARED, ctx)?;
+            let id = self.adopt_or_new(c, slab::SHARED, hint, tally)?;
             let (reg, s, base) = slab::slab_by_id(&self.table, id);
             // SAFETY: we own the slab until we give it up below.
             unsafe {
@@ -91,18 +97,24 @@ impl Heap {
     }
 
     /// Adopts an abandoned slab of class `c` for `token`, or makes a new one.
-    pub(crate) fn adopt_or_new(&self, c: usize, token: u32, ctx: &mut Ctx) -> Option<u32> {
-        if let Some(id) = self.adopt_any(c, token, ctx) {
+    pub(crate) fn adopt_or_new(
+        &self,
+        c: usize,
+        token: u32,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<u32> {
+        if let Some(id) = self.adopt_any(c, token, tally) {
             return Some(id);
         }
         // `alloc_order` reclaims before it gives up, which may publish slabs
         // with free objects (a released handle's magazines going home): look
         // at the abandoned lists once more before reporting out-of-memory.
-        let Some(p) = self.alloc_order(SLAB_ORDER, ctx) else {
+        let Some(p) = self.alloc_order(SLAB_ORDER, hint, tally) else {
             if crate::mutant::on(crate::mutant::Mutant::RetrySkipsAbandoned) {
                 return None;
             }
-            return self.adopt_any(c, token, ctx);
+            return self.adopt_any(c, token, tally);
         };
         let reg = self
             .region_of(p.as_ptr() as usize)
@@ -113,9 +125,9 @@ impl Heap {
 
     /// Pops and adopts an abandoned slab of class `c` for `token` (from
     /// either list) and collects its returns.
-    fn adopt_any(&self, c: usize, token: u32, ctx: &mut Ctx) -> Option<u32> {
+    fn adopt_any(&self, c: usize, token: u32, tally: &mut Tally) -> Option<u32> {
         let id = self.slabs.adopt(&self.table, c, token)?;
-        ctx.adopted += 1;
+        tally.add(Event::Adopt, 1);
         Some(id)
     }
 
@@ -128,11 +140,11 @@ impl Heap {
         // order, but cheap); Relaxed would do.
         self.drain_epoch.fetch_add(1, Ordering::Release);
         let depot = self.mags.depot();
-        let mut ctx = Ctx::default();
+        let mut tally = Tally::default();
         for cc in 0..CACHE_CLASSES {
             while let Some(m) = depot.get_full(cc) {
                 // SAFETY: popped: the magazine is ours.
-                self.flush_rounds(0, cc, self.mags.mag(m), &mut ctx);
+                self.flush_rounds(0, cc, self.mags.mag(m), &mut tally);
                 depot.put_empty(m);
             }
         }
@@ -140,9 +152,9 @@ impl Heap {
     }
 
     /// Returns every round of magazine `m` (held by the caller) home.
-    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, m: &Magazine, ctx: &mut Ctx) {
+    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, m: &Magazine, tally: &mut Tally) {
         m.drain(|p| {
-            self.flush_round(token, cc, p, ctx);
+            self.flush_round(token, cc, p, tally);
         });
     }
 }

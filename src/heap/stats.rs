@@ -1,152 +1,142 @@
-//! Per-CPU and shared-path counters, and their snapshot [`CpuStats`].
+//! The event table: one list of events ([`Event`]) from which the public
+//! snapshot ([`CpuStats`]), the atomic counters of a CPU slot or of the
+//! shared path ([`Counters`]) and the plain per-operation [`Tally`] are all
+//! made. Adding a counter is one line in `events!` below plus the place that
+//! counts it.
 
-use super::Ctx;
 use crate::sync::{AtomicU64, Ordering};
 
-/// Counters of one CPU slot (or of the shared path), readable at any time.
-/// Magazine hits are counted without atomics and published on the CPU's next
-/// slow path (and when its handle is released), so `allocs` and `frees` may lag
-/// by up to a magazine's worth of operations.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuStats {
+/// Declares [`Event`] and [`CpuStats`] (one field per event, in the same
+/// order, plus the cached-bytes gauge) from one list.
+macro_rules! events {
+    ($($(#[doc = $doc:literal])* $event:ident => $field:ident,)*) => {
+        /// Which counter an event bumps (also its index in [`Counters`] and
+        /// [`Tally`]). [`Counters::record`] adds a tally in this order.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(usize)]
+        pub(crate) enum Event {
+            $($event,)*
+            /// Bytes in a CPU's magazines (a gauge, set, never added).
+            Cached,
+        }
+
+        impl Event {
+            /// Number of events (the gauge included).
+            pub(crate) const COUNT: usize = [$(Event::$event,)* Event::Cached].len();
+        }
+
+        /// Counters of one CPU slot (or of the shared path), readable at any
+        /// time. Magazine hits are counted without atomics and published on
+        /// the CPU's next slow path (and when its handle is released), so
+        /// `allocs` and `frees` may lag by up to a magazine's worth of
+        /// operations.
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct CpuStats {
+            $($(#[doc = $doc])* pub $field: u64,)*
+            /// Bytes in this CPU's magazines as of its last slow path (a gauge).
+            pub cached_bytes: u64,
+        }
+
+        impl Counters {
+            pub(crate) fn snapshot(&self) -> CpuStats {
+                CpuStats {
+                    $($field: self.get(Event::$event),)*
+                    cached_bytes: self.get(Event::Cached),
+                }
+            }
+        }
+    };
+}
+
+events! {
     /// Successful allocations.
-    pub allocs: u64,
+    Alloc => allocs,
     /// Successful frees.
-    pub frees: u64,
+    Free => frees,
     /// Allocations that returned `None`.
-    pub failed_allocs: u64,
+    Failed => failed_allocs,
     /// CAS attempts that lost a race and were retried.
-    pub cas_retries: u64,
+    Retries => cas_retries,
     /// Times the home area changed.
-    pub area_switches: u64,
+    Switch => area_switches,
     /// Allocations the loaded magazine could not serve (hits are
     /// `allocs - magazine_misses` for cached sizes).
-    pub magazine_misses: u64,
+    Miss => magazine_misses,
     /// Full magazines taken from or given to the depot.
-    pub depot_exchanges: u64,
+    Exchange => depot_exchanges,
     /// Objects returned to a slab owned by someone else.
-    pub remote_frees: u64,
+    Remote => remote_frees,
     /// Drain requests honoured.
-    pub drains: u64,
+    Drain => drains,
     /// Slabs this CPU gave up while they held objects.
-    pub abandoned_slabs: u64,
+    Abandon => abandoned_slabs,
     /// Abandoned slabs this CPU adopted.
-    pub adopted_slabs: u64,
-    /// Bytes in this CPU's magazines as of its last slow path (a gauge).
-    pub cached_bytes: u64,
+    Adopt => adopted_slabs,
 }
 
-/// Counters written only by their owner (a handle) or with `fetch_add` (the
-/// shared path). Relaxed everywhere: they order nothing, and a reader only
-/// needs each value to be one that was written.
+/// What one operation counted, without atomics; added to [`Counters`] at
+/// its end ([`Counters::record`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tally([u32; Event::COUNT]);
+
+impl Tally {
+    /// Counts `n` events `e`.
+    #[inline]
+    pub(crate) fn add(&mut self, e: Event, n: u32) {
+        self.0[e as usize] += n;
+    }
+}
+
+/// The counters of a CPU slot or of the shared path, one per [`Event`],
+/// written only by their owner (a handle) or with `fetch_add` (the shared
+/// path). Relaxed everywhere: they order nothing, and a reader only needs
+/// each value to be one that was written.
 #[derive(Default)]
-pub(crate) struct Counters {
-    allocs: AtomicU64,
-    frees: AtomicU64,
-    failed: AtomicU64,
-    retries: AtomicU64,
-    switches: AtomicU64,
-    misses: AtomicU64,
-    exchanges: AtomicU64,
-    remote: AtomicU64,
-    drains: AtomicU64,
-    abandoned: AtomicU64,
-    adopted: AtomicU64,
-    cached: AtomicU64,
-}
-
-/// Which counter an event bumps.
-#[derive(Clone, Copy)]
-pub(crate) enum Event {
-    Alloc,
-    Free,
-    Failed,
-    Retries,
-    Switch,
-    Miss,
-    Exchange,
-    Remote,
-    Drain,
-    Abandon,
-    Adopt,
-}
+pub(crate) struct Counters([AtomicU64; Event::COUNT]);
 
 impl Counters {
-    fn cell(&self, e: Event) -> &AtomicU64 {
-        match e {
-            Event::Alloc => &self.allocs,
-            Event::Free => &self.frees,
-            Event::Failed => &self.failed,
-            Event::Retries => &self.retries,
-            Event::Switch => &self.switches,
-            Event::Miss => &self.misses,
-            Event::Exchange => &self.exchanges,
-            Event::Remote => &self.remote,
-            Event::Drain => &self.drains,
-            Event::Abandon => &self.abandoned,
-            Event::Adopt => &self.adopted,
-        }
+    fn get(&self, e: Event) -> u64 {
+        self.0[e as usize].load(Ordering::Relaxed)
     }
 
-    /// Adds `n` when the caller is the only writer: a load and a store, no RMW.
+    /// Adds `n` to counter `i`: as its only writer (a load and a store, no
+    /// RMW) or from any thread (`fetch_add`).
     #[inline]
-    pub(crate) fn bump_owned(&self, e: Event, n: u64) {
+    fn add(&self, i: usize, n: u64, owned: bool) {
         if n == 0 {
             return;
         }
-        let c = self.cell(e);
-        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        let c = &self.0[i];
+        if owned {
+            c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+        } else {
+            c.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
-    /// Sets the cached-bytes gauge (owner only).
-    pub(crate) fn set_cached(&self, bytes: u64) {
-        // Relaxed: a gauge read by reports.
-        self.cached.store(bytes, Ordering::Relaxed);
+    /// Adds `n` when the caller is the only writer.
+    #[inline]
+    pub(crate) fn bump_owned(&self, e: Event, n: u64) {
+        self.add(e as usize, n, true);
     }
 
     /// Adds `n` from any thread.
     #[inline]
     pub(crate) fn bump_shared(&self, e: Event, n: u64) {
-        if n != 0 {
-            self.cell(e).fetch_add(n, Ordering::Relaxed);
-        }
+        self.add(e as usize, n, false);
     }
 
-    pub(crate) fn snapshot(&self) -> CpuStats {
-        let get = |e| self.cell(e).load(Ordering::Relaxed);
-        CpuStats {
-            allocs: get(Event::Alloc),
-            frees: get(Event::Free),
-            failed_allocs: get(Event::Failed),
-            cas_retries: get(Event::Retries),
-            area_switches: get(Event::Switch),
-            magazine_misses: get(Event::Miss),
-            depot_exchanges: get(Event::Exchange),
-            remote_frees: get(Event::Remote),
-            drains: get(Event::Drain),
-            abandoned_slabs: get(Event::Abandon),
-            adopted_slabs: get(Event::Adopt),
-            // Relaxed: a gauge, as the counters.
-            cached_bytes: self.cached.load(Ordering::Relaxed),
-        }
+    /// Sets the cached-bytes gauge (owner only).
+    pub(crate) fn set_cached(&self, bytes: u64) {
+        // Relaxed: a gauge read by reports.
+        self.0[Event::Cached as usize].store(bytes, Ordering::Relaxed);
     }
 
-    /// Adds what one operation's context recorded.
-    pub(crate) fn record(&self, ctx: &Ctx, owned: bool) {
-        let bump = |e, n: u32| {
-            if owned {
-                self.bump_owned(e, n as u64)
-            } else {
-                self.bump_shared(e, n as u64)
-            }
-        };
-        bump(Event::Retries, ctx.retries);
-        bump(Event::Switch, ctx.switches);
-        bump(Event::Miss, ctx.misses);
-        bump(Event::Exchange, ctx.exchanges);
-        bump(Event::Remote, ctx.remote);
-        bump(Event::Drain, ctx.drains);
-        bump(Event::Abandon, ctx.abandoned);
-        bump(Event::Adopt, ctx.adopted);
+    /// Adds what one operation tallied, event by event in [`Event`] order
+    /// (events it did not count cost nothing).
+    pub(crate) fn record(&self, t: &Tally, owned: bool) {
+        for (i, &n) in t.0.iter().enumerate() {
+            self.add(i, n as u64, owned);
+        }
     }
 }
