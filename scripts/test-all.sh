@@ -21,6 +21,9 @@ SHUTTLE=(env RUSTFLAGS="--cfg shuttle" CARGO_TARGET_DIR=target/shuttle)
 LOOM=(env RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 CARGO_TARGET_DIR=target/loom)
 
 stage "format" cargo fmt --all -- --check
+# The layers of src/ import only downwards (buddy <- region <- slab <-
+# magazine <- heap); a second.
+stage "layers (scripts/layers.sh)" scripts/layers.sh
 clippy() {
   cargo clippy --workspace --all-targets "${P[@]}" -- -D warnings
   cargo clippy -p magbuddy --all-targets --features checked,std "${P[@]}" -- -D warnings

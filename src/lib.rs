@@ -1,11 +1,23 @@
 //! magbuddy: a concurrent kernel-style memory allocator built on atomics.
 //!
-//! Layering (each module knows only the one below it):
+//! Layers, each importing only the ones below it (`scripts/layers.sh`
+//! checks this):
 //!
 //! ```text
-//!   Heap (front end: size -> path, regions, handles, bad-input checks)
-//!     └── buddy::Tree  (lock-free buddy tree per area; packed node states)
-//!   baseline::SpinHeap (the seed's slab + buddy design under one spinlock)
+//!   heap/      front end: Heap, Handle, shared path, placement, free and
+//!              its checks, refill/flush slow paths, reclaim, stats, validate
+//!     magazine/  Magazine, the depot and its pool, the per-CPU cache
+//!                (pop / push / swap of the loaded magazine)
+//!       slab/      slab descriptor (owner, return list, free bitmap), the
+//!                  pool (ids, adoption, abandonment, sweep), the free mark
+//!         region/    a region's metadata laid out in place, page
+//!                    descriptors, the region table
+//!           buddy/     one area's lock-free buddy words (Area, AreaWord,
+//!                      ChunkWord) and the tree's Geometry
+//!   shared at the bottom: sync (the std/loom/shuttle facade), cas, stack
+//!   (tagged index stack), mutant and probe (hooks for the suites), error
+//!   testing (views for verify/ and the tests), global (GlobalAlloc) on top
+//!   baseline::SpinHeap: the seed's slab + buddy design under one spinlock
 //! ```
 #![no_std]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
@@ -19,15 +31,26 @@ mod cas;
 mod error;
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
 mod global;
+mod heap;
 mod magazine;
 #[doc(hidden)]
 pub mod mutant;
+mod probe;
+mod region;
 mod slab;
 mod stack;
 mod stats;
 pub mod sync;
+#[doc(hidden)]
+pub mod testing;
 
+pub use buddy::Geometry;
 pub use error::{FreeError, InitError};
+#[cfg(all(feature = "std", not(any(loom, shuttle))))]
+pub use global::MagbuddyAlloc;
+pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
+pub use magazine::MAG_ROUNDS;
+pub use slab::{MAX_SMALL, SMALL_CLASSES};
 pub use stats::{MetadataBytes, Stats, ORDERS};
 
 /// Bytes in a page, the buddy tree's smallest block.
@@ -38,313 +61,3 @@ pub const PAGE_SHIFT: u32 = 12;
 pub const MAX_CPUS: usize = 64;
 /// Most regions a heap can hold (one from `init`, the rest from `add_region`).
 pub const MAX_REGIONS: usize = 16;
-
-mod heap;
-pub use buddy::Geometry;
-#[cfg(all(feature = "std", not(any(loom, shuttle))))]
-pub use global::MagbuddyAlloc;
-pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
-pub use magazine::MAG_ROUNDS;
-pub use slab::{MAX_SMALL, SMALL_CLASSES};
-
-/// Internals exposed for the model checkers in `verify/`. Not a stable API.
-#[doc(hidden)]
-pub mod testing {
-    pub use crate::buddy::Geometry;
-    use crate::buddy::{Area, AreaWord, ChunkWord};
-    use crate::sync::AtomicU64;
-
-    /// One area's buddy words, driven directly (no heap around them).
-    pub struct AreaView<'a>(Area<'a>);
-
-    impl<'a> AreaView<'a> {
-        /// An area over caller-owned words (all zero = all free); `frees`
-        /// counts the steps that give pages back.
-        pub fn new(
-            top: &'a AtomicU64,
-            chunks: &'a [AtomicU64],
-            frees: &'a AtomicU64,
-            g: Geometry,
-        ) -> Self {
-            assert_eq!(chunks.len(), g.chunks_per_area() as usize);
-            Self(Area {
-                top,
-                chunks,
-                frees,
-                g,
-            })
-        }
-
-        /// Allocates order `k`; returns the first page offset.
-        pub fn alloc(&self, k: u32) -> Option<u32> {
-            self.0.alloc(k, &mut 0)
-        }
-
-        /// Frees the block of order `k` at `offset`; false if not allocated.
-        pub fn free(&self, offset: u32, k: u32) -> bool {
-            self.0.free(offset, k, &mut 0).is_ok()
-        }
-
-        /// [`Self::alloc`], also returning the CAS attempts that lost a race.
-        pub fn alloc_counting(&self, k: u32) -> (Option<u32>, u32) {
-            let mut retries = 0;
-            (self.0.alloc(k, &mut retries), retries)
-        }
-
-        /// [`Self::free`], also returning the CAS attempts that lost a race.
-        pub fn free_counting(&self, offset: u32, k: u32) -> (bool, u32) {
-            let mut retries = 0;
-            (self.0.free(offset, k, &mut retries).is_ok(), retries)
-        }
-
-        /// The area word's reservation count of chunk `j` (one Relaxed load).
-        pub fn used(&self, j: u32) -> u32 {
-            self.count_in(self.0.load_top(), j)
-        }
-
-        /// The reservation count of chunk `j` in a raw area word.
-        pub fn count_in(&self, area_word: u64, j: u32) -> u32 {
-            AreaWord(area_word).used(self.0.g, j)
-        }
-
-        /// Chunk word `j`, raw (one Relaxed load; 0 = entirely free).
-        pub fn chunk_word(&self, j: u32) -> u64 {
-            self.0.load_chunk(j)
-        }
-
-        /// The area word, raw (one Relaxed load; 0 = entirely free).
-        pub fn area_word(&self) -> u64 {
-            self.0.load_top()
-        }
-
-        /// At a quiet point: both word kinds well formed, no chunk block under
-        /// an allocated top node, and each count equal to its chunk's
-        /// allocated pages (invariant R with nothing in flight).
-        pub fn check(&self) -> Result<(), &'static str> {
-            let g = self.0.g;
-            let top = AreaWord(self.0.load_top());
-            top.check(g)?;
-            for j in 0..g.chunks_per_area() {
-                let cw = ChunkWord(self.0.load_chunk(j));
-                cw.check(g)?;
-                if top.covered_chunks(g) & (1 << j) != 0 && cw.0 != 0 {
-                    return Err("chunk holds blocks under an allocated top node");
-                }
-                if top.used(g, j) != g.chunk_pages() - cw.free_pages(g) {
-                    return Err("reservation count differs from the chunk's allocated pages");
-                }
-            }
-            Ok(())
-        }
-    }
-
-    /// Events of the buddy tree that no counter of the heap shows, counted
-    /// for the verification suites so they can assert they reached them.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub enum Probe {
-        /// A chunk had room by its count but no aligned free node: the
-        /// reservation was given back and the next chunk tried.
-        FallThrough = 0,
-        /// A whole area (order `H`) was taken in its area word: an area-sized
-        /// block, one area of a multi-area run, or a claim a run undoes.
-        AreaClaim = 1,
-    }
-
-    #[cfg(all(any(shuttle, loom), feature = "std"))]
-    const PROBES: usize = 2;
-
-    #[cfg(all(any(shuttle, loom), feature = "std"))]
-    std::thread_local! {
-        static COUNTS: [core::cell::Cell<u64>; PROBES] = const {
-            [const { core::cell::Cell::new(0) }; PROBES]
-        };
-    }
-
-    /// Counts `p` on the calling OS thread. Only with a model checker's cfg
-    /// (`shuttle` or `loom`) and feature `std`; otherwise nothing (and
-    /// compiled away).
-    #[inline(always)]
-    pub(crate) fn note(p: Probe) {
-        #[cfg(all(any(shuttle, loom), feature = "std"))]
-        COUNTS.with(|c| c[p as usize].set(c[p as usize].get() + 1));
-        let _ = p;
-    }
-
-    /// How often `p` happened on this OS thread since the last
-    /// [`reset_probes`]. shuttle and loom run every task of an execution on
-    /// the thread that called them, so this counts one test's executions
-    /// even while other tests run on other threads. Always 0 without
-    /// a model checker's cfg and feature `std`.
-    pub fn probe_count(p: Probe) -> u64 {
-        #[cfg(all(any(shuttle, loom), feature = "std"))]
-        return COUNTS.with(|c| c[p as usize].get());
-        #[cfg(not(all(any(shuttle, loom), feature = "std")))]
-        {
-            let _ = p;
-            0
-        }
-    }
-
-    /// Sets this OS thread's probe counts to zero.
-    pub fn reset_probes() {
-        #[cfg(all(any(shuttle, loom), feature = "std"))]
-        COUNTS.with(|c| c.iter().for_each(|x| x.set(0)));
-    }
-
-    /// The tagged index stack of the depot and the abandoned-slab lists
-    /// (`crate::stack::IndexStack`), over caller-owned links (one per node),
-    /// so loom and shuttle can drive it alone.
-    pub struct StackView(crate::stack::IndexStack);
-
-    impl StackView {
-        /// An empty stack.
-        pub fn new() -> Self {
-            Self(crate::stack::IndexStack::new())
-        }
-
-        /// A stack holding nodes `0..links.len()` (0 on top), links written
-        /// into `links` (before the stack is shared).
-        pub fn filled(links: &[crate::sync::AtomicU32]) -> Self {
-            Self(crate::stack::IndexStack::filled(links.len() as u32, |i| {
-                &links[i as usize]
-            }))
-        }
-
-        /// Pushes node `i`.
-        pub fn push(&self, i: u32, links: &[crate::sync::AtomicU32]) {
-            self.0.push(i, &links[i as usize]);
-        }
-
-        /// Pops the top node.
-        pub fn pop(&self, links: &[crate::sync::AtomicU32]) -> Option<u32> {
-            self.0.pop(|i| &links[i as usize])
-        }
-    }
-
-    impl Default for StackView {
-        fn default() -> Self {
-            Self::new()
-        }
-    }
-
-    /// Bytes of one slab (the memory a [`SlabView`] needs).
-    pub const SLAB_BYTES: usize = crate::slab::SLAB_BYTES;
-
-    /// One slab descriptor (`crate::slab::SlabDesc`) over caller-owned
-    /// memory of [`SLAB_BYTES`] at `base`: the owner's take / collect /
-    /// local free, the remote push onto the return list, abandonment and
-    /// adoption, driven directly.
-    pub struct SlabView {
-        desc: crate::slab::SlabDesc,
-        base: usize,
-        class: u32,
-    }
-
-    impl SlabView {
-        /// A fresh slab of size class `class` (object size `8 << class`)
-        /// owned by `token` (non-zero, not `u32::MAX`).
-        ///
-        /// # Safety
-        /// `base` is valid, 8-aligned memory of [`SLAB_BYTES`] owned by the
-        /// view for its whole life.
-        pub unsafe fn new(base: usize, class: usize, token: u32) -> Self {
-            let desc = crate::slab::SlabDesc::new();
-            // SAFETY: the memory is the view's (caller).
-            unsafe { desc.init(base, class, token) };
-            Self {
-                desc,
-                base,
-                class: class as u32,
-            }
-        }
-
-        /// Objects per slab.
-        pub fn capacity(&self) -> u32 {
-            crate::slab::capacity(self.class as usize)
-        }
-
-        /// Index of object `p`.
-        pub fn index_of(&self, p: usize) -> usize {
-            (p - self.base) >> (self.class + 3)
-        }
-
-        /// Owner: hands out up to `out.len()` objects (local free list first).
-        ///
-        /// # Safety
-        /// The caller owns the slab.
-        pub unsafe fn take(&self, out: &mut [usize]) -> usize {
-            // SAFETY: forwarded.
-            unsafe { self.desc.take(self.base, out) }
-        }
-
-        /// Owner: moves the return list to the local free list (one swap).
-        ///
-        /// # Safety
-        /// The caller owns the slab.
-        pub unsafe fn collect(&self) -> u32 {
-            // SAFETY: forwarded.
-            unsafe { self.desc.collect(self.base) }
-        }
-
-        /// Owner: frees one of its handed-out objects.
-        ///
-        /// # Safety
-        /// The caller owns the slab; `p` is handed out and unused after.
-        pub unsafe fn free_local(&self, p: usize) {
-            // SAFETY: forwarded.
-            unsafe { self.desc.free_local(self.base, p) }
-        }
-
-        /// Anyone: pushes handed-out object `p` onto the return list; true
-        /// when the push found the slab abandoned-full (the pusher publishes).
-        ///
-        /// # Safety
-        /// `p` is a handed-out object of this slab, unused after the call.
-        pub unsafe fn free_remote(&self, p: usize) -> bool {
-            // SAFETY: forwarded.
-            unsafe { self.desc.free_remote(self.base, self.class, p) }
-        }
-
-        /// Owner: gives up an exhausted slab if no returns are pending.
-        ///
-        /// # Safety
-        /// The caller owns the slab with `token`.
-        pub unsafe fn try_abandon_full(&self, token: u32) -> bool {
-            // SAFETY: forwarded.
-            unsafe { self.desc.try_abandon_full(token) }
-        }
-
-        /// Anyone: adopts the abandoned slab for `token`.
-        pub fn adopt(&self, token: u32) -> bool {
-            self.desc.adopt(token)
-        }
-
-        /// Owner: gives up a slab that still has objects.
-        pub fn abandon(&self) {
-            self.desc.abandon()
-        }
-
-        /// Objects handed out and not collected back (owner-only state).
-        ///
-        /// # Safety
-        /// The caller owns the slab, or nothing is in flight.
-        pub unsafe fn handed(&self) -> u32 {
-            // SAFETY: forwarded.
-            unsafe { self.desc.local().handed }
-        }
-
-        /// Objects on the return list (one Relaxed load).
-        pub fn returns(&self) -> u32 {
-            self.desc.returns_snapshot().count()
-        }
-
-        /// The slab's own check at a quiet point (`cpus` owner tokens valid).
-        ///
-        /// # Safety
-        /// Nothing is in flight on the slab.
-        pub unsafe fn check(&self, cpus: usize) -> Result<(), &'static str> {
-            // SAFETY: forwarded.
-            unsafe { self.desc.check(self.base, self.class as usize, cpus) }
-        }
-    }
-}

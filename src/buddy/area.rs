@@ -5,6 +5,18 @@ use super::{AreaWord, ChunkWord, Geometry};
 use crate::cas::cas_update;
 use crate::sync::{AtomicU64, Ordering};
 
+/// What an allocation in one area did: the first page's offset (`None`: no
+/// free block of that order here), the CAS attempts that lost a race, and
+/// the reservations it gave back in fall-throughs (each counted in the
+/// area's free count), so a search can tell its own count steps from other
+/// threads' frees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Taken {
+    pub(crate) offset: Option<u32>,
+    pub(crate) retries: u32,
+    pub(crate) fell: u32,
+}
+
 /// One area's words, borrowed from the region's metadata.
 #[derive(Clone, Copy)]
 pub(crate) struct Area<'a> {
@@ -18,92 +30,93 @@ pub(crate) struct Area<'a> {
 }
 
 impl Area<'_> {
-    /// Allocates a block of order `k <= H`; returns its first page's offset in
-    /// the area. `None` means this area has no free block of that order.
-    /// Lost CAS races are added to `retries`.
+    /// Allocates a block of order `k <= H` (see [`Taken`]).
     #[inline]
-    pub(crate) fn alloc(&self, k: u32, retries: &mut u32) -> Option<u32> {
-        self.alloc_noting(k, retries, &mut 0)
-    }
-
-    /// [`Self::alloc`], also adding to `fell` the reservations it gave back
-    /// (each counted in the area's free count), so a search can tell its
-    /// own count steps from other threads' frees.
-    #[inline]
-    pub(crate) fn alloc_noting(&self, k: u32, retries: &mut u32, fell: &mut u64) -> Option<u32> {
+    pub(crate) fn alloc(&self, k: u32) -> Taken {
         let g = self.g;
+        let mut t = Taken {
+            offset: None,
+            retries: 0,
+            fell: 0,
+        };
         if k > g.chunk_order() {
             let d = g.area_order() - k;
-            let up = cas_update(self.top, |w: AreaWord| w.alloc(g, d)).ok()?;
-            *retries += up.retries;
+            let Ok(up) = cas_update(self.top, |w: AreaWord| w.alloc(g, d)) else {
+                return t;
+            };
+            t.retries += up.retries;
             if k == g.area_order() {
-                crate::testing::note(crate::testing::Probe::AreaClaim);
+                crate::probe::note(crate::probe::Probe::AreaClaim);
             }
-            return Some(up.out << k);
+            t.offset = Some(up.out << k);
+            return t;
         }
         let pages = 1 << k;
         let d = g.chunk_order() - k;
         let mut fragmented = 0u64;
         loop {
             // Step 1: reserve the pages in the fullest chunk with room.
-            let up = cas_update(self.top, |w: AreaWord| {
+            let Ok(up) = cas_update(self.top, |w: AreaWord| {
                 let j = w.pick_chunk(g, pages, fragmented)?;
                 Some((w.reserve(g, j, pages)?, j))
-            })
-            .ok()?;
-            *retries += up.retries;
+            }) else {
+                return t;
+            };
+            t.retries += up.retries;
             let j = up.out;
             // Step 2: take a node of order k in that chunk (linearization point).
             match cas_update(&self.chunks[j as usize], |w: ChunkWord| w.alloc(g, d)) {
                 Ok(node) => {
-                    *retries += node.retries;
-                    return Some((j << g.chunk_order()) | (node.out << k));
+                    t.retries += node.retries;
+                    t.offset = Some((j << g.chunk_order()) | (node.out << k));
+                    return t;
                 }
                 Err(_) => {
                     // Enough pages but no aligned run of them: give them back.
-                    crate::testing::note(crate::testing::Probe::FallThrough);
-                    self.unreserve(j, pages, retries);
-                    *fell += 1;
+                    crate::probe::note(crate::probe::Probe::FallThrough);
+                    t.retries += self.unreserve(j, pages);
+                    t.fell += 1;
                     fragmented |= 1 << j;
                 }
             }
         }
     }
 
-    /// Frees the block of order `k` starting at page `offset`. `Err(())` if no
-    /// such block is allocated (nothing is changed then).
+    /// Frees the block of order `k` starting at page `offset`: `Ok` with the
+    /// CAS attempts that lost a race, or `Err` with those made before it
+    /// found no such block allocated (nothing is changed then).
     #[inline]
-    pub(crate) fn free(&self, offset: u32, k: u32, retries: &mut u32) -> Result<(), ()> {
+    pub(crate) fn free(&self, offset: u32, k: u32) -> Result<u32, u32> {
         let g = self.g;
         if k > g.chunk_order() {
             let d = g.area_order() - k;
             let up = cas_update(self.top, |w: AreaWord| {
                 Some((w.release(d, offset >> k)?, ()))
             })
-            .map_err(drop)?;
-            *retries += up.retries;
+            .map_err(|_| 0u32)?;
             self.gave_back();
-            return Ok(());
+            return Ok(up.retries);
         }
         let j = offset >> g.chunk_order();
         let node = (offset & (g.chunk_pages() - 1)) >> k;
         let d = g.chunk_order() - k;
+        let mut retries = 0;
         // Mutant: the count drops before the node is released (steps swapped).
         let swapped = crate::mutant::on(crate::mutant::Mutant::UnreserveFirst);
         if swapped {
-            self.unreserve(j, 1 << k, retries);
+            retries += self.unreserve(j, 1 << k);
         }
         // Step 1: release the node in its chunk.
         let up = cas_update(&self.chunks[j as usize], |w: ChunkWord| {
             Some((w.release(d, node)?, ()))
         })
-        .map_err(drop)?;
-        *retries += up.retries;
+        .map_err(|_| retries)?;
+        retries += up.retries;
         // Step 2: return the pages to the count (linearization point).
         if !swapped {
-            self.unreserve(j, 1 << k, retries);
+            retries += self.unreserve(j, 1 << k);
         }
-        Ok(())
+        Ok(retries)
     }
 
     /// Counts a step that gave pages back, after it. A search that reads
@@ -119,14 +132,15 @@ impl Area<'_> {
         self.frees.fetch_add(1, Ordering::Release);
     }
 
-    fn unreserve(&self, j: u32, pages: u32, retries: &mut u32) {
+    /// Returns `pages` to chunk `j`'s count; the CAS attempts that lost a race.
+    fn unreserve(&self, j: u32, pages: u32) -> u32 {
         let g = self.g;
         match cas_update(self.top, |w: AreaWord| {
             Some((w.unreserve(g, j, pages)?, ()))
         }) {
             Ok(up) => {
-                *retries += up.retries;
                 self.gave_back();
+                up.retries
             }
             // Invariant R: our own pages are part of used(j).
             Err(w) => panic!("magbuddy: reservation count of chunk {j} below {pages}: {w:?}"),
@@ -185,18 +199,17 @@ mod tests {
             frees: &frees,
             g,
         };
-        let mut r = 0;
         for k in 0..=g.area_order() {
             let mut got = Vec::new();
-            while let Some(off) = area.alloc(k, &mut r) {
+            while let Some(off) = area.alloc(k).offset {
                 assert_eq!(off % (1 << k), 0, "aligned");
                 assert_eq!(area.block_at(off), Some((k, off)));
                 got.push(off);
             }
             assert_eq!(got.len(), 1 << (g.area_order() - k), "order {k}");
             for off in got {
-                area.free(off, k, &mut r).unwrap();
-                assert!(area.free(off, k, &mut r).is_err(), "double free refused");
+                area.free(off, k).unwrap();
+                assert!(area.free(off, k).is_err(), "double free refused");
             }
             assert_eq!(area.load_top(), 0);
         }
@@ -212,14 +225,13 @@ mod tests {
             frees: &frees,
             g,
         };
-        let mut r = 0;
         // Pages 0 and 2 of chunk 0: two free pages but no free pair there.
-        let a = area.alloc(0, &mut r).unwrap();
-        let b = area.alloc(0, &mut r).unwrap();
-        let c = area.alloc(0, &mut r).unwrap();
-        area.free(b, 0, &mut r).unwrap();
+        let a = area.alloc(0).offset.unwrap();
+        let b = area.alloc(0).offset.unwrap();
+        let c = area.alloc(0).offset.unwrap();
+        area.free(b, 0).unwrap();
         assert!(a < 4 && c < 4);
-        let pair = area.alloc(1, &mut r).unwrap();
+        let pair = area.alloc(1).offset.unwrap();
         assert!(pair >= 4 || (pair..pair + 2).all(|p| p != a && p != c));
         assert_eq!(
             AreaWord(area.load_top()).used(g, 0),

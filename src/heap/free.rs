@@ -1,10 +1,12 @@
 //! The free path: from a pointer to its block, with every check on bad
 //! input (DESIGN §5) made before any state changes.
 
-use super::region::{PageDesc, Region};
-use super::{cache, Heap};
+use super::stats::{Event, Tally};
+use super::Heap;
 use core::ptr::NonNull;
 
+use crate::magazine::PAGE_CLASSES;
+use crate::region::{PageDesc, Region};
 use crate::slab::{self, SMALL_CLASSES};
 use crate::sync::Ordering;
 use crate::{FreeError, PAGE_SIZE};
@@ -25,7 +27,7 @@ impl Heap {
     pub(crate) unsafe fn free_inner(
         &self,
         ptr: *mut u8,
-        retries: &mut u32,
+        tally: &mut Tally,
     ) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
@@ -35,7 +37,7 @@ impl Heap {
             (reg, page, Block::Object(c)) => self.free_small_shared(reg, page, c, addr),
             // SAFETY: forwarded from the caller.
             (reg, page, Block::Pages(k)) => unsafe {
-                self.release_block(reg, page, addr, PageDesc::head(k), retries)
+                self.release_block(reg, page, addr, PageDesc::head(k), tally)
             },
         }
     }
@@ -80,8 +82,7 @@ impl Heap {
     /// part of the heap.
     #[inline]
     fn locate(&self, addr: usize) -> Result<(&Region, usize, PageDesc), FreeError> {
-        // SAFETY: the first region lives as long as the heap (see `region_of`).
-        let first = unsafe { &*self.first };
+        let first = self.table.first();
         // One compare for the common case (wrapping: below the range is huge).
         let reg = if addr.wrapping_sub(first.usable_lo) < first.usable_len {
             first
@@ -142,8 +143,7 @@ impl Heap {
     /// so do all objects in `checked` builds.
     #[inline(always)]
     pub(crate) fn fast_claim(&self, addr: usize) -> Option<usize> {
-        // SAFETY: the first region lives as long as the heap.
-        let first = unsafe { &*self.first };
+        let first = self.table.first();
         if addr.wrapping_sub(first.usable_lo) >= first.usable_len {
             return None;
         }
@@ -152,7 +152,7 @@ impl Heap {
         let desc = PageDesc(first.desc(page).load(Ordering::Acquire));
         let Some(c) = desc.slab_class() else {
             let k = desc.order()?;
-            if (k as usize) >= cache::PAGE_CLASSES || addr % PAGE_SIZE != 0 {
+            if (k as usize) >= PAGE_CLASSES || addr % PAGE_SIZE != 0 {
                 return None;
             }
             if !Self::claim_block(first, page, desc, k) {
@@ -160,7 +160,7 @@ impl Heap {
             }
             return Some(SMALL_CLASSES + k as usize);
         };
-        if super::object::MARK_AT_USER {
+        if slab::MARK_AT_USER {
             return None;
         }
         let offset = addr & (slab::SLAB_BYTES - 1);
@@ -191,7 +191,7 @@ impl Heap {
                 self.claim_object(reg, page, c, addr)?;
                 Ok(Some(c))
             }
-            (reg, page, Block::Pages(k)) if (k as usize) < cache::PAGE_CLASSES => {
+            (reg, page, Block::Pages(k)) if (k as usize) < PAGE_CLASSES => {
                 if !Self::claim_block(
                     reg,
                     page,
@@ -265,7 +265,7 @@ impl Heap {
         page: usize,
         addr: usize,
         expect: PageDesc,
-        retries: &mut u32,
+        tally: &mut Tally,
     ) -> Result<(), FreeError> {
         let desc = reg.desc(page);
         let k = expect.order().expect("a block head");
@@ -286,10 +286,13 @@ impl Heap {
         }
         let h = self.g.area_order();
         let a = page >> h;
+        let mut count = |retries| tally.add(Event::Retries, retries);
         let freed = if k > h {
-            (0..1usize << (k - h)).try_for_each(|i| reg.area(a + i).free(0, h, retries))
+            (0..1usize << (k - h)).try_for_each(|i| reg.area(a + i).free(0, h).map(&mut count))
         } else {
-            reg.area(a).free((page & ((1 << h) - 1)) as u32, k, retries)
+            reg.area(a)
+                .free((page & ((1 << h) - 1)) as u32, k)
+                .map(count)
         };
         assert!(
             freed.is_ok(),

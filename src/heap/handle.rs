@@ -4,165 +4,19 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use super::cache::{cache_class, MAX_CACHED};
-use super::{Ctx, Heap};
-use crate::slab::MAX_SMALL;
-use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, UnsafeCell};
+use super::place::Hint;
+use super::stats::{Counters, Event, Tally};
+use super::Heap;
+use crate::magazine::{cache_class, CpuCache, Magazine, MAX_CACHED};
+use crate::slab::{self, MAX_SMALL, SMALL_CLASSES};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
-
-/// Counters of one CPU slot (or of the shared path), readable at any time.
-/// Magazine hits are counted without atomics and published on the CPU's next
-/// slow path (and when its handle is released), so `allocs` and `frees` may lag
-/// by up to a magazine's worth of operations.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuStats {
-    /// Successful allocations.
-    pub allocs: u64,
-    /// Successful frees.
-    pub frees: u64,
-    /// Allocations that returned `None`.
-    pub failed_allocs: u64,
-    /// CAS attempts that lost a race and were retried.
-    pub cas_retries: u64,
-    /// Times the home area changed.
-    pub area_switches: u64,
-    /// Allocations the loaded magazine could not serve (hits are
-    /// `allocs - magazine_misses` for cached sizes).
-    pub magazine_misses: u64,
-    /// Full magazines taken from or given to the depot.
-    pub depot_exchanges: u64,
-    /// Objects returned to a slab owned by someone else.
-    pub remote_frees: u64,
-    /// Drain requests honoured.
-    pub drains: u64,
-    /// Slabs this CPU gave up while they held objects.
-    pub abandoned_slabs: u64,
-    /// Abandoned slabs this CPU adopted.
-    pub adopted_slabs: u64,
-    /// Bytes in this CPU's magazines as of its last slow path (a gauge).
-    pub cached_bytes: u64,
-}
-
-/// Counters written only by their owner (a handle) or with `fetch_add` (the
-/// shared path). Relaxed everywhere: they order nothing, and a reader only
-/// needs each value to be one that was written.
-#[derive(Default)]
-pub(crate) struct Counters {
-    allocs: AtomicU64,
-    frees: AtomicU64,
-    failed: AtomicU64,
-    retries: AtomicU64,
-    switches: AtomicU64,
-    misses: AtomicU64,
-    exchanges: AtomicU64,
-    remote: AtomicU64,
-    drains: AtomicU64,
-    abandoned: AtomicU64,
-    adopted: AtomicU64,
-    cached: AtomicU64,
-}
-
-/// Which counter an event bumps.
-#[derive(Clone, Copy)]
-pub(crate) enum Event {
-    Alloc,
-    Free,
-    Failed,
-    Retries,
-    Switch,
-    Miss,
-    Exchange,
-    Remote,
-    Drain,
-    Abandon,
-    Adopt,
-}
-
-impl Counters {
-    fn cell(&self, e: Event) -> &AtomicU64 {
-        match e {
-            Event::Alloc => &self.allocs,
-            Event::Free => &self.frees,
-            Event::Failed => &self.failed,
-            Event::Retries => &self.retries,
-            Event::Switch => &self.switches,
-            Event::Miss => &self.misses,
-            Event::Exchange => &self.exchanges,
-            Event::Remote => &self.remote,
-            Event::Drain => &self.drains,
-            Event::Abandon => &self.abandoned,
-            Event::Adopt => &self.adopted,
-        }
-    }
-
-    /// Adds `n` when the caller is the only writer: a load and a store, no RMW.
-    #[inline]
-    pub(crate) fn bump_owned(&self, e: Event, n: u64) {
-        if n == 0 {
-            return;
-        }
-        let c = self.cell(e);
-        c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
-    }
-
-    /// Sets the cached-bytes gauge (owner only).
-    pub(crate) fn set_cached(&self, bytes: u64) {
-        // Relaxed: a gauge read by reports.
-        self.cached.store(bytes, Ordering::Relaxed);
-    }
-
-    /// Adds `n` from any thread.
-    #[inline]
-    pub(crate) fn bump_shared(&self, e: Event, n: u64) {
-        if n != 0 {
-            self.cell(e).fetch_add(n, Ordering::Relaxed);
-        }
-    }
-
-    pub(crate) fn snapshot(&self) -> CpuStats {
-        let get = |e| self.cell(e).load(Ordering::Relaxed);
-        CpuStats {
-            allocs: get(Event::Alloc),
-            frees: get(Event::Free),
-            failed_allocs: get(Event::Failed),
-            cas_retries: get(Event::Retries),
-            area_switches: get(Event::Switch),
-            magazine_misses: get(Event::Miss),
-            depot_exchanges: get(Event::Exchange),
-            remote_frees: get(Event::Remote),
-            drains: get(Event::Drain),
-            abandoned_slabs: get(Event::Abandon),
-            adopted_slabs: get(Event::Adopt),
-            // Relaxed: a gauge, as the counters.
-            cached_bytes: self.cached.load(Ordering::Relaxed),
-        }
-    }
-
-    /// Adds what one operation's context recorded.
-    pub(crate) fn record(&self, ctx: &super::Ctx, owned: bool) {
-        let bump = |e, n: u32| {
-            if owned {
-                self.bump_owned(e, n as u64)
-            } else {
-                self.bump_shared(e, n as u64)
-            }
-        };
-        bump(Event::Retries, ctx.retries);
-        bump(Event::Switch, ctx.switches);
-        bump(Event::Miss, ctx.misses);
-        bump(Event::Exchange, ctx.exchanges);
-        bump(Event::Remote, ctx.remote);
-        bump(Event::Drain, ctx.drains);
-        bump(Event::Abandon, ctx.abandoned);
-        bump(Event::Adopt, ctx.adopted);
-    }
-}
 
 /// State of one CPU slot, in the heap's metadata (one cache line pair each).
 pub(crate) struct CpuSlot {
     claimed: AtomicBool,
     /// Magazines and current slabs, touched only by the slot's holder.
-    pub(crate) cache: UnsafeCell<super::cache::CpuCache>,
+    pub(crate) cache: UnsafeCell<CpuCache>,
     /// Home area (packed region/area), kept across claims.
     pub(crate) home: AtomicUsize,
     pub(crate) counters: Counters,
@@ -170,10 +24,10 @@ pub(crate) struct CpuSlot {
 
 impl CpuSlot {
     /// A free slot; `sentinel` is the magazine pool's always-empty one.
-    pub(crate) fn new(home: usize, sentinel: *const crate::magazine::Magazine) -> Self {
+    pub(crate) fn new(home: usize, sentinel: *const Magazine) -> Self {
         Self {
             claimed: AtomicBool::new(false),
-            cache: UnsafeCell::new(super::cache::CpuCache::new(sentinel)),
+            cache: UnsafeCell::new(CpuCache::new(sentinel)),
             home: AtomicUsize::new(home),
             counters: Counters::default(),
         }
@@ -233,6 +87,36 @@ impl<'h> Handle<'h> {
         self.cpu
     }
 
+    /// The owner token of this handle's slabs.
+    #[inline(always)]
+    pub(crate) fn token(&self) -> u32 {
+        self.cpu as u32 + 1
+    }
+
+    #[inline(always)]
+    pub(crate) fn cache<R>(&mut self, f: impl FnOnce(&mut CpuCache) -> R) -> R {
+        // SAFETY: the handle holds the slot exclusively.
+        self.slot.cache.with_mut(|c| f(unsafe { &mut *c }))
+    }
+
+    /// Pops a round of class `cc` from the loaded magazine (the fast path):
+    /// `None` if it is empty or missing, or a drain is due (checked here
+    /// only: a CPU that allocates honours drains on its next allocation).
+    #[inline(always)]
+    pub(crate) fn pop_loaded(&mut self, cc: usize) -> Option<usize> {
+        // Relaxed: the epoch is a request flag; a late view only delays the
+        // flush by one call.
+        let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
+        self.cache(|c| c.pop(cc, epoch))
+    }
+
+    /// Pushes a round of class `cc` onto the loaded magazine (the fast path):
+    /// false if it is full or missing.
+    #[inline(always)]
+    pub(crate) fn push_loaded(&mut self, cc: usize, p: usize) -> bool {
+        self.cache(|c| c.push(cc, p))
+    }
+
     /// Allocates `size` bytes aligned to `2^ceil(log2 size)`: objects of up
     /// to 2 KiB from slabs, blocks of 4–16 KiB through page magazines, larger
     /// ones from the buddy tree. `None` for `size == 0`, for sizes beyond the
@@ -241,7 +125,7 @@ impl<'h> Handle<'h> {
     #[inline]
     pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         if size.wrapping_sub(1) < MAX_SMALL {
-            let c = crate::slab::class_of(size);
+            let c = slab::class_of(size);
             if let Some(p) = self.pop_loaded(c) {
                 self.heap.hand_out_object(c, p);
                 return NonNull::new(p as *mut u8);
@@ -261,33 +145,33 @@ impl<'h> Handle<'h> {
     /// Blocks above 16 KiB (and `size == 0`): straight from the buddy tree.
     #[inline(never)]
     fn alloc_large(&mut self, size: usize) -> Option<NonNull<u8>> {
-        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
+        let (mut hint, mut tally) = (self.hint(), Tally::default());
         let k = self.heap.order_for(size)?;
-        let mut p = self.heap.alloc_order(k, &mut ctx);
+        let mut p = self.heap.alloc_order(k, &mut hint, &mut tally);
         if p.is_none() {
             // Our own magazines may hold what is missing: give it back first.
-            self.flush_magazines(&mut ctx, false);
-            p = self.heap.alloc_order(k, &mut ctx);
+            self.flush_magazines(&mut tally, false);
+            p = self.heap.alloc_order(k, &mut hint, &mut tally);
         }
-        self.finish(&ctx, p.is_some());
+        self.finish(&hint, &tally, p.is_some());
         p
     }
 
     #[cold]
     #[inline(never)]
     fn alloc_slow(&mut self, cc: usize) -> Option<NonNull<u8>> {
-        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
-        let p = self.alloc_cached_slow(cc, &mut ctx);
-        self.finish(&ctx, p.is_some());
+        let (mut hint, mut tally) = (self.hint(), Tally::default());
+        let p = self.alloc_cached_slow(cc, &mut hint, &mut tally);
+        self.finish(&hint, &tally, p.is_some());
         self.hand_out(cc, p?)
     }
 
     #[cold]
     #[inline(never)]
     fn free_slow(&mut self, cc: usize, p: usize) {
-        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
-        self.free_cached_slow(cc, p, &mut ctx);
-        self.slot.counters.record(&ctx, true);
+        let mut tally = Tally::default();
+        self.free_cached_slow(cc, p, &mut tally);
+        self.slot.counters.record(&tally, true);
         self.slot.counters.bump_owned(Event::Free, 1);
         self.publish_counts();
     }
@@ -295,18 +179,23 @@ impl<'h> Handle<'h> {
     /// Last step of a cached allocation: the round stops counting as free
     /// (its tag or bit for an object, its descriptor for a block).
     fn hand_out(&mut self, cc: usize, p: usize) -> Option<NonNull<u8>> {
-        if cc < crate::slab::SMALL_CLASSES {
+        if cc < SMALL_CLASSES {
             self.heap.hand_out_object(cc, p);
             return NonNull::new(p as *mut u8);
         }
         self.heap.hand_out_block(cc, p)
     }
 
-    fn finish(&mut self, ctx: &Ctx, ok: bool) {
-        self.home = ctx.home;
+    /// Where this handle's searches start, asked as its CPU.
+    fn hint(&self) -> Hint {
+        Hint::new(self.home, self.cpu as u64 + 1)
+    }
+
+    fn finish(&mut self, hint: &Hint, tally: &Tally, ok: bool) {
+        self.home = hint.home;
         let c = &self.slot.counters;
         c.bump_owned(if ok { Event::Alloc } else { Event::Failed }, 1);
-        c.record(ctx, true);
+        c.record(tally, true);
         self.publish_counts();
     }
 
@@ -366,12 +255,10 @@ impl<'h> Handle<'h> {
     /// As [`Heap::try_free`].
     #[inline(never)]
     unsafe fn free_large(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
-        let mut retries = 0;
+        let mut tally = Tally::default();
         // SAFETY: forwarded from the caller.
-        let r = unsafe { self.heap.free_inner(ptr, &mut retries) };
-        self.slot
-            .counters
-            .bump_owned(Event::Retries, retries as u64);
+        let r = unsafe { self.heap.free_inner(ptr, &mut tally) };
+        self.slot.counters.record(&tally, true);
         if r.is_ok() {
             self.slot.counters.bump_owned(Event::Free, 1);
         }
@@ -395,10 +282,10 @@ impl Drop for Handle<'_> {
     /// Releases the slot, returning cached memory: magazines to the depot (or
     /// home), current slabs to the tree or the abandoned lists.
     fn drop(&mut self) {
-        let mut ctx = Ctx::new(self.home, self.cpu as u64 + 1);
-        self.flush_magazines(&mut ctx, true);
+        let mut tally = Tally::default();
+        self.flush_magazines(&mut tally, true);
         self.give_up_slabs();
-        self.slot.counters.record(&ctx, true);
+        self.slot.counters.record(&tally, true);
         self.publish_counts();
         let slot = self.slot;
         // Relaxed: published by the Release in `release` just below.

@@ -6,10 +6,11 @@ use core::mem::size_of;
 use crossbeam_utils::CachePadded;
 
 use super::handle::CpuSlot;
-use super::region::{PageDesc, Region};
 use super::Heap;
 use crate::buddy::{bits, AreaWord, ChunkWord};
-use crate::slab::SLAB_ORDER;
+use crate::magazine::Magazine;
+use crate::region::{PageDesc, Region};
+use crate::slab::{self, SLAB_ORDER};
 use crate::{MetadataBytes, Stats, ORDERS, PAGE_SHIFT, PAGE_SIZE};
 
 /// The first inconsistency [`Heap::validate`] found.
@@ -43,14 +44,11 @@ impl Heap {
         let mut meta = MetadataBytes::default();
         meta.add("heap header", size_of::<Heap>());
         meta.add("cpu slots", self.cpus * size_of::<CachePadded<CpuSlot>>());
-        meta.add(
-            "magazines",
-            self.n_mags as usize * size_of::<crate::magazine::Magazine>(),
-        );
+        meta.add("magazines", self.mags.len() * size_of::<Magazine>());
         for reg in self.regions() {
             s.region_bytes += reg.end - reg.start;
             s.usable_bytes += reg.usable_hi - reg.usable_lo;
-            for (name, bytes) in reg.metadata() {
+            for (name, bytes) in reg.metadata(size_of::<slab::SlabDesc>()) {
                 meta.add(name, bytes);
             }
             let mut free_run = 0usize; // consecutive wholly free areas
@@ -149,19 +147,19 @@ impl Heap {
         let page = reg.page_of(p);
         let desc = reg.desc_snapshot(page);
         if let Some(c) = desc.slab_class() {
-            let (s, base) = Self::slab_at(reg, page);
-            let i = crate::slab::SlabDesc::index_of(base, c, p);
-            if p % crate::slab::class_size(c) != 0 || i >= s.progress().carved() {
+            let (s, base) = slab::slab_at(reg, page);
+            let i = slab::SlabDesc::index_of(base, c, p);
+            if p % slab::class_size(c) != 0 || i >= s.progress().carved() {
                 fail("magazine round is not a carved object of its slab", p)?;
             }
             // SAFETY: an object of a live slab; quiet point.
             let marked = unsafe { s.is_free(base, c, p) };
-            if marked != super::object::MARK_AT_USER {
+            if marked != slab::MARK_AT_USER {
                 fail("object in a magazine is also free in its slab", p)?;
             }
             // SAFETY: as above.
-            let tag = unsafe { crate::slab::tag_word(p) }.load(crate::sync::Ordering::Relaxed);
-            if !super::object::MARK_AT_USER && tag != crate::slab::tag_of(p) {
+            let tag = unsafe { slab::tag_word(p) }.load(crate::sync::Ordering::Relaxed);
+            if !slab::MARK_AT_USER && tag != slab::tag_of(p) {
                 fail("object in a magazine carries no free tag", p)?;
             }
             return Ok(());
@@ -265,7 +263,7 @@ impl Heap {
             fail("slab is not an allocated block of the tree", addr)?;
         }
         // SAFETY: validate runs at a quiet point (documented).
-        unsafe { reg.slab(p).check(addr, c, self.cpus) }.or_else(|w| fail(w, addr))
+        unsafe { slab::desc_at(reg, p).check(addr, c, self.cpus) }.or_else(|w| fail(w, addr))
     }
 }
 

@@ -8,32 +8,33 @@
 //! returns `None` only after a full pass that failed and a second look at every
 //! area word that found nothing changed (see [`Heap::alloc`]).
 
-mod cache;
 mod free;
 mod handle;
 mod inspect;
 mod object;
 mod place;
-mod region;
-mod slabs;
+mod refill;
+mod shared;
+mod stats;
 
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};
 
 use crossbeam_utils::CachePadded;
 
-pub use handle::{CpuStats, Handle};
+pub use handle::Handle;
 pub use inspect::ValidateError;
+pub use stats::CpuStats;
 
 use crate::buddy::Geometry;
-use crate::magazine::{Depot, Magazine, MAG_ROUNDS};
-use crate::slab::{self, MAX_SMALL, SLAB_BYTES, SLAB_ORDER, SMALL_CLASSES};
-use crate::stack::IndexStack;
-use crate::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use crate::{FreeError, InitError, MAX_CPUS, MAX_REGIONS, PAGE_SHIFT, PAGE_SIZE};
-use cache::{round_size, CACHE_CLASSES};
-use handle::{Counters, CpuSlot, Event};
-use region::{Layout, Region};
+use crate::magazine::{self, round_size, Depot, Magazine, MagazinePool, CACHE_CLASSES, MAG_ROUNDS};
+use crate::region::{Layout, Region, RegionTable};
+use crate::slab::{self, SlabDesc, SlabPool, MAX_SMALL, SLAB_BYTES, SLAB_ORDER, SMALL_CLASSES};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering};
+use crate::{FreeError, InitError, MAX_CPUS, PAGE_SHIFT, PAGE_SIZE};
+use handle::CpuSlot;
+use place::Hint;
+use stats::{Counters, Event, Tally};
 
 /// How to build a heap.
 #[derive(Clone, Copy, Debug)]
@@ -76,34 +77,20 @@ const NEAR: usize = 64;
 pub struct Heap {
     g: Geometry,
     cpus: usize,
-    /// Addresses of published regions (0 = slot reserved, not yet published).
-    regions: [AtomicUsize; MAX_REGIONS],
-    region_count: AtomicUsize,
+    /// The regions (the first built by init).
+    table: RegionTable,
     max_order: AtomicUsize,
     /// Home hint of the shared path (packed region/area).
     cursor: AtomicUsize,
     shared: Counters,
     slots: *const CachePadded<CpuSlot>,
-    /// The region built by init (immutable; also `regions[0]`).
-    first: *const Region,
-    /// Magazine pool (type-stable, in the first region's metadata).
-    mags: *const Magazine,
-    n_mags: u32,
-    /// Rounds per magazine, per cache class.
-    mag_cap: [u32; CACHE_CLASSES],
-    empty_mags: IndexStack,
-    full_mags: [IndexStack; CACHE_CLASSES],
-    full_count: [AtomicU32; CACHE_CLASSES],
-    depot_limit: u32,
-    /// Abandoned slabs with objects to give, per small class.
-    abandoned: [IndexStack; SMALL_CLASSES],
-    /// Abandoned slabs a reclaim examined and found in use: kept visible to
-    /// allocators while the sweep goes on (see [`Heap::reclaim`]).
-    swept: [IndexStack; SMALL_CLASSES],
+    /// Magazines and the depot (type-stable, in the first region's metadata).
+    mags: MagazinePool,
+    /// Abandoned slabs and the count of slabs carved from the tree.
+    slabs: SlabPool,
     /// Raised to ask every active CPU to flush its magazines.
     drain_epoch: AtomicU64,
     cpu_cap: usize,
-    slabs_live: AtomicU64,
     corruptions: AtomicU64,
     first_corruption: AtomicUsize,
 }
@@ -113,36 +100,6 @@ pub struct Heap {
 unsafe impl Sync for Heap {}
 // SAFETY: as above; nothing is tied to the creating thread.
 unsafe impl Send for Heap {}
-
-/// What an allocation carries through the search: where to start, who asks,
-/// and what it cost.
-#[derive(Default)]
-pub(crate) struct Ctx {
-    pub(crate) home: usize,
-    /// CPU + 1, or 0 for the shared path.
-    pub(crate) owner: u64,
-    pub(crate) retries: u32,
-    pub(crate) switches: u32,
-    pub(crate) misses: u32,
-    pub(crate) exchanges: u32,
-    pub(crate) remote: u32,
-    pub(crate) drains: u32,
-    pub(crate) abandoned: u32,
-    pub(crate) adopted: u32,
-    /// Reservations this operation gave back in fall-throughs (each one
-    /// counted in its area's free count; see `Heap::alloc_slow`).
-    pub(crate) fell: u64,
-}
-
-impl Ctx {
-    pub(crate) fn new(home: usize, owner: u64) -> Self {
-        Self {
-            home,
-            owner,
-            ..Self::default()
-        }
-    }
-}
 
 /// Magazines in the pool: two per class per CPU, the depot's share, spares.
 const fn magazine_count(cpus: usize) -> usize {
@@ -206,7 +163,7 @@ impl Heap {
             .next_multiple_of(align_of::<Magazine>());
         // The pool plus one: the sentinel loaded where no magazine is.
         let cursor = mags_at + (n_mags + 1) * size_of::<Magazine>();
-        let layout = Layout::new(cursor, s, e, g).filter(|l| l.has_whole_area(g));
+        let layout = Layout::new::<SlabDesc>(cursor, s, e, g).filter(|l| l.has_whole_area(g));
         let Some(layout) = layout else {
             return Err(InitError::TooSmall {
                 len,
@@ -229,38 +186,27 @@ impl Heap {
                 )
             };
         }
-        for i in 0..=n_mags {
-            // SAFETY: magazine `i` lies in [mags_at, cursor), inside our range.
-            unsafe { ptr::write((mags_at as *mut Magazine).add(i), Magazine::new()) };
-        }
-        // SAFETY: just constructed, not shared yet.
-        let pool = unsafe { core::slice::from_raw_parts(mags_at as *const Magazine, n_mags) };
-        // SAFETY: the caller gave us the range; the layout lies inside it.
-        let region = unsafe { Region::init(&layout, s, e, 0, g, config.zeroed) };
         let usable = layout.usable_hi - layout.usable_lo;
         let (mag_cap, cpu_cap) = Self::cache_sizes(usable, config.cpus, config.magazine_rounds);
+        let depot_limit = config.cpus.min(8) as u32;
+        // SAFETY: the pool and its sentinel lie in [mags_at, cursor), inside
+        // our range, aligned for Magazine.
+        let mags = unsafe { MagazinePool::init(mags_at, n_mags, mag_cap, depot_limit) };
+        // SAFETY: the caller gave us the range; the layout lies inside it
+        // and was made for `SlabDesc`, whose `new()` is all zeros.
+        let region = unsafe { Region::init(SlabDesc::new, &layout, s, e, 0, g, config.zeroed) };
         let heap = Heap {
             g,
             cpus: config.cpus,
-            regions: core::array::from_fn(|_| AtomicUsize::new(0)),
-            region_count: AtomicUsize::new(1),
+            table: RegionTable::new(region),
             max_order: AtomicUsize::new(0),
             cursor: AtomicUsize::new(pack(0, 0)),
             shared: Counters::default(),
             slots: slots_at as *const CachePadded<CpuSlot>,
-            first: region,
-            mags: mags_at as *const Magazine,
-            n_mags: n_mags as u32,
-            mag_cap,
-            empty_mags: IndexStack::filled(n_mags as u32, |i| &pool[i as usize].link),
-            full_mags: core::array::from_fn(|_| IndexStack::new()),
-            full_count: core::array::from_fn(|_| AtomicU32::new(0)),
-            depot_limit: config.cpus.min(8) as u32,
-            abandoned: core::array::from_fn(|_| IndexStack::new()),
-            swept: core::array::from_fn(|_| IndexStack::new()),
+            mags,
+            slabs: SlabPool::new(),
             drain_epoch: AtomicU64::new(0),
             cpu_cap,
-            slabs_live: AtomicU64::new(0),
             corruptions: AtomicU64::new(0),
             first_corruption: AtomicUsize::new(0),
         };
@@ -282,7 +228,7 @@ impl Heap {
     ///   for its whole lifetime, and overlaps no other region of any heap.
     pub unsafe fn add_region(&self, start: *mut u8, len: usize) -> Result<(), InitError> {
         let (s, e) = Region::check_range(start, len)?;
-        let layout = Layout::new(s, s, e, self.g).filter(|l| l.has_whole_area(self.g));
+        let layout = Layout::new::<SlabDesc>(s, s, e, self.g).filter(|l| l.has_whole_area(self.g));
         let Some(layout) = layout else {
             return Err(InitError::TooSmall {
                 len,
@@ -292,14 +238,10 @@ impl Heap {
         if !layout.ids_fit(self.g) {
             return Err(InitError::TooLarge);
         }
-        // AcqRel: reserves a unique index; pairs with other add_region calls.
-        let index = self.region_count.fetch_add(1, Ordering::AcqRel);
-        if index >= MAX_REGIONS {
-            self.region_count.fetch_sub(1, Ordering::AcqRel);
-            return Err(InitError::TooManyRegions);
-        }
-        // SAFETY: the caller gave us the range; the layout lies inside it.
-        let region = unsafe { Region::init(&layout, s, e, index, self.g, false) };
+        let index = self.table.reserve().ok_or(InitError::TooManyRegions)?;
+        // SAFETY: the caller gave us the range; the layout lies inside it
+        // and was made for `SlabDesc`.
+        let region = unsafe { Region::init(SlabDesc::new, &layout, s, e, index, self.g, false) };
         self.publish(index, region);
         Ok(())
     }
@@ -319,9 +261,7 @@ impl Heap {
         // request is searched and refused, or refused before a region lands.
         self.max_order
             .fetch_max(order.min(crate::ORDERS - 1), Ordering::Relaxed);
-        // Release: the region's metadata, constructed above, is visible to any
-        // thread that loads this address with Acquire (`region`).
-        self.regions[index].store(region as *const Region as usize, Ordering::Release);
+        self.table.publish(index, region);
     }
 
     /// The smallest `len` that [`Heap::init_with`] accepts for `config` at any
@@ -335,7 +275,8 @@ impl Heap {
         let mut len = 2 * area_bytes + PAGE_SIZE;
         loop {
             let areas = len.div_ceil(area_bytes) + 1;
-            let l = Layout::new(header, 0, areas * area_bytes, g).expect("small layout");
+            let l =
+                Layout::new::<SlabDesc>(header, 0, areas * area_bytes, g).expect("small layout");
             // 128: worst-case alignment of the CPU slots.
             let need = 2 * area_bytes + PAGE_SIZE + l.meta_end + 128;
             if need <= len {
@@ -404,8 +345,8 @@ impl Heap {
     /// Rounds per magazine for objects (or blocks) of `size` bytes, `None`
     /// above 16 KiB (not cached).
     pub fn magazine_capacity(&self, size: usize) -> Option<usize> {
-        (size.wrapping_sub(1) < cache::MAX_CACHED)
-            .then(|| self.mag_cap[cache::cache_class(size)] as usize)
+        (size.wrapping_sub(1) < magazine::MAX_CACHED)
+            .then(|| self.mags.cap(magazine::cache_class(size)) as usize)
     }
 
     /// Double frees and similar found where no caller could be told (while
@@ -419,15 +360,9 @@ impl Heap {
         )
     }
 
+    #[inline]
     pub(crate) fn depot(&self) -> Depot<'_> {
-        Depot {
-            // SAFETY: the pool was constructed in init and lives with the heap.
-            pool: unsafe { core::slice::from_raw_parts(self.mags, self.n_mags as usize) },
-            empty: &self.empty_mags,
-            full: &self.full_mags,
-            full_count: &self.full_count,
-            limit: self.depot_limit,
-        }
+        self.mags.depot()
     }
 
     /// Claims any free CPU slot. `None` when all are taken.
@@ -449,8 +384,7 @@ impl Heap {
     /// Slabs currently carved from the buddy tree (owned, abandoned or in
     /// use by the shared path).
     pub fn slabs_in_use(&self) -> u64 {
-        // Relaxed: a statistic.
-        self.slabs_live.load(Ordering::Relaxed)
+        self.slabs.live()
     }
 
     /// Counters of the shared (handle-less) path.
@@ -467,36 +401,17 @@ impl Heap {
 
     /// Published regions, in index order.
     pub(crate) fn regions(&self) -> impl Iterator<Item = &Region> + '_ {
-        // Acquire: pairs with the Release in `add_region`'s fetch_add.
-        let n = self.region_count.load(Ordering::Acquire).min(MAX_REGIONS);
-        self.regions[..n].iter().filter_map(|r| {
-            // Acquire: pairs with the Release store in `publish`, so the
-            // region's metadata is visible before we use it.
-            let addr = r.load(Ordering::Acquire);
-            // SAFETY: a published address points to a Region constructed in
-            // place that lives as long as the heap.
-            (addr != 0).then(|| unsafe { &*(addr as *const Region) })
-        })
+        self.table.iter()
     }
 
-    /// The region holding `addr`: the first region without touching the
-    /// region table (the common case), then the others.
+    /// The region holding `addr` (see [`RegionTable::of`]).
     #[inline]
     pub(crate) fn region_of(&self, addr: usize) -> Option<&Region> {
-        // SAFETY: the first region is published before the heap is returned
-        // from init and lives as long as the heap.
-        let first = unsafe { &*self.first };
-        if addr.wrapping_sub(first.start) < first.end - first.start {
-            return Some(first);
-        }
-        self.regions().skip(1).find(|r| r.contains(addr))
+        self.table.of(addr)
     }
 
     fn region(&self, index: usize) -> Option<&Region> {
-        // Acquire: pairs with the Release store in `publish`.
-        let addr = self.regions.get(index)?.load(Ordering::Acquire);
-        // SAFETY: as in `regions`.
-        (addr != 0).then(|| unsafe { &*(addr as *const Region) })
+        self.table.get(index)
     }
 
     /// Block order for `size` bytes, or `None` if zero or beyond the heap.
@@ -521,16 +436,16 @@ impl Heap {
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
         // Relaxed: a placement hint, any recent value will do.
         let home = self.cursor.load(Ordering::Relaxed);
-        let mut ctx = Ctx::new(home, 0);
+        let (mut hint, mut tally) = (Hint::new(home, 0), Tally::default());
         let p = if size.wrapping_sub(1) < MAX_SMALL {
-            self.alloc_small_shared(slab::class_of(size), &mut ctx)
+            self.alloc_small_shared(slab::class_of(size), &mut hint, &mut tally)
         } else {
             self.order_for(size)
-                .and_then(|k| self.alloc_order(k, &mut ctx))
+                .and_then(|k| self.alloc_order(k, &mut hint, &mut tally))
         };
-        if ctx.home != home {
+        if hint.home != home {
             // Relaxed: a placement hint; a lost update only costs locality.
-            self.cursor.store(ctx.home, Ordering::Relaxed);
+            self.cursor.store(hint.home, Ordering::Relaxed);
         }
         self.shared.bump_shared(
             if p.is_some() {
@@ -540,7 +455,7 @@ impl Heap {
             },
             1,
         );
-        self.shared.record(&ctx, false);
+        self.shared.record(&tally, false);
         p
     }
 
@@ -573,10 +488,10 @@ impl Heap {
     /// # Safety
     /// * If `ptr` is a live block of this heap, nobody uses it after this call.
     pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), FreeError> {
-        let mut retries = 0;
+        let mut tally = Tally::default();
         // SAFETY: forwarded from the caller.
-        let r = unsafe { self.free_inner(ptr, &mut retries) };
-        self.shared.bump_shared(Event::Retries, retries as u64);
+        let r = unsafe { self.free_inner(ptr, &mut tally) };
+        self.shared.record(&tally, false);
         if r.is_ok() && !ptr.is_null() {
             self.shared.bump_shared(Event::Free, 1);
         }

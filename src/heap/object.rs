@@ -11,25 +11,13 @@
 //! and one store (the tag) instead of a read-modify-write, which would cost
 //! more than the rest of the magazine fast path together.
 
-use super::region::Region;
 use super::Heap;
-use crate::slab::{tag_of, tag_word, SlabDesc, SLAB_ORDER, SMALL_CLASSES};
+use crate::region::Region;
+use crate::slab::{self, slab_at, tag_of, tag_word, SlabDesc, MARK_AT_USER};
 use crate::sync::Ordering;
 use crate::FreeError;
 
-/// `checked` builds mark objects free or taken where users hand them over
-/// (every free sets the bit, every allocation clears it); the default build
-/// marks them where they enter and leave the slab layer.
-pub(crate) const MARK_AT_USER: bool = cfg!(feature = "checked");
-
 impl Heap {
-    /// The slab that holds grid page `page` of `reg`, and its base address.
-    #[inline(always)]
-    pub(crate) fn slab_at(reg: &Region, page: usize) -> (&SlabDesc, usize) {
-        let head = page & !((1 << SLAB_ORDER) - 1);
-        (reg.slab(head), reg.addr_of(head))
-    }
-
     /// Takes object `p` (class `c`, in the slab holding `page`) back from a
     /// user who frees it into a magazine: refuses it if it is free already,
     /// else marks it (tag, or bit in `checked` builds).
@@ -42,7 +30,7 @@ impl Heap {
         p: usize,
     ) -> Result<(), FreeError> {
         if MARK_AT_USER {
-            let (s, base) = Self::slab_at(reg, page);
+            let (s, base) = slab_at(reg, page);
             // SAFETY: `p` is an object of this live slab (`block_at`).
             return if unsafe { s.mark_free(base, c, p) } {
                 Ok(())
@@ -75,7 +63,7 @@ impl Heap {
         c: usize,
         p: usize,
     ) -> Result<(), FreeError> {
-        let (s, base) = Self::slab_at(reg, page);
+        let (s, base) = slab_at(reg, page);
         if self.confirm_free(s, base, c, p) {
             return Err(self.free_object_error(s, base, c, p));
         }
@@ -95,7 +83,7 @@ impl Heap {
             let before = s.progress();
             // SAFETY: `p` is an object of this live slab (caller).
             let in_slab = || unsafe { s.is_free(base, c, p) };
-            if in_slab() || self.depot().holds(p) || in_slab() {
+            if in_slab() || self.mags.depot().holds(p) || in_slab() {
                 return true;
             }
             if s.progress() == before {
@@ -122,7 +110,7 @@ impl Heap {
         c: usize,
         p: usize,
     ) -> Result<(), FreeError> {
-        let (s, base) = Self::slab_at(reg, page);
+        let (s, base) = slab_at(reg, page);
         let free = if MARK_AT_USER {
             // SAFETY: `p` is an object of this live slab (`block_at`).
             unsafe { s.is_free(base, c, p) }
@@ -141,30 +129,6 @@ impl Heap {
     /// `checked` builds its bit.
     #[inline(always)]
     pub(crate) fn hand_out_object(&self, c: usize, p: usize) {
-        if MARK_AT_USER {
-            let reg = self.region_of(p).expect("object inside the heap");
-            let (s, base) = Self::slab_at(reg, reg.page_of(p));
-            // SAFETY: we hold `p`, an object of that live slab.
-            unsafe { s.mark_taken(base, c, p) };
-        } else {
-            // SAFETY: we hold `p`, an object of a live slab.
-            // Relaxed: only the holder of `p` writes it now.
-            unsafe { tag_word(p) }.store(0, Ordering::Relaxed);
-        }
-    }
-
-    /// Default build: objects taken from their slab into a cache leave the
-    /// slab layer (their bits are cleared once the cache holds them).
-    /// Nothing for page blocks (`c >= SMALL_CLASSES`).
-    pub(crate) fn leave_slab(&self, c: usize, objects: &[usize]) {
-        if MARK_AT_USER || c >= SMALL_CLASSES {
-            return;
-        }
-        for &p in objects {
-            let reg = self.region_of(p).expect("object inside the heap");
-            let (s, base) = Self::slab_at(reg, reg.page_of(p));
-            // SAFETY: we hold `p`, just taken from that live slab.
-            unsafe { s.mark_taken(base, c, p) };
-        }
+        slab::hand_out_object(&self.table, c, p);
     }
 }

@@ -5,40 +5,69 @@
 
 use core::ptr::NonNull;
 
-use super::region::{PageDesc, Region};
-use super::{pack, unpack, Ctx, Heap, NEAR};
+use super::stats::{Event, Tally};
+use super::{pack, unpack, Heap, NEAR};
 use crate::buddy::AreaWord;
+use crate::region::{PageDesc, Region};
 use crate::sync::Ordering;
-use crate::MAX_REGIONS;
+
+/// Where an allocation's search starts and who asks, carried through the
+/// search and moved to the area that served (the placement hint; what the
+/// search costs goes to a [`Tally`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Hint {
+    /// Home area (packed region/area).
+    pub(crate) home: usize,
+    /// CPU + 1, or 0 for the shared path.
+    pub(crate) owner: u64,
+    /// Reservations this operation gave back in fall-throughs (each one
+    /// counted in its area's free count; see `Heap::alloc_slow`).
+    pub(crate) fell: u64,
+}
+
+impl Hint {
+    pub(crate) fn new(home: usize, owner: u64) -> Self {
+        Self {
+            home,
+            owner,
+            fell: 0,
+        }
+    }
+}
 
 impl Heap {
     /// Allocates a block of order `k`: home area first, then the search.
     #[inline]
-    pub(crate) fn alloc_order(&self, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+    pub(crate) fn alloc_order(
+        &self,
+        k: u32,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<NonNull<u8>> {
         if k > self.g.area_order() {
             // Reclaim before reporting out-of-memory (the no-false-OOM contract).
-            return self.alloc_run(k, &mut ctx.retries).or_else(|| {
+            return self.alloc_run(k, tally).or_else(|| {
                 self.reclaim();
-                self.alloc_run(k, &mut ctx.retries)
+                self.alloc_run(k, tally)
             });
         }
-        let (r, a) = unpack(ctx.home);
+        let (r, a) = unpack(hint.home);
         if let Some(p) = self
             .region(r)
             .filter(|reg| a < reg.areas)
-            .and_then(|reg| self.try_area(reg, a, k, ctx))
+            .and_then(|reg| self.try_area(reg, a, k, hint, tally))
         {
             return Some(p);
         }
-        self.alloc_slow(k, ctx)
+        self.alloc_slow(k, hint, tally)
     }
 
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
+    fn alloc_slow(&self, k: u32, hint: &mut Hint, tally: &mut Tally) -> Option<NonNull<u8>> {
         let pages = 1u32 << k;
         let g = self.g;
-        let owner = ctx.owner;
+        let owner = hint.owner;
         let mine = |reg: &Region, a: usize| {
             // Relaxed: a placement hint only.
             let o = reg.summary(a).load(Ordering::Relaxed);
@@ -49,11 +78,11 @@ impl Heap {
             let free = AreaWord(reg.area(a).load_top()).free_pages(g);
             free >= pages && free < g.area_pages() && mine(reg, a)
         };
-        if let Some(p) = self.search(k, ctx, NEAR, partial) {
+        if let Some(p) = self.search(k, hint, tally, NEAR, partial) {
             return Some(p);
         }
         // Pass 2: any area nobody else calls home; pass 3: any area at all.
-        if let Some(p) = self.search(k, ctx, usize::MAX, mine) {
+        if let Some(p) = self.search(k, hint, tally, usize::MAX, mine) {
             return Some(p);
         }
         // Authoritative: a full pass that failed while no free completed
@@ -67,11 +96,11 @@ impl Heap {
         let mut reclaimed = false;
         loop {
             // Our own fall-throughs are counted too; they are no change.
-            let (before, own) = (self.frees_completed(), ctx.fell);
-            if let Some(p) = self.search(k, ctx, usize::MAX, |_, _| true) {
+            let (before, own) = (self.frees_completed(), hint.fell);
+            if let Some(p) = self.search(k, hint, tally, usize::MAX, |_, _| true) {
                 return Some(p);
             }
-            if self.no_free_since(before, ctx.fell - own) {
+            if self.no_free_since(before, hint.fell - own) {
                 if reclaimed {
                     return None;
                 }
@@ -86,16 +115,13 @@ impl Heap {
     fn search(
         &self,
         k: u32,
-        ctx: &mut Ctx,
+        hint: &mut Hint,
+        tally: &mut Tally,
         limit: usize,
         want: impl Fn(&Region, usize) -> bool,
     ) -> Option<NonNull<u8>> {
-        let (hr, ha) = unpack(ctx.home);
-        // Acquire: as in `regions`.
-        let n = self
-            .region_count
-            .load(Ordering::Acquire)
-            .clamp(1, MAX_REGIONS);
+        let (hr, ha) = unpack(hint.home);
+        let n = self.table.reserved();
         let mut seen = 0;
         // Every area once, starting after home and ending with home itself.
         for step in 0..=n {
@@ -112,11 +138,11 @@ impl Heap {
                 }
                 seen += 1;
                 if want(reg, a) {
-                    if let Some(p) = self.try_area(reg, a, k, ctx) {
+                    if let Some(p) = self.try_area(reg, a, k, hint, tally) {
                         // Home follows chunk-sized blocks only: a block that
                         // takes a large part of an area would leave home full.
                         if k <= self.g.chunk_order() {
-                            self.move_home(ctx, r, a);
+                            self.move_home(hint, tally, r, a);
                         }
                         return Some(p);
                     }
@@ -128,10 +154,18 @@ impl Heap {
 
     /// Allocates order `k` in area `a` of `reg` and records the descriptor.
     #[inline]
-    fn try_area(&self, reg: &Region, a: usize, k: u32, ctx: &mut Ctx) -> Option<NonNull<u8>> {
-        let off = reg
-            .area(a)
-            .alloc_noting(k, &mut ctx.retries, &mut ctx.fell)?;
+    fn try_area(
+        &self,
+        reg: &Region,
+        a: usize,
+        k: u32,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<NonNull<u8>> {
+        let t = reg.area(a).alloc(k);
+        tally.add(Event::Retries, t.retries);
+        hint.fell += t.fell as u64;
+        let off = t.offset?;
         let page = (a << self.g.area_order()) + off as usize;
         // Release: a free that reads this head with Acquire also sees the tree
         // CAS that allocated the block.
@@ -139,17 +173,17 @@ impl Heap {
         NonNull::new(reg.addr_of(page) as *mut u8)
     }
 
-    fn move_home(&self, ctx: &mut Ctx, r: usize, a: usize) {
+    fn move_home(&self, hint: &mut Hint, tally: &mut Tally, r: usize, a: usize) {
         let new = pack(r, a);
-        if new == ctx.home {
+        if new == hint.home {
             return;
         }
-        if ctx.owner != 0 {
+        if hint.owner != 0 {
             // Relaxed CASes: the summary is a hint; losing either race is fine.
-            let (or, oa) = unpack(ctx.home);
+            let (or, oa) = unpack(hint.home);
             if let Some(old) = self.region(or).filter(|reg| oa < reg.areas) {
                 let _ = old.summary(oa).compare_exchange(
-                    ctx.owner,
+                    hint.owner,
                     0,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
@@ -158,14 +192,14 @@ impl Heap {
             if let Some(reg) = self.region(r) {
                 let _ = reg.summary(a).compare_exchange(
                     0,
-                    ctx.owner,
+                    hint.owner,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
             }
         }
-        ctx.home = new;
-        ctx.switches += 1;
+        hint.home = new;
+        tally.add(Event::Switch, 1);
     }
 
     /// Frees completed in the whole heap: the sum of the areas' free counts,
@@ -187,7 +221,7 @@ impl Heap {
     /// Allocates a run of `2^(k - H)` whole areas, aligned to its size in the
     /// address space: each area's root is claimed in turn and the claimed ones
     /// are released if a later one is taken.
-    fn alloc_run(&self, k: u32, retries: &mut u32) -> Option<NonNull<u8>> {
+    fn alloc_run(&self, k: u32, tally: &mut Tally) -> Option<NonNull<u8>> {
         let h = self.g.area_order();
         let n = 1usize << (k - h);
         loop {
@@ -199,7 +233,7 @@ impl Heap {
                     // Relaxed: a free area's word is exactly 0; the claim below
                     // validates with a CAS.
                     if (a..a + n).all(|i| reg.area(i).load_top() == 0) {
-                        match self.claim_run(reg, a, n, retries) {
+                        match self.claim_run(reg, a, n, tally) {
                             Ok(()) => {
                                 let page = a << h;
                                 // Release: as in `try_area`.
@@ -223,14 +257,19 @@ impl Heap {
         }
     }
 
-    fn claim_run(&self, reg: &Region, a: usize, n: usize, retries: &mut u32) -> Result<(), ()> {
+    fn claim_run(&self, reg: &Region, a: usize, n: usize, tally: &mut Tally) -> Result<(), ()> {
         let h = self.g.area_order();
         for i in 0..n {
-            if reg.area(a + i).alloc(h, retries).is_none() {
+            let t = reg.area(a + i).alloc(h);
+            tally.add(Event::Retries, t.retries);
+            if t.offset.is_none() {
                 for j in (0..i).rev() {
-                    reg.area(a + j)
-                        .free(0, h, retries)
+                    let retries = reg
+                        .area(a + j)
+                        .free(0, h)
+                        .map_err(drop)
                         .expect("release of an area we claimed");
+                    tally.add(Event::Retries, retries);
                 }
                 return Err(());
             }

@@ -71,7 +71,7 @@ pub const MAX_HANDLES: usize = 3;
 /// capacity the model assumes and where `Metadata` is expected.
 pub const TAIL_BITMAP: bool = true;
 
-/// Objects per slab of class `c` (as `src/slab.rs` `capacity`).
+/// Objects per slab of class `c` (as `src/slab/mod.rs` `capacity`).
 pub fn capacity(c: usize) -> usize {
     let size = 8 << c;
     let n = SLAB / size;
@@ -98,7 +98,7 @@ pub fn block_size(size: usize) -> usize {
 }
 
 /// The free tag of object `p` in the default build since 7a561a8
-/// (`src/slab.rs` `tag_of`, bytes 4..8 of a free object).
+/// (`src/slab/mark.rs` `tag_of`, bytes 4..8 of a free object).
 fn tag_of(p: usize) -> u32 {
     (p as u32) ^ 0x6d62_7501
 }

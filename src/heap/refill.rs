@@ -1,4 +1,4 @@
-//! The per-CPU fast path: magazines over slabs (objects of 8 B – 2 KiB) and
+//! The per-CPU slow paths: refilling and flushing magazines over slabs (objects of 8 B – 2 KiB) and
 //! over the buddy tree (blocks of 4, 8 and 16 KiB), and the drain protocol
 //! that bounds what a CPU can keep from others.
 //!
@@ -30,169 +30,32 @@
 //! reclaims is smaller than the request plus the caps of CPUs that do not
 //! call in.
 
-use super::{Ctx, Handle};
-use crate::magazine::Magazine;
-use crate::slab::{self, MAX_SMALL, SMALL_CLASSES};
+use super::place::Hint;
+use super::stats::{Event, Tally};
+use super::Handle;
+use crate::magazine::{CACHE_CLASSES, MAG_ROUNDS};
+use crate::slab::{self, SMALL_CLASSES};
 use crate::sync::Ordering;
-use crate::PAGE_SIZE;
-
-/// Block orders 0, 1, 2 (4, 8, 16 KiB) are cached in magazines too.
-pub(crate) const PAGE_CLASSES: usize = 3;
-/// Small classes plus page classes.
-pub(crate) const CACHE_CLASSES: usize = SMALL_CLASSES + PAGE_CLASSES;
-/// Largest request served through magazines.
-pub(crate) const MAX_CACHED: usize = PAGE_SIZE << (PAGE_CLASSES - 1);
-
-/// Cache class of a request of `1 ..= MAX_CACHED` bytes.
-#[inline]
-pub(crate) fn cache_class(size: usize) -> usize {
-    if size <= MAX_SMALL {
-        slab::class_of(size)
-    } else {
-        SMALL_CLASSES
-            + size
-                .div_ceil(PAGE_SIZE)
-                .next_power_of_two()
-                .trailing_zeros() as usize
-    }
-}
-
-/// Bytes of one round of cache class `cc`.
-#[inline]
-pub(crate) const fn round_size(cc: usize) -> usize {
-    if cc < SMALL_CLASSES {
-        slab::class_size(cc)
-    } else {
-        PAGE_SIZE << (cc - SMALL_CLASSES)
-    }
-}
-
-/// A CPU's cache, touched only by the holder of its slot.
-#[derive(Clone, Copy)]
-pub(crate) struct CpuCache {
-    /// The loaded magazine per class, or the pool's sentinel (always empty,
-    /// pushed to with a limit of 0) when none is loaded, so the fast paths
-    /// test no pointer.
-    mag: [*const Magazine; CACHE_CLASSES],
-    /// Rounds a push may fill the loaded magazine to: its capacity, or 0
-    /// when none is loaded, so a push needs one compare.
-    limit: [u32; CACHE_CLASSES],
-    /// Operations counted here without atomics and added to the slot's
-    /// counters on slow paths and at release.
-    pub(crate) allocs: u64,
-    pub(crate) frees: u64,
-    /// Magazine index + 1 (0 = none).
-    loaded: [u32; CACHE_CLASSES],
-    previous: [u32; CACHE_CLASSES],
-    /// Current slab id + 1 per small class (0 = none).
-    current: [u32; SMALL_CLASSES],
-    /// The drain epoch this cache last honoured.
-    epoch: u64,
-}
-
-impl CpuCache {
-    /// An empty cache; `sentinel` is the pool's always-empty magazine.
-    pub(crate) fn new(sentinel: *const Magazine) -> Self {
-        Self {
-            mag: [sentinel; CACHE_CLASSES],
-            limit: [0; CACHE_CLASSES],
-            allocs: 0,
-            frees: 0,
-            loaded: [0; CACHE_CLASSES],
-            previous: [0; CACHE_CLASSES],
-            current: [0; SMALL_CLASSES],
-            epoch: 0,
-        }
-    }
-}
 
 impl Handle<'_> {
-    #[inline(always)]
-    fn token(&self) -> u32 {
-        self.cpu as u32 + 1
-    }
-
-    #[inline(always)]
-    fn cache<R>(&mut self, f: impl FnOnce(&mut CpuCache) -> R) -> R {
-        // SAFETY: the handle holds the slot exclusively.
-        self.slot.cache.with_mut(|c| f(unsafe { &mut *c }))
-    }
-
-    /// Pops a round of class `cc` from the loaded magazine (the fast path):
-    /// `None` if it is empty or missing, or a drain is due (checked here
-    /// only: a CPU that allocates honours drains on its next allocation).
-    #[inline(always)]
-    pub(crate) fn pop_loaded(&mut self, cc: usize) -> Option<usize> {
-        // Relaxed: the epoch is a request flag; a late view only delays the
-        // flush by one call.
-        let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
-        self.cache(|c| {
-            if c.epoch != epoch {
-                return None;
-            }
-            debug_assert!(cc < CACHE_CLASSES);
-            // SAFETY: `cc` is a cache class (callers derive it from a size or
-            // a descriptor we wrote); the loaded magazine (held by this CPU)
-            // or the sentinel lives in the heap's pool for its lifetime.
-            let p = unsafe { &**c.mag.get_unchecked(cc) }.pop()?;
-            c.allocs += 1;
-            Some(p)
-        })
-    }
-
-    /// Pushes a round of class `cc` onto the loaded magazine (the fast path):
-    /// false if it is full or missing.
-    #[inline(always)]
-    pub(crate) fn push_loaded(&mut self, cc: usize, p: usize) -> bool {
-        self.cache(|c| {
-            debug_assert!(cc < CACHE_CLASSES);
-            // SAFETY: as in `pop_loaded`; the sentinel's limit is 0.
-            let (m, limit) = unsafe { (&**c.mag.get_unchecked(cc), *c.limit.get_unchecked(cc)) };
-            if !m.push(p, limit) {
-                return false;
-            }
-            c.frees += 1;
-            true
-        })
-    }
-
     /// Makes magazine `m` (index + 1, or 0 for none) the loaded one of class
     /// `cc`; returns the one that was loaded.
     fn swap_loaded(&mut self, cc: usize, m: u32) -> u32 {
-        let heap = self.heap;
-        self.cache(|c| {
-            let old = c.loaded[cc];
-            c.loaded[cc] = m;
-            c.limit[cc] = if m == 0 { 0 } else { heap.mag_cap[cc] };
-            c.mag[cc] = match m {
-                0 => heap.sentinel(),
-                m => heap.mag(m - 1),
-            };
-            old
-        })
+        let pool = &self.heap.mags;
+        self.cache(|c| c.swap_loaded(pool, cc, m))
     }
 
     /// A round from the loaded magazine without the drain check (slow paths).
     fn take_round(&mut self, cc: usize) -> Option<usize> {
-        // SAFETY: as in `pop_loaded`.
-        self.cache(|c| unsafe { &*c.mag[cc] }.pop())
+        self.cache(|c| c.take_round(cc))
     }
 
     /// Moves the operations counted in the cache to the slot's counters and
     /// refreshes the cached-bytes gauge.
     pub(crate) fn publish_counts(&mut self) {
-        let heap = self.heap;
+        let pool = &self.heap.mags;
         let (a, f, cached) = self.cache(|c| {
-            let cached: usize = (0..CACHE_CLASSES)
-                .map(|cc| {
-                    let prev = match c.previous[cc] {
-                        0 => 0,
-                        m => heap.mag(m - 1).len(),
-                    };
-                    // SAFETY: as in `pop_loaded`.
-                    (unsafe { &*c.mag[cc] }.len() + prev) as usize * round_size(cc)
-                })
-                .sum();
+            let cached = c.cached_bytes(pool);
             (
                 core::mem::take(&mut c.allocs),
                 core::mem::take(&mut c.frees),
@@ -200,19 +63,19 @@ impl Handle<'_> {
             )
         });
         let counters = &self.slot.counters;
-        counters.bump_owned(super::handle::Event::Alloc, a);
-        counters.bump_owned(super::handle::Event::Free, f);
+        counters.bump_owned(Event::Alloc, a);
+        counters.bump_owned(Event::Free, f);
         counters.set_cached(cached as u64);
     }
 
     /// Flushes this CPU's magazines if the drain epoch moved.
-    fn honour_drain(&mut self, ctx: &mut Ctx) {
+    fn honour_drain(&mut self, tally: &mut Tally) {
         // Relaxed: see `pop_loaded`.
         let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
         if self.cache(|c| c.epoch) != epoch {
             if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu == 0) {
-                self.flush_magazines(ctx, false);
-                ctx.drains += 1;
+                self.flush_magazines(tally, false);
+                tally.add(Event::Drain, 1);
             }
             self.cache(|c| c.epoch = epoch);
         }
@@ -220,19 +83,19 @@ impl Handle<'_> {
 
     /// Empties both magazines of every class: into the depot when `to_depot`
     /// and it has room, else home to slabs and the tree.
-    pub(crate) fn flush_magazines(&mut self, ctx: &mut Ctx, to_depot: bool) {
+    pub(crate) fn flush_magazines(&mut self, tally: &mut Tally, to_depot: bool) {
         let heap = self.heap;
-        let depot = heap.depot();
+        let depot = heap.mags.depot();
         let token = self.token();
         for cc in 0..CACHE_CLASSES {
             let loaded = self.swap_loaded(cc, 0);
             let mags = [loaded, self.cache(|c| core::mem::take(&mut c.previous[cc]))];
             for m in mags.into_iter().filter(|&m| m != 0).map(|m| m - 1) {
                 // Held by this CPU until given away here.
-                if heap.mag(m).len() > 0 && to_depot && depot.put_full(cc, m) {
+                if heap.mags.mag(m).len() > 0 && to_depot && depot.put_full(cc, m) {
                     continue;
                 }
-                heap.flush_rounds(token, cc, heap.mag(m), ctx);
+                heap.flush_rounds(token, cc, heap.mags.mag(m), tally);
                 depot.put_empty(m);
             }
         }
@@ -243,9 +106,9 @@ impl Handle<'_> {
         for c in 0..SMALL_CLASSES {
             let id = self.cache(|cache| core::mem::take(&mut cache.current[c]));
             if id != 0 {
-                let (reg, s, _) = self.heap.slab_by_id(id - 1);
+                let (reg, s, _) = slab::slab_by_id(&self.heap.table, id - 1);
                 // SAFETY: the current slab is owned by this slot's token.
-                unsafe { self.heap.give_up_slab(reg, s, id - 1, self.token()) };
+                unsafe { self.heap.slabs.give_up(reg, s, id - 1, self.token()) };
             }
         }
     }
@@ -253,14 +116,19 @@ impl Handle<'_> {
     /// The allocation slow path for cache class `cc`.
     #[cold]
     #[inline(never)]
-    pub(crate) fn alloc_cached_slow(&mut self, cc: usize, ctx: &mut Ctx) -> Option<usize> {
-        self.honour_drain(ctx);
-        ctx.misses += 1;
+    pub(crate) fn alloc_cached_slow(
+        &mut self,
+        cc: usize,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<usize> {
+        self.honour_drain(tally);
+        tally.add(Event::Miss, 1);
         let heap = self.heap;
-        let depot = heap.depot();
+        let depot = heap.mags.depot();
         // 1. The previous magazine, if it has rounds, becomes the loaded one.
         let previous = self.cache(|c| c.previous[cc]);
-        if previous != 0 && heap.mag(previous - 1).len() > 0 {
+        if previous != 0 && heap.mags.mag(previous - 1).len() > 0 {
             let old = self.swap_loaded(cc, previous);
             self.cache(|c| c.previous[cc] = old);
             return self.take_round(cc);
@@ -271,21 +139,21 @@ impl Handle<'_> {
             if empty != 0 {
                 depot.put_empty(empty - 1);
             }
-            ctx.exchanges += 1;
+            tally.add(Event::Exchange, 1);
             return self.take_round(cc);
         }
         // 3. Refill from slabs or the buddy tree: half a magazine, one round
         // of which is returned.
-        let want = (heap.mag_cap[cc] as usize).div_ceil(2);
-        let mut buf = [0usize; crate::magazine::MAG_ROUNDS];
-        let n = self.refill(cc, &mut buf[..want], ctx);
+        let want = (heap.mags.cap(cc) as usize).div_ceil(2);
+        let mut buf = [0usize; MAG_ROUNDS];
+        let n = self.refill(cc, &mut buf[..want], hint, tally);
         if n == 0 {
             // Out of memory here: flush our own caches, reclaim what anyone
             // may, and try once more: the no-false-OOM contract.
-            self.flush_magazines(ctx, false);
+            self.flush_magazines(tally, false);
             heap.reclaim();
             self.cache(|c| c.epoch = heap.drain_epoch.load(Ordering::Relaxed));
-            return self.refill_one(cc, ctx);
+            return self.refill_one(cc, hint, tally);
         }
         if self.cache(|c| c.loaded[cc]) == 0 {
             match depot.get_empty() {
@@ -294,9 +162,9 @@ impl Handle<'_> {
                 }
                 None => {
                     // No magazine left: hand out one round, return the rest.
-                    heap.leave_slab(cc, &buf[..n]);
+                    slab::leave_slab(&heap.table, cc, &buf[..n]);
                     for &p in &buf[1..n] {
-                        heap.flush_round(self.token(), cc, p, ctx);
+                        heap.flush_round(self.token(), cc, p, tally);
                     }
                     return Some(buf[0]);
                 }
@@ -305,30 +173,35 @@ impl Handle<'_> {
         // The loaded magazine is held by this CPU and empty (we only get here
         // after steps 1 and 2 found no rounds). It lists the rounds before
         // they leave their slab, so a double-free check always finds them.
-        // SAFETY: as in `pop_loaded`.
-        self.cache(|c| unsafe { &*c.mag[cc] }.fill(&buf[..n - 1]));
-        heap.leave_slab(cc, &buf[..n]);
+        self.cache(|c| c.fill_loaded(cc, &buf[..n - 1]));
+        slab::leave_slab(&heap.table, cc, &buf[..n]);
         Some(buf[n - 1])
     }
 
-    fn refill_one(&mut self, cc: usize, ctx: &mut Ctx) -> Option<usize> {
+    fn refill_one(&mut self, cc: usize, hint: &mut Hint, tally: &mut Tally) -> Option<usize> {
         let mut one = [0usize];
-        if self.refill(cc, &mut one, ctx) == 0 {
+        if self.refill(cc, &mut one, hint, tally) == 0 {
             return None;
         }
-        self.heap.leave_slab(cc, &one);
+        slab::leave_slab(&self.heap.table, cc, &one);
         Some(one[0])
     }
 
     /// Fills `out` with fresh rounds of class `cc`; returns how many. Page
     /// blocks come marked as cached; objects still count as free in their
     /// slab (the caller calls `leave_slab` once a cache lists them).
-    fn refill(&mut self, cc: usize, out: &mut [usize], ctx: &mut Ctx) -> usize {
+    fn refill(
+        &mut self,
+        cc: usize,
+        out: &mut [usize],
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> usize {
         if cc >= SMALL_CLASSES {
             let k = (cc - SMALL_CLASSES) as u32;
             let mut n = 0;
             while n < out.len() {
-                match self.heap.alloc_order(k, ctx) {
+                match self.heap.alloc_order(k, hint, tally) {
                     Some(p) => out[n] = p.as_ptr() as usize,
                     None => break,
                 }
@@ -345,13 +218,13 @@ impl Handle<'_> {
             let id = if cur != 0 {
                 cur - 1
             } else {
-                let Some(id) = self.heap.adopt_or_new(cc, token, ctx) else {
+                let Some(id) = self.heap.adopt_or_new(cc, token, hint, tally) else {
                     return 0;
                 };
                 self.cache(|c| c.current[cc] = id + 1);
                 id
             };
-            let (reg, s, base) = self.heap.slab_by_id(id);
+            let (reg, s, base) = slab::slab_by_id(&self.heap.table, id);
             // SAFETY: the current slab is owned by our token.
             unsafe {
                 let n = s.take(base, out);
@@ -363,8 +236,8 @@ impl Handle<'_> {
                 }
                 // Exhausted: let it go (anyone adopts it once objects return).
                 self.cache(|c| c.current[cc] = 0);
-                self.heap.give_up_slab(reg, s, id, token);
-                ctx.abandoned += 1;
+                self.heap.slabs.give_up(reg, s, id, token);
+                tally.add(Event::Abandon, 1);
             }
         }
     }
@@ -373,16 +246,16 @@ impl Handle<'_> {
     /// or missing.
     #[cold]
     #[inline(never)]
-    pub(crate) fn free_cached_slow(&mut self, cc: usize, p: usize, ctx: &mut Ctx) {
-        self.honour_drain(ctx);
+    pub(crate) fn free_cached_slow(&mut self, cc: usize, p: usize, tally: &mut Tally) {
+        self.honour_drain(tally);
         let heap = self.heap;
-        let depot = heap.depot();
+        let depot = heap.mags.depot();
         let token = self.token();
         if self.push_loaded(cc, p) {
             return; // the drain emptied the magazines
         }
         let previous = self.cache(|c| core::mem::take(&mut c.previous[cc]));
-        let prev_empty = previous != 0 && heap.mag(previous - 1).len() == 0;
+        let prev_empty = previous != 0 && heap.mags.mag(previous - 1).len() == 0;
         // An empty magazine to load: the previous one if empty, else one from
         // the pool after the full previous one went to the depot (or home).
         let empty = if prev_empty {
@@ -390,9 +263,9 @@ impl Handle<'_> {
         } else {
             if previous != 0 {
                 if depot.put_full(cc, previous - 1) {
-                    ctx.exchanges += 1;
+                    tally.add(Event::Exchange, 1);
                 } else {
-                    heap.flush_rounds(token, cc, heap.mag(previous - 1), ctx);
+                    heap.flush_rounds(token, cc, heap.mags.mag(previous - 1), tally);
                     depot.put_empty(previous - 1);
                 }
             }
@@ -408,10 +281,10 @@ impl Handle<'_> {
                 // No magazine to spare: send the loaded rounds home.
                 let loaded = self.swap_loaded(cc, 0);
                 if loaded == 0 {
-                    heap.flush_round(token, cc, p, ctx);
+                    heap.flush_round(token, cc, p, tally);
                     return;
                 }
-                heap.flush_rounds(token, cc, heap.mag(loaded - 1), ctx);
+                heap.flush_rounds(token, cc, heap.mags.mag(loaded - 1), tally);
                 self.swap_loaded(cc, loaded);
             }
         }

@@ -15,14 +15,26 @@
 //! in the buddy words at init and never freed, so the tree needs no special
 //! case for them. Init writes every metadata word once: O(metadata), not
 //! O(pages of the heap).
+//!
+//! The region knows the slab grid (one descriptor per `2^SLAB_ORDER` pages)
+//! only as a table of cells of the slab layer's descriptor type, which it
+//! lays out and constructs but never interprets (`crate::slab` reads it).
+//! The region table ([`RegionTable`]) publishes regions to the heap.
+
+mod table;
+
+pub(crate) use table::RegionTable;
 
 use core::mem::{align_of, size_of};
 use core::ptr;
 
 use crate::buddy::{Area, AreaWord, ChunkWord, Geometry};
-use crate::slab::{SlabDesc, SLAB_ORDER};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::{InitError, PAGE_SHIFT, PAGE_SIZE};
+
+/// log2 of pages per slab: the grid of slab descriptors has one cell per
+/// `2^SLAB_ORDER` pages.
+pub(crate) const SLAB_ORDER: u32 = 2;
 
 /// A page descriptor: what starts at this page. Lets `free(ptr)` find the
 /// block's order without being told its size.
@@ -88,6 +100,8 @@ pub(crate) struct Layout {
     pub(crate) chunks: usize,
     pub(crate) descs: usize,
     pub(crate) slabs: usize,
+    /// Bytes of one slab descriptor (the type `Layout::new` was given).
+    pub(crate) slab_desc: usize,
     pub(crate) meta_end: usize,
     pub(crate) base: usize,
     pub(crate) areas: usize,
@@ -101,8 +115,9 @@ const fn align_up(x: usize, a: usize) -> usize {
 
 impl Layout {
     /// Lays out a region's metadata starting at `cursor` (after any heap
-    /// header) for the range `[start, end)`. Checks nothing but arithmetic.
-    pub(crate) fn new(cursor: usize, start: usize, end: usize, g: Geometry) -> Option<Self> {
+    /// header) for the range `[start, end)`, with slab descriptors of type
+    /// `D` (the slab layer's). Checks nothing but arithmetic.
+    pub(crate) fn new<D>(cursor: usize, start: usize, end: usize, g: Geometry) -> Option<Self> {
         let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
         let base = start & !(area_bytes - 1);
         let areas = end.checked_add(area_bytes - 1)? / area_bytes - base / area_bytes;
@@ -117,11 +132,8 @@ impl Layout {
             align_of::<AtomicU32>(),
         );
         let pages = areas * g.area_pages() as usize;
-        let slabs = align_up(
-            descs + pages * size_of::<AtomicU32>(),
-            align_of::<SlabDesc>(),
-        );
-        let meta_end = slabs.checked_add((pages >> SLAB_ORDER) * size_of::<SlabDesc>())?;
+        let slabs = align_up(descs + pages * size_of::<AtomicU32>(), align_of::<D>());
+        let meta_end = slabs.checked_add((pages >> SLAB_ORDER) * size_of::<D>())?;
         let usable_lo = align_up(meta_end, PAGE_SIZE);
         let usable_hi = end & !(PAGE_SIZE - 1);
         Some(Self {
@@ -132,6 +144,7 @@ impl Layout {
             chunks,
             descs,
             slabs,
+            slab_desc: size_of::<D>(),
             meta_end,
             base,
             areas,
@@ -185,18 +198,22 @@ pub(crate) struct Region {
     frees: *const AtomicU64,
     chunks: *const AtomicU64,
     descs: *const AtomicU32,
-    slabs: *const SlabDesc,
+    /// The slab descriptor table (cells of the type given to `init`; see
+    /// `slab_cell`).
+    slabs: usize,
 }
 
 impl Region {
-    /// Constructs the region's metadata in place and returns it.
+    /// Constructs the region's metadata in place and returns it; every slab
+    /// descriptor is `new_desc()`.
     ///
     /// # Safety
     /// * `[l.region, l.meta_end)` lies inside memory the caller owns
     ///   exclusively for the heap's lifetime, and `l` came from
-    ///   [`Layout::new`] for `[start, end)`.
-    /// * With `zeroed`, that memory reads as zeros.
-    pub(crate) unsafe fn init<'a>(
+    ///   [`Layout::new`] for `[start, end)` with descriptor type `D`.
+    /// * With `zeroed`, that memory reads as zeros, and so does `new_desc()`.
+    pub(crate) unsafe fn init<'a, D>(
+        new_desc: impl Fn() -> D,
         l: &Layout,
         start: usize,
         end: usize,
@@ -206,9 +223,10 @@ impl Region {
     ) -> &'a Region {
         let area_pages = g.area_pages() as usize;
         let cpa = g.chunks_per_area() as usize;
+        debug_assert_eq!(l.slab_desc, size_of::<D>(), "layout for another descriptor");
         // With core atomics, all-zero bytes are a valid atomic of value 0 and
-        // a valid `SlabDesc::new()`: in a region that reads as zeros, those
-        // writes can be skipped and their pages stay untouched.
+        // a valid `new_desc()` (caller): in a region that reads as zeros,
+        // those writes can be skipped and their pages stay untouched.
         let skip_zero = zeroed && !crate::sync::MODEL_CHECKED;
         let page_of = |addr: usize| (addr - l.base) >> PAGE_SHIFT;
         let (lo, hi) = (page_of(l.usable_lo), page_of(l.usable_hi));
@@ -265,7 +283,7 @@ impl Region {
         }
         for i in (0..(l.areas * area_pages) >> SLAB_ORDER).filter(|_| !skip_zero) {
             // SAFETY: in bounds of the slab table laid out by `l`.
-            unsafe { ptr::write((l.slabs as *mut SlabDesc).add(i), SlabDesc::new()) };
+            unsafe { ptr::write((l.slabs as *mut D).add(i), new_desc()) };
         }
         let area_bytes = area_pages << PAGE_SHIFT;
         let region = Region {
@@ -284,7 +302,7 @@ impl Region {
             frees: l.frees as *const AtomicU64,
             chunks: l.chunks as *const AtomicU64,
             descs: l.descs as *const AtomicU32,
-            slabs: l.slabs as *const SlabDesc,
+            slabs: l.slabs,
         };
         // SAFETY: `l.region` is aligned for Region and inside our memory.
         unsafe {
@@ -334,13 +352,16 @@ impl Region {
         unsafe { &*self.descs.add(p) }
     }
 
-    /// Descriptor of the slab that holds grid page `p`.
+    /// Cell of the slab descriptor table that holds grid page `p`.
+    ///
+    /// # Safety
+    /// `D` is the descriptor type the region was built with ([`Region::init`]).
     #[inline]
-    pub(crate) fn slab(&self, p: usize) -> &SlabDesc {
+    pub(crate) unsafe fn slab_cell<D>(&self, p: usize) -> &D {
         debug_assert!(p < self.pages());
-        // SAFETY: `p >> SLAB_ORDER` is below the table length; initialized
-        // in `init`.
-        unsafe { &*self.slabs.add(p >> SLAB_ORDER) }
+        // SAFETY: `p >> SLAB_ORDER` is below the table length; the cell was
+        // constructed as a `D` in `init` (caller) and lives as long as `self`.
+        unsafe { &*(self.slabs as *const D).add(p >> SLAB_ORDER) }
     }
 
     /// Grid pages (areas × pages per area).
@@ -380,9 +401,10 @@ impl Region {
         PageDesc(self.desc(p).load(Ordering::Relaxed))
     }
 
-    /// Metadata bytes of this region by array. Bytes of the caller's range
-    /// that are neither metadata nor usable (alignment) are what remains.
-    pub(crate) fn metadata(&self) -> [(&'static str, usize); 7] {
+    /// Metadata bytes of this region by array, with slab descriptors of
+    /// `slab_desc` bytes. Bytes of the caller's range that are neither
+    /// metadata nor usable (alignment) are what remains.
+    pub(crate) fn metadata(&self, slab_desc: usize) -> [(&'static str, usize); 7] {
         let words = |n: usize| n * size_of::<AtomicU64>();
         [
             (
@@ -397,10 +419,7 @@ impl Region {
                 words(self.areas * self.g.chunks_per_area() as usize),
             ),
             ("page descriptors", self.pages() * size_of::<AtomicU32>()),
-            (
-                "slab descriptors",
-                (self.pages() >> SLAB_ORDER) * size_of::<SlabDesc>(),
-            ),
+            ("slab descriptors", (self.pages() >> SLAB_ORDER) * slab_desc),
         ]
     }
 
@@ -429,7 +448,7 @@ mod tests {
         let slabs_per_area = (g.area_pages() as usize) >> SLAB_ORDER;
         let areas = MAX_GRID_SLABS / slabs_per_area;
         let fits = |areas: usize| {
-            let l = Layout::new(0, 0, areas * area_bytes, g).unwrap();
+            let l = Layout::new::<[u64; 4]>(0, 0, areas * area_bytes, g).unwrap();
             l.ids_fit(g)
         };
         assert!(fits(areas));

@@ -1,0 +1,160 @@
+//! Heap-wide slab and magazine upkeep: where rounds go home, the shared
+//! path's slab claiming, new slabs from the tree, and [`Heap::reclaim`] —
+//! the part of the no-false-OOM contract that anyone may run (see
+//! `refill.rs` for the per-CPU side and the contract itself).
+
+use core::ptr::NonNull;
+
+use super::place::Hint;
+use super::stats::{Event, Tally};
+use super::Heap;
+use crate::magazine::{Magazine, CACHE_CLASSES};
+use crate::region::{PageDesc, Region};
+use crate::slab::{self, SLAB_ORDER, SMALL_CLASSES};
+use crate::sync::Ordering;
+
+impl Heap {
+    /// Records an inconsistency found where no caller can be told (a flush).
+    fn record_corruption(&self, p: usize) {
+        // Relaxed: counters for reports.
+        if self.corruptions.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.first_corruption.store(p, Ordering::Relaxed);
+        }
+    }
+
+    /// Returns one round to where it came from: an object to its slab (as
+    /// owner `token` if it owns it, else through the return list), a block to
+    /// the buddy tree. A round found free already there is a duplicate (a
+    /// double free the magazine accepted): counted and dropped, never reused.
+    pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, tally: &mut Tally) -> bool {
+        let reg = self.region_of(p).expect("round inside the heap");
+        let page = reg.page_of(p);
+        if cc >= SMALL_CLASSES {
+            let k = (cc - SMALL_CLASSES) as u32;
+            // SAFETY: a cached block is allocated in the tree and ours.
+            return unsafe { self.release_block(reg, page, p, PageDesc::cached(k), tally) }
+                .map_err(|_| self.record_corruption(p))
+                .is_ok();
+        }
+        let (s, base) = slab::slab_at(reg, page);
+        // Default build: the round enters the slab layer here, and its bit
+        // must have been clear.
+        // SAFETY: the object lies in a live slab (it is handed out).
+        if !slab::MARK_AT_USER && !unsafe { s.mark_free(base, cc, p) } {
+            self.record_corruption(p);
+            return false;
+        }
+        let remote = self.slabs.free_to_slab(token, reg, page, cc, p);
+        tally.add(Event::Remote, remote as u32);
+        true
+    }
+
+    /// Frees object `p` of class `c` without a handle (shared path). The
+    /// bit decides between racing frees (exactly one sets it).
+    pub(crate) fn free_small_shared(
+        &self,
+        reg: &Region,
+        page: usize,
+        c: usize,
+        p: usize,
+    ) -> Result<(), crate::FreeError> {
+        self.claim_object(reg, page, c, p)?;
+        let (s, base) = slab::slab_at(reg, page);
+        // SAFETY: p is an object of a live slab (checked by the caller).
+        if !slab::MARK_AT_USER && !unsafe { s.mark_free(base, c, p) } {
+            return Err(crate::FreeError::DoubleFree(p));
+        }
+        self.slabs.free_to_slab(0, reg, page, c, p);
+        Ok(())
+    }
+
+    /// Allocates one object of class `c` without a handle: claims an
+    /// abandoned slab (or makes a new one), takes one object, abandons the
+    /// slab again. Never waits and never pops a shared stack of objects.
+    pub(crate) fn alloc_small_shared(
+        &self,
+        c: usize,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<NonNull<u8>> {
+        loop {
+            let mut out = [0usize; 1];
+            let id = self.adopt_or_new(c, slab::SHARED, hint, tally)?;
+            let (reg, s, base) = slab::slab_by_id(&self.table, id);
+            // SAFETY: we own the slab until we give it up below.
+            unsafe {
+                if s.take(base, &mut out) == 0 && s.collect(base) > 0 {
+                    s.take(base, &mut out);
+                }
+                self.slabs.give_up(reg, s, id, slab::SHARED);
+                if out[0] != 0 {
+                    slab::leave_slab(&self.table, c, &out);
+                    self.hand_out_object(c, out[0]);
+                    return NonNull::new(out[0] as *mut u8);
+                }
+            }
+        }
+    }
+
+    /// Adopts an abandoned slab of class `c` for `token`, or makes a new one.
+    pub(crate) fn adopt_or_new(
+        &self,
+        c: usize,
+        token: u32,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<u32> {
+        if let Some(id) = self.adopt_any(c, token, tally) {
+            return Some(id);
+        }
+        // `alloc_order` reclaims before it gives up, which may publish slabs
+        // with free objects (a released handle's magazines going home): look
+        // at the abandoned lists once more before reporting out-of-memory.
+        let Some(p) = self.alloc_order(SLAB_ORDER, hint, tally) else {
+            if crate::mutant::on(crate::mutant::Mutant::RetrySkipsAbandoned) {
+                return None;
+            }
+            return self.adopt_any(c, token, tally);
+        };
+        let reg = self
+            .region_of(p.as_ptr() as usize)
+            .expect("new slab in the heap");
+        let page = reg.page_of(p.as_ptr() as usize);
+        Some(self.slabs.make(reg, page, c, token))
+    }
+
+    /// Pops and adopts an abandoned slab of class `c` for `token` (from
+    /// either list) and collects its returns.
+    fn adopt_any(&self, c: usize, token: u32, tally: &mut Tally) -> Option<u32> {
+        let id = self.slabs.adopt(&self.table, c, token)?;
+        tally.add(Event::Adopt, 1);
+        Some(id)
+    }
+
+    /// Empties the depot and sweeps the abandoned slabs: empty ones go back
+    /// to the buddy tree. Also raises the drain epoch, so every active CPU
+    /// flushes its magazines on its next call. Safe to call at any time;
+    /// the allocator calls it before it reports out-of-memory.
+    pub fn reclaim(&self) {
+        // Release: a CPU that sees the new epoch also sees why (nothing to
+        // order, but cheap); Relaxed would do.
+        self.drain_epoch.fetch_add(1, Ordering::Release);
+        let depot = self.mags.depot();
+        let mut tally = Tally::default();
+        for cc in 0..CACHE_CLASSES {
+            while let Some(m) = depot.get_full(cc) {
+                // SAFETY: popped: the magazine is ours.
+                self.flush_rounds(0, cc, self.mags.mag(m), &mut tally);
+                depot.put_empty(m);
+            }
+        }
+        self.slabs.sweep_all(&self.table);
+    }
+
+    /// Returns every round of magazine `m` (held by the caller) home.
+    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, m: &Magazine, tally: &mut Tally) {
+        m.drain(|p| {
+            self.flush_round(token, cc, p, tally);
+        });
+    }
+}

@@ -1,0 +1,118 @@
+//! A CPU's cache: per cache class a loaded and a previous magazine, and per
+//! small class the current slab, touched only by the holder of the CPU slot
+//! (so without atomic read-modify-writes). Its fast operations are here;
+//! the slow paths that refill and flush it (they need the slab pool and the
+//! buddy tree's placement) are the heap's (`heap/refill.rs`).
+
+use super::{round_size, Magazine, MagazinePool, CACHE_CLASSES};
+use crate::slab::SMALL_CLASSES;
+
+/// A CPU's cache, touched only by the holder of its slot.
+#[derive(Clone, Copy)]
+pub(crate) struct CpuCache {
+    /// The loaded magazine per class, or the pool's sentinel (always empty,
+    /// pushed to with a limit of 0) when none is loaded, so the fast paths
+    /// test no pointer.
+    mag: [*const Magazine; CACHE_CLASSES],
+    /// Rounds a push may fill the loaded magazine to: its capacity, or 0
+    /// when none is loaded, so a push needs one compare.
+    limit: [u32; CACHE_CLASSES],
+    /// Operations counted here without atomics and added to the slot's
+    /// counters on slow paths and at release.
+    pub(crate) allocs: u64,
+    pub(crate) frees: u64,
+    /// Magazine index + 1 (0 = none).
+    pub(crate) loaded: [u32; CACHE_CLASSES],
+    pub(crate) previous: [u32; CACHE_CLASSES],
+    /// Current slab id + 1 per small class (0 = none).
+    pub(crate) current: [u32; SMALL_CLASSES],
+    /// The drain epoch this cache last honoured.
+    pub(crate) epoch: u64,
+}
+
+impl CpuCache {
+    /// An empty cache; `sentinel` is the pool's always-empty magazine.
+    pub(crate) fn new(sentinel: *const Magazine) -> Self {
+        Self {
+            mag: [sentinel; CACHE_CLASSES],
+            limit: [0; CACHE_CLASSES],
+            allocs: 0,
+            frees: 0,
+            loaded: [0; CACHE_CLASSES],
+            previous: [0; CACHE_CLASSES],
+            current: [0; SMALL_CLASSES],
+            epoch: 0,
+        }
+    }
+
+    /// Pops a round of class `cc` from the loaded magazine (the fast path):
+    /// `None` if it is empty or missing, or the drain epoch moved from the
+    /// one this cache honoured (`epoch` is the heap's current one).
+    #[inline(always)]
+    pub(crate) fn pop(&mut self, cc: usize, epoch: u64) -> Option<usize> {
+        if self.epoch != epoch {
+            return None;
+        }
+        debug_assert!(cc < CACHE_CLASSES);
+        // SAFETY: `cc` is a cache class (callers derive it from a size or
+        // a descriptor we wrote); the loaded magazine (held by this CPU)
+        // or the sentinel lives in the heap's pool for its lifetime.
+        let p = unsafe { &**self.mag.get_unchecked(cc) }.pop()?;
+        self.allocs += 1;
+        Some(p)
+    }
+
+    /// Pushes a round of class `cc` onto the loaded magazine (the fast path):
+    /// false if it is full or missing.
+    #[inline(always)]
+    pub(crate) fn push(&mut self, cc: usize, p: usize) -> bool {
+        debug_assert!(cc < CACHE_CLASSES);
+        // SAFETY: as in `pop`; the sentinel's limit is 0.
+        let (m, limit) = unsafe { (&**self.mag.get_unchecked(cc), *self.limit.get_unchecked(cc)) };
+        if !m.push(p, limit) {
+            return false;
+        }
+        self.frees += 1;
+        true
+    }
+
+    /// Makes magazine `m` of `pool` (index + 1, or 0 for none) the loaded
+    /// one of class `cc`; returns the one that was loaded.
+    pub(crate) fn swap_loaded(&mut self, pool: &MagazinePool, cc: usize, m: u32) -> u32 {
+        let old = self.loaded[cc];
+        self.loaded[cc] = m;
+        self.limit[cc] = if m == 0 { 0 } else { pool.cap(cc) };
+        self.mag[cc] = match m {
+            0 => pool.sentinel(),
+            m => pool.mag(m - 1),
+        };
+        old
+    }
+
+    /// A round from the loaded magazine without the drain check (slow paths).
+    pub(crate) fn take_round(&mut self, cc: usize) -> Option<usize> {
+        // SAFETY: as in `pop`.
+        unsafe { &*self.mag[cc] }.pop()
+    }
+
+    /// Fills the loaded magazine of class `cc`, held by this CPU and empty,
+    /// with `rounds`.
+    pub(crate) fn fill_loaded(&mut self, cc: usize, rounds: &[usize]) {
+        // SAFETY: as in `pop`.
+        unsafe { &*self.mag[cc] }.fill(rounds);
+    }
+
+    /// Bytes in the loaded and previous magazines of every class.
+    pub(crate) fn cached_bytes(&self, pool: &MagazinePool) -> usize {
+        (0..CACHE_CLASSES)
+            .map(|cc| {
+                let prev = match self.previous[cc] {
+                    0 => 0,
+                    m => pool.mag(m - 1).len(),
+                };
+                // SAFETY: as in `pop`.
+                (unsafe { &*self.mag[cc] }.len() + prev) as usize * round_size(cc)
+            })
+            .sum()
+    }
+}
