@@ -15,7 +15,8 @@
 //!           buddy/     one area's lock-free buddy words (Area, AreaWord,
 //!                      ChunkWord) and the tree's Geometry
 //!   shared at the bottom: sync (the std/loom/shuttle facade), cas, stack
-//!   (tagged index stack), mutant and probe (hooks for the suites), error
+//!   (tagged index stack), cpu (CpuId), mutant and probe (hooks for the
+//!   suites), error
 //!   testing (views for verify/ and the tests), global (GlobalAlloc) on top
 //!   baseline::SpinHeap: the seed's slab + buddy design under one spinlock
 //! ```
@@ -28,6 +29,7 @@ extern crate std;
 pub mod baseline;
 pub mod buddy;
 mod cas;
+mod cpu;
 mod error;
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
 mod global;

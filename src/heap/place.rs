@@ -8,7 +8,8 @@ use core::ptr::NonNull;
 use super::stats::{Event, Tally};
 use super::{pack, unpack, Heap, NEAR};
 use crate::buddy::AreaWord;
-use crate::region::{PageDesc, Region};
+use crate::cpu::CpuId;
+use crate::region::{PageDesc, Region, Summary};
 use crate::sync::Ordering;
 
 /// Where an allocation's search starts and who asks, carried through the
@@ -18,18 +19,19 @@ use crate::sync::Ordering;
 pub(crate) struct Hint {
     /// Home area (packed region/area).
     pub(crate) home: usize,
-    /// CPU + 1, or 0 for the shared path.
-    pub(crate) owner: u64,
+    /// Who asks, as the summary word of an area it calls home (none for the
+    /// shared path).
+    pub(crate) owner: Summary,
     /// Reservations this operation gave back in fall-throughs (each one
     /// counted in its area's free count; see `Heap::alloc_slow`).
     pub(crate) fell: u64,
 }
 
 impl Hint {
-    pub(crate) fn new(home: usize, owner: u64) -> Self {
+    pub(crate) fn new(home: usize, cpu: Option<CpuId>) -> Self {
         Self {
             home,
-            owner,
+            owner: Summary::of(cpu),
             fell: 0,
         }
     }
@@ -70,8 +72,8 @@ impl Heap {
         let owner = hint.owner;
         let mine = |reg: &Region, a: usize| {
             // Relaxed: a placement hint only.
-            let o = reg.summary(a).load(Ordering::Relaxed);
-            o == 0 || o == owner
+            let o = Summary(reg.summary(a).load(Ordering::Relaxed));
+            o == Summary::NONE || o == owner
         };
         // Pass 1: a partly used area near home that nobody else calls home.
         let partial = |reg: &Region, a: usize| {
@@ -178,21 +180,21 @@ impl Heap {
         if new == hint.home {
             return;
         }
-        if hint.owner != 0 {
+        if hint.owner != Summary::NONE {
             // Relaxed CASes: the summary is a hint; losing either race is fine.
             let (or, oa) = unpack(hint.home);
             if let Some(old) = self.region(or).filter(|reg| oa < reg.areas) {
                 let _ = old.summary(oa).compare_exchange(
-                    hint.owner,
-                    0,
+                    hint.owner.0,
+                    Summary::NONE.0,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
             }
             if let Some(reg) = self.region(r) {
                 let _ = reg.summary(a).compare_exchange(
-                    0,
-                    hint.owner,
+                    Summary::NONE.0,
+                    hint.owner.0,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );

@@ -33,14 +33,14 @@
 use super::place::Hint;
 use super::stats::{Event, Tally};
 use super::Handle;
-use crate::magazine::{CACHE_CLASSES, MAG_ROUNDS};
+use crate::magazine::{MagId, CACHE_CLASSES, MAG_ROUNDS};
 use crate::slab::{self, SMALL_CLASSES};
 use crate::sync::Ordering;
 
 impl Handle<'_> {
-    /// Makes magazine `m` (index + 1, or 0 for none) the loaded one of class
-    /// `cc`; returns the one that was loaded.
-    fn swap_loaded(&mut self, cc: usize, m: u32) -> u32 {
+    /// Makes magazine `m` (or none) the loaded one of class `cc`; returns
+    /// the one that was loaded.
+    fn swap_loaded(&mut self, cc: usize, m: Option<MagId>) -> Option<MagId> {
         let pool = &self.heap.mags;
         self.cache(|c| c.swap_loaded(pool, cc, m))
     }
@@ -73,7 +73,7 @@ impl Handle<'_> {
         // Relaxed: see `pop_loaded`.
         let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
         if self.cache(|c| c.epoch) != epoch {
-            if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu == 0) {
+            if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu.index() == 0) {
                 self.flush_magazines(tally, false);
                 tally.add(Event::Drain, 1);
             }
@@ -86,16 +86,16 @@ impl Handle<'_> {
     pub(crate) fn flush_magazines(&mut self, tally: &mut Tally, to_depot: bool) {
         let heap = self.heap;
         let depot = heap.mags.depot();
-        let token = self.token();
+        let owner = Some(self.owner());
         for cc in 0..CACHE_CLASSES {
-            let loaded = self.swap_loaded(cc, 0);
-            let mags = [loaded, self.cache(|c| core::mem::take(&mut c.previous[cc]))];
-            for m in mags.into_iter().filter(|&m| m != 0).map(|m| m - 1) {
+            let loaded = self.swap_loaded(cc, None);
+            let mags = [loaded, self.cache(|c| c.previous[cc].take())];
+            for m in mags.into_iter().flatten() {
                 // Held by this CPU until given away here.
                 if heap.mags.mag(m).len() > 0 && to_depot && depot.put_full(cc, m) {
                     continue;
                 }
-                heap.flush_rounds(token, cc, heap.mags.mag(m), tally);
+                heap.flush_rounds(owner, cc, heap.mags.mag(m), tally);
                 depot.put_empty(m);
             }
         }
@@ -104,11 +104,10 @@ impl Handle<'_> {
     /// Gives up every current slab (at release).
     pub(crate) fn give_up_slabs(&mut self) {
         for c in 0..SMALL_CLASSES {
-            let id = self.cache(|cache| core::mem::take(&mut cache.current[c]));
-            if id != 0 {
-                let (reg, s, _) = slab::slab_by_id(&self.heap.table, id - 1);
-                // SAFETY: the current slab is owned by this slot's token.
-                unsafe { self.heap.slabs.give_up(reg, s, id - 1, self.token()) };
+            if let Some(id) = self.cache(|cache| cache.current[c].take()) {
+                let (reg, s, _) = slab::slab_by_id(&self.heap.table, id);
+                // SAFETY: the current slab is owned by this slot's CPU.
+                unsafe { self.heap.slabs.give_up(reg, s, id, self.owner()) };
             }
         }
     }
@@ -128,16 +127,15 @@ impl Handle<'_> {
         let depot = heap.mags.depot();
         // 1. The previous magazine, if it has rounds, becomes the loaded one.
         let previous = self.cache(|c| c.previous[cc]);
-        if previous != 0 && heap.mags.mag(previous - 1).len() > 0 {
+        if previous.is_some_and(|m| heap.mags.mag(m).len() > 0) {
             let old = self.swap_loaded(cc, previous);
             self.cache(|c| c.previous[cc] = old);
             return self.take_round(cc);
         }
         // 2. A full magazine from the depot, in exchange for the empty one.
         if let Some(full) = depot.get_full(cc) {
-            let empty = self.swap_loaded(cc, full + 1);
-            if empty != 0 {
-                depot.put_empty(empty - 1);
+            if let Some(empty) = self.swap_loaded(cc, Some(full)) {
+                depot.put_empty(empty);
             }
             tally.add(Event::Exchange, 1);
             return self.take_round(cc);
@@ -155,16 +153,16 @@ impl Handle<'_> {
             self.cache(|c| c.epoch = heap.drain_epoch.load(Ordering::Relaxed));
             return self.refill_one(cc, hint, tally);
         }
-        if self.cache(|c| c.loaded[cc]) == 0 {
+        if self.cache(|c| c.loaded[cc]).is_none() {
             match depot.get_empty() {
                 Some(m) => {
-                    self.swap_loaded(cc, m + 1);
+                    self.swap_loaded(cc, Some(m));
                 }
                 None => {
                     // No magazine left: hand out one round, return the rest.
                     slab::leave_slab(&heap.table, cc, &buf[..n]);
                     for &p in &buf[1..n] {
-                        heap.flush_round(self.token(), cc, p, tally);
+                        heap.flush_round(Some(self.owner()), cc, p, tally);
                     }
                     return Some(buf[0]);
                 }
@@ -212,20 +210,20 @@ impl Handle<'_> {
             }
             return n;
         }
-        let token = self.token();
+        let owner = self.owner();
         loop {
-            let cur = self.cache(|c| c.current[cc]);
-            let id = if cur != 0 {
-                cur - 1
-            } else {
-                let Some(id) = self.heap.adopt_or_new(cc, token, hint, tally) else {
-                    return 0;
-                };
-                self.cache(|c| c.current[cc] = id + 1);
-                id
+            let id = match self.cache(|c| c.current[cc]) {
+                Some(id) => id,
+                None => {
+                    let Some(id) = self.heap.adopt_or_new(cc, owner, hint, tally) else {
+                        return 0;
+                    };
+                    self.cache(|c| c.current[cc] = Some(id));
+                    id
+                }
             };
             let (reg, s, base) = slab::slab_by_id(&self.heap.table, id);
-            // SAFETY: the current slab is owned by our token.
+            // SAFETY: the current slab is owned by our CPU.
             unsafe {
                 let n = s.take(base, out);
                 if n > 0 {
@@ -235,8 +233,8 @@ impl Handle<'_> {
                     continue;
                 }
                 // Exhausted: let it go (anyone adopts it once objects return).
-                self.cache(|c| c.current[cc] = 0);
-                self.heap.slabs.give_up(reg, s, id, token);
+                self.cache(|c| c.current[cc] = None);
+                self.heap.slabs.give_up(reg, s, id, owner);
                 tally.add(Event::Abandon, 1);
             }
         }
@@ -250,23 +248,23 @@ impl Handle<'_> {
         self.honour_drain(tally);
         let heap = self.heap;
         let depot = heap.mags.depot();
-        let token = self.token();
+        let owner = Some(self.owner());
         if self.push_loaded(cc, p) {
             return; // the drain emptied the magazines
         }
-        let previous = self.cache(|c| core::mem::take(&mut c.previous[cc]));
-        let prev_empty = previous != 0 && heap.mags.mag(previous - 1).len() == 0;
+        let previous = self.cache(|c| c.previous[cc].take());
+        let prev_empty = previous.is_some_and(|m| heap.mags.mag(m).len() == 0);
         // An empty magazine to load: the previous one if empty, else one from
         // the pool after the full previous one went to the depot (or home).
         let empty = if prev_empty {
-            Some(previous - 1)
+            previous
         } else {
-            if previous != 0 {
-                if depot.put_full(cc, previous - 1) {
+            if let Some(m) = previous {
+                if depot.put_full(cc, m) {
                     tally.add(Event::Exchange, 1);
                 } else {
-                    heap.flush_rounds(token, cc, heap.mags.mag(previous - 1), tally);
-                    depot.put_empty(previous - 1);
+                    heap.flush_rounds(owner, cc, heap.mags.mag(m), tally);
+                    depot.put_empty(m);
                 }
             }
             depot.get_empty()
@@ -274,18 +272,17 @@ impl Handle<'_> {
         match empty {
             Some(e) => {
                 // The full loaded magazine becomes the previous one.
-                let full = self.swap_loaded(cc, e + 1);
+                let full = self.swap_loaded(cc, Some(e));
                 self.cache(|c| c.previous[cc] = full);
             }
             None => {
                 // No magazine to spare: send the loaded rounds home.
-                let loaded = self.swap_loaded(cc, 0);
-                if loaded == 0 {
-                    heap.flush_round(token, cc, p, tally);
+                let Some(loaded) = self.swap_loaded(cc, None) else {
+                    heap.flush_round(owner, cc, p, tally);
                     return;
-                }
-                heap.flush_rounds(token, cc, heap.mags.mag(loaded - 1), tally);
-                self.swap_loaded(cc, loaded);
+                };
+                heap.flush_rounds(owner, cc, heap.mags.mag(loaded), tally);
+                self.swap_loaded(cc, Some(loaded));
             }
         }
         let pushed = self.push_loaded(cc, p);
