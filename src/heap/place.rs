@@ -64,6 +64,8 @@ impl Heap {
         self.alloc_slow(k, hint, tally)
     }
 
+    /// The search after home failed: passes 1 and 2 over the areas this CPU
+    /// may call home, then the authoritative pass 3.
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, k: u32, hint: &mut Hint, tally: &mut Tally) -> Option<NonNull<u8>> {
@@ -87,14 +89,23 @@ impl Heap {
         if let Some(p) = self.search(k, hint, tally, usize::MAX, mine) {
             return Some(p);
         }
-        // Authoritative: a full pass that failed while no free completed
-        // anywhere (every area's free count unchanged), after reclaiming what
-        // anyone may (the no-false-OOM contract). Allocations only remove
-        // blocks, so a block free at the end of such a pass was free when the
-        // pass looked at its area; frees counted later are linearized after
-        // this `None` (see `Area::gave_back`). Each repeat means a free
-        // completed meanwhile, so this loop is lock-free (though a thread can
-        // starve under endless churn).
+        self.alloc_authoritative(k, hint, tally)
+    }
+
+    /// Pass 3, authoritative: a full pass that failed while no free
+    /// completed anywhere (every area's free count unchanged), after
+    /// reclaiming what anyone may (the no-false-OOM contract). Allocations
+    /// only remove blocks, so a block free at the end of such a pass was free
+    /// when the pass looked at its area; frees counted later are linearized
+    /// after this `None` (see `Area::gave_back`). Each repeat means a free
+    /// completed meanwhile, so this loop is lock-free (though a thread can
+    /// starve under endless churn).
+    fn alloc_authoritative(
+        &self,
+        k: u32,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<NonNull<u8>> {
         let mut reclaimed = false;
         loop {
             // Our own fall-throughs are counted too; they are no change.
@@ -220,39 +231,49 @@ impl Heap {
     /// address space: each area's root is claimed in turn and the claimed ones
     /// are released if a later one is taken.
     fn alloc_run(&self, k: u32, tally: &mut Tally) -> Option<NonNull<u8>> {
-        let h = self.g.area_order();
-        let n = 1usize << (k - h);
         loop {
             let before = self.frees_completed();
             let mut raced = false;
             for reg in self.regions() {
-                let mut a = reg.first_area.next_multiple_of(n) - reg.first_area;
-                while a + n <= reg.areas {
-                    // Relaxed: a free area's word is exactly 0; the claim below
-                    // validates with a CAS.
-                    if (a..a + n).all(|i| reg.area(i).load_top() == 0) {
-                        match self.claim_run(reg, a, n, tally) {
-                            Ok(()) => {
-                                let page = a << h;
-                                // Release: as in `try_area`.
-                                reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
-                                return NonNull::new(reg.addr_of(page) as *mut u8);
-                            }
-                            Err(()) => raced = true,
-                        }
-                    }
-                    a += n;
+                match self.alloc_run_in(reg, k, tally) {
+                    (Some(p), _) => return Some(p),
+                    (None, lost) => raced |= lost,
                 }
             }
-            // As in `alloc_slow`: `None` only after a pass during which no
-            // free completed. A lost claim is another thread's progress (and
-            // its undo a free), so the retries are lock-free: claims go in
-            // ascending order, so of overlapping runs the one that took the
-            // lowest contested area first wins it.
+            // As in `alloc_authoritative`: `None` only after a pass during
+            // which no free completed. A lost claim is another thread's
+            // progress (and its undo a free), so the retries are lock-free:
+            // claims go in ascending order, so of overlapping runs the one
+            // that took the lowest contested area first wins it.
             if !raced && self.frees_completed() == before {
                 return None;
             }
         }
+    }
+
+    /// Tries every aligned run of wholly free areas for order `k` in `reg`,
+    /// in ascending order: the block, and whether a claim lost a race.
+    fn alloc_run_in(&self, reg: &Region, k: u32, tally: &mut Tally) -> (Option<NonNull<u8>>, bool) {
+        let h = self.g.area_order();
+        let n = 1usize << (k - h);
+        let mut raced = false;
+        let mut a = reg.first_area.next_multiple_of(n) - reg.first_area;
+        while a + n <= reg.areas {
+            // Relaxed: a free area's word is exactly 0; the claim below
+            // validates with a CAS.
+            if (a..a + n).all(|i| reg.area(i).load_top() == 0) {
+                if self.claim_run(reg, a, n, tally).is_err() {
+                    raced = true;
+                } else {
+                    let page = a << h;
+                    // Release: as in `try_area`.
+                    reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
+                    return (NonNull::new(reg.addr_of(page) as *mut u8), raced);
+                }
+            }
+            a += n;
+        }
+        (None, raced)
     }
 
     fn claim_run(&self, reg: &Region, a: usize, n: usize, tally: &mut Tally) -> Result<(), ()> {

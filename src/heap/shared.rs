@@ -145,6 +145,12 @@ impl Heap {
         // Release: a CPU that sees the new epoch also sees why (nothing to
         // order, but cheap); Relaxed would do.
         self.drain_epoch.fetch_add(1, Ordering::Release);
+        self.empty_depot();
+        self.slabs.sweep_all(&self.table);
+    }
+
+    /// Returns the rounds of every full magazine in the depot home.
+    fn empty_depot(&self) {
         let depot = self.mags.depot();
         let mut tally = Tally::default();
         for cc in 0..CACHE_CLASSES {
@@ -154,7 +160,6 @@ impl Heap {
                 depot.put_empty(m);
             }
         }
-        self.slabs.sweep_all(&self.table);
     }
 
     /// Returns every round of magazine `m` (held by the caller) home.
