@@ -107,6 +107,7 @@ impl CpuCache {
     }
 
     /// Bytes in the loaded and previous magazines of every class.
+    #[inline]
     pub(crate) fn cached_bytes(&self, pool: &MagazinePool) -> usize {
         (0..CACHE_CLASSES)
             .map(|cc| {
