@@ -4,11 +4,12 @@
 #
 #   heap/ -> magazine/ -> slab/ -> region/ -> buddy/ -> shared bottom
 #
-# The shared bottom (sync, cas, stack, mutant, probe, error, stats) imports no
-# layer; testing.rs and global.rs sit on top and may import anything. A layer
-# names another through `crate::<folder>` or a root re-export of it (e.g.
-# `crate::Heap`); comments (doc links included) are not imports. Also fails on
-# two files of one folder importing each other (`use super::x` both ways).
+# The shared bottom (sync, cas, cpu, stack, mutant, probe, error, limits,
+# stats) imports no layer; testing.rs and global.rs sit on top and may import
+# anything. A layer names another through `crate::<folder>` or a root
+# re-export of it (e.g. `crate::Heap`); comments (doc links included) are not
+# imports. Also fails on two files of one folder importing each other
+# (`use super::x` both ways).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,7 +21,7 @@ declare -A REEXPORT=(
   [magazine]='MAG_ROUNDS'
   [heap]='Heap|Handle|HeapConfig|CpuStats|ValidateError'
 )
-BOTTOM=(sync cas stack mutant probe error stats)
+BOTTOM=(sync cas cpu stack mutant probe error limits stats)
 
 # Code lines of the given files (comments and doc comments removed).
 code() {

@@ -15,7 +15,8 @@
 //!           buddy/     one area's lock-free buddy words (Area, AreaWord,
 //!                      ChunkWord) and the tree's Geometry
 //!   shared at the bottom: sync (the std/loom/shuttle facade), cas, stack
-//!   (tagged index stack), mutant and probe (hooks for the suites), error
+//!   (tagged index stack), cpu (CpuId), mutant and probe (hooks for the
+//!   suites), error, limits (PAGE_SIZE, MAX_CPUS, ...)
 //!   testing (views for verify/ and the tests), global (GlobalAlloc) on top
 //!   baseline::SpinHeap: the seed's slab + buddy design under one spinlock
 //! ```
@@ -28,10 +29,12 @@ extern crate std;
 pub mod baseline;
 pub mod buddy;
 mod cas;
+mod cpu;
 mod error;
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
 mod global;
 mod heap;
+mod limits;
 mod magazine;
 #[doc(hidden)]
 pub mod mutant;
@@ -49,15 +52,7 @@ pub use error::{FreeError, InitError};
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
 pub use global::MagbuddyAlloc;
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
+pub use limits::{MAX_CPUS, MAX_REGIONS, PAGE_SHIFT, PAGE_SIZE};
 pub use magazine::MAG_ROUNDS;
 pub use slab::{MAX_SMALL, SMALL_CLASSES};
 pub use stats::{MetadataBytes, Stats, ORDERS};
-
-/// Bytes in a page, the buddy tree's smallest block.
-pub const PAGE_SIZE: usize = 4096;
-/// log2 of [`PAGE_SIZE`].
-pub const PAGE_SHIFT: u32 = 12;
-/// Most CPUs (handles) a heap supports.
-pub const MAX_CPUS: usize = 64;
-/// Most regions a heap can hold (one from `init`, the rest from `add_region`).
-pub const MAX_REGIONS: usize = 16;

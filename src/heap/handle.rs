@@ -7,8 +7,9 @@ use core::ptr::NonNull;
 use super::place::Hint;
 use super::stats::{Counters, Event, Tally};
 use super::Heap;
+use crate::cpu::CpuId;
 use crate::magazine::{cache_class, CpuCache, Magazine, MAX_CACHED};
-use crate::slab::{self, MAX_SMALL, SMALL_CLASSES};
+use crate::slab::{self, Owner, MAX_SMALL, SMALL_CLASSES};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
 
@@ -60,7 +61,7 @@ impl CpuSlot {
 pub struct Handle<'h> {
     pub(crate) heap: &'h Heap,
     pub(crate) slot: &'h CpuSlot,
-    pub(crate) cpu: usize,
+    pub(crate) cpu: CpuId,
     pub(crate) home: usize,
     _not_sync: PhantomData<*mut ()>,
 }
@@ -70,12 +71,12 @@ pub struct Handle<'h> {
 unsafe impl Send for Handle<'_> {}
 
 impl<'h> Handle<'h> {
-    pub(crate) fn new(heap: &'h Heap, cpu: usize) -> Self {
+    pub(crate) fn new(heap: &'h Heap, cpu: CpuId) -> Self {
         // Relaxed: the claim's Acquire already ordered the previous release.
-        let home = heap.slot(cpu).home.load(Ordering::Relaxed);
+        let home = heap.slot(cpu.index()).home.load(Ordering::Relaxed);
         Self {
             heap,
-            slot: heap.slot(cpu),
+            slot: heap.slot(cpu.index()),
             cpu,
             home,
             _not_sync: PhantomData,
@@ -84,13 +85,13 @@ impl<'h> Handle<'h> {
 
     /// The CPU slot this handle owns.
     pub fn cpu(&self) -> usize {
-        self.cpu
+        self.cpu.index()
     }
 
-    /// The owner token of this handle's slabs.
+    /// The owner of this handle's slabs.
     #[inline(always)]
-    pub(crate) fn token(&self) -> u32 {
-        self.cpu as u32 + 1
+    pub(crate) fn owner(&self) -> Owner {
+        Owner::Cpu(self.cpu)
     }
 
     #[inline(always)]
@@ -188,7 +189,7 @@ impl<'h> Handle<'h> {
 
     /// Where this handle's searches start, asked as its CPU.
     fn hint(&self) -> Hint {
-        Hint::new(self.home, self.cpu as u64 + 1)
+        Hint::new(self.home, Some(self.cpu))
     }
 
     fn finish(&mut self, hint: &Hint, tally: &Tally, ok: bool) {

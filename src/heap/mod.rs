@@ -27,6 +27,7 @@ pub use inspect::ValidateError;
 pub use stats::CpuStats;
 
 use crate::buddy::Geometry;
+use crate::cpu::CpuId;
 use crate::magazine::{self, round_size, Depot, Magazine, MagazinePool, CACHE_CLASSES, MAG_ROUNDS};
 use crate::region::{Layout, Region, RegionTable};
 use crate::slab::{self, SlabDesc, SlabPool, MAX_SMALL, SLAB_BYTES, SLAB_ORDER, SMALL_CLASSES};
@@ -373,7 +374,7 @@ impl Heap {
     /// Claims CPU slot `cpu` (a kernel passes its CPU index). `None` if it is
     /// taken or out of range.
     pub fn handle_for(&self, cpu: usize) -> Option<Handle<'_>> {
-        (cpu < self.cpus && self.slot(cpu).try_claim()).then(|| Handle::new(self, cpu))
+        (cpu < self.cpus && self.slot(cpu).try_claim()).then(|| Handle::new(self, CpuId::new(cpu)))
     }
 
     /// Counters of CPU slot `cpu`.
@@ -436,7 +437,7 @@ impl Heap {
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
         // Relaxed: a placement hint, any recent value will do.
         let home = self.cursor.load(Ordering::Relaxed);
-        let (mut hint, mut tally) = (Hint::new(home, 0), Tally::default());
+        let (mut hint, mut tally) = (Hint::new(home, None), Tally::default());
         let p = if size.wrapping_sub(1) < MAX_SMALL {
             self.alloc_small_shared(slab::class_of(size), &mut hint, &mut tally)
         } else {

@@ -8,7 +8,8 @@ use core::ptr::NonNull;
 use super::stats::{Event, Tally};
 use super::{pack, unpack, Heap, NEAR};
 use crate::buddy::AreaWord;
-use crate::region::{PageDesc, Region};
+use crate::cpu::CpuId;
+use crate::region::{PageDesc, Region, Summary};
 use crate::sync::Ordering;
 
 /// Where an allocation's search starts and who asks, carried through the
@@ -18,18 +19,19 @@ use crate::sync::Ordering;
 pub(crate) struct Hint {
     /// Home area (packed region/area).
     pub(crate) home: usize,
-    /// CPU + 1, or 0 for the shared path.
-    pub(crate) owner: u64,
+    /// Who asks, as the summary word of an area it calls home (none for the
+    /// shared path).
+    pub(crate) owner: Summary,
     /// Reservations this operation gave back in fall-throughs (each one
     /// counted in its area's free count; see `Heap::alloc_slow`).
     pub(crate) fell: u64,
 }
 
 impl Hint {
-    pub(crate) fn new(home: usize, owner: u64) -> Self {
+    pub(crate) fn new(home: usize, cpu: Option<CpuId>) -> Self {
         Self {
             home,
-            owner,
+            owner: Summary::of(cpu),
             fell: 0,
         }
     }
@@ -62,6 +64,8 @@ impl Heap {
         self.alloc_slow(k, hint, tally)
     }
 
+    /// The search after home failed: passes 1 and 2 over the areas this CPU
+    /// may call home, then the authoritative pass 3.
     #[cold]
     #[inline(never)]
     fn alloc_slow(&self, k: u32, hint: &mut Hint, tally: &mut Tally) -> Option<NonNull<u8>> {
@@ -70,8 +74,8 @@ impl Heap {
         let owner = hint.owner;
         let mine = |reg: &Region, a: usize| {
             // Relaxed: a placement hint only.
-            let o = reg.summary(a).load(Ordering::Relaxed);
-            o == 0 || o == owner
+            let o = Summary(reg.summary(a).load(Ordering::Relaxed));
+            o == Summary::NONE || o == owner
         };
         // Pass 1: a partly used area near home that nobody else calls home.
         let partial = |reg: &Region, a: usize| {
@@ -85,14 +89,23 @@ impl Heap {
         if let Some(p) = self.search(k, hint, tally, usize::MAX, mine) {
             return Some(p);
         }
-        // Authoritative: a full pass that failed while no free completed
-        // anywhere (every area's free count unchanged), after reclaiming what
-        // anyone may (the no-false-OOM contract). Allocations only remove
-        // blocks, so a block free at the end of such a pass was free when the
-        // pass looked at its area; frees counted later are linearized after
-        // this `None` (see `Area::gave_back`). Each repeat means a free
-        // completed meanwhile, so this loop is lock-free (though a thread can
-        // starve under endless churn).
+        self.alloc_authoritative(k, hint, tally)
+    }
+
+    /// Pass 3, authoritative: a full pass that failed while no free
+    /// completed anywhere (every area's free count unchanged), after
+    /// reclaiming what anyone may (the no-false-OOM contract). Allocations
+    /// only remove blocks, so a block free at the end of such a pass was free
+    /// when the pass looked at its area; frees counted later are linearized
+    /// after this `None` (see `Area::gave_back`). Each repeat means a free
+    /// completed meanwhile, so this loop is lock-free (though a thread can
+    /// starve under endless churn).
+    fn alloc_authoritative(
+        &self,
+        k: u32,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<NonNull<u8>> {
         let mut reclaimed = false;
         loop {
             // Our own fall-throughs are counted too; they are no change.
@@ -178,21 +191,21 @@ impl Heap {
         if new == hint.home {
             return;
         }
-        if hint.owner != 0 {
+        if hint.owner != Summary::NONE {
             // Relaxed CASes: the summary is a hint; losing either race is fine.
             let (or, oa) = unpack(hint.home);
             if let Some(old) = self.region(or).filter(|reg| oa < reg.areas) {
                 let _ = old.summary(oa).compare_exchange(
-                    hint.owner,
-                    0,
+                    hint.owner.0,
+                    Summary::NONE.0,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
             }
             if let Some(reg) = self.region(r) {
                 let _ = reg.summary(a).compare_exchange(
-                    0,
-                    hint.owner,
+                    Summary::NONE.0,
+                    hint.owner.0,
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
@@ -222,39 +235,49 @@ impl Heap {
     /// address space: each area's root is claimed in turn and the claimed ones
     /// are released if a later one is taken.
     fn alloc_run(&self, k: u32, tally: &mut Tally) -> Option<NonNull<u8>> {
-        let h = self.g.area_order();
-        let n = 1usize << (k - h);
         loop {
             let before = self.frees_completed();
             let mut raced = false;
             for reg in self.regions() {
-                let mut a = reg.first_area.next_multiple_of(n) - reg.first_area;
-                while a + n <= reg.areas {
-                    // Relaxed: a free area's word is exactly 0; the claim below
-                    // validates with a CAS.
-                    if (a..a + n).all(|i| reg.area(i).load_top() == 0) {
-                        match self.claim_run(reg, a, n, tally) {
-                            Ok(()) => {
-                                let page = a << h;
-                                // Release: as in `try_area`.
-                                reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
-                                return NonNull::new(reg.addr_of(page) as *mut u8);
-                            }
-                            Err(()) => raced = true,
-                        }
-                    }
-                    a += n;
+                match self.alloc_run_in(reg, k, tally) {
+                    (Some(p), _) => return Some(p),
+                    (None, lost) => raced |= lost,
                 }
             }
-            // As in `alloc_slow`: `None` only after a pass during which no
-            // free completed. A lost claim is another thread's progress (and
-            // its undo a free), so the retries are lock-free: claims go in
-            // ascending order, so of overlapping runs the one that took the
-            // lowest contested area first wins it.
+            // As in `alloc_authoritative`: `None` only after a pass during
+            // which no free completed. A lost claim is another thread's
+            // progress (and its undo a free), so the retries are lock-free:
+            // claims go in ascending order, so of overlapping runs the one
+            // that took the lowest contested area first wins it.
             if !raced && self.no_free_since(before, 0) {
                 return None;
             }
         }
+    }
+
+    /// Tries every aligned run of wholly free areas for order `k` in `reg`,
+    /// in ascending order: the block, and whether a claim lost a race.
+    fn alloc_run_in(&self, reg: &Region, k: u32, tally: &mut Tally) -> (Option<NonNull<u8>>, bool) {
+        let h = self.g.area_order();
+        let n = 1usize << (k - h);
+        let mut raced = false;
+        let mut a = reg.first_area.next_multiple_of(n) - reg.first_area;
+        while a + n <= reg.areas {
+            // Relaxed: a free area's word is exactly 0; the claim below
+            // validates with a CAS.
+            if (a..a + n).all(|i| reg.area(i).load_top() == 0) {
+                if self.claim_run(reg, a, n, tally).is_err() {
+                    raced = true;
+                } else {
+                    let page = a << h;
+                    // Release: as in `try_area`.
+                    reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
+                    return (NonNull::new(reg.addr_of(page) as *mut u8), raced);
+                }
+            }
+            a += n;
+        }
+        (None, raced)
     }
 
     fn claim_run(&self, reg: &Region, a: usize, n: usize, tally: &mut Tally) -> Result<(), ()> {

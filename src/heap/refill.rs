@@ -33,14 +33,14 @@
 use super::place::Hint;
 use super::stats::{Event, Tally};
 use super::Handle;
-use crate::magazine::{CACHE_CLASSES, MAG_ROUNDS};
-use crate::slab::{self, SMALL_CLASSES};
+use crate::magazine::{MagId, CACHE_CLASSES, MAG_ROUNDS};
+use crate::slab::{self, SlabId, SMALL_CLASSES};
 use crate::sync::Ordering;
 
 impl Handle<'_> {
-    /// Makes magazine `m` (index + 1, or 0 for none) the loaded one of class
-    /// `cc`; returns the one that was loaded.
-    fn swap_loaded(&mut self, cc: usize, m: u32) -> u32 {
+    /// Makes magazine `m` (or none) the loaded one of class `cc`; returns
+    /// the one that was loaded.
+    fn swap_loaded(&mut self, cc: usize, m: Option<MagId>) -> Option<MagId> {
         let pool = &self.heap.mags;
         self.cache(|c| c.swap_loaded(pool, cc, m))
     }
@@ -73,7 +73,7 @@ impl Handle<'_> {
         // Relaxed: see `pop_loaded`.
         let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
         if self.cache(|c| c.epoch) != epoch {
-            if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu == 0) {
+            if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu.index() == 0) {
                 self.flush_magazines(tally, false);
                 tally.add(Event::Drain, 1);
             }
@@ -86,16 +86,16 @@ impl Handle<'_> {
     pub(crate) fn flush_magazines(&mut self, tally: &mut Tally, to_depot: bool) {
         let heap = self.heap;
         let depot = heap.mags.depot();
-        let token = self.token();
+        let owner = Some(self.owner());
         for cc in 0..CACHE_CLASSES {
-            let loaded = self.swap_loaded(cc, 0);
-            let mags = [loaded, self.cache(|c| core::mem::take(&mut c.previous[cc]))];
-            for m in mags.into_iter().filter(|&m| m != 0).map(|m| m - 1) {
+            let loaded = self.swap_loaded(cc, None);
+            let mags = [loaded, self.cache(|c| c.previous[cc].take())];
+            for m in mags.into_iter().flatten() {
                 // Held by this CPU until given away here.
                 if heap.mags.mag(m).len() > 0 && to_depot && depot.put_full(cc, m) {
                     continue;
                 }
-                heap.flush_rounds(token, cc, heap.mags.mag(m), tally);
+                heap.flush_rounds(owner, cc, heap.mags.mag(m), tally);
                 depot.put_empty(m);
             }
         }
@@ -104,16 +104,15 @@ impl Handle<'_> {
     /// Gives up every current slab (at release).
     pub(crate) fn give_up_slabs(&mut self) {
         for c in 0..SMALL_CLASSES {
-            let id = self.cache(|cache| core::mem::take(&mut cache.current[c]));
-            if id != 0 {
-                let (reg, s, _) = slab::slab_by_id(&self.heap.table, id - 1);
-                // SAFETY: the current slab is owned by this slot's token.
-                unsafe { self.heap.slabs.give_up(reg, s, id - 1, self.token()) };
+            if let Some(id) = self.cache(|cache| cache.current[c].take()) {
+                let (reg, s, _) = slab::slab_by_id(&self.heap.table, id);
+                // SAFETY: the current slab is owned by this slot's CPU.
+                unsafe { self.heap.slabs.give_up(reg, s, id, self.owner()) };
             }
         }
     }
 
-    /// The allocation slow path for cache class `cc`.
+    /// The allocation slow path for cache class `cc`, in three steps.
     #[cold]
     #[inline(never)]
     pub(crate) fn alloc_cached_slow(
@@ -124,51 +123,57 @@ impl Handle<'_> {
     ) -> Option<usize> {
         self.honour_drain(tally);
         tally.add(Event::Miss, 1);
-        let heap = self.heap;
-        let depot = heap.mags.depot();
         // 1. The previous magazine, if it has rounds, becomes the loaded one.
-        let previous = self.cache(|c| c.previous[cc]);
-        if previous != 0 && heap.mags.mag(previous - 1).len() > 0 {
-            let old = self.swap_loaded(cc, previous);
-            self.cache(|c| c.previous[cc] = old);
+        if self.load_previous(cc) {
             return self.take_round(cc);
         }
         // 2. A full magazine from the depot, in exchange for the empty one.
-        if let Some(full) = depot.get_full(cc) {
-            let empty = self.swap_loaded(cc, full + 1);
-            if empty != 0 {
-                depot.put_empty(empty - 1);
-            }
-            tally.add(Event::Exchange, 1);
+        if self.load_full_from_depot(cc, tally) {
             return self.take_round(cc);
         }
-        // 3. Refill from slabs or the buddy tree: half a magazine, one round
-        // of which is returned.
+        // 3. Refill from slabs or the buddy tree.
+        self.refill_magazine(cc, hint, tally)
+    }
+
+    /// Step 1: swaps the loaded and the previous magazine if the previous one
+    /// has rounds; false (nothing changed) otherwise.
+    fn load_previous(&mut self, cc: usize) -> bool {
+        let previous = self.cache(|c| c.previous[cc]);
+        if previous.is_none_or(|m| self.heap.mags.mag(m).len() == 0) {
+            return false;
+        }
+        let old = self.swap_loaded(cc, previous);
+        self.cache(|c| c.previous[cc] = old);
+        true
+    }
+
+    /// Step 2: loads a full magazine from the depot and gives the depot the
+    /// empty one; false if the depot has none of class `cc`.
+    fn load_full_from_depot(&mut self, cc: usize, tally: &mut Tally) -> bool {
+        let depot = self.heap.mags.depot();
+        let Some(full) = depot.get_full(cc) else {
+            return false;
+        };
+        if let Some(empty) = self.swap_loaded(cc, Some(full)) {
+            depot.put_empty(empty);
+        }
+        tally.add(Event::Exchange, 1);
+        true
+    }
+
+    /// Step 3: takes half a magazine of fresh rounds, one of which is
+    /// returned and the rest loaded; out of memory, reclaims and tries for
+    /// one round more.
+    fn refill_magazine(&mut self, cc: usize, hint: &mut Hint, tally: &mut Tally) -> Option<usize> {
+        let heap = self.heap;
         let want = (heap.mags.cap(cc) as usize).div_ceil(2);
         let mut buf = [0usize; MAG_ROUNDS];
         let n = self.refill(cc, &mut buf[..want], hint, tally);
         if n == 0 {
-            // Out of memory here: flush our own caches, reclaim what anyone
-            // may, and try once more: the no-false-OOM contract.
-            self.flush_magazines(tally, false);
-            heap.reclaim();
-            self.cache(|c| c.epoch = heap.drain_epoch.load(Ordering::Relaxed));
-            return self.refill_one(cc, hint, tally);
+            return self.refill_after_reclaim(cc, hint, tally);
         }
-        if self.cache(|c| c.loaded[cc]) == 0 {
-            match depot.get_empty() {
-                Some(m) => {
-                    self.swap_loaded(cc, m + 1);
-                }
-                None => {
-                    // No magazine left: hand out one round, return the rest.
-                    slab::leave_slab(&heap.table, cc, &buf[..n]);
-                    for &p in &buf[1..n] {
-                        heap.flush_round(self.token(), cc, p, tally);
-                    }
-                    return Some(buf[0]);
-                }
-            }
+        if self.cache(|c| c.loaded[cc]).is_none() && !self.load_empty(cc) {
+            return self.hand_out_unloaded(cc, &buf[..n], tally);
         }
         // The loaded magazine is held by this CPU and empty (we only get here
         // after steps 1 and 2 found no rounds). It lists the rounds before
@@ -176,6 +181,46 @@ impl Handle<'_> {
         self.cache(|c| c.fill_loaded(cc, &buf[..n - 1]));
         slab::leave_slab(&heap.table, cc, &buf[..n]);
         Some(buf[n - 1])
+    }
+
+    /// Out of memory here: flush our own caches, reclaim what anyone may,
+    /// and try once more: the no-false-OOM contract.
+    fn refill_after_reclaim(
+        &mut self,
+        cc: usize,
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> Option<usize> {
+        let heap = self.heap;
+        self.flush_magazines(tally, false);
+        heap.reclaim();
+        self.cache(|c| c.epoch = heap.drain_epoch.load(Ordering::Relaxed));
+        self.refill_one(cc, hint, tally)
+    }
+
+    /// Loads an empty magazine from the pool; false if none is left.
+    fn load_empty(&mut self, cc: usize) -> bool {
+        let Some(m) = self.heap.mags.depot().get_empty() else {
+            return false;
+        };
+        self.swap_loaded(cc, Some(m));
+        true
+    }
+
+    /// No magazine left: hands out the first of the fresh `rounds`, returns
+    /// the rest home.
+    fn hand_out_unloaded(
+        &mut self,
+        cc: usize,
+        rounds: &[usize],
+        tally: &mut Tally,
+    ) -> Option<usize> {
+        let heap = self.heap;
+        slab::leave_slab(&heap.table, cc, rounds);
+        for &p in &rounds[1..] {
+            heap.flush_round(Some(self.owner()), cc, p, tally);
+        }
+        Some(rounds[0])
     }
 
     fn refill_one(&mut self, cc: usize, hint: &mut Hint, tally: &mut Tally) -> Option<usize> {
@@ -198,34 +243,49 @@ impl Handle<'_> {
         tally: &mut Tally,
     ) -> usize {
         if cc >= SMALL_CLASSES {
-            let k = (cc - SMALL_CLASSES) as u32;
-            let mut n = 0;
-            while n < out.len() {
-                match self.heap.alloc_order(k, hint, tally) {
-                    Some(p) => out[n] = p.as_ptr() as usize,
-                    None => break,
-                }
-                if !crate::mutant::on(crate::mutant::Mutant::RefillSkipsMark) {
-                    self.heap.cache_block(out[n], k);
-                }
-                n += 1;
-            }
-            return n;
+            return self.refill_pages((cc - SMALL_CLASSES) as u32, out, hint, tally);
         }
-        let token = self.token();
+        self.refill_objects(cc, out, hint, tally)
+    }
+
+    /// Fills `out` with blocks of order `k` from the tree, marked as cached.
+    fn refill_pages(
+        &mut self,
+        k: u32,
+        out: &mut [usize],
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> usize {
+        let mut n = 0;
+        while n < out.len() {
+            match self.heap.alloc_order(k, hint, tally) {
+                Some(p) => out[n] = p.as_ptr() as usize,
+                None => break,
+            }
+            if !crate::mutant::on(crate::mutant::Mutant::RefillSkipsMark) {
+                self.heap.cache_block(out[n], k);
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Fills `out` with objects of small class `c` from the current slab,
+    /// giving up exhausted slabs and taking the next (adopted or new).
+    fn refill_objects(
+        &mut self,
+        c: usize,
+        out: &mut [usize],
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> usize {
+        let owner = self.owner();
         loop {
-            let cur = self.cache(|c| c.current[cc]);
-            let id = if cur != 0 {
-                cur - 1
-            } else {
-                let Some(id) = self.heap.adopt_or_new(cc, token, hint, tally) else {
-                    return 0;
-                };
-                self.cache(|c| c.current[cc] = id + 1);
-                id
+            let Some(id) = self.current_slab(c, hint, tally) else {
+                return 0;
             };
             let (reg, s, base) = slab::slab_by_id(&self.heap.table, id);
-            // SAFETY: the current slab is owned by our token.
+            // SAFETY: the current slab is owned by our CPU.
             unsafe {
                 let n = s.take(base, out);
                 if n > 0 {
@@ -235,60 +295,82 @@ impl Handle<'_> {
                     continue;
                 }
                 // Exhausted: let it go (anyone adopts it once objects return).
-                self.cache(|c| c.current[cc] = 0);
-                self.heap.slabs.give_up(reg, s, id, token);
+                self.cache(|cache| cache.current[c] = None);
+                self.heap.slabs.give_up(reg, s, id, owner);
                 tally.add(Event::Abandon, 1);
             }
         }
     }
 
+    /// The current slab of class `c`: the one this CPU holds, else an
+    /// adopted or a new one, which becomes current; `None` out of memory.
+    fn current_slab(&mut self, c: usize, hint: &mut Hint, tally: &mut Tally) -> Option<SlabId> {
+        if let Some(id) = self.cache(|cache| cache.current[c]) {
+            return Some(id);
+        }
+        let id = self.heap.adopt_or_new(c, self.owner(), hint, tally)?;
+        self.cache(|cache| cache.current[c] = Some(id));
+        Some(id)
+    }
+
     /// The free slow path for cache class `cc`: the loaded magazine is full
-    /// or missing.
+    /// or missing. The full loaded magazine becomes the previous one and an
+    /// empty one is loaded; with no empty magazine to spare, the loaded
+    /// rounds go home.
     #[cold]
     #[inline(never)]
     pub(crate) fn free_cached_slow(&mut self, cc: usize, p: usize, tally: &mut Tally) {
         self.honour_drain(tally);
-        let heap = self.heap;
-        let depot = heap.mags.depot();
-        let token = self.token();
         if self.push_loaded(cc, p) {
             return; // the drain emptied the magazines
         }
-        let previous = self.cache(|c| core::mem::take(&mut c.previous[cc]));
-        let prev_empty = previous != 0 && heap.mags.mag(previous - 1).len() == 0;
-        // An empty magazine to load: the previous one if empty, else one from
-        // the pool after the full previous one went to the depot (or home).
-        let empty = if prev_empty {
-            Some(previous - 1)
-        } else {
-            if previous != 0 {
-                if depot.put_full(cc, previous - 1) {
-                    tally.add(Event::Exchange, 1);
-                } else {
-                    heap.flush_rounds(token, cc, heap.mags.mag(previous - 1), tally);
-                    depot.put_empty(previous - 1);
-                }
-            }
-            depot.get_empty()
-        };
-        match empty {
+        match self.empty_for_free(cc, tally) {
             Some(e) => {
-                // The full loaded magazine becomes the previous one.
-                let full = self.swap_loaded(cc, e + 1);
+                let full = self.swap_loaded(cc, Some(e));
                 self.cache(|c| c.previous[cc] = full);
             }
             None => {
-                // No magazine to spare: send the loaded rounds home.
-                let loaded = self.swap_loaded(cc, 0);
-                if loaded == 0 {
-                    heap.flush_round(token, cc, p, tally);
+                if !self.send_loaded_home(cc, tally) {
+                    let heap = self.heap;
+                    heap.flush_round(Some(self.owner()), cc, p, tally);
                     return;
                 }
-                heap.flush_rounds(token, cc, heap.mags.mag(loaded - 1), tally);
-                self.swap_loaded(cc, loaded);
             }
         }
         let pushed = self.push_loaded(cc, p);
         debug_assert!(pushed, "an empty magazine is loaded");
+    }
+
+    /// An empty magazine to load for a free: the previous one if empty, else
+    /// one from the pool after the full previous one went to the depot (or
+    /// home). The previous slot is left empty.
+    fn empty_for_free(&mut self, cc: usize, tally: &mut Tally) -> Option<MagId> {
+        let heap = self.heap;
+        let depot = heap.mags.depot();
+        let previous = self.cache(|c| c.previous[cc].take());
+        if previous.is_some_and(|m| heap.mags.mag(m).len() == 0) {
+            return previous;
+        }
+        if let Some(m) = previous {
+            if depot.put_full(cc, m) {
+                tally.add(Event::Exchange, 1);
+            } else {
+                heap.flush_rounds(Some(self.owner()), cc, heap.mags.mag(m), tally);
+                depot.put_empty(m);
+            }
+        }
+        depot.get_empty()
+    }
+
+    /// No magazine to spare: sends the loaded magazine's rounds home and
+    /// keeps it loaded, now empty; false if none is loaded.
+    fn send_loaded_home(&mut self, cc: usize, tally: &mut Tally) -> bool {
+        let heap = self.heap;
+        let Some(loaded) = self.swap_loaded(cc, None) else {
+            return false;
+        };
+        heap.flush_rounds(Some(self.owner()), cc, heap.mags.mag(loaded), tally);
+        self.swap_loaded(cc, Some(loaded));
+        true
     }
 }

@@ -10,7 +10,7 @@ use super::stats::{Event, Tally};
 use super::Heap;
 use crate::magazine::{Magazine, CACHE_CLASSES};
 use crate::region::{PageDesc, Region};
-use crate::slab::{self, SLAB_ORDER, SMALL_CLASSES};
+use crate::slab::{self, Owner, SlabId, SLAB_ORDER, SMALL_CLASSES};
 use crate::sync::Ordering;
 
 impl Heap {
@@ -23,10 +23,16 @@ impl Heap {
     }
 
     /// Returns one round to where it came from: an object to its slab (as
-    /// owner `token` if it owns it, else through the return list), a block to
+    /// its owner if `by` owns it, else through the return list), a block to
     /// the buddy tree. A round found free already there is a duplicate (a
     /// double free the magazine accepted): counted and dropped, never reused.
-    pub(crate) fn flush_round(&self, token: u32, cc: usize, p: usize, tally: &mut Tally) -> bool {
+    pub(crate) fn flush_round(
+        &self,
+        by: Option<Owner>,
+        cc: usize,
+        p: usize,
+        tally: &mut Tally,
+    ) -> bool {
         let reg = self.region_of(p).expect("round inside the heap");
         let page = reg.page_of(p);
         if cc >= SMALL_CLASSES {
@@ -44,7 +50,7 @@ impl Heap {
             self.record_corruption(p);
             return false;
         }
-        let remote = self.slabs.free_to_slab(token, reg, page, cc, p);
+        let remote = self.slabs.free_to_slab(by, reg, page, cc, p);
         tally.add(Event::Remote, remote as u32);
         true
     }
@@ -64,7 +70,7 @@ impl Heap {
         if !slab::MARK_AT_USER && !unsafe { s.mark_free(base, c, p) } {
             return Err(crate::FreeError::DoubleFree(p));
         }
-        self.slabs.free_to_slab(0, reg, page, c, p);
+        self.slabs.free_to_slab(None, reg, page, c, p);
         Ok(())
     }
 
@@ -79,14 +85,14 @@ impl Heap {
     ) -> Option<NonNull<u8>> {
         loop {
             let mut out = [0usize; 1];
-            let id = self.adopt_or_new(c, slab::SHARED, hint, tally)?;
+            let id = self.adopt_or_new(c, Owner::Shared, hint, tally)?;
             let (reg, s, base) = slab::slab_by_id(&self.table, id);
             // SAFETY: we own the slab until we give it up below.
             unsafe {
                 if s.take(base, &mut out) == 0 && s.collect(base) > 0 {
                     s.take(base, &mut out);
                 }
-                self.slabs.give_up(reg, s, id, slab::SHARED);
+                self.slabs.give_up(reg, s, id, Owner::Shared);
                 if out[0] != 0 {
                     slab::leave_slab(&self.table, c, &out);
                     self.hand_out_object(c, out[0]);
@@ -96,15 +102,15 @@ impl Heap {
         }
     }
 
-    /// Adopts an abandoned slab of class `c` for `token`, or makes a new one.
+    /// Adopts an abandoned slab of class `c` for `owner`, or makes a new one.
     pub(crate) fn adopt_or_new(
         &self,
         c: usize,
-        token: u32,
+        owner: Owner,
         hint: &mut Hint,
         tally: &mut Tally,
-    ) -> Option<u32> {
-        if let Some(id) = self.adopt_any(c, token, tally) {
+    ) -> Option<SlabId> {
+        if let Some(id) = self.adopt_any(c, owner, tally) {
             return Some(id);
         }
         // `alloc_order` reclaims before it gives up, which may publish slabs
@@ -114,19 +120,19 @@ impl Heap {
             if crate::mutant::on(crate::mutant::Mutant::RetrySkipsAbandoned) {
                 return None;
             }
-            return self.adopt_any(c, token, tally);
+            return self.adopt_any(c, owner, tally);
         };
         let reg = self
             .region_of(p.as_ptr() as usize)
             .expect("new slab in the heap");
         let page = reg.page_of(p.as_ptr() as usize);
-        Some(self.slabs.make(reg, page, c, token))
+        Some(self.slabs.make(reg, page, c, owner))
     }
 
-    /// Pops and adopts an abandoned slab of class `c` for `token` (from
+    /// Pops and adopts an abandoned slab of class `c` for `owner` (from
     /// either list) and collects its returns.
-    fn adopt_any(&self, c: usize, token: u32, tally: &mut Tally) -> Option<u32> {
-        let id = self.slabs.adopt(&self.table, c, token)?;
+    fn adopt_any(&self, c: usize, owner: Owner, tally: &mut Tally) -> Option<SlabId> {
+        let id = self.slabs.adopt(&self.table, c, owner)?;
         tally.add(Event::Adopt, 1);
         Some(id)
     }
@@ -139,22 +145,33 @@ impl Heap {
         // Release: a CPU that sees the new epoch also sees why (nothing to
         // order, but cheap); Relaxed would do.
         self.drain_epoch.fetch_add(1, Ordering::Release);
+        self.empty_depot();
+        self.slabs.sweep_all(&self.table);
+    }
+
+    /// Returns the rounds of every full magazine in the depot home.
+    fn empty_depot(&self) {
         let depot = self.mags.depot();
         let mut tally = Tally::default();
         for cc in 0..CACHE_CLASSES {
             while let Some(m) = depot.get_full(cc) {
                 // SAFETY: popped: the magazine is ours.
-                self.flush_rounds(0, cc, self.mags.mag(m), &mut tally);
+                self.flush_rounds(None, cc, self.mags.mag(m), &mut tally);
                 depot.put_empty(m);
             }
         }
-        self.slabs.sweep_all(&self.table);
     }
 
     /// Returns every round of magazine `m` (held by the caller) home.
-    pub(crate) fn flush_rounds(&self, token: u32, cc: usize, m: &Magazine, tally: &mut Tally) {
+    pub(crate) fn flush_rounds(
+        &self,
+        by: Option<Owner>,
+        cc: usize,
+        m: &Magazine,
+        tally: &mut Tally,
+    ) {
         m.drain(|p| {
-            self.flush_round(token, cc, p, tally);
+            self.flush_round(by, cc, p, tally);
         });
     }
 }

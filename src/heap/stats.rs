@@ -134,6 +134,7 @@ impl Counters {
 
     /// Adds what one operation tallied, event by event in [`Event`] order
     /// (events it did not count cost nothing).
+    #[inline]
     pub(crate) fn record(&self, t: &Tally, owned: bool) {
         for (i, &n) in t.0.iter().enumerate() {
             self.add(i, n as u64, owned);

@@ -4,8 +4,8 @@
 //! the slow paths that refill and flush it (they need the slab pool and the
 //! buddy tree's placement) are the heap's (`heap/refill.rs`).
 
-use super::{round_size, Magazine, MagazinePool, CACHE_CLASSES};
-use crate::slab::SMALL_CLASSES;
+use super::{round_size, MagId, Magazine, MagazinePool, CACHE_CLASSES};
+use crate::slab::{SlabId, SMALL_CLASSES};
 
 /// A CPU's cache, touched only by the holder of its slot.
 #[derive(Clone, Copy)]
@@ -21,11 +21,11 @@ pub(crate) struct CpuCache {
     /// counters on slow paths and at release.
     pub(crate) allocs: u64,
     pub(crate) frees: u64,
-    /// Magazine index + 1 (0 = none).
-    pub(crate) loaded: [u32; CACHE_CLASSES],
-    pub(crate) previous: [u32; CACHE_CLASSES],
-    /// Current slab id + 1 per small class (0 = none).
-    pub(crate) current: [u32; SMALL_CLASSES],
+    /// The loaded and the previous magazine per class.
+    pub(crate) loaded: [Option<MagId>; CACHE_CLASSES],
+    pub(crate) previous: [Option<MagId>; CACHE_CLASSES],
+    /// The current slab per small class.
+    pub(crate) current: [Option<SlabId>; SMALL_CLASSES],
     /// The drain epoch this cache last honoured.
     pub(crate) epoch: u64,
 }
@@ -38,9 +38,9 @@ impl CpuCache {
             limit: [0; CACHE_CLASSES],
             allocs: 0,
             frees: 0,
-            loaded: [0; CACHE_CLASSES],
-            previous: [0; CACHE_CLASSES],
-            current: [0; SMALL_CLASSES],
+            loaded: [None; CACHE_CLASSES],
+            previous: [None; CACHE_CLASSES],
+            current: [None; SMALL_CLASSES],
             epoch: 0,
         }
     }
@@ -76,15 +76,19 @@ impl CpuCache {
         true
     }
 
-    /// Makes magazine `m` of `pool` (index + 1, or 0 for none) the loaded
-    /// one of class `cc`; returns the one that was loaded.
-    pub(crate) fn swap_loaded(&mut self, pool: &MagazinePool, cc: usize, m: u32) -> u32 {
+    /// Makes magazine `m` of `pool` (or none) the loaded one of class `cc`;
+    /// returns the one that was loaded.
+    pub(crate) fn swap_loaded(
+        &mut self,
+        pool: &MagazinePool,
+        cc: usize,
+        m: Option<MagId>,
+    ) -> Option<MagId> {
         let old = self.loaded[cc];
         self.loaded[cc] = m;
-        self.limit[cc] = if m == 0 { 0 } else { pool.cap(cc) };
-        self.mag[cc] = match m {
-            0 => pool.sentinel(),
-            m => pool.mag(m - 1),
+        (self.limit[cc], self.mag[cc]) = match m {
+            None => (0, pool.sentinel()),
+            Some(m) => (pool.cap(cc), pool.mag(m)),
         };
         old
     }
@@ -103,13 +107,11 @@ impl CpuCache {
     }
 
     /// Bytes in the loaded and previous magazines of every class.
+    #[inline]
     pub(crate) fn cached_bytes(&self, pool: &MagazinePool) -> usize {
         (0..CACHE_CLASSES)
             .map(|cc| {
-                let prev = match self.previous[cc] {
-                    0 => 0,
-                    m => pool.mag(m - 1).len(),
-                };
+                let prev = self.previous[cc].map_or(0, |m| pool.mag(m).len());
                 // SAFETY: as in `pop`.
                 (unsafe { &*self.mag[cc] }.len() + prev) as usize * round_size(cc)
             })

@@ -1,8 +1,29 @@
 //! The depot and the magazine pool it trades from.
 
+use core::num::NonZeroU32;
+
 use super::{Magazine, CACHE_CLASSES};
 use crate::stack::IndexStack;
 use crate::sync::{AtomicU32, Ordering};
+
+/// A magazine of the pool: its index plus one, so that `Option<MagId>` is a
+/// `u32` with 0 = none. The depot's stacks hold [`MagId::index`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct MagId(NonZeroU32);
+
+impl MagId {
+    /// The magazine whose index is `i` (as the stacks hold it).
+    #[inline]
+    fn from_index(i: u32) -> Self {
+        Self(NonZeroU32::new(i + 1).expect("magazine index below the pool size"))
+    }
+
+    /// The magazine's index in the pool.
+    #[inline(always)]
+    fn index(self) -> u32 {
+        self.0.get() - 1
+    }
+}
 
 /// The type-stable magazine pool (in the first region's metadata, never
 /// returned to the tree), the depot's stacks, and the rounds per magazine
@@ -65,12 +86,12 @@ impl MagazinePool {
     }
 
     #[inline(always)]
-    pub(crate) fn mag(&self, m: u32) -> &Magazine {
-        debug_assert!(m < self.n, "magazine index out of range");
-        // SAFETY: magazine indices only come from the pool's own stacks, so
-        // `m < n`; the pool was constructed in init and lives as long as
-        // the heap.
-        unsafe { &*self.mags.add(m as usize) }
+    pub(crate) fn mag(&self, m: MagId) -> &Magazine {
+        debug_assert!(m.index() < self.n, "magazine index out of range");
+        // SAFETY: magazine ids only come from the pool's own stacks, so
+        // `m.index() < n`; the pool was constructed in init and lives as
+        // long as the heap.
+        unsafe { &*self.mags.add(m.index() as usize) }
     }
 
     pub(crate) fn depot(&self) -> Depot<'_> {
@@ -103,23 +124,24 @@ impl<'a> Depot<'a> {
 
     /// An empty magazine from the pool, if any is left.
     #[inline]
-    pub(crate) fn get_empty(&self) -> Option<u32> {
-        self.empty.pop(self.link())
+    pub(crate) fn get_empty(&self) -> Option<MagId> {
+        self.empty.pop(self.link()).map(MagId::from_index)
     }
 
     /// Returns an empty magazine to the pool.
     #[inline]
-    pub(crate) fn put_empty(&self, m: u32) {
-        self.empty.push(m, &self.pool[m as usize].link);
+    pub(crate) fn put_empty(&self, m: MagId) {
+        let i = m.index();
+        self.empty.push(i, &self.pool[i as usize].link);
     }
 
     /// A full magazine of class `c`, if the depot has one.
     #[inline]
-    pub(crate) fn get_full(&self, c: usize) -> Option<u32> {
+    pub(crate) fn get_full(&self, c: usize) -> Option<MagId> {
         let m = self.full[c].pop(self.link())?;
         // Relaxed: the count is a soft limit; it orders nothing.
         self.full_count[c].fetch_sub(1, Ordering::Relaxed);
-        Some(m)
+        Some(MagId::from_index(m))
     }
 
     /// Whether any magazine of the pool holds round `p` (cold: the exact
@@ -131,13 +153,14 @@ impl<'a> Depot<'a> {
     /// Stores a full magazine of class `c` unless the depot is at its limit
     /// (then the caller returns the rounds to their slabs or pages).
     #[inline]
-    pub(crate) fn put_full(&self, c: usize, m: u32) -> bool {
+    pub(crate) fn put_full(&self, c: usize, m: MagId) -> bool {
         // Relaxed: as in `get_full`; a race may overshoot the limit by a few.
         if self.full_count[c].load(Ordering::Relaxed) >= self.limit {
             return false;
         }
         self.full_count[c].fetch_add(1, Ordering::Relaxed);
-        self.full[c].push(m, &self.pool[m as usize].link);
+        let i = m.index();
+        self.full[c].push(i, &self.pool[i as usize].link);
         true
     }
 }

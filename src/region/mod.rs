@@ -29,12 +29,31 @@ use core::mem::{align_of, size_of};
 use core::ptr;
 
 use crate::buddy::{Area, AreaWord, ChunkWord, Geometry};
+use crate::cpu::CpuId;
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::{InitError, PAGE_SHIFT, PAGE_SIZE};
 
 /// log2 of pages per slab: the grid of slab descriptors has one cell per
 /// `2^SLAB_ORDER` pages.
 pub(crate) const SLAB_ORDER: u32 = 2;
+
+/// An area's summary word, a placement hint: the CPU that calls the area
+/// home + 1, or 0 for none (the one place this encoding lives).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Summary(pub(crate) u64);
+
+impl Summary {
+    /// No CPU calls the area home.
+    pub(crate) const NONE: Self = Self(0);
+
+    /// The word naming `cpu` (none: [`Summary::NONE`]).
+    pub(crate) const fn of(cpu: Option<CpuId>) -> Self {
+        match cpu {
+            Some(c) => Self(c.index() as u64 + 1),
+            None => Self::NONE,
+        }
+    }
+}
 
 /// A page descriptor: what starts at this page. Lets `free(ptr)` find the
 /// block's order without being told its size.
@@ -328,7 +347,7 @@ impl Region {
         }
     }
 
-    /// Placement hint of area `a`: 0, or the owning CPU + 1.
+    /// Placement hint of area `a` (a [`Summary`] word).
     #[inline]
     pub(crate) fn summary(&self, a: usize) -> &AtomicU64 {
         debug_assert!(a < self.areas);

@@ -2,14 +2,12 @@
 //! word, free bitmap and the owner-only state (see `crate::slab` for the
 //! ownership protocol and the free marks).
 
-use super::{capacity, class_size, slots, tag_of, tag_word};
+use super::{capacity, class_size, slots, tag_of, tag_word, Owner};
 use crate::mutant::{self, Mutant};
 use crate::sync::{raw, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 
-/// Owner token of a slab nobody owns.
-pub(crate) const ABANDONED: u32 = u32::MAX;
-/// Owner token of a slab claimed by one shared-path call.
-pub(crate) const SHARED: u32 = u32::MAX - 1;
+/// Owner word of a slab nobody owns.
+pub(crate) const ABANDONED: u32 = Owner::Abandoned.token();
 
 /// The return-list word: head object index + 1 (0 = empty) in bits 0..16,
 /// number of objects in bits 16..32, and the `ABANDONED_FULL` flag.
@@ -411,7 +409,12 @@ impl SlabDesc {
         let cap = capacity(c);
         // Relaxed: quiet point.
         let owner = self.owner.load(Ordering::Relaxed);
-        if owner != ABANDONED && (owner == 0 || owner as usize > cpus) {
+        let known = match Owner::from_token(owner) {
+            Some(Owner::Abandoned) => true,
+            Some(Owner::Cpu(c)) => c.index() < cpus,
+            Some(Owner::Shared) | None => false,
+        };
+        if !known {
             return Err("slab owned by an unknown token at a quiet point");
         }
         if l.class as usize != c || l.bump > cap || l.handed > cap {

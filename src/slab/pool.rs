@@ -4,7 +4,9 @@
 //! descriptor's own protocol (see `desc.rs`) nor needs a block from the
 //! tree's placement (the heap makes new slabs and calls [`SlabPool::make`]).
 
-use super::{SlabDesc, ABANDONED, SLAB_ORDER, SMALL_CLASSES};
+use core::num::NonZeroU32;
+
+use super::{Owner, SlabDesc, ABANDONED, SLAB_ORDER, SMALL_CLASSES};
 use crate::region::{PageDesc, Region, RegionTable};
 use crate::stack::IndexStack;
 use crate::sync::{AtomicU64, Ordering};
@@ -24,23 +26,54 @@ pub(crate) fn slab_at(reg: &Region, page: usize) -> (&SlabDesc, usize) {
     (desc_at(reg, head), reg.addr_of(head))
 }
 
-/// Slab id of grid page `page` of `reg`.
-pub(crate) fn slab_id(reg: &Region, page: usize) -> u32 {
-    ((reg.index as u32) << 28) | (page >> SLAB_ORDER) as u32
-}
+/// A slab's id: the index of its region in bits 28..32 and its place in the
+/// region's slab grid below (`Layout::ids_fit` keeps it under 2^28), the
+/// whole stored plus one so that `Option<SlabId>` is a `u32` with 0 = none.
+/// The abandoned stacks hold [`SlabId::index`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlabId(NonZeroU32);
 
-/// First grid page of slab `id` in its region (inverse of [`slab_id`]).
-fn slab_page(id: u32) -> usize {
-    ((id & 0x0fff_ffff) as usize) << SLAB_ORDER
+impl SlabId {
+    /// The slab at grid page `page` of `reg`.
+    fn of(reg: &Region, page: usize) -> Self {
+        Self::from_index(((reg.index as u32) << 28) | (page >> SLAB_ORDER) as u32)
+    }
+
+    /// The id whose index is `i` (as the stacks hold it).
+    #[inline]
+    pub(crate) fn from_index(i: u32) -> Self {
+        Self(NonZeroU32::new(i + 1).expect("slab ids fit (Layout::ids_fit)"))
+    }
+
+    /// The index: region in bits 28..32, grid slab below.
+    #[inline]
+    pub(crate) fn index(self) -> u32 {
+        self.0.get() - 1
+    }
+
+    /// Index of the slab's region in the region table.
+    fn region(self) -> usize {
+        (self.index() >> 28) as usize
+    }
+
+    /// First grid page of the slab in its region.
+    fn page(self) -> usize {
+        ((self.index() & 0x0fff_ffff) as usize) << SLAB_ORDER
+    }
 }
 
 /// Region, descriptor and base address of slab `id`.
-pub(crate) fn slab_by_id(table: &RegionTable, id: u32) -> (&Region, &SlabDesc, usize) {
+pub(crate) fn slab_by_id(table: &RegionTable, id: SlabId) -> (&Region, &SlabDesc, usize) {
     let reg = table
-        .get((id >> 28) as usize)
+        .get(id.region())
         .expect("slab id names a published region");
-    let page = slab_page(id);
+    let page = id.page();
     (reg, desc_at(reg, page), reg.addr_of(page))
+}
+
+/// The link of slab `i` (an index on a stack) in the abandoned lists.
+fn link(table: &RegionTable, i: u32) -> &crate::sync::AtomicU32 {
+    &slab_by_id(table, SlabId::from_index(i)).1.link
 }
 
 /// Slabs without an owner, and the count of slabs carved from the tree.
@@ -71,38 +104,39 @@ impl SlabPool {
     }
 
     /// Frees handed-out object `p` of class `c` (in the slab holding `page`)
-    /// into its slab: on the local list if `token` owns it, else onto the
+    /// into its slab: on the local list if `by` owns it, else onto the
     /// return list (publishing an abandoned-full slab). True for the latter
-    /// (a remote free).
+    /// (a remote free). `by` is `None` for a caller that owns no slab.
     pub(crate) fn free_to_slab(
         &self,
-        token: u32,
+        by: Option<Owner>,
         reg: &Region,
         page: usize,
         c: usize,
         p: usize,
     ) -> bool {
         let (slab, base) = slab_at(reg, page);
-        // Relaxed: only this thread could have made `token` the owner.
-        if slab.owner.load(Ordering::Relaxed) == token {
+        // Relaxed: only this thread could have made `by` the owner.
+        if slab.owner.load(Ordering::Relaxed) == Owner::token_of(by) {
             // SAFETY: we own the slab; p is one of its handed-out objects.
             unsafe { slab.free_local(base, p) };
             return false;
         }
         // SAFETY: p is a handed-out object of that slab, given up by the caller.
         if unsafe { slab.free_remote(base, c as u32, p) } {
-            self.abandoned[c].push(slab_id(reg, reg.page_of(base)), &slab.link);
+            let id = SlabId::of(reg, reg.page_of(base));
+            self.abandoned[c].push(id.index(), &slab.link);
         }
         true
     }
 
     /// Makes the fresh block at grid page `page` of `reg` (order
     /// [`SLAB_ORDER`], just allocated by the caller) a slab of class `c`
-    /// owned by `token`; returns its id.
-    pub(crate) fn make(&self, reg: &Region, page: usize, c: usize, token: u32) -> u32 {
+    /// owned by `owner`; returns its id.
+    pub(crate) fn make(&self, reg: &Region, page: usize, c: usize, owner: Owner) -> SlabId {
         let s = desc_at(reg, page);
         // SAFETY: the block is fresh from the tree; nobody else can reach it.
-        unsafe { s.init(reg.addr_of(page), c, token) };
+        unsafe { s.init(reg.addr_of(page), c, owner.token()) };
         for q in page..page + (1 << SLAB_ORDER) {
             // Release: the slab descriptor's init is visible to whoever frees
             // an object of it after reading this page descriptor.
@@ -110,16 +144,17 @@ impl SlabPool {
         }
         // Relaxed: a statistic.
         self.live.fetch_add(1, Ordering::Relaxed);
-        slab_id(reg, page)
+        SlabId::of(reg, page)
     }
 
-    /// Pops and adopts an abandoned slab of class `c` for `token` (from
+    /// Pops and adopts an abandoned slab of class `c` for `owner` (from
     /// either list) and collects its returns.
-    pub(crate) fn adopt(&self, table: &RegionTable, c: usize, token: u32) -> Option<u32> {
+    pub(crate) fn adopt(&self, table: &RegionTable, c: usize, owner: Owner) -> Option<SlabId> {
         for list in [&self.abandoned[c], &self.swept[c]] {
-            while let Some(id) = list.pop(|i| &slab_by_id(table, i).1.link) {
+            while let Some(i) = list.pop(|i| link(table, i)) {
+                let id = SlabId::from_index(i);
                 let (_, s, base) = slab_by_id(table, id);
-                if s.adopt(token) {
+                if s.adopt(owner.token()) {
                     // SAFETY: adopted: we own it now.
                     unsafe { s.collect(base) };
                     return Some(id);
@@ -129,15 +164,15 @@ impl SlabPool {
         None
     }
 
-    /// Ends `token`'s ownership of slab `id`: released to the tree if nothing
+    /// Ends `owner`'s ownership of slab `id`: released to the tree if nothing
     /// is handed out, on the abandoned stack if it has objects left,
     /// abandoned-full otherwise.
     ///
     /// # Safety
-    /// `token` owns the slab.
-    pub(crate) unsafe fn give_up(&self, reg: &Region, s: &SlabDesc, id: u32, token: u32) {
+    /// `owner` owns the slab.
+    pub(crate) unsafe fn give_up(&self, reg: &Region, s: &SlabDesc, id: SlabId, owner: Owner) {
         // SAFETY: forwarded.
-        unsafe { self.give_up_to(reg, s, id, token, &self.abandoned) }
+        unsafe { self.give_up_to(reg, s, id, owner, &self.abandoned) }
     }
 
     /// [`Self::give_up`], publishing a slab with objects left on `lists`
@@ -149,11 +184,11 @@ impl SlabPool {
         &self,
         reg: &Region,
         s: &SlabDesc,
-        id: u32,
-        token: u32,
+        id: SlabId,
+        owner: Owner,
         lists: &[IndexStack; SMALL_CLASSES],
     ) {
-        let page = slab_page(id);
+        let page = id.page();
         let base = reg.addr_of(page);
         // SAFETY: owned (caller).
         unsafe {
@@ -183,13 +218,13 @@ impl SlabPool {
             // Nothing left to hand out and no returns: abandoned-full, on no
             // stack until a remote free publishes it.
             let class = s.local().class as usize;
-            if !s.has_local() && s.try_abandon_full(token) {
+            if !s.has_local() && s.try_abandon_full(owner.token()) {
                 return;
             }
             // Objects to give (or returns that arrived meanwhile): publish it.
             s.collect(base);
             s.abandon();
-            lists[class].push(id, &s.link);
+            lists[class].push(id.index(), &s.link);
         }
     }
 
@@ -219,13 +254,14 @@ impl SlabPool {
         budget: usize,
     ) {
         for _ in 0..budget {
-            let Some(id) = from[c].pop(|i| &slab_by_id(table, i).1.link) else {
+            let Some(i) = from[c].pop(|i| link(table, i)) else {
                 return;
             };
+            let id = SlabId::from_index(i);
             let (reg, s, _) = slab_by_id(table, id);
-            if s.adopt(super::SHARED) {
+            if s.adopt(Owner::Shared.token()) {
                 // SAFETY: adopted.
-                unsafe { self.give_up_to(reg, s, id, super::SHARED, to) };
+                unsafe { self.give_up_to(reg, s, id, Owner::Shared, to) };
             }
         }
     }
