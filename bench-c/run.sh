@@ -66,11 +66,11 @@ else
   PARAMS=(
     [larson]="15"                   # 15 thread generations x 100 rounds x 5000 blocks per chain
     [xmalloc-test]="100000"         # 100000 batches of 100 x 64 B per producer
-    [cache-scratch]="1000 1 200000" # original: 1000 1 2000000
-    [cache-thrash]="1000 1 200000"
-    [mstress]="50 150"              # original: 50 25
-    [rptest]="12000"                # original: 500 loops
-    [alloc-test]="2000000"          # original: 10^8 iterations
+    [cache-scratch]="1000 1 400000" # original: 1000 1 2000000
+    [cache-thrash]="1000 1 400000"
+    [mstress]="50 250"              # original: 50 25
+    [rptest]="18000"                # original: 500 loops
+    [alloc-test]="3000000"          # original: 10^8 iterations
     [glibc-simple]="300000"         # original: 2000000
     [glibc-thread]="8000000"        # original: 2 s
   )
