@@ -53,7 +53,7 @@ declare -A PARAMS
 if [ $QUICK = 1 ]; then
   PARAMS=(
     [larson]="2 20 1000"            # generations rounds blocks
-    [xmalloc-test]="2000"           # batches per producer
+    [xmalloc-test]="50"             # batches (of 4096) per producer
     [cache-scratch]="100 1 20000"   # iterations size repetitions
     [cache-thrash]="100 1 20000"
     [mstress]="10 5"                # scale iterations
@@ -65,7 +65,7 @@ if [ $QUICK = 1 ]; then
 else
   PARAMS=(
     [larson]="15"                   # 15 thread generations x 100 rounds x 5000 blocks per chain
-    [xmalloc-test]="100000"         # 100000 batches of 100 x 64 B per producer
+    [xmalloc-test]="2000"           # 2000 batches of 4096 x 64 B per producer
     [cache-scratch]="1000 1 400000" # original: 1000 1 2000000
     [cache-thrash]="1000 1 400000"
     [mstress]="50 250"              # original: 50 25

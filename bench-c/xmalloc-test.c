@@ -1,25 +1,27 @@
 /* xmalloc-test.c -- producer/consumer benchmark after Lever & Boreham's
- * xmalloc-test, as mimalloc-bench runs it: `xmalloc-test -w <threads> -t 5
- * -s 64` (<threads> workers, 5 s, 64-byte objects).
+ * xmalloc-test (USENIX 2000), as mimalloc-bench runs it:
+ * `xmalloc-test -w <threads> -t 5 -s 64` (<threads> allocating and
+ * <threads> freeing threads, 5 s, 64-byte objects).
  *
  * What it does: <threads> producer threads only allocate and <threads>
  * consumer threads only free. A producer allocates a batch of <batch>
- * objects of <size> bytes, writes a tag into each, and pushes the batch onto
- * one shared queue (mutex and condition variables, at most <threads> x 16
- * batches waiting so memory stays bounded); a consumer pops a batch, checks
- * and sums the tags, and frees every object -- so every free is a remote
- * free of memory another thread allocated, the pattern thread-local caches
- * find hardest.
+ * objects of <size> bytes, fills the first min(size, 128) bytes of each
+ * (with a tag from its seeded generator in the first 8) and pushes the batch
+ * onto one shared queue (a mutex and two condition variables; at most 100
+ * batches waiting); a consumer pops a batch, checks and sums the tags and
+ * frees every object -- so every free is a remote free of memory another
+ * thread allocated, the pattern thread-local caches find hardest.
  *
- * Relation to the original: same object size (64) and the same split into
- * allocating and freeing threads (as many of each as <threads>); the
- * original runs for 5 s and reports a rate, this one has each producer make a
- * fixed <batches> batches so the work and output are fixed and the time is
- * what is measured. The batch size (100 objects) and the queue bound are this
- * program's choices. Tags come from per-producer seeded generators; the
- * checksum is the sum of all tags, whichever consumer frees them.
+ * Relation to the original: same object size (64), same split into
+ * allocating and freeing threads (-w of each), same batch size (4096
+ * objects), queue bound (100 batches) and fill (first 128 bytes). The
+ * original runs for 5 s and reports frees per second; this one has each
+ * producer make a fixed <batches> batches, so the work and the output are
+ * fixed and the time is what is measured. The original's queue is a LIFO
+ * stack, this one is FIFO. The checksum is the sum of all tags, whichever
+ * consumer frees them.
  *
- * Usage: xmalloc-test <threads> [batches=4000] [size=64] [batch=100] [seed=1]
+ * Usage: xmalloc-test <threads> [batches=2500] [size=64] [batch=4096] [seed=1]
  */
 #include "common.h"
 
@@ -42,8 +44,10 @@ static void *producer(void *arg) {
     for (long j = 0; j < bsize; j++) {
       char *p = xmalloc((size_t)osize);
       uint64_t tag = rng_next(&r);
+      long fill = osize < 128 ? osize : 128;
+      memset(p, (int)(j & 0xff), (size_t)fill);
       memcpy(p, &tag, 8);
-      p[osize - 1] = (char)(tag >> 56);
+      p[fill - 1] = (char)(tag >> 56);
       b->obj[j] = p;
     }
     b->next = NULL;
@@ -77,7 +81,7 @@ static void *consumer(void *arg) {
       char *p = b->obj[j];
       uint64_t tag;
       memcpy(&tag, p, 8);
-      if (p[osize - 1] != (char)(tag >> 56)) w->errors++;
+      if (p[(osize < 128 ? osize : 128) - 1] != (char)(tag >> 56)) w->errors++;
       w->sum += tag; w->count++;
       free(p);
     }
@@ -89,13 +93,13 @@ static void *consumer(void *arg) {
 
 int main(int argc, char **argv) {
   int threads = (int)arg_long(argc, argv, 1, 1);
-  nbatches = arg_long(argc, argv, 2, 4000);
+  nbatches = arg_long(argc, argv, 2, 2500);
   osize = arg_long(argc, argv, 3, 64);
-  bsize = arg_long(argc, argv, 4, 100);
+  bsize = arg_long(argc, argv, 4, 4096);
   seed = arg_long(argc, argv, 5, 1);
   if (threads < 1 || osize < 8 || bsize < 1) { fprintf(stderr, "bad arguments\n"); return 2; }
   double t0 = now_sec();
-  qmax = 16L * threads;
+  qmax = 100;
   producers_left = threads;
   worker_t *w = calloc((size_t)(2 * threads), sizeof(worker_t));
   pthread_t *t = xmalloc(sizeof(pthread_t) * (size_t)(2 * threads));
