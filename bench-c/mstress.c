@@ -5,8 +5,8 @@
  * threads. Thread t makes 100 x <scale> x (t % 8 + 1) allocations and half
  * as many "retained" ones, in a random order: an ordinary allocation is an
  * array of 2^k words (k < 5), a retained one of 2^k words (k < 7), and 1 in
- * 100 is large (x100 words; of those 1 in 10 x1000, 1 in 100 x10000). Each
- * word is filled with a cookie. After each step, with probability 66 % a
+ * 100 is large (x100 words, or of those 1 in 100 x10000 and otherwise 1 in
+ * 10 x1000). Each word is filled with a cookie. After each step, with probability 66 % a
  * random live ordinary allocation is freed, and with probability 25 % one is
  * swapped (atomic exchange) with a random slot of a shared array of 1000
  * transfer slots, so objects move to, and are freed by, other threads
@@ -15,9 +15,10 @@
  * slot with probability 50 % (all of them after the last round). Every free
  * checks every word's cookie.
  *
- * Relation to the original: same probabilities, shapes and default
- * parameters (as I read them from test-stress.c); written anew. What each
- * thread allocates depends only on its seeded generator (seeded from round
+ * Relation to the original: same sizes, probabilities, transfer array and
+ * round structure as mimalloc-bench's mstress.c (mimalloc's test-stress.c);
+ * written anew. Its chance(p) is true with probability (p+1) %, this one's
+ * with p %. What each thread allocates depends only on its seeded generator (seeded from round
  * and thread), so the total words allocated is fixed; which thread frees
  * what is not, but the total words freed must equal it, and both are printed
  * with the count of corrupted words (cookie mismatches), which must be 0.
