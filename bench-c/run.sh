@@ -148,6 +148,7 @@ NA=${#AL[@]}
     v=""
     [ -n "${PKG[$a]:-}" ] && v=$(dpkg-query -W -f='${Version}' "${PKG[$a]}" 2>/dev/null)
     [ $a = glibc ] && v=$(ldd --version | head -1 | awk '{print $NF}')
+    [ $a = magbuddy ] && v="(built from this tree)"
     echo "alloc_$a=${LIB[$a]:-(none)} ${v}"
   done
   for p in $PROGRAMS; do echo "params_$p=${PARAMS[$p]}"; done

@@ -105,6 +105,39 @@ def main(out):
         L.append("| %s | %d | %s |" % (key[0], key[1], " | ".join(cells)))
     L.append("")
 
+    # where magbuddy stands: slowest of all, or heavy in peak RSS
+    if "magbuddy" in allocs_seen:
+        L.append("## magbuddy's outliers")
+        L.append("")
+        L.append("Cells where magbuddy has the largest median time of all allocators, or a time ratio "
+                 "above 1.25, or a median peak RSS above 2x glibc's:")
+        L.append("")
+        found = False
+        for key in keys:
+            cell = t[key]
+            if "magbuddy" not in cell or "glibc" not in cell:
+                continue
+            med = {a: statistics.median(v[0] for v in cell[a].values()) for a in cell}
+            rss = {a: statistics.median([v[1] for v in cell[a].values() if v[1] is not None] or [0]) for a in cell}
+            g = cell["glibc"]
+            d = cell["magbuddy"]
+            ratios = [d[r][0] / g[r][0] for r in d if r in g and g[r][0] > 0]
+            ratio = statistics.median(ratios) if ratios else float("nan")
+            why = []
+            if max(med, key=med.get) == "magbuddy" and len(med) > 1:
+                why.append("slowest of %d" % len(med))
+            if ratio > 1.25:
+                why.append("%.2fx glibc's time" % ratio)
+            if rss["glibc"] and rss["magbuddy"] > 2 * rss["glibc"]:
+                why.append("peak RSS %.1fx glibc's (%d KiB; best %s %d KiB)" % (
+                    rss["magbuddy"] / rss["glibc"], rss["magbuddy"], min(rss, key=rss.get), min(rss.values())))
+            if why:
+                found = True
+                L.append("- %s, %d thread(s): %s" % (key[0], key[1], "; ".join(why)))
+        if not found:
+            L.append("- none")
+        L.append("")
+
     L.append("## Every cell")
     L.append("")
     L.append("| program | threads | allocator | n | median s | IQR s | x glibc (time) | median peak RSS KiB | x glibc (RSS) |")
