@@ -64,15 +64,15 @@ if [ $QUICK = 1 ]; then
   )
 else
   PARAMS=(
-    [larson]="15"                   # 15 thread generations x 100 rounds x 5000 blocks per chain
-    [xmalloc-test]="2000"           # 2000 batches of 4096 x 64 B per producer
-    [cache-scratch]="1000 1 400000" # original: 1000 1 2000000
-    [cache-thrash]="1000 1 400000"
-    [mstress]="50 250"              # original: 50 25
-    [rptest]="18000"                # original: 500 loops
-    [alloc-test]="3000000"          # original: 10^8 iterations
-    [glibc-simple]="300000"         # original: 2000000
-    [glibc-thread]="8000000"        # original: 2 s
+    [larson]="22"                   # 22 thread generations x 100 rounds x 5000 blocks per chain
+    [xmalloc-test]="3000"           # 3000 batches of 4096 x 64 B per producer
+    [cache-scratch]="1000 1 600000" # original: 1000 1 2000000
+    [cache-thrash]="1000 1 600000"
+    [mstress]="50 375"              # original: 50 25
+    [rptest]="18000"                # original: 500 loops (RSS under magbuddy grows with this: 3.9 GB here)
+    [alloc-test]="4500000"          # original: 10^8 iterations
+    [glibc-simple]="450000"         # original: 2000000
+    [glibc-thread]="12000000"       # original: 2 s
   )
 fi
 
