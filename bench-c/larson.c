@@ -54,7 +54,7 @@ static void *chain_thread(void *arg) {
     c->blk[v] = p;
   }
   c->ops += (uint64_t)steps;
-  if (++c->gen < c->generations) {
+  if (__atomic_add_fetch(&c->gen, 1, __ATOMIC_RELAXED) < c->generations) { /* main polls gen */
     /* hand the slot to a fresh thread, as larson does */
     pthread_t t;
     pthread_attr_t a;
