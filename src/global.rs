@@ -1,46 +1,103 @@
-//! A `GlobalAlloc` adapter (feature `std`): the heap over a region reserved
-//! from the system on first use, with one handle per thread.
+//! The `std` wrapper of [`GlobalHeap`] (feature `std`): the heap over a
+//! region reserved from the system on first use, with a handle per thread.
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static A: magbuddy::MagbuddyAlloc = magbuddy::MagbuddyAlloc::new(1 << 30, 64);
+//! # fn main() { let v = vec![1u8; 100]; assert_eq!(v.len(), 100); }
 //! ```
 //!
 //! * The region (`bytes`, any size the system lets you reserve; the OS maps
 //!   it lazily) is reserved by the first allocation. Racing first
 //!   allocations each build a heap and one wins with a CAS; the losers give
-//!   their regions back, so nobody waits.
-//! * Each thread claims a handle on first use and releases it at thread exit
-//!   (its thread-local destructor), which flushes its caches. Threads beyond
-//!   `cpus`, and code running while thread-locals are torn down, use the
-//!   shared path.
+//!   their regions back, so nobody waits. A configuration the heap refuses
+//!   is reported on stderr, and every allocation then fails.
+//! * The CPU function of the inner [`GlobalHeap`] is the thread's slot: each
+//!   thread takes the lowest free slot index on first use (one
+//!   `fetch_or` on a process-wide bitmap) and gives it back at thread exit;
+//!   the slot's handle, with what its caches hold, serves the next thread
+//!   that takes the index (`reclaim` drains it like any idle CPU's). Threads
+//!   beyond `cpus`, and code running while thread-locals are torn down,
+//!   use the shared path.
 //! * A free of a pointer the heap refuses writes the error to stderr and
 //!   aborts: a global allocator must not unwind.
 
 extern crate std;
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::RefCell;
-use core::ptr::{self, NonNull};
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU64, Ordering};
 use std::alloc::System;
 
-use crate::sync::{AtomicUsize, Ordering};
-use crate::{FreeError, Handle, Heap, HeapConfig};
+use crate::{FreeError, GlobalHeap, Heap, HeapConfig, InitError, MAX_CPUS};
 
 /// Alignment of the reserved region (an area, so no space is lost to it).
 const REGION_ALIGN: usize = 1 << 20;
 
 /// The adapter; see the module docs.
+#[derive(Debug)]
 pub struct MagbuddyAlloc {
     bytes: usize,
     cpus: usize,
-    /// Address of the heap once built (0 before).
-    heap: AtomicUsize,
+    inner: GlobalHeap,
+}
+
+/// Slot indices held by live threads, one bit each (process-wide: a thread's
+/// index serves every `MagbuddyAlloc`).
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+
+const UNCLAIMED: u32 = u32::MAX;
+const NO_SLOT: u32 = u32::MAX - 1;
+
+/// This thread's slot index; gives it back at thread exit.
+struct ThreadSlot(Cell<u32>);
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        let i = self.0.get();
+        if (i as usize) < MAX_CPUS {
+            // Release: the next thread to take the index (Acquire in
+            // `claim`) finds the handle as this thread left it (its slot's
+            // busy flag orders that too; this keeps the index handover
+            // itself ordered).
+            TAKEN.fetch_and(!(1 << i), Ordering::Release);
+        }
+    }
 }
 
 std::thread_local! {
-    /// This thread's handle, with the address of the heap it belongs to.
-    static LOCAL: RefCell<Option<(usize, Handle<'static>)>> = const { RefCell::new(None) };
+    static SLOT: ThreadSlot = const { ThreadSlot(Cell::new(UNCLAIMED)) };
+}
+
+/// The CPU function: this thread's slot index, claimed on first use.
+fn thread_slot() -> Option<usize> {
+    SLOT.try_with(|s| match s.0.get() {
+        UNCLAIMED => {
+            let i = claim();
+            s.0.set(i.map_or(NO_SLOT, |i| i as u32));
+            i
+        }
+        NO_SLOT => None,
+        i => Some(i as usize),
+    })
+    .ok()
+    .flatten()
+}
+
+/// Takes the lowest free slot index, if any.
+#[cold]
+fn claim() -> Option<usize> {
+    // Relaxed: a guess, validated by the fetch_or.
+    let mut taken = TAKEN.load(Ordering::Relaxed);
+    while taken != u64::MAX {
+        let bit = (!taken).trailing_zeros();
+        // Acquire: pairs with the Release of the index's last owner.
+        taken = TAKEN.fetch_or(1 << bit, Ordering::Acquire);
+        if taken & (1 << bit) == 0 {
+            return Some(bit as usize);
+        }
+    }
+    None
 }
 
 impl MagbuddyAlloc {
@@ -49,143 +106,92 @@ impl MagbuddyAlloc {
         Self {
             bytes,
             cpus,
-            heap: AtomicUsize::new(0),
+            inner: GlobalHeap::empty()
+                .with_cpu_id(thread_slot)
+                .on_bad_free(refuse),
         }
     }
 
-    /// The heap, built on first call. `None` if the system refused the region.
+    /// The heap, built on first call. `None` if the system refused the region
+    /// or the heap refused the configuration (reported on stderr).
     pub fn heap(&self) -> Option<&'static Heap> {
-        // Acquire: pairs with the AcqRel CAS that published the heap.
-        let addr = self.heap.load(Ordering::Acquire);
-        if addr != 0 {
-            // SAFETY: a published heap lives for the rest of the program.
-            return Some(unsafe { &*(addr as *const Heap) });
-        }
-        self.build()
+        self.inner.heap().or_else(|| self.build())
     }
 
     #[cold]
     fn build(&self) -> Option<&'static Heap> {
         let layout = Layout::from_size_align(self.bytes, REGION_ALIGN).ok()?;
-        // SAFETY: non-zero size (a zero-sized region fails in init below).
+        if layout.size() == 0 {
+            report(InitError::TooSmall { len: 0, min: 1 });
+            return None;
+        }
+        // SAFETY: non-zero size.
         let region = unsafe { System.alloc(layout) };
         if region.is_null() {
             return None;
         }
-        // SAFETY: the region is ours alone and never given back while used.
-        let heap = match unsafe { Heap::init_with(region, self.bytes, HeapConfig::new(self.cpus)) }
-        {
-            Ok(h) => h,
-            Err(_) => {
-                // SAFETY: allocated above with this layout.
+        // SAFETY: the region is ours alone and never given back once used.
+        match unsafe {
+            self.inner
+                .init(region, self.bytes, HeapConfig::new(self.cpus))
+        } {
+            Ok(heap) => Some(heap),
+            Err(e) => {
+                // SAFETY: allocated above with this layout; no heap uses it
+                // (ours was not published).
                 unsafe { System.dealloc(region, layout) };
-                return None;
-            }
-        };
-        let mine = heap as *const Heap as usize;
-        // AcqRel: Release publishes the heap's metadata; Acquire on failure
-        // reads the winner's.
-        match self
-            .heap
-            .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Some(heap),
-            Err(winner) => {
-                // SAFETY: our heap was never published; its region is ours.
-                unsafe { System.dealloc(region, layout) };
-                // SAFETY: as in `heap`.
-                Some(unsafe { &*(winner as *const Heap) })
+                if e != InitError::AlreadyInitialized {
+                    report(e);
+                }
+                self.inner.heap()
             }
         }
     }
+}
 
-    /// Runs `f` with this thread's handle, claiming one on first use; `None`
-    /// when no handle can be used (all taken, thread-locals being torn
-    /// down, or a re-entrant call).
-    fn with_handle<R>(
-        &self,
-        heap: &'static Heap,
-        f: impl FnOnce(&mut Handle<'static>) -> R,
-    ) -> Option<R> {
-        let key = heap as *const Heap as usize;
-        LOCAL
-            .try_with(|cell| {
-                let mut slot = cell.try_borrow_mut().ok()?;
-                if slot.is_none() {
-                    *slot = Some((key, heap.handle()?));
-                }
-                match slot.as_mut() {
-                    Some((k, h)) if *k == key => Some(f(h)),
-                    _ => None,
-                }
-            })
-            .ok()
-            .flatten()
-    }
+/// Writes `msg` to stderr without allocating.
+fn write_stderr(msg: core::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut buf = [0u8; 200];
+    let mut w = &mut buf[..];
+    let _ = w.write_fmt(msg);
+    let n = 200 - w.len();
+    let _ = std::io::stderr().write_all(&buf[..n]);
+}
+
+/// Reports a refused configuration (once per failed build).
+#[cold]
+fn report(e: InitError) {
+    write_stderr(format_args!("magbuddy: cannot set up the heap: {e}\n"));
 }
 
 /// Writes `e` to stderr and aborts (no unwinding out of an allocator).
 #[cold]
 fn refuse(e: FreeError) -> ! {
-    use std::io::Write;
-    let mut buf = [0u8; 160];
-    let mut w = &mut buf[..];
-    let _ = writeln!(w, "magbuddy: {e}");
-    let n = 160 - w.len();
-    let _ = std::io::stderr().write_all(&buf[..n]);
+    write_stderr(format_args!("magbuddy: {e}\n"));
     std::process::abort()
 }
 
-// SAFETY: blocks are aligned to 2^ceil(log2 size) of the requested size,
-// rounded up to the alignment, so they satisfy the layout; frees go back to
-// the heap they came from; nothing unwinds.
+// SAFETY: forwards to `GlobalHeap`, whose blocks satisfy the layouts.
 unsafe impl GlobalAlloc for MagbuddyAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let Some(heap) = self.heap() else {
-            return ptr::null_mut();
-        };
-        let size = layout.size().max(layout.align());
-        self.with_handle(heap, |h| h.alloc(size))
-            .unwrap_or_else(|| heap.alloc(size))
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        if self.heap().is_none() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: forwarded.
+        unsafe { self.inner.alloc(layout) }
     }
 
     #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
-        let Some(heap) = self.heap() else { return };
-        // SAFETY: `p` came from `alloc` (GlobalAlloc's contract).
-        let r = self
-            .with_handle(heap, |h| unsafe { h.try_free(p) })
-            .unwrap_or_else(|| {
-                // SAFETY: as above.
-                unsafe { heap.try_free(p) }
-            });
-        if let Err(e) = r {
-            refuse(e);
-        }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: forwarded (`p` came from `alloc`, so the heap exists).
+        unsafe { self.inner.dealloc(p, layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Some(heap) = self.heap() else {
-            return ptr::null_mut();
-        };
-        // In place when the block already has room (same rounded size).
-        let old = layout.size().max(layout.align());
-        let new = new_size.max(layout.align());
-        if heap.block_size(old) == heap.block_size(new) {
-            return p;
-        }
-        // SAFETY: GlobalAlloc's contract for `realloc`.
-        let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
-        if !q.is_null() {
-            // SAFETY: both blocks are valid for the smaller size and distinct.
-            unsafe {
-                ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
-                self.dealloc(p, layout);
-            }
-        }
-        q
+        // SAFETY: forwarded.
+        unsafe { self.inner.realloc(p, layout, new_size) }
     }
 }

@@ -16,7 +16,8 @@
 //!                      ChunkWord) and the tree's Geometry
 //!   shared at the bottom: sync (the std/loom/shuttle facade), cas, stack
 //!   (tagged index stack), mutant and probe (hooks for the suites), error
-//!   testing (views for verify/ and the tests), global (GlobalAlloc) on top
+//!   testing (views for verify/ and the tests); global_heap (the no_std
+//!   `#[global_allocator]` static) and global (its std wrapper) on top
 //!   baseline::SpinHeap: the seed's slab + buddy design under one spinlock
 //! ```
 #![no_std]
@@ -31,6 +32,8 @@ mod cas;
 mod error;
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
 mod global;
+#[cfg(not(any(loom, shuttle)))]
+mod global_heap;
 mod heap;
 mod magazine;
 #[doc(hidden)]
@@ -48,6 +51,8 @@ pub use buddy::Geometry;
 pub use error::{FreeError, InitError};
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
 pub use global::MagbuddyAlloc;
+#[cfg(not(any(loom, shuttle)))]
+pub use global_heap::{BadFreeFn, CpuFn, GlobalHeap};
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
 pub use magazine::MAG_ROUNDS;
 pub use slab::{MAX_SMALL, SMALL_CLASSES};
