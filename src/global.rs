@@ -14,7 +14,8 @@
 //!   is reported on stderr, and every allocation then fails.
 //! * The CPU function of the inner [`GlobalHeap`] is the thread's slot: each
 //!   thread takes the lowest free slot index on first use (one
-//!   `fetch_or` on a process-wide bitmap) and gives it back at thread exit;
+//!   `fetch_or` on a process-wide bitmap) and gives it back at thread exit
+//!   (so the heap runs `pinned`: an index is one thread's at a time);
 //!   the slot's handle, with what its caches hold, serves the next thread
 //!   that takes the index (`reclaim` drains it like any idle CPU's). Threads
 //!   beyond `cpus`, and code running while thread-locals are torn down,
@@ -29,7 +30,7 @@ use core::cell::Cell;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::alloc::System;
 
-use crate::{FreeError, GlobalHeap, Heap, HeapConfig, InitError, MAX_CPUS};
+use crate::{CurrentCpu, FreeError, GlobalHeap, Heap, HeapConfig, InitError, MAX_CPUS};
 
 /// Alignment of the reserved region (an area, so no space is lost to it).
 const REGION_ALIGN: usize = 1 << 20;
@@ -39,7 +40,7 @@ const REGION_ALIGN: usize = 1 << 20;
 pub struct MagbuddyAlloc {
     bytes: usize,
     cpus: usize,
-    inner: GlobalHeap,
+    inner: GlobalHeap<ThreadSlot>,
 }
 
 /// Slot indices held by live threads, one bit each (process-wide: a thread's
@@ -49,67 +50,78 @@ static TAKEN: AtomicU64 = AtomicU64::new(0);
 const UNCLAIMED: u32 = u32::MAX;
 const NO_SLOT: u32 = u32::MAX - 1;
 
-/// This thread's slot index; gives it back at thread exit.
-struct ThreadSlot(Cell<u32>);
+std::thread_local! {
+    /// This thread's slot index (or `UNCLAIMED` / `NO_SLOT`). No destructor,
+    /// so reading it needs no "still alive?" check and works while other
+    /// thread-locals are torn down.
+    static INDEX: Cell<u32> = const { Cell::new(UNCLAIMED) };
+    /// Registered at the claim; its destructor gives the index back.
+    static RELEASE: ReleaseAtExit = const { ReleaseAtExit };
+}
 
-impl Drop for ThreadSlot {
+/// Gives the thread's index back at thread exit; later calls of the thread
+/// (other thread-locals' destructors) take the shared path.
+struct ReleaseAtExit;
+
+impl Drop for ReleaseAtExit {
     fn drop(&mut self) {
-        let i = self.0.get();
+        let i = INDEX.with(|c| c.replace(NO_SLOT));
         if (i as usize) < MAX_CPUS {
             // Release: the next thread to take the index (Acquire in
-            // `claim`) finds the handle as this thread left it (its slot's
-            // busy flag orders that too; this keeps the index handover
-            // itself ordered).
+            // `claim`) sees the handle as this thread left it.
             TAKEN.fetch_and(!(1 << i), Ordering::Release);
         }
     }
 }
 
-std::thread_local! {
-    static SLOT: ThreadSlot = const { ThreadSlot(Cell::new(UNCLAIMED)) };
-}
+/// The CPU answer of [`MagbuddyAlloc`]: this thread's slot index.
+#[derive(Debug)]
+pub enum ThreadSlot {}
 
-/// The CPU function: this thread's slot index, claimed on first use.
-fn thread_slot() -> Option<usize> {
-    SLOT.try_with(|s| match s.0.get() {
-        UNCLAIMED => {
-            let i = claim();
-            s.0.set(i.map_or(NO_SLOT, |i| i as u32));
-            i
+impl CurrentCpu for ThreadSlot {
+    #[inline(always)]
+    fn current() -> Option<usize> {
+        match INDEX.with(Cell::get) {
+            UNCLAIMED => claim(),
+            NO_SLOT => None,
+            i => Some(i as usize),
         }
-        NO_SLOT => None,
-        i => Some(i as usize),
-    })
-    .ok()
-    .flatten()
+    }
 }
 
-/// Takes the lowest free slot index, if any.
+/// Takes the lowest free slot index for this thread, if any.
 #[cold]
 fn claim() -> Option<usize> {
     // Relaxed: a guess, validated by the fetch_or.
     let mut taken = TAKEN.load(Ordering::Relaxed);
+    let mut got = None;
     while taken != u64::MAX {
         let bit = (!taken).trailing_zeros();
         // Acquire: pairs with the Release of the index's last owner.
         taken = TAKEN.fetch_or(1 << bit, Ordering::Acquire);
         if taken & (1 << bit) == 0 {
-            return Some(bit as usize);
+            got = Some(bit);
+            break;
         }
     }
-    None
+    INDEX.with(|c| c.set(got.unwrap_or(NO_SLOT)));
+    // Register the release; a thread already tearing its thread-locals
+    // down cannot, so it gives the index straight back.
+    if got.is_some() && RELEASE.try_with(|_| ()).is_err() {
+        drop(ReleaseAtExit);
+        return None;
+    }
+    got.map(|b| b as usize)
 }
 
 impl MagbuddyAlloc {
     /// An adapter that will reserve `bytes` and allow `cpus` thread handles.
     pub const fn new(bytes: usize, cpus: usize) -> Self {
-        Self {
-            bytes,
-            cpus,
-            inner: GlobalHeap::empty()
-                .with_cpu_id(thread_slot)
-                .on_bad_free(refuse),
-        }
+        // SAFETY: `pinned` holds: a slot index belongs to one thread from its
+        // claim to its thread exit, so no other thread gets the same answer
+        // meanwhile, and a thread never changes its answer.
+        let inner = unsafe { GlobalHeap::empty().on_bad_free(refuse).pinned() };
+        Self { bytes, cpus, inner }
     }
 
     /// The heap, built on first call. `None` if the system refused the region

@@ -2,15 +2,18 @@
 //! set up later over RAM the kernel hands it.
 //!
 //! ```
-//! use magbuddy::GlobalHeap;
+//! use magbuddy::{CurrentCpu, GlobalHeap};
 //!
-//! /// Which CPU runs this call (here: a kernel would read its per-CPU area).
-//! fn this_cpu() -> Option<usize> {
-//!     Some(0)
+//! /// Which CPU runs this call (a kernel reads its per-CPU area).
+//! struct ThisCpu;
+//! impl CurrentCpu for ThisCpu {
+//!     fn current() -> Option<usize> {
+//!         Some(0)
+//!     }
 //! }
 //!
 //! // In a kernel: #[global_allocator]
-//! static HEAP: GlobalHeap = GlobalHeap::empty().with_cpu_id(this_cpu);
+//! static HEAP: GlobalHeap<ThisCpu> = GlobalHeap::empty();
 //!
 //! # let len = 16 << 20;
 //! # let layout = std::alloc::Layout::from_size_align(len, 1 << 20).unwrap();
@@ -25,8 +28,8 @@
 //! * Before [`GlobalHeap::init`], every allocation returns null (the kernel's
 //!   alloc error handler runs); afterwards [`GlobalHeap::add_region`] adds
 //!   more RAM.
-//! * Each call asks the CPU function which CPU it runs on and uses that
-//!   CPU's handle (the per-CPU magazines); `None`, an index beyond the
+//! * Each call asks [`CurrentCpu::current`] which CPU it runs on (a static
+//!   call, inlined) and uses that CPU's handle (the per-CPU magazines); `None`, an index beyond the
 //!   heap's CPUs, or a handle already in use on that CPU sends the call to
 //!   the shared path, which is always safe.
 //! * **What the kernel must guarantee: nothing, by default.** A handle is
@@ -44,14 +47,30 @@
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
 
 use crate::{FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
 
-/// Which CPU runs the current call, if the kernel knows (`None`: the shared
-/// path).
-pub type CpuFn = fn() -> Option<usize>;
+/// Which CPU runs the current call: the kernel's answer (a per-CPU
+/// variable, the APIC id mapped to a slot, ...).
+pub trait CurrentCpu {
+    /// The calling CPU's slot index (`0..cpus`), or `None` for the shared
+    /// path (early boot, a CPU without a slot).
+    fn current() -> Option<usize>;
+}
+
+/// No CPU answer: every call takes the shared path.
+#[derive(Debug)]
+pub enum NoCpu {}
+
+impl CurrentCpu for NoCpu {
+    #[inline(always)]
+    fn current() -> Option<usize> {
+        None
+    }
+}
 
 /// What a refused free does (it must not return).
 pub type BadFreeFn = fn(FreeError) -> !;
@@ -63,11 +82,11 @@ struct Slot {
     handle: UnsafeCell<Option<Handle<'static>>>,
 }
 
-/// The static; see the module docs.
-pub struct GlobalHeap {
+/// The static; see the module docs. `C` says which CPU runs a call.
+pub struct GlobalHeap<C: CurrentCpu = NoCpu> {
     /// The heap once set up (null before).
     heap: AtomicPtr<Heap>,
-    cpu: Option<CpuFn>,
+    cpu: PhantomData<fn() -> C>,
     /// The kernel guarantees a call does not migrate (see [`Self::pinned`]).
     pinned: bool,
     bad_free: BadFreeFn,
@@ -77,13 +96,13 @@ pub struct GlobalHeap {
 // SAFETY: a slot's handle is used only by the call that set its busy flag
 // (an atomic swap, or in pinned mode one CPU's program order); the heap is
 // `Sync`.
-unsafe impl Sync for GlobalHeap {}
+unsafe impl<C: CurrentCpu> Sync for GlobalHeap<C> {}
 
-impl core::fmt::Debug for GlobalHeap {
+impl<C: CurrentCpu> core::fmt::Debug for GlobalHeap<C> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("GlobalHeap")
             .field("set_up", &self.heap().is_some())
-            .field("per_cpu", &self.cpu.is_some())
+            .field("cpu", &core::any::type_name::<C>())
             .field("pinned", &self.pinned)
             .finish()
     }
@@ -95,13 +114,13 @@ fn panic_on_bad_free(e: FreeError) -> ! {
     crate::error::free_failed(e)
 }
 
-impl GlobalHeap {
-    /// A static with no memory yet and no CPU function: once set up, every
-    /// call takes the shared path.
+impl<C: CurrentCpu> GlobalHeap<C> {
+    /// A static with no memory yet; once set up, calls use the handle of the
+    /// CPU `C` names (`GlobalHeap<NoCpu>`, the default: the shared path).
     pub const fn empty() -> Self {
         Self {
             heap: AtomicPtr::new(ptr::null_mut()),
-            cpu: None,
+            cpu: PhantomData,
             pinned: false,
             bad_free: panic_on_bad_free,
             slots: [const {
@@ -113,19 +132,12 @@ impl GlobalHeap {
         }
     }
 
-    /// Uses per-CPU handles, picked by `cpu` on every call.
-    pub const fn with_cpu_id(mut self, cpu: CpuFn) -> Self {
-        self.cpu = Some(cpu);
-        self
-    }
-
     /// Takes a CPU's handle with a plain load and store instead of an atomic
     /// swap.
     ///
     /// # Safety
-    /// From the CPU function's answer to the end of the call, the call runs
-    /// on that CPU (no migration), and no other CPU gets the same answer
-    /// meanwhile. Interrupt handlers on that CPU may allocate.
+    /// From `C`'s answer to the end of the call, the call runs on that CPU
+    /// (no migration), and no other CPU gets the same answer meanwhile. Interrupt handlers on that CPU may allocate.
     pub const unsafe fn pinned(mut self) -> Self {
         self.pinned = true;
         self
@@ -189,7 +201,7 @@ impl GlobalHeap {
         heap: &'static Heap,
         f: impl FnOnce(&mut Handle<'static>) -> R,
     ) -> Option<R> {
-        let cpu = (self.cpu?)()?;
+        let cpu = C::current()?;
         let slot = self.slots.get(cpu)?;
         if !self.enter(slot) {
             return None;
@@ -240,7 +252,7 @@ impl GlobalHeap {
 // SAFETY: blocks are aligned to 2^ceil(log2 size) of the requested size,
 // rounded up to the alignment, so they satisfy the layout; frees go back to
 // the heap they came from; nothing unwinds unless the bad-free handler does.
-unsafe impl GlobalAlloc for GlobalHeap {
+unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let Some(heap) = self.heap() else {

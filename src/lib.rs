@@ -50,9 +50,9 @@ pub mod testing;
 pub use buddy::Geometry;
 pub use error::{FreeError, InitError};
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
-pub use global::MagbuddyAlloc;
+pub use global::{MagbuddyAlloc, ThreadSlot};
 #[cfg(not(any(loom, shuttle)))]
-pub use global_heap::{BadFreeFn, CpuFn, GlobalHeap};
+pub use global_heap::{BadFreeFn, CurrentCpu, GlobalHeap, NoCpu};
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
 pub use magazine::MAG_ROUNDS;
 pub use slab::{MAX_SMALL, SMALL_CLASSES};

@@ -9,7 +9,7 @@ use std::alloc::{GlobalAlloc, Layout};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
-use magbuddy::{FreeError, GlobalHeap, HeapConfig, InitError};
+use magbuddy::{CurrentCpu, FreeError, GlobalHeap, HeapConfig, InitError, NoCpu};
 
 /// Caller-owned RAM for one heap, never given back (as a kernel's).
 fn ram(len: usize) -> *mut u8 {
@@ -20,14 +20,18 @@ fn ram(len: usize) -> *mut u8 {
     p
 }
 
-fn always_cpu0() -> Option<usize> {
-    Some(0)
+/// Every caller is CPU 0.
+struct Cpu0;
+impl CurrentCpu for Cpu0 {
+    fn current() -> Option<usize> {
+        Some(0)
+    }
 }
 
 /// Allocates, fills with a pattern of `tag`, checks it and frees, `rounds`
 /// times over `live` blocks of mixed sizes: a block handed to two callers
 /// at once shows up as a pattern that is not the owner's.
-fn churn(heap: &GlobalHeap, tag: u8, rounds: usize) {
+fn churn<C: CurrentCpu>(heap: &GlobalHeap<C>, tag: u8, rounds: usize) {
     let sizes = [8usize, 24, 64, 200, 1000, 4096, 9000, 40000];
     let mut live: Vec<(*mut u8, Layout)> = Vec::new();
     for i in 0..rounds {
@@ -58,7 +62,7 @@ fn churn(heap: &GlobalHeap, tag: u8, rounds: usize) {
 
 #[test]
 fn before_init_every_allocation_fails_and_init_twice_is_refused() {
-    static H: GlobalHeap = GlobalHeap::empty().with_cpu_id(always_cpu0);
+    static H: GlobalHeap<Cpu0> = GlobalHeap::empty();
     let l = Layout::new::<u64>();
     // SAFETY: non-zero size.
     assert!(unsafe { H.alloc(l) }.is_null());
@@ -89,7 +93,7 @@ fn a_cpu_function_that_names_one_cpu_for_every_thread_shares_no_handle() {
     // Four threads all claim to be CPU 0 (a kernel that forgot to pin, or
     // a migration mid-call): one at a time gets the handle, the others the
     // shared path; no block is handed out twice.
-    static H: GlobalHeap = GlobalHeap::empty().with_cpu_id(always_cpu0);
+    static H: GlobalHeap<Cpu0> = GlobalHeap::empty();
     let len = 64 << 20;
     // SAFETY: fresh memory, the heap's for good.
     let heap = unsafe { H.init(ram(len), len, HeapConfig::new(2)) }.unwrap();
@@ -119,6 +123,13 @@ static NESTED: AtomicUsize = AtomicUsize::new(0);
 /// answers (a call nested in a call, before the outer one holds a handle;
 /// a nested call while the handle is held is the race of the test above,
 /// and the kernel demo's timer ticks allocate on the interrupted CPU).
+struct Interrupting;
+impl CurrentCpu for Interrupting {
+    fn current() -> Option<usize> {
+        interrupting_cpu()
+    }
+}
+
 fn interrupting_cpu() -> Option<usize> {
     let cpu = CPU.with(Cell::get);
     if NESTED.fetch_add(1, Relaxed) % 3 == 0 {
@@ -134,7 +145,7 @@ fn interrupting_cpu() -> Option<usize> {
     cpu
 }
 
-static INTR: GlobalHeap = GlobalHeap::empty().with_cpu_id(interrupting_cpu);
+static INTR: GlobalHeap<Interrupting> = GlobalHeap::empty();
 
 #[test]
 fn calls_nested_in_the_cpu_function_are_served() {
@@ -154,31 +165,41 @@ fn calls_nested_in_the_cpu_function_are_served() {
     assert!(NESTED.load(Relaxed) > 0);
 }
 
-fn beyond_the_heap() -> Option<usize> {
-    Some(63)
+/// A CPU index the heap has no slot for.
+struct Cpu63;
+impl CurrentCpu for Cpu63 {
+    fn current() -> Option<usize> {
+        Some(63)
+    }
 }
 
 #[test]
 fn cpus_beyond_the_heap_and_none_use_the_shared_path() {
-    static FAR: GlobalHeap = GlobalHeap::empty().with_cpu_id(beyond_the_heap);
-    static NONE: GlobalHeap = GlobalHeap::empty();
-    for h in [&FAR, &NONE] {
-        let len = 8 << 20;
-        // SAFETY: fresh memory, the heap's for good.
-        let heap = unsafe { h.init(ram(len), len, HeapConfig::new(2)) }.unwrap();
-        churn(h, 30, 3000);
-        heap.validate().unwrap();
-        assert!(heap.shared_stats().allocs > 0, "{:?}", heap.shared_stats());
-    }
+    static FAR: GlobalHeap<Cpu63> = GlobalHeap::empty();
+    static NONE: GlobalHeap<NoCpu> = GlobalHeap::empty();
+    let len = 8 << 20;
+    // SAFETY: fresh memory, the heap's for good.
+    let heap = unsafe { FAR.init(ram(len), len, HeapConfig::new(2)) }.unwrap();
+    churn(&FAR, 30, 3000);
+    heap.validate().unwrap();
+    assert!(heap.shared_stats().allocs > 0, "{:?}", heap.shared_stats());
+    // SAFETY: as above.
+    let heap = unsafe { NONE.init(ram(len), len, HeapConfig::new(2)) }.unwrap();
+    churn(&NONE, 31, 3000);
+    heap.validate().unwrap();
+    assert!(heap.shared_stats().allocs > 0, "{:?}", heap.shared_stats());
 }
 
 #[test]
 fn pinned_mode_serves_one_thread_per_cpu() {
-    fn cpu() -> Option<usize> {
-        CPU.with(Cell::get)
+    struct Own;
+    impl CurrentCpu for Own {
+        fn current() -> Option<usize> {
+            CPU.with(Cell::get)
+        }
     }
     // SAFETY: each test thread below names its own CPU and nobody else's.
-    static P: GlobalHeap = unsafe { GlobalHeap::empty().with_cpu_id(cpu).pinned() };
+    static P: GlobalHeap<Own> = unsafe { GlobalHeap::empty().pinned() };
     let len = 32 << 20;
     // SAFETY: fresh memory, the heap's for good.
     let heap = unsafe { P.init(ram(len), len, HeapConfig::new(2)) }.unwrap();
@@ -199,9 +220,7 @@ fn a_refused_free_reaches_the_handler_with_its_error() {
     fn handler(e: FreeError) -> ! {
         std::panic::panic_any(e)
     }
-    static H: GlobalHeap = GlobalHeap::empty()
-        .with_cpu_id(always_cpu0)
-        .on_bad_free(handler);
+    static H: GlobalHeap<Cpu0> = GlobalHeap::empty().on_bad_free(handler);
     let l = Layout::from_size_align(64, 8).unwrap();
     let mut x = 0u64;
     let foreign = &mut x as *mut u64 as *mut u8;
