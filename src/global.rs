@@ -20,6 +20,11 @@
 //!   that takes the index (`reclaim` drains it like any idle CPU's). Threads
 //!   beyond `cpus`, and code running while thread-locals are torn down,
 //!   use the shared path.
+//! * When the heap runs out, the OOM hook reserves one more region from the
+//!   system, as large as all regions so far and large enough for the
+//!   request, up to [`crate::MAX_REGIONS`] regions (the heap doubles each
+//!   time, so 16 regions reach 2^15 times the first); after that an
+//!   allocation that finds no memory fails (Rust's alloc error handler).
 //! * A free of a pointer the heap refuses writes the error to stderr and
 //!   aborts: a global allocator must not unwind.
 
@@ -27,7 +32,7 @@ extern crate std;
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::alloc::System;
 
 use crate::{CurrentCpu, FreeError, GlobalHeap, Heap, HeapConfig, InitError, MAX_CPUS};
@@ -41,6 +46,8 @@ pub struct MagbuddyAlloc {
     bytes: usize,
     cpus: usize,
     inner: GlobalHeap<ThreadSlot>,
+    /// The heap refused the configuration: reported once, not built again.
+    refused: AtomicBool,
 }
 
 /// Slot indices held by live threads, one bit each (process-wide: a thread's
@@ -120,8 +127,18 @@ impl MagbuddyAlloc {
         // SAFETY: `pinned` holds: a slot index belongs to one thread from its
         // claim to its thread exit, so no other thread gets the same answer
         // meanwhile, and a thread never changes its answer.
-        let inner = unsafe { GlobalHeap::empty().on_bad_free(refuse).pinned() };
-        Self { bytes, cpus, inner }
+        let inner = unsafe {
+            GlobalHeap::empty()
+                .on_bad_free(refuse)
+                .on_oom(grow)
+                .pinned()
+        };
+        Self {
+            bytes,
+            cpus,
+            inner,
+            refused: AtomicBool::new(false),
+        }
     }
 
     /// The heap, built on first call. `None` if the system refused the region
@@ -132,9 +149,15 @@ impl MagbuddyAlloc {
 
     #[cold]
     fn build(&self) -> Option<&'static Heap> {
+        // Relaxed: a flag that only stops repeated attempts.
+        if self.refused.load(Ordering::Relaxed) {
+            return None;
+        }
         let layout = Layout::from_size_align(self.bytes, REGION_ALIGN).ok()?;
         if layout.size() == 0 {
-            report(InitError::TooSmall { len: 0, min: 1 });
+            if !self.refused.swap(true, Ordering::Relaxed) {
+                report(InitError::TooSmall { len: 0, min: 1 });
+            }
             return None;
         }
         // SAFETY: non-zero size.
@@ -152,11 +175,64 @@ impl MagbuddyAlloc {
                 // SAFETY: allocated above with this layout; no heap uses it
                 // (ours was not published).
                 unsafe { System.dealloc(region, layout) };
-                if e != InitError::AlreadyInitialized {
+                // Relaxed: as above (two racing reports are harmless).
+                if e != InitError::AlreadyInitialized && !self.refused.swap(true, Ordering::Relaxed)
+                {
                     report(e);
                 }
                 self.inner.heap()
             }
+        }
+    }
+}
+
+/// The OOM hook: reserves one more region from the system, as large as all
+/// regions so far (the heap doubles) and large enough for `layout` (twice
+/// its block, aligned to it, so a block-aligned range lies past the
+/// region's metadata), and adds it. `false` once the heap holds
+/// [`crate::MAX_REGIONS`] regions or the system refuses: the allocation
+/// fails. One thread grows at a time; the others retry once it is done.
+#[cold]
+fn grow(heap: &'static Heap, layout: Layout) -> bool {
+    static GROWING: AtomicBool = AtomicBool::new(false);
+    // Acquire: the winner's new region (added before its Release below).
+    if GROWING.swap(true, Ordering::Acquire) {
+        while GROWING.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        return true;
+    }
+    let grown = add_region_for(heap, layout);
+    // Release: publishes the added region to the threads waiting above.
+    GROWING.store(false, Ordering::Release);
+    grown
+}
+
+fn add_region_for(heap: &'static Heap, layout: Layout) -> bool {
+    let block = heap.block_size(layout.size().max(layout.align()));
+    let config = HeapConfig::new(heap.cpus());
+    let Some(len) = block
+        .checked_mul(2)
+        .and_then(|b| b.checked_add(Heap::min_region_len(config)))
+        .map(|need| need.max(heap.stats().region_bytes))
+    else {
+        return false;
+    };
+    let Ok(region_layout) = Layout::from_size_align(len, block.clamp(REGION_ALIGN, 1 << 30)) else {
+        return false;
+    };
+    // SAFETY: non-zero size.
+    let region = unsafe { System.alloc(region_layout) };
+    if region.is_null() {
+        return false;
+    }
+    // SAFETY: the region is ours alone and stays the heap's for good.
+    match unsafe { heap.add_region(region, len) } {
+        Ok(()) => true,
+        Err(_) => {
+            // SAFETY: allocated above with this layout; the heap refused it.
+            unsafe { System.dealloc(region, region_layout) };
+            false
         }
     }
 }

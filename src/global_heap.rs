@@ -48,7 +48,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
-use core::ptr::{self, NonNull};
+use core::ptr;
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
 
 use crate::{FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
@@ -75,6 +75,11 @@ impl CurrentCpu for NoCpu {
 /// What a refused free does (it must not return).
 pub type BadFreeFn = fn(FreeError) -> !;
 
+/// Called when an allocation found no memory (after the heap's own reclaim):
+/// may add regions to the heap; `true` asks for a retry, `false` lets the
+/// allocation fail.
+pub type OomFn = fn(&'static Heap, Layout) -> bool;
+
 /// One CPU's handle, claimed on its first use.
 struct Slot {
     /// Set while a call uses `handle`.
@@ -90,6 +95,7 @@ pub struct GlobalHeap<C: CurrentCpu = NoCpu> {
     /// The kernel guarantees a call does not migrate (see [`Self::pinned`]).
     pinned: bool,
     bad_free: BadFreeFn,
+    oom: Option<OomFn>,
     slots: [Slot; MAX_CPUS],
 }
 
@@ -123,6 +129,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
             cpu: PhantomData,
             pinned: false,
             bad_free: panic_on_bad_free,
+            oom: None,
             slots: [const {
                 Slot {
                     busy: AtomicBool::new(false),
@@ -146,6 +153,14 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     /// Calls `f` instead of panicking when a free is refused.
     pub const fn on_bad_free(mut self, f: BadFreeFn) -> Self {
         self.bad_free = f;
+        self
+    }
+
+    /// Calls `f` when an allocation finds no memory; it may add regions
+    /// ([`Heap::add_region`]) and ask for a retry (like a kernel's "rescue"
+    /// handler that maps more RAM).
+    pub const fn on_oom(mut self, f: OomFn) -> Self {
+        self.oom = Some(f);
         self
     }
 
@@ -259,9 +274,16 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
             return ptr::null_mut();
         };
         let size = layout.size().max(layout.align());
-        self.with_handle(heap, |h| h.alloc(size))
-            .unwrap_or_else(|| heap.alloc(size))
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        loop {
+            let p = self
+                .with_handle(heap, |h| h.alloc(size))
+                .unwrap_or_else(|| heap.alloc(size));
+            match (p, self.oom) {
+                (Some(p), _) => return p.as_ptr(),
+                (None, Some(grow)) if grow(heap, layout) => continue,
+                (None, _) => return ptr::null_mut(),
+            }
+        }
     }
 
     #[inline]

@@ -52,7 +52,7 @@ pub use error::{FreeError, InitError};
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
 pub use global::{MagbuddyAlloc, ThreadSlot};
 #[cfg(not(any(loom, shuttle)))]
-pub use global_heap::{BadFreeFn, CurrentCpu, GlobalHeap, NoCpu};
+pub use global_heap::{BadFreeFn, CurrentCpu, GlobalHeap, NoCpu, OomFn};
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
 pub use magazine::MAG_ROUNDS;
 pub use slab::{MAX_SMALL, SMALL_CLASSES};
