@@ -33,12 +33,98 @@ extern crate std;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(not(unix))]
 use std::alloc::System;
 
 use crate::{CurrentCpu, FreeError, GlobalHeap, Heap, HeapConfig, InitError, MAX_CPUS};
 
 /// Alignment of the reserved region (an area, so no space is lost to it).
 const REGION_ALIGN: usize = 1 << 20;
+
+/// `alloc_zeroed` of at least this many bytes gives the block's pages back
+/// to the OS (`MADV_DONTNEED`: they read as zero, faulted in on first touch,
+/// as a fresh mapping's) instead of writing zeros (unix; glibc maps such
+/// sizes fresh too).
+const ZERO_BY_DISCARD: usize = 256 << 10;
+
+/// Reserves `layout.size()` bytes aligned to `layout.align()` for a region:
+/// a private anonymous mapping on unix (so discarded pages read as zero),
+/// else the system allocator.
+fn reserve(layout: Layout) -> *mut u8 {
+    #[cfg(unix)]
+    {
+        let len = layout.size() + layout.align();
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return core::ptr::null_mut();
+        }
+        let start = p as usize;
+        let aligned = start.next_multiple_of(layout.align());
+        let end = aligned + layout.size();
+        // SAFETY: the head and tail are ours (just mapped) and unused.
+        unsafe {
+            if aligned > start {
+                libc::munmap(p, aligned - start);
+            }
+            if start + len > end {
+                libc::munmap(end as *mut libc::c_void, start + len - end);
+            }
+        }
+        aligned as *mut u8
+    }
+    #[cfg(not(unix))]
+    // SAFETY: non-zero size (the callers check).
+    unsafe {
+        System.alloc(layout)
+    }
+}
+
+/// Gives back a region from [`reserve`] that no heap uses.
+///
+/// # Safety
+/// `p` came from `reserve(layout)` and nothing uses it.
+unsafe fn unreserve(p: *mut u8, layout: Layout) {
+    #[cfg(unix)]
+    // SAFETY: our mapping of that length (see `reserve`).
+    unsafe {
+        libc::munmap(p.cast(), layout.size());
+    }
+    #[cfg(not(unix))]
+    // SAFETY: from `System.alloc(layout)`.
+    unsafe {
+        System.dealloc(p, layout)
+    }
+}
+
+/// Zeroes a fresh block of `size` bytes at `p`: large page-aligned ones by
+/// discarding their pages (unix), others by writing.
+///
+/// # Safety
+/// `p` is a live block of at least `size` bytes from a region of [`reserve`].
+unsafe fn zero(p: *mut u8, size: usize) {
+    #[cfg(unix)]
+    if size >= ZERO_BY_DISCARD && (p as usize) % crate::PAGE_SIZE == 0 {
+        // Blocks above 16 KiB are whole pages aligned to their size, inside
+        // our private anonymous mapping: discarded pages read as zero.
+        let len = size.next_multiple_of(crate::PAGE_SIZE);
+        // SAFETY: the block's own pages, which only its owner (us) uses.
+        if unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) } == 0 {
+            return;
+        }
+    }
+    // SAFETY: the block is ours and `size` long.
+    unsafe { core::ptr::write_bytes(p, 0, size) }
+}
 
 /// The adapter; see the module docs.
 #[derive(Debug)]
@@ -160,8 +246,7 @@ impl MagbuddyAlloc {
             }
             return None;
         }
-        // SAFETY: non-zero size.
-        let region = unsafe { System.alloc(layout) };
+        let region = reserve(layout);
         if region.is_null() {
             return None;
         }
@@ -172,9 +257,9 @@ impl MagbuddyAlloc {
         } {
             Ok(heap) => Some(heap),
             Err(e) => {
-                // SAFETY: allocated above with this layout; no heap uses it
+                // SAFETY: reserved above with this layout; no heap uses it
                 // (ours was not published).
-                unsafe { System.dealloc(region, layout) };
+                unsafe { unreserve(region, layout) };
                 // Relaxed: as above (two racing reports are harmless).
                 if e != InitError::AlreadyInitialized && !self.refused.swap(true, Ordering::Relaxed)
                 {
@@ -221,8 +306,7 @@ fn add_region_for(heap: &'static Heap, layout: Layout) -> bool {
     let Ok(region_layout) = Layout::from_size_align(len, block.clamp(REGION_ALIGN, 1 << 30)) else {
         return false;
     };
-    // SAFETY: non-zero size.
-    let region = unsafe { System.alloc(region_layout) };
+    let region = reserve(region_layout);
     if region.is_null() {
         return false;
     }
@@ -230,8 +314,8 @@ fn add_region_for(heap: &'static Heap, layout: Layout) -> bool {
     match unsafe { heap.add_region(region, len) } {
         Ok(()) => true,
         Err(_) => {
-            // SAFETY: allocated above with this layout; the heap refused it.
-            unsafe { System.dealloc(region, region_layout) };
+            // SAFETY: reserved above with this layout; the heap refused it.
+            unsafe { unreserve(region, region_layout) };
             false
         }
     }
@@ -269,6 +353,17 @@ unsafe impl GlobalAlloc for MagbuddyAlloc {
         }
         // SAFETY: forwarded.
         unsafe { self.inner.alloc(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        let p = unsafe { self.alloc(layout) };
+        if !p.is_null() {
+            // SAFETY: a fresh block of at least `layout.size()` bytes.
+            unsafe { zero(p, layout.size()) };
+        }
+        p
     }
 
     #[inline]

@@ -49,6 +49,19 @@ fn a_vec_pushed_to_64_mib_and_a_200_mib_block_grow_the_heap() {
 }
 
 #[test]
+fn zeroed_blocks_read_zero_after_dirty_reuse() {
+    for size in [24usize, 1000, 20_000, 300 << 10, 5 << 20] {
+        for _ in 0..3 {
+            let dirty = vec![0xabu8; size];
+            assert_eq!(dirty[size - 1], 0xab);
+            drop(dirty);
+            let clean = vec![0u8; size];
+            assert!(clean.iter().all(|&b| b == 0), "{size} B not zero");
+        }
+    }
+}
+
+#[test]
 fn a_refused_configuration_fails_every_allocation() {
     // 65 CPUs: above MAX_CPUS, so the heap refuses (InitError::BadCpuCount).
     static BAD: MagbuddyAlloc = MagbuddyAlloc::new(64 << 20, 65);
