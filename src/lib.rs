@@ -26,6 +26,8 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(all(feature = "allocator-api2", not(any(loom, shuttle))))]
+mod allocator;
 pub mod baseline;
 pub mod buddy;
 mod cas;
