@@ -26,7 +26,7 @@ stage "format" cargo fmt --all -- --check
 stage "layers (scripts/layers.sh)" scripts/layers.sh
 clippy() {
   cargo clippy --workspace --all-targets "${P[@]}" -- -D warnings
-  cargo clippy -p magbuddy --all-targets --features checked,std "${P[@]}" -- -D warnings
+  cargo clippy -p magbuddy --all-targets --features checked,std,allocator-api2 "${P[@]}" -- -D warnings
   "${SHUTTLE[@]}" cargo clippy -p verify --all-targets "${P[@]}" -- -D warnings
   "${LOOM[@]}" cargo clippy -p verify --all-targets "${P[@]}" -- -D warnings
 }
@@ -44,7 +44,7 @@ stage "cargo build --release --workspace, then the shim from it" workspace_relea
 # Unit, integration and stress tests of every package, real threads with the
 # trace replay checker (verify-threads) included.
 stage "unit, integration and stress tests (cargo test --workspace)" \
-  cargo test --workspace "${P[@]}" --features magbuddy/std
+  cargo test --workspace "${P[@]}" --features magbuddy/std,magbuddy/allocator-api2
 stage "checked build (racing frees of an object: exactly one wins on every path)" \
   cargo test "${P[@]}" -p magbuddy --features checked,std --lib --test checked --test heap \
   --test bad_input --test soundness --test soundness_checked --test race_matrix_checked \

@@ -32,6 +32,10 @@ pub enum InitError {
         /// The fewest pages per area the heap accepts.
         min: u32,
     },
+    /// A [`crate::GlobalHeap`] that already has its heap was set up again.
+    AlreadyInitialized,
+    /// A region was added to a [`crate::GlobalHeap`] before its `init`.
+    NotInitialized,
 }
 
 impl fmt::Display for InitError {
@@ -54,6 +58,8 @@ impl fmt::Display for InitError {
                 f,
                 "geometry has areas of {area_pages} pages, fewer than a slab's {min}"
             ),
+            Self::AlreadyInitialized => write!(f, "the global heap is already set up"),
+            Self::NotInitialized => write!(f, "the global heap is not set up yet"),
         }
     }
 }

@@ -1,191 +1,380 @@
-//! A `GlobalAlloc` adapter (feature `std`): the heap over a region reserved
-//! from the system on first use, with one handle per thread.
+//! The `std` wrapper of [`GlobalHeap`] (feature `std`): the heap over a
+//! region reserved from the system on first use, with a handle per thread.
 //!
-//! ```ignore
+//! ```
 //! #[global_allocator]
 //! static A: magbuddy::MagbuddyAlloc = magbuddy::MagbuddyAlloc::new(1 << 30, 64);
+//! # fn main() { let v = vec![1u8; 100]; assert_eq!(v.len(), 100); }
 //! ```
 //!
 //! * The region (`bytes`, any size the system lets you reserve; the OS maps
 //!   it lazily) is reserved by the first allocation. Racing first
 //!   allocations each build a heap and one wins with a CAS; the losers give
-//!   their regions back, so nobody waits.
-//! * Each thread claims a handle on first use and releases it at thread exit
-//!   (its thread-local destructor), which flushes its caches. Threads beyond
-//!   `cpus`, and code running while thread-locals are torn down, use the
-//!   shared path.
+//!   their regions back, so nobody waits. A configuration the heap refuses
+//!   is reported on stderr, and every allocation then fails.
+//! * The CPU function of the inner [`GlobalHeap`] is the thread's slot: each
+//!   thread takes the lowest free slot index on first use (one
+//!   `fetch_or` on a process-wide bitmap) and gives it back at thread exit
+//!   (so the heap runs `pinned`: an index is one thread's at a time);
+//!   the slot's handle, with what its caches hold, serves the next thread
+//!   that takes the index (`reclaim` drains it like any idle CPU's). Threads
+//!   beyond `cpus`, and code running while thread-locals are torn down,
+//!   use the shared path.
+//! * When the heap runs out, the OOM hook reserves one more region from the
+//!   system, as large as all regions so far and large enough for the
+//!   request, up to [`crate::MAX_REGIONS`] regions (the heap doubles each
+//!   time, so 16 regions reach 2^15 times the first); after that an
+//!   allocation that finds no memory fails (Rust's alloc error handler).
 //! * A free of a pointer the heap refuses writes the error to stderr and
 //!   aborts: a global allocator must not unwind.
 
 extern crate std;
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::RefCell;
-use core::ptr::{self, NonNull};
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+#[cfg(not(unix))]
 use std::alloc::System;
 
-use crate::sync::{AtomicUsize, Ordering};
-use crate::{FreeError, Handle, Heap, HeapConfig};
+use crate::{CurrentCpu, FreeError, GlobalHeap, Heap, HeapConfig, InitError, MAX_CPUS};
 
 /// Alignment of the reserved region (an area, so no space is lost to it).
 const REGION_ALIGN: usize = 1 << 20;
 
+/// `alloc_zeroed` of at least this many bytes gives the block's pages back
+/// to the OS (`MADV_DONTNEED`: they read as zero, faulted in on first touch,
+/// as a fresh mapping's) instead of writing zeros (unix; glibc maps such
+/// sizes fresh too).
+const ZERO_BY_DISCARD: usize = 256 << 10;
+
+/// Reserves `layout.size()` bytes aligned to `layout.align()` for a region:
+/// a private anonymous mapping on unix (so discarded pages read as zero),
+/// else the system allocator.
+fn reserve(layout: Layout) -> *mut u8 {
+    #[cfg(unix)]
+    {
+        let len = layout.size() + layout.align();
+        // SAFETY: a fresh private anonymous mapping; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return core::ptr::null_mut();
+        }
+        let start = p as usize;
+        let aligned = start.next_multiple_of(layout.align());
+        let end = aligned + layout.size();
+        // SAFETY: the head and tail are ours (just mapped) and unused.
+        unsafe {
+            if aligned > start {
+                libc::munmap(p, aligned - start);
+            }
+            if start + len > end {
+                libc::munmap(end as *mut libc::c_void, start + len - end);
+            }
+        }
+        aligned as *mut u8
+    }
+    #[cfg(not(unix))]
+    // SAFETY: non-zero size (the callers check).
+    unsafe {
+        System.alloc(layout)
+    }
+}
+
+/// Gives back a region from [`reserve`] that no heap uses.
+///
+/// # Safety
+/// `p` came from `reserve(layout)` and nothing uses it.
+unsafe fn unreserve(p: *mut u8, layout: Layout) {
+    #[cfg(unix)]
+    // SAFETY: our mapping of that length (see `reserve`).
+    unsafe {
+        libc::munmap(p.cast(), layout.size());
+    }
+    #[cfg(not(unix))]
+    // SAFETY: from `System.alloc(layout)`.
+    unsafe {
+        System.dealloc(p, layout)
+    }
+}
+
+/// Zeroes a fresh block of `size` bytes at `p`: large page-aligned ones by
+/// discarding their pages (unix), others by writing.
+///
+/// # Safety
+/// `p` is a live block of at least `size` bytes from a region of [`reserve`].
+unsafe fn zero(p: *mut u8, size: usize) {
+    #[cfg(unix)]
+    if size >= ZERO_BY_DISCARD && (p as usize) % crate::PAGE_SIZE == 0 {
+        // Blocks above 16 KiB are whole pages aligned to their size, inside
+        // our private anonymous mapping: discarded pages read as zero.
+        let len = size.next_multiple_of(crate::PAGE_SIZE);
+        // SAFETY: the block's own pages, which only its owner (us) uses.
+        if unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) } == 0 {
+            return;
+        }
+    }
+    // SAFETY: the block is ours and `size` long.
+    unsafe { core::ptr::write_bytes(p, 0, size) }
+}
+
 /// The adapter; see the module docs.
+#[derive(Debug)]
 pub struct MagbuddyAlloc {
     bytes: usize,
     cpus: usize,
-    /// Address of the heap once built (0 before).
-    heap: AtomicUsize,
+    inner: GlobalHeap<ThreadSlot>,
+    /// The heap refused the configuration: reported once, not built again.
+    refused: AtomicBool,
 }
 
+/// Slot indices held by live threads, one bit each (process-wide: a thread's
+/// index serves every `MagbuddyAlloc`).
+static TAKEN: AtomicU64 = AtomicU64::new(0);
+
+const UNCLAIMED: u32 = u32::MAX;
+const NO_SLOT: u32 = u32::MAX - 1;
+
 std::thread_local! {
-    /// This thread's handle, with the address of the heap it belongs to.
-    static LOCAL: RefCell<Option<(usize, Handle<'static>)>> = const { RefCell::new(None) };
+    /// This thread's slot index (or `UNCLAIMED` / `NO_SLOT`). No destructor,
+    /// so reading it needs no "still alive?" check and works while other
+    /// thread-locals are torn down.
+    static INDEX: Cell<u32> = const { Cell::new(UNCLAIMED) };
+    /// Registered at the claim; its destructor gives the index back.
+    static RELEASE: ReleaseAtExit = const { ReleaseAtExit };
+}
+
+/// Gives the thread's index back at thread exit; later calls of the thread
+/// (other thread-locals' destructors) take the shared path.
+struct ReleaseAtExit;
+
+impl Drop for ReleaseAtExit {
+    fn drop(&mut self) {
+        let i = INDEX.with(|c| c.replace(NO_SLOT));
+        if (i as usize) < MAX_CPUS {
+            // Release: the next thread to take the index (Acquire in
+            // `claim`) sees the handle as this thread left it.
+            TAKEN.fetch_and(!(1 << i), Ordering::Release);
+        }
+    }
+}
+
+/// The CPU answer of [`MagbuddyAlloc`]: this thread's slot index.
+#[derive(Debug)]
+pub enum ThreadSlot {}
+
+impl CurrentCpu for ThreadSlot {
+    #[inline(always)]
+    fn current() -> Option<usize> {
+        match INDEX.with(Cell::get) {
+            UNCLAIMED => claim(),
+            NO_SLOT => None,
+            i => Some(i as usize),
+        }
+    }
+}
+
+/// Takes the lowest free slot index for this thread, if any.
+#[cold]
+fn claim() -> Option<usize> {
+    // Relaxed: a guess, validated by the fetch_or.
+    let mut taken = TAKEN.load(Ordering::Relaxed);
+    let mut got = None;
+    while taken != u64::MAX {
+        let bit = (!taken).trailing_zeros();
+        // Acquire: pairs with the Release of the index's last owner.
+        taken = TAKEN.fetch_or(1 << bit, Ordering::Acquire);
+        if taken & (1 << bit) == 0 {
+            got = Some(bit);
+            break;
+        }
+    }
+    INDEX.with(|c| c.set(got.unwrap_or(NO_SLOT)));
+    // Register the release; a thread already tearing its thread-locals
+    // down cannot, so it gives the index straight back.
+    if got.is_some() && RELEASE.try_with(|_| ()).is_err() {
+        drop(ReleaseAtExit);
+        return None;
+    }
+    got.map(|b| b as usize)
 }
 
 impl MagbuddyAlloc {
     /// An adapter that will reserve `bytes` and allow `cpus` thread handles.
     pub const fn new(bytes: usize, cpus: usize) -> Self {
+        // SAFETY: `pinned` holds: a slot index belongs to one thread from its
+        // claim to its thread exit, so no other thread gets the same answer
+        // meanwhile, and a thread never changes its answer.
+        let inner = unsafe {
+            GlobalHeap::empty()
+                .on_bad_free(refuse)
+                .on_oom(grow)
+                .pinned()
+        };
         Self {
             bytes,
             cpus,
-            heap: AtomicUsize::new(0),
+            inner,
+            refused: AtomicBool::new(false),
         }
     }
 
-    /// The heap, built on first call. `None` if the system refused the region.
+    /// The heap, built on first call. `None` if the system refused the region
+    /// or the heap refused the configuration (reported on stderr).
     pub fn heap(&self) -> Option<&'static Heap> {
-        // Acquire: pairs with the AcqRel CAS that published the heap.
-        let addr = self.heap.load(Ordering::Acquire);
-        if addr != 0 {
-            // SAFETY: a published heap lives for the rest of the program.
-            return Some(unsafe { &*(addr as *const Heap) });
-        }
-        self.build()
+        self.inner.heap().or_else(|| self.build())
     }
 
     #[cold]
     fn build(&self) -> Option<&'static Heap> {
+        // Relaxed: a flag that only stops repeated attempts.
+        if self.refused.load(Ordering::Relaxed) {
+            return None;
+        }
         let layout = Layout::from_size_align(self.bytes, REGION_ALIGN).ok()?;
-        // SAFETY: non-zero size (a zero-sized region fails in init below).
-        let region = unsafe { System.alloc(layout) };
+        if layout.size() == 0 {
+            if !self.refused.swap(true, Ordering::Relaxed) {
+                report(InitError::TooSmall { len: 0, min: 1 });
+            }
+            return None;
+        }
+        let region = reserve(layout);
         if region.is_null() {
             return None;
         }
-        // SAFETY: the region is ours alone and never given back while used.
-        let heap = match unsafe { Heap::init_with(region, self.bytes, HeapConfig::new(self.cpus)) }
-        {
-            Ok(h) => h,
-            Err(_) => {
-                // SAFETY: allocated above with this layout.
-                unsafe { System.dealloc(region, layout) };
-                return None;
-            }
-        };
-        let mine = heap as *const Heap as usize;
-        // AcqRel: Release publishes the heap's metadata; Acquire on failure
-        // reads the winner's.
-        match self
-            .heap
-            .compare_exchange(0, mine, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => Some(heap),
-            Err(winner) => {
-                // SAFETY: our heap was never published; its region is ours.
-                unsafe { System.dealloc(region, layout) };
-                // SAFETY: as in `heap`.
-                Some(unsafe { &*(winner as *const Heap) })
+        // SAFETY: the region is ours alone and never given back once used.
+        match unsafe {
+            self.inner
+                .init(region, self.bytes, HeapConfig::new(self.cpus))
+        } {
+            Ok(heap) => Some(heap),
+            Err(e) => {
+                // SAFETY: reserved above with this layout; no heap uses it
+                // (ours was not published).
+                unsafe { unreserve(region, layout) };
+                // Relaxed: as above (two racing reports are harmless).
+                if e != InitError::AlreadyInitialized && !self.refused.swap(true, Ordering::Relaxed)
+                {
+                    report(e);
+                }
+                self.inner.heap()
             }
         }
     }
+}
 
-    /// Runs `f` with this thread's handle, claiming one on first use; `None`
-    /// when no handle can be used (all taken, thread-locals being torn
-    /// down, or a re-entrant call).
-    fn with_handle<R>(
-        &self,
-        heap: &'static Heap,
-        f: impl FnOnce(&mut Handle<'static>) -> R,
-    ) -> Option<R> {
-        let key = heap as *const Heap as usize;
-        LOCAL
-            .try_with(|cell| {
-                let mut slot = cell.try_borrow_mut().ok()?;
-                if slot.is_none() {
-                    *slot = Some((key, heap.handle()?));
-                }
-                match slot.as_mut() {
-                    Some((k, h)) if *k == key => Some(f(h)),
-                    _ => None,
-                }
-            })
-            .ok()
-            .flatten()
+/// The OOM hook: reserves one more region from the system, as large as all
+/// regions so far (the heap doubles) and large enough for `layout` (twice
+/// its block, aligned to it, so a block-aligned range lies past the
+/// region's metadata), and adds it. `false` once the heap holds
+/// [`crate::MAX_REGIONS`] regions or the system refuses: the allocation
+/// fails. One thread grows at a time; the others retry once it is done.
+#[cold]
+fn grow(heap: &'static Heap, layout: Layout) -> bool {
+    static GROWING: AtomicBool = AtomicBool::new(false);
+    // Acquire: the winner's new region (added before its Release below).
+    if GROWING.swap(true, Ordering::Acquire) {
+        while GROWING.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        return true;
     }
+    let grown = add_region_for(heap, layout);
+    // Release: publishes the added region to the threads waiting above.
+    GROWING.store(false, Ordering::Release);
+    grown
+}
+
+fn add_region_for(heap: &'static Heap, layout: Layout) -> bool {
+    let block = heap.block_size(layout.size().max(layout.align()));
+    let config = HeapConfig::new(heap.cpus());
+    let Some(len) = block
+        .checked_mul(2)
+        .and_then(|b| b.checked_add(Heap::min_region_len(config)))
+        .map(|need| need.max(heap.stats().region_bytes))
+    else {
+        return false;
+    };
+    let Ok(region_layout) = Layout::from_size_align(len, block.clamp(REGION_ALIGN, 1 << 30)) else {
+        return false;
+    };
+    let region = reserve(region_layout);
+    if region.is_null() {
+        return false;
+    }
+    // SAFETY: the region is ours alone and stays the heap's for good.
+    match unsafe { heap.add_region(region, len) } {
+        Ok(()) => true,
+        Err(_) => {
+            // SAFETY: reserved above with this layout; the heap refused it.
+            unsafe { unreserve(region, region_layout) };
+            false
+        }
+    }
+}
+
+/// Writes `msg` to stderr without allocating.
+fn write_stderr(msg: core::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut buf = [0u8; 200];
+    let mut w = &mut buf[..];
+    let _ = w.write_fmt(msg);
+    let n = 200 - w.len();
+    let _ = std::io::stderr().write_all(&buf[..n]);
+}
+
+/// Reports a refused configuration (once per failed build).
+#[cold]
+fn report(e: InitError) {
+    write_stderr(format_args!("magbuddy: cannot set up the heap: {e}\n"));
 }
 
 /// Writes `e` to stderr and aborts (no unwinding out of an allocator).
 #[cold]
 fn refuse(e: FreeError) -> ! {
-    use std::io::Write;
-    let mut buf = [0u8; 160];
-    let mut w = &mut buf[..];
-    let _ = writeln!(w, "magbuddy: {e}");
-    let n = 160 - w.len();
-    let _ = std::io::stderr().write_all(&buf[..n]);
+    write_stderr(format_args!("magbuddy: {e}\n"));
     std::process::abort()
 }
 
-// SAFETY: blocks are aligned to 2^ceil(log2 size) of the requested size,
-// rounded up to the alignment, so they satisfy the layout; frees go back to
-// the heap they came from; nothing unwinds.
+// SAFETY: forwards to `GlobalHeap`, whose blocks satisfy the layouts.
 unsafe impl GlobalAlloc for MagbuddyAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let Some(heap) = self.heap() else {
-            return ptr::null_mut();
-        };
-        let size = layout.size().max(layout.align());
-        self.with_handle(heap, |h| h.alloc(size))
-            .unwrap_or_else(|| heap.alloc(size))
-            .map_or(ptr::null_mut(), NonNull::as_ptr)
+        if self.heap().is_none() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: forwarded.
+        unsafe { self.inner.alloc(layout) }
     }
 
     #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
-        let Some(heap) = self.heap() else { return };
-        // SAFETY: `p` came from `alloc` (GlobalAlloc's contract).
-        let r = self
-            .with_handle(heap, |h| unsafe { h.try_free(p) })
-            .unwrap_or_else(|| {
-                // SAFETY: as above.
-                unsafe { heap.try_free(p) }
-            });
-        if let Err(e) = r {
-            refuse(e);
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        let p = unsafe { self.alloc(layout) };
+        if !p.is_null() {
+            // SAFETY: a fresh block of at least `layout.size()` bytes.
+            unsafe { zero(p, layout.size()) };
         }
+        p
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: forwarded (`p` came from `alloc`, so the heap exists).
+        unsafe { self.inner.dealloc(p, layout) }
     }
 
     #[inline]
     unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let Some(heap) = self.heap() else {
-            return ptr::null_mut();
-        };
-        // In place when the block already has room (same rounded size).
-        let old = layout.size().max(layout.align());
-        let new = new_size.max(layout.align());
-        if heap.block_size(old) == heap.block_size(new) {
-            return p;
-        }
-        // SAFETY: GlobalAlloc's contract for `realloc`.
-        let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
-        if !q.is_null() {
-            // SAFETY: both blocks are valid for the smaller size and distinct.
-            unsafe {
-                ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
-                self.dealloc(p, layout);
-            }
-        }
-        q
+        // SAFETY: forwarded.
+        unsafe { self.inner.realloc(p, layout, new_size) }
     }
 }

@@ -17,7 +17,8 @@
 //!   shared at the bottom: sync (the std/loom/shuttle facade), cas, stack
 //!   (tagged index stack), cpu (CpuId), mutant and probe (hooks for the
 //!   suites), error, limits (PAGE_SIZE, MAX_CPUS, ...)
-//!   testing (views for verify/ and the tests), global (GlobalAlloc) on top
+//!   testing (views for verify/ and the tests); global_heap (the no_std
+//!   `#[global_allocator]` static) and global (its std wrapper) on top
 //!   baseline::SpinHeap: the seed's slab + buddy design under one spinlock
 //! ```
 #![no_std]
@@ -26,6 +27,8 @@
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
+#[cfg(all(feature = "allocator-api2", not(any(loom, shuttle))))]
+mod allocator;
 pub mod baseline;
 pub mod buddy;
 mod cas;
@@ -33,6 +36,8 @@ mod cpu;
 mod error;
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
 mod global;
+#[cfg(not(any(loom, shuttle)))]
+mod global_heap;
 mod heap;
 mod limits;
 mod magazine;
@@ -50,7 +55,9 @@ pub mod testing;
 pub use buddy::Geometry;
 pub use error::{FreeError, InitError};
 #[cfg(all(feature = "std", not(any(loom, shuttle))))]
-pub use global::MagbuddyAlloc;
+pub use global::{MagbuddyAlloc, ThreadSlot};
+#[cfg(not(any(loom, shuttle)))]
+pub use global_heap::{BadFreeFn, CurrentCpu, GlobalHeap, NoCpu, OomFn};
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
 pub use limits::{MAX_CPUS, MAX_REGIONS, PAGE_SHIFT, PAGE_SIZE};
 pub use magazine::MAG_ROUNDS;

@@ -405,6 +405,12 @@ impl Heap {
         self.table.iter()
     }
 
+    /// Whether `p` lies in one of the heap's regions (metadata included):
+    /// which allocator to hand a pointer to when several serve a program.
+    pub fn contains(&self, p: *const u8) -> bool {
+        self.region_of(p as usize).is_some()
+    }
+
     /// The region holding `addr` (see [`RegionTable::of`]).
     #[inline]
     pub(crate) fn region_of(&self, addr: usize) -> Option<&Region> {

@@ -1,0 +1,326 @@
+//! A `#[global_allocator]` for `no_std` kernels: a `const` static that is
+//! set up later over RAM the kernel hands it.
+//!
+//! ```
+//! use magbuddy::{CurrentCpu, GlobalHeap};
+//!
+//! /// Which CPU runs this call (a kernel reads its per-CPU area).
+//! struct ThisCpu;
+//! impl CurrentCpu for ThisCpu {
+//!     fn current() -> Option<usize> {
+//!         Some(0)
+//!     }
+//! }
+//!
+//! // In a kernel: #[global_allocator]
+//! static HEAP: GlobalHeap<ThisCpu> = GlobalHeap::empty();
+//!
+//! # let len = 16 << 20;
+//! # let layout = std::alloc::Layout::from_size_align(len, 1 << 20).unwrap();
+//! # let ram = unsafe { std::alloc::alloc(layout) };
+//! // Once memory is known (early boot): `ram` must stay the heap's for good.
+//! unsafe { HEAP.init(ram, len, magbuddy::HeapConfig::new(4)) }.unwrap();
+//! let p = unsafe { core::alloc::GlobalAlloc::alloc(&HEAP, core::alloc::Layout::new::<u64>()) };
+//! assert!(!p.is_null());
+//! unsafe { core::alloc::GlobalAlloc::dealloc(&HEAP, p, core::alloc::Layout::new::<u64>()) };
+//! ```
+//!
+//! * Before [`GlobalHeap::init`], every allocation returns null (the kernel's
+//!   alloc error handler runs); afterwards [`GlobalHeap::add_region`] adds
+//!   more RAM.
+//! * Each call asks [`CurrentCpu::current`] which CPU it runs on (a static
+//!   call, inlined) and uses that CPU's handle (the per-CPU magazines); `None`, an index beyond the
+//!   heap's CPUs, or a handle already in use on that CPU sends the call to
+//!   the shared path, which is always safe.
+//! * **What the kernel must guarantee: nothing, by default.** A handle is
+//!   taken with an atomic swap of its slot's busy flag (Acquire) and given
+//!   back with a Release store, so an interrupt handler that allocates
+//!   while the interrupted code holds the handle, a task that migrates
+//!   mid-call, or a CPU function that answers wrongly all end on the shared
+//!   path instead of sharing a handle. [`GlobalHeap::pinned`] trades the
+//!   swap for a plain load and store when the kernel guarantees that a call
+//!   stays on the CPU the function named (preemption off, or per-CPU
+//!   threads); interrupt handlers may still allocate.
+//! * A free the heap refuses (double free, foreign or interior pointer)
+//!   calls the bad-free handler, by default a panic: kernels' panic handlers
+//!   do not unwind (a global allocator must not).
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+use core::ptr;
+use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
+
+use crate::{FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
+
+/// Which CPU runs the current call: the kernel's answer (a per-CPU
+/// variable, the APIC id mapped to a slot, ...).
+pub trait CurrentCpu {
+    /// The calling CPU's slot index (`0..cpus`), or `None` for the shared
+    /// path (early boot, a CPU without a slot).
+    fn current() -> Option<usize>;
+}
+
+/// No CPU answer: every call takes the shared path.
+#[derive(Debug)]
+pub enum NoCpu {}
+
+impl CurrentCpu for NoCpu {
+    #[inline(always)]
+    fn current() -> Option<usize> {
+        None
+    }
+}
+
+/// What a refused free does (it must not return).
+pub type BadFreeFn = fn(FreeError) -> !;
+
+/// Called when an allocation found no memory (after the heap's own reclaim):
+/// may add regions to the heap; `true` asks for a retry, `false` lets the
+/// allocation fail.
+pub type OomFn = fn(&'static Heap, Layout) -> bool;
+
+/// One CPU's handle, claimed on its first use.
+struct Slot {
+    /// Set while a call uses `handle`.
+    busy: AtomicBool,
+    handle: UnsafeCell<Option<Handle<'static>>>,
+}
+
+/// The static; see the module docs. `C` says which CPU runs a call.
+pub struct GlobalHeap<C: CurrentCpu = NoCpu> {
+    /// The heap once set up (null before).
+    heap: AtomicPtr<Heap>,
+    cpu: PhantomData<fn() -> C>,
+    /// The kernel guarantees a call does not migrate (see [`Self::pinned`]).
+    pinned: bool,
+    bad_free: BadFreeFn,
+    oom: Option<OomFn>,
+    slots: [Slot; MAX_CPUS],
+}
+
+// SAFETY: a slot's handle is used only by the call that set its busy flag
+// (an atomic swap, or in pinned mode one CPU's program order); the heap is
+// `Sync`.
+unsafe impl<C: CurrentCpu> Sync for GlobalHeap<C> {}
+
+impl<C: CurrentCpu> core::fmt::Debug for GlobalHeap<C> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("GlobalHeap")
+            .field("set_up", &self.heap().is_some())
+            .field("cpu", &core::any::type_name::<C>())
+            .field("pinned", &self.pinned)
+            .finish()
+    }
+}
+
+#[cold]
+#[track_caller]
+fn panic_on_bad_free(e: FreeError) -> ! {
+    crate::error::free_failed(e)
+}
+
+impl<C: CurrentCpu> GlobalHeap<C> {
+    /// A static with no memory yet; once set up, calls use the handle of the
+    /// CPU `C` names (`GlobalHeap<NoCpu>`, the default: the shared path).
+    pub const fn empty() -> Self {
+        Self {
+            heap: AtomicPtr::new(ptr::null_mut()),
+            cpu: PhantomData,
+            pinned: false,
+            bad_free: panic_on_bad_free,
+            oom: None,
+            slots: [const {
+                Slot {
+                    busy: AtomicBool::new(false),
+                    handle: UnsafeCell::new(None),
+                }
+            }; MAX_CPUS],
+        }
+    }
+
+    /// Takes a CPU's handle with a plain load and store instead of an atomic
+    /// swap.
+    ///
+    /// # Safety
+    /// From `C`'s answer to the end of the call, the call runs on that CPU
+    /// (no migration), and no other CPU gets the same answer meanwhile. Interrupt handlers on that CPU may allocate.
+    pub const unsafe fn pinned(mut self) -> Self {
+        self.pinned = true;
+        self
+    }
+
+    /// Calls `f` instead of panicking when a free is refused.
+    pub const fn on_bad_free(mut self, f: BadFreeFn) -> Self {
+        self.bad_free = f;
+        self
+    }
+
+    /// Calls `f` when an allocation finds no memory; it may add regions
+    /// ([`Heap::add_region`]) and ask for a retry (like a kernel's "rescue"
+    /// handler that maps more RAM).
+    pub const fn on_oom(mut self, f: OomFn) -> Self {
+        self.oom = Some(f);
+        self
+    }
+
+    /// Sets the heap up over `[start, start + len)`.
+    ///
+    /// # Safety
+    /// The memory is valid, unused by anything else, and stays the heap's
+    /// for the rest of the program (as for [`Heap::init_with`]).
+    pub unsafe fn init(
+        &self,
+        start: *mut u8,
+        len: usize,
+        config: HeapConfig,
+    ) -> Result<&'static Heap, InitError> {
+        if self.heap().is_some() {
+            return Err(InitError::AlreadyInitialized);
+        }
+        // SAFETY: forwarded from the caller.
+        let heap: &'static Heap = unsafe { Heap::init_with(start, len, config) }?;
+        let mine = heap as *const Heap as *mut Heap;
+        // AcqRel: Release publishes the heap's metadata to every later
+        // call's Acquire load; a racing init that lost keeps its memory.
+        self.heap
+            .compare_exchange(ptr::null_mut(), mine, Ordering::AcqRel, Ordering::Acquire)
+            .map_err(|_| InitError::AlreadyInitialized)?;
+        Ok(heap)
+    }
+
+    /// Adds RAM to the heap (see [`Heap::add_region`]).
+    ///
+    /// # Safety
+    /// As for [`Self::init`].
+    pub unsafe fn add_region(&self, start: *mut u8, len: usize) -> Result<(), InitError> {
+        let heap = self.heap().ok_or(InitError::NotInitialized)?;
+        // SAFETY: forwarded from the caller.
+        unsafe { heap.add_region(start, len) }
+    }
+
+    /// The heap, once set up.
+    #[inline]
+    pub fn heap(&self) -> Option<&'static Heap> {
+        // Acquire: pairs with the Release of the CAS in `init`.
+        let p = self.heap.load(Ordering::Acquire);
+        // SAFETY: a published heap lives for the rest of the program.
+        (!p.is_null()).then(|| unsafe { &*p })
+    }
+
+    /// Runs `f` with this CPU's handle if one is free for this call, else
+    /// returns `None` (the caller takes the shared path).
+    #[inline]
+    fn with_handle<R>(
+        &self,
+        heap: &'static Heap,
+        f: impl FnOnce(&mut Handle<'static>) -> R,
+    ) -> Option<R> {
+        let cpu = C::current()?;
+        let slot = self.slots.get(cpu)?;
+        if !self.enter(slot) {
+            return None;
+        }
+        // SAFETY: the busy flag is ours until `leave`.
+        let handle = unsafe { &mut *slot.handle.get() };
+        if handle.is_none() {
+            *handle = heap.handle_for(cpu);
+        }
+        let r = handle.as_mut().map(f);
+        self.leave(slot);
+        r
+    }
+
+    /// Takes `slot` for this call.
+    #[inline(always)]
+    fn enter(&self, slot: &Slot) -> bool {
+        if self.pinned {
+            // Relaxed: only this CPU uses the slot; an interrupt handler
+            // runs to completion in between, so program order suffices
+            // (the fence keeps the compiler from moving the handle's
+            // accesses above the flag).
+            if slot.busy.load(Ordering::Relaxed) {
+                return false;
+            }
+            slot.busy.store(true, Ordering::Relaxed);
+            compiler_fence(Ordering::SeqCst);
+            true
+        } else {
+            // Acquire: the handle's state as the last user left it (its
+            // Release in `leave`), whichever CPU that ran on.
+            !slot.busy.swap(true, Ordering::Acquire)
+        }
+    }
+
+    /// Gives `slot` back.
+    #[inline(always)]
+    fn leave(&self, slot: &Slot) {
+        if self.pinned {
+            compiler_fence(Ordering::SeqCst);
+        }
+        // Release: publishes this call's changes to the handle to the next
+        // user's Acquire (pinned: a plain store, ordered by the fence).
+        slot.busy.store(false, Ordering::Release);
+    }
+}
+
+// SAFETY: blocks are aligned to 2^ceil(log2 size) of the requested size,
+// rounded up to the alignment, so they satisfy the layout; frees go back to
+// the heap they came from; nothing unwinds unless the bad-free handler does.
+unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let Some(heap) = self.heap() else {
+            return ptr::null_mut();
+        };
+        let size = layout.size().max(layout.align());
+        loop {
+            let p = self
+                .with_handle(heap, |h| h.alloc(size))
+                .unwrap_or_else(|| heap.alloc(size));
+            match (p, self.oom) {
+                (Some(p), _) => return p.as_ptr(),
+                (None, Some(grow)) if grow(heap, layout) => continue,
+                (None, _) => return ptr::null_mut(),
+            }
+        }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        let Some(heap) = self.heap() else {
+            (self.bad_free)(FreeError::Foreign(p as usize));
+        };
+        // SAFETY: `p` came from `alloc` (GlobalAlloc's contract).
+        let r = self
+            .with_handle(heap, |h| unsafe { h.try_free(p) })
+            // SAFETY: as above.
+            .unwrap_or_else(|| unsafe { heap.try_free(p) });
+        if let Err(e) = r {
+            (self.bad_free)(e);
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let Some(heap) = self.heap() else {
+            return ptr::null_mut();
+        };
+        // In place when the block already has room (same rounded size).
+        let old = layout.size().max(layout.align());
+        let new = new_size.max(layout.align());
+        if heap.block_size(old) == heap.block_size(new) {
+            return p;
+        }
+        // SAFETY: GlobalAlloc's contract for `realloc`.
+        let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+        if !q.is_null() {
+            // SAFETY: both blocks are valid for the smaller size and distinct.
+            unsafe {
+                ptr::copy_nonoverlapping(p, q, layout.size().min(new_size));
+                self.dealloc(p, layout);
+            }
+        }
+        q
+    }
+}
