@@ -233,6 +233,25 @@ impl MagbuddyAlloc {
         self.inner.heap().or_else(|| self.build())
     }
 
+    /// Sends cached memory home ([`Heap::reclaim`]) and gives the pages of
+    /// every wholly free area back to the OS ([`Heap::trim`],
+    /// `MADV_DONTNEED`: they read as zero when used again); returns the
+    /// bytes given back (0 where that is not available).
+    pub fn trim(&self) -> usize {
+        let Some(heap) = self.inner.heap() else {
+            return 0;
+        };
+        heap.reclaim();
+        #[cfg(unix)]
+        return heap.trim(|p, len| {
+            // SAFETY: the heap holds the area while we discard it; our
+            // private anonymous mapping reads as zero afterwards.
+            unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
+        });
+        #[cfg(not(unix))]
+        0
+    }
+
     #[cold]
     fn build(&self) -> Option<&'static Heap> {
         // Relaxed: a flag that only stops repeated attempts.

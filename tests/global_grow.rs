@@ -45,6 +45,9 @@ fn a_vec_pushed_to_64_mib_and_a_200_mib_block_grow_the_heap() {
     assert_eq!(sums[3], 3 * (0..20_000u64).sum::<u64>());
     drop((v, big));
     heap.validate().unwrap();
+    let back = A.trim();
+    assert!(back >= 200 << 20, "trim gave back only {back} B");
+    heap.validate().unwrap();
     println!("first region {first} B, after growth {grown} B");
 }
 

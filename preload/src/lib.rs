@@ -59,6 +59,10 @@ const REGION_ALIGN: usize = 1 << 20;
 /// rounded up to a power of two, so only pointers aligned to it qualify).
 const MADVISE_MIN: usize = 1 << 20;
 
+/// `calloc` of at least this many bytes discards the block's pages instead
+/// of writing zeros (see `calloc`).
+const CALLOC_DISCARD: usize = 256 << 10;
+
 /// Everything the shim needs, written into the first page of the mapping.
 struct Globals {
     heap: &'static Heap,
@@ -578,10 +582,20 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         return null_mut();
     };
     let p = alloc_block(total.max(1));
-    if !p.is_null() {
-        // Reused blocks hold old data.
-        // SAFETY: a fresh block of at least `total` bytes.
-        unsafe { ptr::write_bytes(p.cast::<u8>(), 0, total) };
+    if p.is_null() {
+        return p;
+    }
+    // Reused blocks hold old data. Large ones (whole pages, aligned to
+    // their size) are cleared by discarding their pages: our private
+    // anonymous mapping reads as zero again, faulted in on first touch, so
+    // `calloc(1, 1 GiB)` costs neither time nor memory until used.
+    // SAFETY: a fresh block of at least `total` bytes, ours alone.
+    unsafe {
+        if total < CALLOC_DISCARD
+            || libc::madvise(p, total.next_multiple_of(PAGE), libc::MADV_DONTNEED) != 0
+        {
+            ptr::write_bytes(p.cast::<u8>(), 0, total);
+        }
     }
     p
 }
@@ -695,14 +709,19 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
         .unwrap_or_else(|e| refused("malloc_usable_size", e))
 }
 
-/// Returns cached memory to the heap (`Heap::reclaim`); 1 as glibc does
-/// when something may have been released.
+/// Returns cached memory to the heap (`Heap::reclaim`), then the pages of
+/// every wholly free area to the OS (`Heap::trim` with `MADV_DONTNEED`);
+/// 1 if any memory went back, else 0, as glibc.
 #[no_mangle]
 pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
-    if let Some(g) = globals() {
-        g.heap.reclaim();
-    }
-    1
+    let Some(g) = globals() else { return 0 };
+    g.heap.reclaim();
+    let trimmed = g.heap.trim(|p, len| {
+        // SAFETY: the heap holds the area while we discard it; our private
+        // anonymous mapping reads as zero afterwards.
+        unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
+    });
+    c_int::from(trimmed > 0)
 }
 
 /// What `magbuddy_preload_stats` reports (see the module doc).

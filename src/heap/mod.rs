@@ -16,6 +16,7 @@ mod place;
 mod refill;
 mod shared;
 mod stats;
+mod trim;
 
 use core::mem::{align_of, size_of};
 use core::ptr::{self, NonNull};

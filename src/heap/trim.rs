@@ -1,0 +1,33 @@
+//! Giving memory back: [`Heap::trim`] hands every wholly free area to the
+//! caller while the heap holds it, so the caller can discard its pages
+//! (`MADV_DONTNEED`) without racing an allocation of them.
+
+use super::Heap;
+
+impl Heap {
+    /// Calls `release(start, len)` for every area that is wholly free, after
+    /// claiming it in the buddy tree (so no allocation can take its pages
+    /// while `release` runs), then frees it again; returns the bytes passed.
+    /// Run [`Heap::reclaim`] first to send cached memory home. An area
+    /// allocated or freed concurrently is simply skipped or not.
+    pub fn trim(&self, mut release: impl FnMut(*mut u8, usize)) -> usize {
+        let h = self.g.area_order();
+        let len = (self.g.area_pages() as usize) << crate::PAGE_SHIFT;
+        let mut trimmed = 0;
+        for reg in self.regions() {
+            for a in 0..reg.areas {
+                let area = reg.area(a);
+                // Relaxed: a hint; the claim below decides.
+                if area.load_top() != 0 || area.alloc(h).offset.is_none() {
+                    continue;
+                }
+                release(reg.addr_of(a << h) as *mut u8, len);
+                trimmed += len;
+                area.free(0, h)
+                    .map_err(drop)
+                    .expect("release of an area trim claimed");
+            }
+        }
+        trimmed
+    }
+}
