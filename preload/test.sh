@@ -20,7 +20,7 @@ THREAD_EXIT_KEYS=1 LD_PRELOAD=$SO target/preload/thread_exit
 
 # Memory comes back: malloc_trim returns free areas, calloc of 1 GiB touches
 # nothing (RSS asserted, not time).
-cc -O1 -fno-builtin -g -Wall -Wextra -o target/preload/memory_return preload/tests/memory_return.c
+cc -O1 -fno-builtin -g -Wall -Wextra -pthread -o target/preload/memory_return preload/tests/memory_return.c
 LD_PRELOAD=$SO target/preload/memory_return
 
 # A Python workload: same output with and without the shim.
