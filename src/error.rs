@@ -125,9 +125,5 @@ pub(crate) fn free_failed(e: FreeError) -> ! {
     panic!("magbuddy: {e}")
 }
 
-#[cfg(feature = "std")]
-extern crate std;
-#[cfg(feature = "std")]
-impl std::error::Error for InitError {}
-#[cfg(feature = "std")]
-impl std::error::Error for FreeError {}
+impl core::error::Error for InitError {}
+impl core::error::Error for FreeError {}

@@ -266,16 +266,26 @@ impl<'h> Handle<'h> {
         r
     }
 
-    /// Frees a block, panicking with the error's message on bad input.
+    /// Frees a block, panicking with the error's message on bad input (at
+    /// the caller's location).
     ///
     /// # Safety
     /// Same as [`Heap::try_free`].
     #[inline]
+    #[track_caller]
     pub unsafe fn free(&mut self, ptr: *mut u8) {
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { self.try_free(ptr) } {
             crate::error::free_failed(e);
         }
+    }
+}
+
+impl core::fmt::Debug for Handle<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Handle")
+            .field("cpu", &self.cpu.index())
+            .finish_non_exhaustive()
     }
 }
 

@@ -72,6 +72,16 @@ impl HeapConfig {
 /// Areas near home searched for a partly used area before anything else.
 const NEAR: usize = 64;
 
+impl core::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Heap")
+            .field("cpus", &self.cpus)
+            .field("geometry", &self.g)
+            .field("regions", &self.regions().count())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A lock-free page-level heap living inside the memory it manages.
 ///
 /// Every operation is lock-free: CAS loops retry only when another thread's
@@ -506,10 +516,12 @@ impl Heap {
         r
     }
 
-    /// Like [`Heap::try_free`] but panics with the error's message.
+    /// Like [`Heap::try_free`] but panics with the error's message (at the
+    /// caller's location).
     ///
     /// # Safety
     /// Same as [`Heap::try_free`].
+    #[track_caller]
     pub unsafe fn free(&self, ptr: *mut u8) {
         // SAFETY: forwarded from the caller.
         if let Err(e) = unsafe { self.try_free(ptr) } {
