@@ -1,14 +1,18 @@
 //! kernel-demo: boots on QEMU x86_64 (PVH), starts every CPU in the ACPI
-//! MADT, hands all RAM above the kernel to the allocator under test and runs
-//! the seed's workloads on every CPU at once. See README.md.
+//! MADT, hands the RAM above the kernel to the allocators under test (less
+//! the demo's own `#[global_allocator]`, see `global.rs`) and runs the seed's
+//! workloads on every CPU at once, then an `alloc` phase. See README.md.
 #![no_std]
 #![no_main]
 #![allow(bad_asm_style)] // boot.s switches to AT&T for far jumps (see the notes)
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
-// Errors carry a fixed-size message (there is no heap to box into, and the
-// allocators under test must not serve the demo itself); they are cold.
+// Errors carry a fixed-size message (the allocators under test must not
+// serve the demo itself, and only the `alloc` phase uses the global heap);
+// they are cold.
 #![allow(clippy::result_large_err)]
+
+extern crate alloc;
 
 mod adapters;
 mod arch;
@@ -17,6 +21,7 @@ mod bringup;
 mod check;
 mod demo;
 mod early;
+mod global;
 mod kalloc;
 mod report;
 mod sync;
@@ -153,6 +158,14 @@ fn setup(info: &BootInfo, ncpus: usize) -> &'static mut Config {
             config.nranges += 1;
         }
     }
+    // The demo's own #[global_allocator] takes its RAM first.
+    let g = global::init(&mut config.ranges[..config.nranges], ncpus);
+    println!(
+        "global heap (#[global_allocator]) {:#012x}..{:#012x} ({} MiB), {ncpus} CPU slots",
+        g.start,
+        g.end,
+        g.len() >> 20
+    );
     println!(
         "early memory (shadow bitmaps, work arrays) {:#x}..{heap_start:#x}; scale {}, timed reps {} (best reported)",
         image.end, config.scale, config.reps
@@ -211,6 +224,7 @@ fn run_all(c: usize, mode: &str) {
     let spin = demo::run::<adapters::Spin>(cfg, c, 0x5eed_0002);
     #[cfg(feature = "bringup")]
     let bringup = demo::run::<bringup::Bringup>(cfg, c, 0x5eed_0003);
+    let global = global::run(cfg, c);
     let _ = cpu::irq_save();
     apic::stop_timer();
     if let (Some(mag), Some(spin)) = (mag, spin) {
@@ -224,6 +238,9 @@ fn run_all(c: usize, mode: &str) {
         let (ticks, allocs, fails, skips) = demo::timer_summary(cfg.n);
         println!();
         println!("timer interrupts (all phases): {ticks} ticks, {allocs} shared-path alloc/free pairs, {fails} failed (heap full), {skips} skipped (CPU-time budget)");
+        if let Some(g) = global {
+            g.print();
+        }
     }
 }
 

@@ -3,6 +3,11 @@
 //! runs while the workloads run on the same CPU, so it exercises the kernel
 //! contract (interrupt handlers never touch the CPU's handle).
 //!
+//! During the `alloc` phase (`global.rs`) a tick also allocates and frees a
+//! `Box` through the demo's global allocator, on purpose inside whatever
+//! allocation the interrupted code is making (`GlobalHeap` then takes the
+//! shared path).
+//!
 //! A tick's work is budgeted: after a tick spent `t` in it, the CPU's ticks
 //! skip it for the next `(BUDGET_DIV - 1) * t`. A failing allocation can cost
 //! more than a tick period (magbuddy's no-false-OOM search scans every area
@@ -58,6 +63,7 @@ pub fn clear() {
 /// Called from the timer interrupt (interrupts off).
 pub fn on_tick() {
     let me = percpu::get();
+    crate::global::on_tick(me.index.load(Ordering::Relaxed));
     let hook = me.timer_hook.load(Ordering::Relaxed) as *const Hook<'_>;
     if hook.is_null() {
         return;
