@@ -259,7 +259,7 @@ fn refused(what: &str, e: FreeError) -> ! {
 // Set-up.
 
 /// Parses a size from the environment (decimal, optional K/M/G suffix);
-/// `default` if unset or not a number.
+/// `default` if unset; anything else stops the process with a message.
 fn env_bytes(name: &core::ffi::CStr, default: usize) -> usize {
     // SAFETY: a NUL-terminated name; getenv does not allocate.
     let v = unsafe { libc::getenv(name.as_ptr()) };
@@ -277,10 +277,28 @@ fn env_bytes(name: &core::ffi::CStr, default: usize) -> usize {
             b'm' | b'M' => return n.saturating_mul(1 << 20),
             b'g' | b'G' => return n.saturating_mul(1 << 30),
             0 if i > 0 => return n,
-            _ => return default,
+            _ => not_a_size(name),
         }
         i += 1;
     }
+}
+
+/// An environment variable that should hold a size does not: say so and
+/// stop (before anything was allocated, so nothing is lost), rather than
+/// run with a size the user did not ask for.
+#[cold]
+fn not_a_size(name: &core::ffi::CStr) -> ! {
+    let parts: [&[u8]; 3] = [
+        b"magbuddy: ",
+        name.to_bytes(),
+        b" is not a size (digits, optionally followed by K, M or G)\n",
+    ];
+    for part in parts {
+        // SAFETY: writes a valid buffer to stderr; no allocation.
+        unsafe { libc::write(2, part.as_ptr().cast(), part.len()) };
+    }
+    // SAFETY: ends the process; nothing needs to run first.
+    unsafe { libc::abort() }
 }
 
 #[inline]

@@ -3,7 +3,7 @@
 //! instruction counts, and the issue's targets checked against this run.
 //!
 //! ```text
-//! cargo run --release -p magbuddy-bench --bin report -- [--quick] [--threads 1,2,4,8] [--out papers/figures]
+//! cargo run --release -p magbuddy-bench --bin report -- [--quick] [--threads 1,2,4,8] [--out target/report]
 //! ```
 //!
 //! Writes `report.md`, `runs.csv`, `memory.csv`, `fragmentation.csv`,
@@ -36,8 +36,9 @@ pub struct Args {
     /// Thread counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     threads: Vec<usize>,
-    /// Directory for tables, CSV and plots.
-    #[arg(long, default_value = "papers/figures")]
+    /// Directory for tables, CSV and plots (`--out papers/figures` replaces
+    /// the committed ones the paper cites).
+    #[arg(long, default_value = "target/report")]
     out: PathBuf,
     /// Only these workloads (comma-separated names; default all).
     #[arg(long, value_delimiter = ',')]
