@@ -9,7 +9,11 @@ impl Heap {
     /// claiming it in the buddy tree (so no allocation can take its pages
     /// while `release` runs), then frees it again; returns the bytes passed.
     /// Run [`Heap::reclaim`] first to send cached memory home. An area
-    /// allocated or freed concurrently is simply skipped or not.
+    /// allocated or freed concurrently is simply skipped or not. While
+    /// `release` runs, its area counts as memory an operation in flight
+    /// holds: a concurrent allocation may return `None` as if the area were
+    /// allocated (the no-false-OOM contract's allowance, like a run
+    /// allocation's claimed areas), so keep `release` short.
     pub fn trim(&self, mut release: impl FnMut(*mut u8, usize)) -> usize {
         let h = self.g.area_order();
         let len = (self.g.area_pages() as usize) << crate::PAGE_SHIFT;
