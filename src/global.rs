@@ -107,13 +107,30 @@ unsafe fn unreserve(p: *mut u8, layout: Layout) {
 }
 
 /// Zeroes a fresh block of `size` bytes at `p`: large page-aligned ones by
-/// discarding their pages (unix), others by writing.
+/// discarding their pages (unix), others by writing. Inline, so a small
+/// `alloc_zeroed` costs one `memset` call on top of the allocation.
 ///
 /// # Safety
 /// `p` is a live block of at least `size` bytes from a region of [`reserve`].
+#[inline(always)]
 unsafe fn zero(p: *mut u8, size: usize) {
+    if size >= ZERO_BY_DISCARD {
+        // SAFETY: forwarded.
+        unsafe { zero_large(p, size) }
+    } else {
+        // SAFETY: the block is ours and `size` long.
+        unsafe { core::ptr::write_bytes(p, 0, size) }
+    }
+}
+
+/// [`zero`] for blocks of at least `ZERO_BY_DISCARD` bytes.
+///
+/// # Safety
+/// As [`zero`].
+#[inline(never)]
+unsafe fn zero_large(p: *mut u8, size: usize) {
     #[cfg(unix)]
-    if size >= ZERO_BY_DISCARD && (p as usize) % crate::PAGE_SIZE == 0 {
+    if (p as usize) % crate::PAGE_SIZE == 0 {
         // Blocks above 16 KiB are whole pages aligned to their size, inside
         // our private anonymous mapping: discarded pages read as zero.
         let len = size.next_multiple_of(crate::PAGE_SIZE);
@@ -174,10 +191,15 @@ pub enum ThreadSlot {}
 impl CurrentCpu for ThreadSlot {
     #[inline(always)]
     fn current() -> Option<usize> {
-        match INDEX.with(Cell::get) {
-            UNCLAIMED => claim(),
-            NO_SLOT => None,
-            i => Some(i as usize),
+        // One compare on the fast path: both sentinels are above every index.
+        let i = INDEX.with(Cell::get) as usize;
+        if i < MAX_CPUS {
+            return Some(i);
+        }
+        if i == UNCLAIMED as usize {
+            claim()
+        } else {
+            None
         }
     }
 }
@@ -250,6 +272,21 @@ impl MagbuddyAlloc {
         });
         #[cfg(not(unix))]
         0
+    }
+
+    /// An allocation that failed, maybe because it is the first: builds
+    /// the heap if there is none yet and tries again.
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::alloc`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_first(&self, layout: Layout) -> *mut u8 {
+        if self.inner.heap().is_some() || self.build().is_none() {
+            return core::ptr::null_mut();
+        }
+        // SAFETY: forwarded.
+        unsafe { self.inner.alloc(layout) }
     }
 
     #[cold]
@@ -367,11 +404,13 @@ fn refuse(e: FreeError) -> ! {
 unsafe impl GlobalAlloc for MagbuddyAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if self.heap().is_none() {
-            return core::ptr::null_mut();
-        }
         // SAFETY: forwarded.
-        unsafe { self.inner.alloc(layout) }
+        let p = unsafe { self.inner.alloc(layout) };
+        if p.is_null() {
+            // SAFETY: forwarded.
+            return unsafe { self.alloc_first(layout) };
+        }
+        p
     }
 
     #[inline]

@@ -208,27 +208,43 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         (!p.is_null()).then(|| unsafe { &*p })
     }
 
-    /// Runs `f` with this CPU's handle if one is free for this call, else
-    /// returns `None` (the caller takes the shared path).
+    /// Runs `f` with this CPU's handle if one is free for this call, taking
+    /// one from `heap` on the CPU's first call; `None` if there is none (the
+    /// caller takes the shared path).
     #[inline]
     fn with_handle<R>(
         &self,
         heap: &'static Heap,
         f: impl FnOnce(&mut Handle<'static>) -> R,
     ) -> Option<R> {
+        self.with_slot(|cpu, handle| {
+            if handle.is_none() {
+                *handle = heap.handle_for(cpu);
+            }
+            handle.as_mut().map(f)
+        })?
+    }
+
+    /// The fast paths' [`Self::with_handle`]: only a handle this CPU already
+    /// has, so no heap pointer is loaded and nothing is set up.
+    #[inline(always)]
+    fn with_ready_handle<R>(&self, f: impl FnOnce(&mut Handle<'static>) -> R) -> Option<R> {
+        self.with_slot(|_, handle| handle.as_mut().map(f))?
+    }
+
+    /// Runs `f` with the calling CPU's index and slot if the slot is free
+    /// for this call.
+    #[inline(always)]
+    fn with_slot<R>(&self, f: impl FnOnce(usize, &mut Option<Handle<'static>>) -> R) -> Option<R> {
         let cpu = C::current()?;
         let slot = self.slots.get(cpu)?;
         if !self.enter(slot) {
             return None;
         }
         // SAFETY: the busy flag is ours until `leave`.
-        let handle = unsafe { &mut *slot.handle.get() };
-        if handle.is_none() {
-            *handle = heap.handle_for(cpu);
-        }
-        let r = handle.as_mut().map(f);
+        let r = f(cpu, unsafe { &mut *slot.handle.get() });
         self.leave(slot);
-        r
+        Some(r)
     }
 
     /// Takes `slot` for this call.
@@ -264,12 +280,12 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     }
 }
 
-// SAFETY: blocks are aligned to 2^ceil(log2 size) of the requested size,
-// rounded up to the alignment, so they satisfy the layout; frees go back to
-// the heap they came from; nothing unwinds unless the bad-free handler does.
-unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+impl<C: CurrentCpu> GlobalHeap<C> {
+    /// Every allocation the fast path leaves: the first call of a CPU, the
+    /// shared path, an empty heap (the OOM hook may add memory and retry).
+    #[cold]
+    #[inline(never)]
+    fn alloc_slow(&self, layout: Layout) -> *mut u8 {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
@@ -286,8 +302,14 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
         }
     }
 
-    #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+    /// Every free the fast path leaves: first calls of a CPU, the shared
+    /// path, blocks above 16 KiB, and bad pointers (to `bad_free`).
+    ///
+    /// # Safety
+    /// As [`GlobalAlloc::dealloc`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, p: *mut u8, _layout: Layout) {
         let Some(heap) = self.heap() else {
             (self.bad_free)(FreeError::Foreign(p as usize));
         };
@@ -298,6 +320,31 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
             .unwrap_or_else(|| unsafe { heap.try_free(p) });
         if let Err(e) = r {
             (self.bad_free)(e);
+        }
+    }
+}
+
+// SAFETY: blocks are aligned to 2^ceil(log2 size) of the requested size,
+// rounded up to the alignment, so they satisfy the layout; frees go back to
+// the heap they came from; nothing unwinds unless the bad-free handler does.
+unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let size = layout.size().max(layout.align());
+        // The fast path: this CPU's handle, nothing else.
+        if let Some(Some(p)) = self.with_ready_handle(|h| h.alloc(size)) {
+            return p.as_ptr();
+        }
+        self.alloc_slow(layout)
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // The fast path (see `Handle::free_fast`).
+        // SAFETY: `p` came from `alloc` (GlobalAlloc's contract).
+        if self.with_ready_handle(|h| unsafe { h.free_fast(p) }) != Some(true) {
+            // SAFETY: as above.
+            unsafe { self.dealloc_slow(p, layout) }
         }
     }
 

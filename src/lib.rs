@@ -60,6 +60,6 @@ pub use global::{MagbuddyAlloc, ThreadSlot};
 pub use global_heap::{BadFreeFn, CurrentCpu, GlobalHeap, NoCpu, OomFn};
 pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
 pub use limits::{MAX_CPUS, MAX_REGIONS, PAGE_SHIFT, PAGE_SIZE};
-pub use magazine::MAG_ROUNDS;
+pub use magazine::{MAG_ROUNDS, MAX_CACHED};
 pub use slab::{MAX_SMALL, SMALL_CLASSES};
 pub use stats::{MetadataBytes, Stats, ORDERS};

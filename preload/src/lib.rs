@@ -46,7 +46,7 @@ use core::fmt::Write as _;
 use core::ptr::{self, null_mut};
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use magbuddy::{FreeError, Handle, Heap, HeapConfig, MAX_CPUS};
+use magbuddy::{FreeError, Handle, Heap, HeapConfig, MAX_CACHED, MAX_CPUS};
 
 const DEFAULT_HEAP: usize = 4 << 30;
 /// Smallest block handed out: malloc must return 16-byte aligned memory.
@@ -56,7 +56,8 @@ const PAGE: usize = 4096;
 const REGION_ALIGN: usize = 1 << 20;
 /// Blocks of at least this size are returned to the OS (`MADV_DONTNEED`)
 /// when freed, unless `MAGBUDDY_MADVISE_MIN` says otherwise (0 = never;
-/// rounded up to a power of two, so only pointers aligned to it qualify).
+/// rounded up to a power of two, so only pointers aligned to it qualify;
+/// at least 32 KiB, since blocks up to 16 KiB stay in the magazines).
 const MADVISE_MIN: usize = 1 << 20;
 
 /// `calloc` of at least this many bytes discards the block's pages instead
@@ -193,6 +194,56 @@ struct Slot {
 // SAFETY: a slot is used only by the thread that claimed its handle.
 unsafe impl Sync for Slot {}
 
+impl Slot {
+    /// Marks the slot in use; false if it already is (a signal handler
+    /// that interrupted its owner inside a call then takes the shared path).
+    #[inline(always)]
+    fn enter(&self) -> bool {
+        // Relaxed plus compiler fences: only this thread (and its signal
+        // handlers, which run on it) touches `busy`.
+        if self.busy.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.busy.store(true, Ordering::Relaxed);
+        compiler_fence(Ordering::SeqCst);
+        true
+    }
+
+    /// The handle of a slot this thread entered.
+    ///
+    /// # Safety
+    /// The caller entered the slot ([`Self::enter`]) and has not left it; a
+    /// thread's state word points at its slot only while the slot holds its
+    /// handle (`claim` stores the handle first, `thread_exit` changes the
+    /// state before taking it).
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn handle(&self) -> &mut Handle<'static> {
+        // SAFETY: see above; nothing else uses the handle meanwhile.
+        unsafe { (*self.handle.get()).as_mut().unwrap_unchecked() }
+    }
+
+    #[inline(always)]
+    fn leave(&self) {
+        compiler_fence(Ordering::SeqCst);
+        // Relaxed: as in `enter`.
+        self.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+/// This thread's slot, entered, if the thread has one (claims none).
+#[inline(always)]
+fn entered() -> Option<&'static Slot> {
+    let s = tls::get();
+    if s <= EXITED {
+        return None;
+    }
+    // SAFETY: a state above the sentinels is the slot this thread claimed
+    // (static, so it lives forever).
+    let slot = unsafe { &*(s as *const Slot) };
+    slot.enter().then_some(slot)
+}
+
 static SLOTS: [Slot; MAX_CPUS] = [const {
     Slot {
         handle: UnsafeCell::new(None),
@@ -204,6 +255,13 @@ static SLOTS: [Slot; MAX_CPUS] = [const {
 fn set_errno(e: c_int) {
     // SAFETY: errno is this thread's.
     unsafe { *libc::__errno_location() = e };
+}
+
+/// A failed allocation: errno = ENOMEM, null.
+#[cold]
+fn enomem() -> *mut c_void {
+    set_errno(libc::ENOMEM);
+    null_mut()
 }
 
 // ---------------------------------------------------------------------------
@@ -316,10 +374,13 @@ fn globals() -> Option<&'static Globals> {
 #[inline(never)]
 fn init() -> Option<&'static Globals> {
     let len = env_bytes(c"MAGBUDDY_HEAP", DEFAULT_HEAP).next_multiple_of(PAGE);
+    // Never below twice the largest cached block: `free`'s fast path
+    // frees blocks up to that size without asking.
     let madvise_min = match env_bytes(c"MAGBUDDY_MADVISE_MIN", MADVISE_MIN) {
         0 => usize::MAX,
         n => n.checked_next_power_of_two().unwrap_or(usize::MAX),
-    };
+    }
+    .max(2 * MAX_CACHED);
     let total = PAGE + REGION_ALIGN + len;
     // SAFETY: a fresh anonymous mapping; nobody else knows it.
     let m = unsafe {
@@ -496,16 +557,11 @@ fn with_handle<R>(
     shared: impl FnOnce(&'static Heap) -> R,
 ) -> R {
     if let Some(slot) = my_slot(g) {
-        if !slot.busy.load(Ordering::Relaxed) {
-            slot.busy.store(true, Ordering::Relaxed);
-            compiler_fence(Ordering::SeqCst);
-            // SAFETY: our slot, not in use (busy was clear).
-            let r = unsafe { (*slot.handle.get()).as_mut() }.map(f);
-            compiler_fence(Ordering::SeqCst);
-            slot.busy.store(false, Ordering::Relaxed);
-            if let Some(r) = r {
-                return r;
-            }
+        if slot.enter() {
+            // SAFETY: entered just now.
+            let r = f(unsafe { slot.handle() });
+            slot.leave();
+            return r;
         }
     }
     shared(g.heap)
@@ -516,25 +572,17 @@ fn with_handle<R>(
 
 /// A block of at least `size` bytes (aligned to 2^ceil(log2 size)), or null
 /// with errno = ENOMEM.
-#[inline]
+#[inline(never)]
 fn alloc_block(size: usize) -> *mut c_void {
     let Some(g) = globals() else {
-        set_errno(libc::ENOMEM);
-        return null_mut();
+        return enomem();
     };
     let req = size.max(MIN_BLOCK);
     if req > g.len {
-        set_errno(libc::ENOMEM);
-        return null_mut();
+        return enomem();
     }
     let p = with_handle(g, |h| h.alloc(req), |heap| heap.alloc(req));
-    match p {
-        Some(p) => p.as_ptr().cast(),
-        None => {
-            set_errno(libc::ENOMEM);
-            null_mut()
-        }
-    }
+    p.map_or_else(enomem, |p| p.as_ptr().cast())
 }
 
 #[inline]
@@ -579,18 +627,39 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
 
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
+    // The fast path: a thread with a handle allocates through it, with
+    // nothing else in between.
+    if let Some(slot) = entered() {
+        // SAFETY: entered just now.
+        let p = unsafe { slot.handle() }.alloc(size.max(MIN_BLOCK));
+        slot.leave();
+        return p.map_or_else(enomem, |p| p.as_ptr().cast());
+    }
     alloc_block(size.max(1))
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
+    // The fast path: an object or a block of up to 16 KiB freed through the
+    // thread's handle (never one the OS gets back, see `init`); everything
+    // else, bad pointers included, goes down `free_block`.
+    if let Some(slot) = entered() {
+        // SAFETY: entered just now; the caller gives up `p`, and the handle
+        // changes nothing unless `p` is a live block it takes back.
+        let done = unsafe { slot.handle().free_fast(p.cast()) };
+        slot.leave();
+        if done {
+            return;
+        }
+    }
     free_block("free", p)
 }
 
 /// Same as `free` (old SunOS name, still exported by glibc).
 #[no_mangle]
 pub unsafe extern "C" fn cfree(p: *mut c_void) {
-    free_block("free", p)
+    // SAFETY: forwarded.
+    unsafe { free(p) }
 }
 
 #[no_mangle]

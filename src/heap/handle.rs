@@ -123,7 +123,7 @@ impl<'h> Handle<'h> {
     /// ones from the buddy tree. `None` for `size == 0`, for sizes beyond the
     /// heap, and when memory is exhausted (see the no-false-OOM contract in
     /// [`Heap::cpu_cache_cap`]).
-    #[inline]
+    #[inline(always)]
     pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         if size.wrapping_sub(1) < MAX_SMALL {
             let c = slab::class_of(size);
@@ -215,16 +215,50 @@ impl<'h> Handle<'h> {
     /// Same as [`Heap::try_free`].
     #[inline]
     pub unsafe fn try_free(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
-        let p = ptr as usize;
-        // The common case in a few instructions (see `Heap::fast_claim`).
-        if let Some(cc) = self.heap.fast_claim(p) {
-            if !self.push_loaded(cc, p) {
-                self.free_slow(cc, p);
-            }
+        // SAFETY: forwarded from the caller.
+        if unsafe { self.free_fast(ptr) } {
             return Ok(());
         }
         // SAFETY: forwarded from the caller.
         unsafe { self.free_general(ptr) }
+    }
+
+    /// The common case of [`Self::try_free`] in a few instructions: frees
+    /// `ptr` and returns true if it starts a live object, or a live block
+    /// of up to 16 KiB, in the heap's first region (see `Heap::fast_claim`);
+    /// returns false *having changed nothing* for everything else (null,
+    /// larger blocks, other regions, bad or free pointers, and every object
+    /// of `checked` builds), which the caller then passes to `try_free`.
+    ///
+    /// For wrappers with work of their own on the rare path: the C shim
+    /// discards a large block's pages before freeing it, and keeps that
+    /// check off its fast path this way.
+    ///
+    /// ```
+    /// # use magbuddy::Heap;
+    /// # let mut mem = vec![0u8; 8 << 20];
+    /// # let heap = unsafe { Heap::init(mem.as_mut_ptr(), mem.len(), 1) }.unwrap();
+    /// let mut h = heap.handle().unwrap();
+    /// let small = h.alloc(64).unwrap().as_ptr();
+    /// let large = h.alloc(64 << 10).unwrap().as_ptr();
+    /// assert!(unsafe { h.free_fast(small) });
+    /// assert!(!unsafe { h.free_fast(large) }, "above 16 KiB: the general path");
+    /// assert!(!unsafe { h.free_fast(small) }, "already free: refused there, with the error");
+    /// assert!(unsafe { h.try_free(large) }.is_ok());
+    /// ```
+    ///
+    /// # Safety
+    /// Same as [`Heap::try_free`].
+    #[inline(always)]
+    pub unsafe fn free_fast(&mut self, ptr: *mut u8) -> bool {
+        let p = ptr as usize;
+        let Some(cc) = self.heap.fast_claim(p) else {
+            return false;
+        };
+        if !self.push_loaded(cc, p) {
+            self.free_slow(cc, p);
+        }
+        true
     }
 
     /// Every other free: null, blocks above 16 KiB, other regions, bad

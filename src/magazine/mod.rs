@@ -29,8 +29,11 @@ pub const MAG_ROUNDS: usize = 32;
 pub(crate) const PAGE_CLASSES: usize = 3;
 /// Small classes plus page classes.
 pub(crate) const CACHE_CLASSES: usize = SMALL_CLASSES + PAGE_CLASSES;
-/// Largest request served through magazines.
-pub(crate) const MAX_CACHED: usize = PAGE_SIZE << (PAGE_CLASSES - 1);
+/// Largest request served through the per-CPU magazines (16 KiB): larger
+/// blocks always go to and from the buddy tree. A wrapper that does extra
+/// work on frees of large blocks (the C shim discards their pages) can
+/// leave [`crate::Handle::free_fast`] to blocks up to this size.
+pub const MAX_CACHED: usize = PAGE_SIZE << (PAGE_CLASSES - 1);
 
 /// Cache class of a request of `1 ..= MAX_CACHED` bytes.
 #[inline]
