@@ -6,8 +6,9 @@ modules (for magbuddy: `baseline` and `buddy`), not for items re-exported
 from private ones (`Heap`, `Handle`, `GlobalHeap`, ...) nor their methods.
 This walks rustdoc's JSON output from the crate root instead: every public
 item a user can name (re-exports followed), with the inherent methods and
-trait methods of its types; struct fields, enum variants, modules and trait
-impls are left out, as `--show-coverage` leaves them out of its example count.
+trait methods of its types. Left out, as `--show-coverage` leaves them out of
+its example count: struct fields, enum variants, constants, statics, type
+aliases, modules and trait impls.
 
 An item *has an example* when its docs hold a code block other than
 ```text; it *links to one* when its docs contain "example" and an intra-doc
@@ -62,7 +63,7 @@ def main():
                 visit(c, path + [name] if name != d_root_name else path)
             return
         full = "::".join(path + [name])
-        if kind in ("struct_field", "variant", "impl"):
+        if kind in ("struct_field", "variant", "impl", "constant", "static", "type_alias"):
             return
         rows.append((full, kind, has_example(it["docs"]), links_example(it["docs"])))
         if kind in ("struct", "enum", "union"):
@@ -78,6 +79,8 @@ def main():
                     if mi is None or mi["visibility"] != "public":
                         continue
                     mk = next(iter(mi["inner"]))
+                    if mk != "function":
+                        continue
                     rows.append(
                         (full + "::" + mi["name"], mk, has_example(mi["docs"]), links_example(mi["docs"]))
                     )

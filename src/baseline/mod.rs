@@ -137,6 +137,24 @@ const _: () = assert!(align_of::<SpinHeap>() % align_of::<PageDesc>() == 0);
 const _: () = assert!(size_of::<PageDesc>() % align_of::<PageDesc>() == 0);
 
 /// The spinlock baseline heap. See the [module docs](self).
+///
+/// # Example
+///
+/// ```
+/// use magbuddy::baseline::{LockMode, SpinHeap};
+///
+/// let mut ram = vec![0u8; 1 << 20]; // the baseline needs only a few KiB of metadata
+/// // SAFETY: `ram` is ours, used by nothing else, and outlives the heap's use.
+/// let heap = unsafe {
+///     SpinHeap::init(ram.as_mut_ptr(), ram.len(), 2, LockMode::SpinThenYield(std::thread::yield_now))
+/// }
+/// .unwrap();
+/// let p = heap.alloc(100).unwrap(); // a 128-byte slab object
+/// // SAFETY: `p` came from this heap and is not used afterwards.
+/// unsafe { heap.free(p.as_ptr()) };
+/// heap.validate().unwrap();
+/// println!("{}", heap.stats());
+/// ```
 pub struct SpinHeap {
     lock: SpinLock<State>,
     /// `handles[i]` is true while handle `i` is claimed.
@@ -156,6 +174,16 @@ impl SpinHeap {
     /// rounded up to 128 bytes, and the 2 KiB header: 6,272 bytes for a
     /// page-aligned start, at most 10,367. `usize::MAX` if no length works
     /// (the address space ends first).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use magbuddy::baseline::SpinHeap;
+    ///
+    /// let page_aligned = 4096 as *const u8;
+    /// assert_eq!(SpinHeap::min_len(page_aligned, 1), 6272);
+    /// assert_eq!(SpinHeap::min_region_len(page_aligned), 4120);
+    /// ```
     pub fn min_len(start: *const u8, cpus: usize) -> usize {
         let _ = cpus; // Handles are a fixed array: the CPU count costs nothing.
         min_len(
@@ -168,6 +196,8 @@ impl SpinHeap {
     /// Smallest `len` that [`SpinHeap::add_region`] accepts for `start`:
     /// `start` rounded up to a page, one page and one descriptor: 4,120 bytes
     /// for a page-aligned start, at most 8,215.
+    ///
+    /// See the example on [`SpinHeap::min_len`].
     pub fn min_region_len(start: *const u8) -> usize {
         min_len(start as usize, 0, align_of::<PageDesc>())
     }
@@ -182,6 +212,8 @@ impl SpinHeap {
     ///
     /// - `[start, start + len)` is valid for reads and writes and is used by
     ///   nothing but the returned heap for `'a`.
+    ///
+    /// See the example on [`SpinHeap`].
     pub unsafe fn init<'a>(
         start: *mut u8,
         len: usize,
@@ -259,6 +291,18 @@ impl SpinHeap {
     /// - The range is valid for reads and writes and used by nothing but this
     ///   heap for as long as the heap is used.
     /// - It overlaps no region of this heap (not checked).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let mut more = vec![0u8; 1 << 20];
+    /// // SAFETY: `more` is ours, overlaps no region, and outlives the heap's use.
+    /// unsafe { heap.add_region(more.as_mut_ptr(), more.len()) }.unwrap();
+    /// ```
     pub unsafe fn add_region(&self, start: *mut u8, len: usize) -> Result<(), InitError> {
         if start.is_null() {
             return Err(InitError::NullStart);
@@ -307,6 +351,8 @@ impl SpinHeap {
     /// Allocates `size` bytes aligned to `2^ceil(log2 size)`. `None` for
     /// `size == 0`, for sizes beyond the largest block the heap could ever
     /// hold (at once), and when memory is out.
+    ///
+    /// See the example on [`SpinHeap`].
     #[inline]
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
         if size == 0 {
@@ -342,6 +388,8 @@ impl SpinHeap {
     /// # Safety
     ///
     /// - If `ptr` is a live block of this heap, nothing uses it afterwards.
+    ///
+    /// See the example on [`SpinHeap`].
     #[inline]
     pub unsafe fn free(&self, ptr: *mut u8) {
         // SAFETY: the caller's promise, passed on.
@@ -360,6 +408,22 @@ impl SpinHeap {
     /// # Safety
     ///
     /// - If `ptr` is a live block of this heap, nothing uses it afterwards.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// use magbuddy::FreeError;
+    ///
+    /// let p = heap.alloc(64).unwrap().as_ptr();
+    /// // SAFETY: `p` is a live block of this heap, not used afterwards.
+    /// unsafe { heap.try_free(p) }.unwrap();
+    /// // SAFETY: `p` is not live; the heap reports the double free.
+    /// assert!(matches!(unsafe { heap.try_free(p) }, Err(FreeError::DoubleFree(_) | FreeError::NotAllocated(_))));
+    /// ```
     pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
@@ -369,6 +433,22 @@ impl SpinHeap {
 
     /// Allocates for `layout` (size rounded up to the alignment); `None` for
     /// zero-sized layouts and when memory is out.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// use core::alloc::Layout;
+    ///
+    /// let layout = Layout::from_size_align(40, 64).unwrap();
+    /// let p = heap.alloc_layout(layout).unwrap();
+    /// assert_eq!(p.as_ptr() as usize % 64, 0);
+    /// // SAFETY: `p` came from `alloc_layout(layout)` and is not used afterwards.
+    /// unsafe { heap.dealloc_layout(p, layout) };
+    /// ```
     #[inline]
     pub fn alloc_layout(&self, layout: Layout) -> Option<NonNull<u8>> {
         if layout.size() == 0 {
@@ -386,6 +466,8 @@ impl SpinHeap {
     /// # Safety
     ///
     /// - As [`SpinHeap::free`]; the layout is not needed and not checked.
+    ///
+    /// See the example on [`SpinHeap::alloc_layout`].
     #[inline]
     pub unsafe fn dealloc_layout(&self, ptr: NonNull<u8>, layout: Layout) {
         let _ = layout;
@@ -394,6 +476,8 @@ impl SpinHeap {
     }
 
     /// Claims one of the `cpus` handles, or `None` if all are taken.
+    ///
+    /// See the example on [`SpinHandle`].
     pub fn handle(&self) -> Option<SpinHandle<'_>> {
         self.handles[..self.cpus]
             .iter()
@@ -411,6 +495,8 @@ impl SpinHeap {
     }
     /// Claims slot `cpu` (a kernel passes its CPU index), as
     /// [`crate::Heap::handle_for`]. `None` if it is taken or out of range.
+    ///
+    /// See the example on [`SpinHandle`].
     pub fn handle_for(&self, cpu: usize) -> Option<SpinHandle<'_>> {
         let slot = self.handles[..self.cpus].get(cpu)?;
         // Acquire: as in `handle`.
@@ -423,6 +509,8 @@ impl SpinHeap {
     }
 
     /// A snapshot of the heap's counters, taken under the lock (exact).
+    ///
+    /// See the example on [`SpinHeap`].
     pub fn stats(&self) -> Stats {
         self.lock.lock().stats()
     }
@@ -431,6 +519,8 @@ impl SpinHeap {
     /// the descriptors tile every region, free lists match the descriptors and
     /// counters, free buddies are merged, slab bitmaps match their counts and
     /// lists. O(pages): call it at a quiet point.
+    ///
+    /// See the example on [`SpinHeap`].
     pub fn validate(&self) -> Result<(), &'static str> {
         self.lock.lock().validate()
     }

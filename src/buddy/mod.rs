@@ -92,6 +92,22 @@ pub(crate) use area::Area;
 pub(crate) use word::{AreaWord, ChunkWord};
 
 /// Shape of the buddy tree: pages per chunk word and per area.
+///
+/// # Example
+///
+/// ```
+/// use magbuddy::Geometry;
+///
+/// let g = Geometry::DEFAULT;
+/// assert_eq!((g.chunk_pages(), g.area_pages()), (32, 256)); // 1 MiB areas
+/// assert_eq!((g.chunk_levels(), g.top_levels(), g.chunks_per_area()), (6, 3, 8));
+/// // Smaller trees for model checking: 4-page chunks in 16-page areas.
+/// let small = Geometry::new(2, 4).unwrap();
+/// assert_eq!((small.chunk_order(), small.area_order()), (2, 4));
+/// assert!(Geometry::new(6, 8).is_none()); // a chunk word holds at most 32 pages
+/// ```
+///
+/// A heap with another geometry: see [`HeapConfig`](crate::HeapConfig).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     chunk_order: u32,
@@ -108,6 +124,8 @@ impl Geometry {
     /// A geometry with `2^chunk_order` pages per chunk word and `2^area_order`
     /// per area, if both words fit in 64 bits (`chunk_order <= 5`,
     /// `area_order > chunk_order`).
+    ///
+    /// See the example on [`Geometry`].
     pub const fn new(chunk_order: u32, area_order: u32) -> Option<Self> {
         if chunk_order > 5 || area_order <= chunk_order || area_order - chunk_order > 5 {
             return None;
@@ -124,30 +142,44 @@ impl Geometry {
     }
 
     /// log2 of pages per chunk word.
+    ///
+    /// See the example on [`Geometry`].
     pub const fn chunk_order(self) -> u32 {
         self.chunk_order
     }
     /// log2 of pages per area.
+    ///
+    /// See the example on [`Geometry`].
     pub const fn area_order(self) -> u32 {
         self.area_order
     }
     /// Tree levels packed in one chunk word.
+    ///
+    /// See the example on [`Geometry`].
     pub const fn chunk_levels(self) -> u32 {
         self.chunk_order + 1
     }
     /// Tree levels packed in the area word.
+    ///
+    /// See the example on [`Geometry`].
     pub const fn top_levels(self) -> u32 {
         self.area_order - self.chunk_order
     }
     /// Pages per chunk word.
+    ///
+    /// See the example on [`Geometry`].
     pub const fn chunk_pages(self) -> u32 {
         1 << self.chunk_order
     }
     /// Pages per area.
+    ///
+    /// See the example on [`Geometry`].
     pub const fn area_pages(self) -> u32 {
         1 << self.area_order
     }
     /// Chunk words per area.
+    ///
+    /// See the example on [`Geometry`].
     pub const fn chunks_per_area(self) -> u32 {
         1 << self.top_levels()
     }
