@@ -197,7 +197,12 @@ impl SpinHeap {
     /// `start` rounded up to a page, one page and one descriptor: 4,120 bytes
     /// for a page-aligned start, at most 8,215.
     ///
-    /// See the example on [`SpinHeap::min_len`].
+    /// ```
+    /// use magbuddy::baseline::SpinHeap;
+    ///
+    /// // Page-aligned: one page and one descriptor.
+    /// assert_eq!(SpinHeap::min_region_len(4096 as *const u8), 4120);
+    /// ```
     pub fn min_region_len(start: *const u8) -> usize {
         min_len(start as usize, 0, align_of::<PageDesc>())
     }
@@ -213,7 +218,19 @@ impl SpinHeap {
     /// - `[start, start + len)` is valid for reads and writes and is used by
     ///   nothing but the returned heap for `'a`.
     ///
-    /// See the example on [`SpinHeap`].
+    /// ```
+    /// use magbuddy::baseline::{LockMode, SpinHeap};
+    /// use magbuddy::InitError;
+    ///
+    /// let mut ram = vec![0u8; 64 << 10];
+    /// // SAFETY: `ram` is ours, used by nothing else, and outlives the heap's use.
+    /// let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 4, LockMode::Spin) }.unwrap();
+    /// assert!(heap.alloc(4096).is_some());
+    /// let mut other = vec![0u8; 64 << 10];
+    /// // SAFETY: as above.
+    /// let e = unsafe { SpinHeap::init(other.as_mut_ptr(), other.len(), 0, LockMode::Spin) };
+    /// assert_eq!(e.err(), Some(InitError::BadCpuCount(0)));
+    /// ```
     pub unsafe fn init<'a>(
         start: *mut u8,
         len: usize,
@@ -352,7 +369,17 @@ impl SpinHeap {
     /// `size == 0`, for sizes beyond the largest block the heap could ever
     /// hold (at once), and when memory is out.
     ///
-    /// See the example on [`SpinHeap`].
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let p = heap.alloc(5000).unwrap(); // two pages, aligned to 8 KiB
+    /// assert_eq!(p.as_ptr() as usize % 8192, 0);
+    /// assert!(heap.alloc(0).is_none());
+    /// # // SAFETY: `p` came from this heap and is not used afterwards.
+    /// # unsafe { heap.free(p.as_ptr()) };
+    /// ```
     #[inline]
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
         if size == 0 {
@@ -389,7 +416,15 @@ impl SpinHeap {
     ///
     /// - If `ptr` is a live block of this heap, nothing uses it afterwards.
     ///
-    /// See the example on [`SpinHeap`].
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let p = heap.alloc(64).unwrap().as_ptr();
+    /// // SAFETY: `p` is a live block of this heap, not used afterwards.
+    /// unsafe { heap.free(p) };
+    /// ```
     #[inline]
     pub unsafe fn free(&self, ptr: *mut u8) {
         // SAFETY: the caller's promise, passed on.
@@ -467,7 +502,18 @@ impl SpinHeap {
     ///
     /// - As [`SpinHeap::free`]; the layout is not needed and not checked.
     ///
-    /// See the example on [`SpinHeap::alloc_layout`].
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// use core::alloc::Layout;
+    ///
+    /// let layout = Layout::new::<[u32; 5]>();
+    /// let p = heap.alloc_layout(layout).unwrap();
+    /// // SAFETY: `p` came from `alloc_layout(layout)` and is not used afterwards.
+    /// unsafe { heap.dealloc_layout(p, layout) };
+    /// ```
     #[inline]
     pub unsafe fn dealloc_layout(&self, ptr: NonNull<u8>, layout: Layout) {
         let _ = layout;
@@ -477,7 +523,16 @@ impl SpinHeap {
 
     /// Claims one of the `cpus` handles, or `None` if all are taken.
     ///
-    /// See the example on [`SpinHandle`].
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let h = heap.handle().unwrap();
+    /// assert!(heap.handle().is_none()); // a one-CPU heap
+    /// drop(h);
+    /// assert!(heap.handle().is_some());
+    /// ```
     pub fn handle(&self) -> Option<SpinHandle<'_>> {
         self.handles[..self.cpus]
             .iter()
@@ -496,7 +551,16 @@ impl SpinHeap {
     /// Claims slot `cpu` (a kernel passes its CPU index), as
     /// [`crate::Heap::handle_for`]. `None` if it is taken or out of range.
     ///
-    /// See the example on [`SpinHandle`].
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let h = heap.handle_for(0).unwrap();
+    /// assert!(heap.handle_for(0).is_none()); // taken
+    /// assert!(heap.handle_for(1).is_none()); // no such slot
+    /// # drop(h);
+    /// ```
     pub fn handle_for(&self, cpu: usize) -> Option<SpinHandle<'_>> {
         let slot = self.handles[..self.cpus].get(cpu)?;
         // Acquire: as in `handle`.
@@ -510,7 +574,18 @@ impl SpinHeap {
 
     /// A snapshot of the heap's counters, taken under the lock (exact).
     ///
-    /// See the example on [`SpinHeap`].
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let p = heap.alloc(4096).unwrap();
+    /// let s = heap.stats();
+    /// assert!(s.free_bytes + 4096 <= s.usable_bytes);
+    /// println!("{s}");
+    /// # // SAFETY: `p` came from this heap and is not used afterwards.
+    /// # unsafe { heap.free(p.as_ptr()) };
+    /// ```
     pub fn stats(&self) -> Stats {
         self.lock.lock().stats()
     }
@@ -520,7 +595,16 @@ impl SpinHeap {
     /// counters, free buddies are merged, slab bitmaps match their counts and
     /// lists. O(pages): call it at a quiet point.
     ///
-    /// See the example on [`SpinHeap`].
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let p = heap.alloc(100).unwrap();
+    /// heap.validate().unwrap(); // at a quiet point
+    /// # // SAFETY: `p` came from this heap and is not used afterwards.
+    /// # unsafe { heap.free(p.as_ptr()) };
+    /// ```
     pub fn validate(&self) -> Result<(), &'static str> {
         self.lock.lock().validate()
     }

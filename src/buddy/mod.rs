@@ -125,7 +125,13 @@ impl Geometry {
     /// per area, if both words fit in 64 bits (`chunk_order <= 5`,
     /// `area_order > chunk_order`).
     ///
-    /// See the example on [`Geometry`].
+    /// ```
+    /// use magbuddy::Geometry;
+    ///
+    /// assert_eq!(Geometry::new(5, 8), Some(Geometry::DEFAULT));
+    /// assert!(Geometry::new(2, 4).is_some()); // 4-page chunks, 16-page areas
+    /// assert!(Geometry::new(5, 11).is_none()); // too many levels for one area word
+    /// ```
     pub const fn new(chunk_order: u32, area_order: u32) -> Option<Self> {
         if chunk_order > 5 || area_order <= chunk_order || area_order - chunk_order > 5 {
             return None;
@@ -143,43 +149,64 @@ impl Geometry {
 
     /// log2 of pages per chunk word.
     ///
-    /// See the example on [`Geometry`].
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.chunk_order(), 5);
+    /// ```
     pub const fn chunk_order(self) -> u32 {
         self.chunk_order
     }
     /// log2 of pages per area.
     ///
-    /// See the example on [`Geometry`].
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.area_order(), 8);
+    /// ```
     pub const fn area_order(self) -> u32 {
         self.area_order
     }
     /// Tree levels packed in one chunk word.
     ///
-    /// See the example on [`Geometry`].
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.chunk_levels(), 6);
+    /// ```
     pub const fn chunk_levels(self) -> u32 {
         self.chunk_order + 1
     }
     /// Tree levels packed in the area word.
     ///
-    /// See the example on [`Geometry`].
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.top_levels(), 3);
+    /// ```
     pub const fn top_levels(self) -> u32 {
         self.area_order - self.chunk_order
     }
     /// Pages per chunk word.
     ///
-    /// See the example on [`Geometry`].
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.chunk_pages(), 32);
+    /// ```
     pub const fn chunk_pages(self) -> u32 {
         1 << self.chunk_order
     }
     /// Pages per area.
     ///
-    /// See the example on [`Geometry`].
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.area_pages(), 256);
+    /// ```
     pub const fn area_pages(self) -> u32 {
         1 << self.area_order
     }
     /// Chunk words per area.
     ///
-    /// See the example on [`Geometry`].
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.chunks_per_area(), 8);
+    /// ```
     pub const fn chunks_per_area(self) -> u32 {
         1 << self.top_levels()
     }
