@@ -165,6 +165,10 @@
 //!   `#[global_allocator]` static) and global (its std wrapper) on top
 //!   baseline::SpinHeap: the seed's slab + buddy design under one spinlock
 //! ```
+//!
+// Without feature `std`, `MagbuddyAlloc` does not exist: its name links to
+// the features' list instead.
+#![cfg_attr(not(feature = "std"), doc = "[`MagbuddyAlloc`]: #cargo-features")]
 #![no_std]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The model checkers (`--cfg loom`, `--cfg shuttle`) are no user's concern.
