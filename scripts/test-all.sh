@@ -46,7 +46,7 @@ stage "cargo build --release --workspace, then the shim from it" workspace_relea
 # resolves to the packaged copy); then magbuddy's packaged tests are built
 # outside the workspace against the packaged checkers and its unit tests run
 # (the integration tests run in debug would take minutes); the docs build
-# without a warning, with every feature, as docs.rs builds them.
+# without a warning, with every feature, on stable and as docs.rs builds them.
 package() {
   local root=$PWD dir version cversion patch
   # --allow-dirty: the working tree is what is tested.
@@ -66,6 +66,13 @@ package() {
   )
   rm -rf "$dir"
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features -p magbuddy -p magbuddy-checkers
+  # docs.rs's build: nightly, `--cfg docsrs` (the feature badges).
+  if cargo +nightly --version >/dev/null 2>&1; then
+    RUSTDOCFLAGS="--cfg docsrs -D warnings" CARGO_TARGET_DIR=target/docsrs \
+      cargo +nightly doc --no-deps --all-features -p magbuddy -p magbuddy-checkers
+  else
+    echo "no nightly toolchain: the docs.rs build (--cfg docsrs) is not checked"
+  fi
 }
 stage "package: cargo publish --dry-run for magbuddy and magbuddy-checkers, packaged tests build; cargo doc" \
   package
