@@ -45,8 +45,9 @@ stage "cargo build --release --workspace, then the shim from it" workspace_relea
 # packages and builds both (magbuddy's dev-dependency on the checkers
 # resolves to the packaged copy); then magbuddy's packaged tests are built
 # outside the workspace against the packaged checkers and its unit tests run
-# (the integration tests run in debug would take minutes); the docs build
-# without a warning, with every feature, on stable and as docs.rs builds them.
+# (the integration tests run in debug would take minutes), and the packaged
+# checkers' tests are built; the docs build without a warning, with every
+# feature, on stable and as docs.rs builds them.
 package() {
   local root=$PWD dir version cversion patch
   # --allow-dirty: the working tree is what is tested.
@@ -63,6 +64,8 @@ package() {
     export CARGO_TARGET_DIR="$root/target/package-test"
     cargo test --config "$patch" --no-run
     cargo test --config "$patch" --lib
+    cd "$dir/magbuddy-checkers-$cversion"
+    cargo test --all-features --no-run
   )
   rm -rf "$dir"
   RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features -p magbuddy -p magbuddy-checkers
