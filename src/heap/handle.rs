@@ -68,8 +68,8 @@ impl CpuSlot {
 /// # // SAFETY: `ram` is ours and outlives the heap's use.
 /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
 /// let mut h = heap.handle_for(0).unwrap(); // CPU 0's slot, exclusively
-/// let small = h.alloc(48).unwrap(); // from CPU 0's magazine of 64-byte objects
-/// let page = h.alloc(4096).unwrap(); // from its magazine of pages
+/// let small = h.alloc(48).unwrap(); // a 64-byte slab object, cached per CPU
+/// let page = h.alloc(4096).unwrap(); // a page, cached per CPU
 /// // SAFETY: both are live blocks of this heap, not used afterwards.
 /// unsafe {
 ///     h.free(small.as_ptr());

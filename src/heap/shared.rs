@@ -154,8 +154,8 @@ impl Heap {
     /// let p = h.alloc(64).unwrap();
     /// // SAFETY: `p` came from this heap and is not used afterwards.
     /// unsafe { h.free(p.as_ptr()) }; // the object stays cached on CPU 0
-    /// drop(h); // the handle's caches go home, its slab is abandoned
-    /// heap.reclaim(); // empty abandoned slabs go back to the buddy tree
+    /// drop(h); // magazines to the depot, the slab to the tree or the abandoned list
+    /// heap.reclaim(); // empties the depot; empty abandoned slabs go back to the tree
     /// assert_eq!(heap.slabs_in_use(), 0);
     /// ```
     pub fn reclaim(&self) {
