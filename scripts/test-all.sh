@@ -41,6 +41,44 @@ workspace_release() {
   test "$out" = 1
 }
 stage "cargo build --release --workspace, then the shim from it" workspace_release
+# The two published packages as a user gets them: `cargo publish --dry-run`
+# packages and builds both (magbuddy's dev-dependency on the checkers
+# resolves to the packaged copy); then magbuddy's packaged tests are built
+# outside the workspace against the packaged checkers and its unit tests run
+# (the integration tests run in debug would take minutes), and the packaged
+# checkers' tests are built; the docs build without a warning, with every
+# feature, on stable and as docs.rs builds them.
+package() {
+  local root=$PWD dir version cversion patch
+  # --allow-dirty: the working tree is what is tested.
+  cargo publish --dry-run --allow-dirty -p magbuddy -p magbuddy-checkers
+  cargo package --no-verify --allow-dirty -p magbuddy -p magbuddy-checkers
+  version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
+  cversion=$(sed -n 's/^version = "\(.*\)"$/\1/p' verify/checkers/Cargo.toml | head -n 1)
+  dir=$(mktemp -d)
+  tar xzf "target/package/magbuddy-$version.crate" -C "$dir"
+  tar xzf "target/package/magbuddy-checkers-$cversion.crate" -C "$dir"
+  patch="patch.crates-io.magbuddy-checkers.path=\"$dir/magbuddy-checkers-$cversion\""
+  (
+    cd "$dir/magbuddy-$version"
+    export CARGO_TARGET_DIR="$root/target/package-test"
+    cargo test --config "$patch" --no-run
+    cargo test --config "$patch" --lib
+    cd "$dir/magbuddy-checkers-$cversion"
+    cargo test --all-features --no-run
+  )
+  rm -rf "$dir"
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features -p magbuddy -p magbuddy-checkers
+  # docs.rs's build: nightly, `--cfg docsrs` (the feature badges).
+  if cargo +nightly --version >/dev/null 2>&1; then
+    RUSTDOCFLAGS="--cfg docsrs -D warnings" CARGO_TARGET_DIR=target/docsrs \
+      cargo +nightly doc --no-deps --all-features -p magbuddy -p magbuddy-checkers
+  else
+    echo "no nightly toolchain: the docs.rs build (--cfg docsrs) is not checked"
+  fi
+}
+stage "package: cargo publish --dry-run for magbuddy and magbuddy-checkers, packaged tests build; cargo doc" \
+  package
 # Unit, integration and stress tests of every package, real threads with the
 # trace replay checker (verify-threads) included.
 stage "unit, integration and stress tests (cargo test --workspace)" \

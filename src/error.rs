@@ -4,6 +4,21 @@
 use core::fmt;
 
 /// Why a region could not be turned into (or added to) a heap.
+///
+/// # Example
+///
+/// ```
+/// use magbuddy::{Heap, HeapConfig, InitError};
+///
+/// let mut ram = vec![0u8; 1 << 20];
+/// // SAFETY: `ram` is ours; the heap refuses it and touches nothing.
+/// let e = unsafe { Heap::init(ram.as_mut_ptr(), ram.len(), 0) }.unwrap_err();
+/// assert_eq!(e, InitError::BadCpuCount(0));
+/// // SAFETY: as above.
+/// let e = unsafe { Heap::init(ram.as_mut_ptr(), ram.len(), 1) }.unwrap_err();
+/// assert!(matches!(e, InitError::TooSmall { min, .. } if min == Heap::min_region_len(HeapConfig::new(1))));
+/// println!("{e}"); // "region of 1048576 bytes is too small: need at least ..."
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InitError {
     /// The start pointer was null.
@@ -66,6 +81,8 @@ impl fmt::Display for InitError {
 
 /// Why a pointer handed to `free` was refused. The pointer is carried so the
 /// message names it.
+///
+/// See the example on [`Heap::try_free`](crate::Heap::try_free).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FreeError {
     /// The pointer lies in no region of this heap.
@@ -87,6 +104,8 @@ pub enum FreeError {
 
 impl FreeError {
     /// The offending pointer.
+    ///
+    /// See the example on [`Handle::try_free`](crate::Handle::try_free).
     pub fn ptr(&self) -> usize {
         match *self {
             Self::Foreign(p)

@@ -144,6 +144,22 @@ unsafe fn zero_large(p: *mut u8, size: usize) {
 }
 
 /// The adapter; see the module docs.
+///
+/// # Example
+///
+/// ```
+/// use magbuddy::MagbuddyAlloc;
+///
+/// // 1 GiB of address space reserved on the first allocation (mapped lazily),
+/// // a handle for each of up to 64 threads.
+/// #[global_allocator]
+/// static ALLOC: MagbuddyAlloc = MagbuddyAlloc::new(1 << 30, 64);
+///
+/// fn main() {
+///     let v = vec![7u8; 100_000];
+///     assert!(ALLOC.heap().unwrap().contains(v.as_ptr()));
+/// }
+/// ```
 #[derive(Debug)]
 pub struct MagbuddyAlloc {
     bytes: usize,
@@ -185,6 +201,8 @@ impl Drop for ReleaseAtExit {
 }
 
 /// The CPU answer of [`MagbuddyAlloc`]: this thread's slot index.
+///
+/// See the example on [`MagbuddyAlloc`].
 #[derive(Debug)]
 pub enum ThreadSlot {}
 
@@ -231,6 +249,8 @@ fn claim() -> Option<usize> {
 
 impl MagbuddyAlloc {
     /// An adapter that will reserve `bytes` and allow `cpus` thread handles.
+    ///
+    /// See the example on [`MagbuddyAlloc`].
     pub const fn new(bytes: usize, cpus: usize) -> Self {
         // SAFETY: `pinned` holds: a slot index belongs to one thread from its
         // claim to its thread exit, so no other thread gets the same answer
@@ -251,6 +271,20 @@ impl MagbuddyAlloc {
 
     /// The heap, built on first call. `None` if the system refused the region
     /// or the heap refused the configuration (reported on stderr).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use magbuddy::MagbuddyAlloc;
+    ///
+    /// // Not the global allocator here: a heap of its own, used through `heap()`.
+    /// static ALLOC: MagbuddyAlloc = MagbuddyAlloc::new(16 << 20, 4);
+    ///
+    /// let heap = ALLOC.heap().unwrap(); // reserves the region on the first call
+    /// let p = heap.alloc(100).unwrap();
+    /// // SAFETY: `p` came from this heap and is not used afterwards.
+    /// unsafe { heap.free(p.as_ptr()) };
+    /// ```
     pub fn heap(&self) -> Option<&'static Heap> {
         self.inner.heap().or_else(|| self.build())
     }
@@ -259,6 +293,25 @@ impl MagbuddyAlloc {
     /// every wholly free area back to the OS ([`Heap::trim`],
     /// `MADV_DONTNEED`: they read as zero when used again); returns the
     /// bytes given back (0 where that is not available).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use core::alloc::{GlobalAlloc, Layout};
+    /// use magbuddy::MagbuddyAlloc;
+    ///
+    /// static ALLOC: MagbuddyAlloc = MagbuddyAlloc::new(16 << 20, 4);
+    ///
+    /// let layout = Layout::from_size_align(4 << 20, 4096).unwrap();
+    /// // SAFETY: a non-zero-sized layout; the block is written, then freed once.
+    /// unsafe {
+    ///     let p = ALLOC.alloc(layout);
+    ///     p.write_bytes(1, layout.size()); // touches 4 MiB of pages
+    ///     ALLOC.dealloc(p, layout);
+    /// }
+    /// // The freed areas' pages go back to the OS (unix).
+    /// assert!(ALLOC.trim() >= 4 << 20);
+    /// ```
     pub fn trim(&self) -> usize {
         let Some(heap) = self.inner.heap() else {
             return 0;

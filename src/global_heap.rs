@@ -55,13 +55,26 @@ use crate::{FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
 
 /// Which CPU runs the current call: the kernel's answer (a per-CPU
 /// variable, the APIC id mapped to a slot, ...).
+///
+/// See the example on [`GlobalHeap`].
 pub trait CurrentCpu {
     /// The calling CPU's slot index (`0..cpus`), or `None` for the shared
     /// path (early boot, a CPU without a slot).
+    ///
+    /// See the example on [`GlobalHeap`].
     fn current() -> Option<usize>;
 }
 
 /// No CPU answer: every call takes the shared path.
+///
+/// # Example
+///
+/// ```
+/// use magbuddy::GlobalHeap;
+///
+/// // Every call takes the shared path (`GlobalHeap`'s default CPU answer).
+/// static HEAP: GlobalHeap = GlobalHeap::empty();
+/// ```
 #[derive(Debug)]
 pub enum NoCpu {}
 
@@ -73,11 +86,15 @@ impl CurrentCpu for NoCpu {
 }
 
 /// What a refused free does (it must not return).
+///
+/// See the example on [`GlobalHeap::on_bad_free`].
 pub type BadFreeFn = fn(FreeError) -> !;
 
 /// Called when an allocation found no memory (after the heap's own reclaim):
 /// may add regions to the heap; `true` asks for a retry, `false` lets the
 /// allocation fail.
+///
+/// See the example on [`GlobalHeap::on_oom`].
 pub type OomFn = fn(&'static Heap, Layout) -> bool;
 
 /// One CPU's handle, claimed on its first use.
@@ -88,6 +105,39 @@ struct Slot {
 }
 
 /// The static; see the module docs. `C` says which CPU runs a call.
+///
+/// # Example
+///
+/// ```
+/// use core::alloc::{GlobalAlloc, Layout};
+/// use magbuddy::{CurrentCpu, GlobalHeap, HeapConfig};
+///
+/// struct ThisCpu;
+/// impl CurrentCpu for ThisCpu {
+///     fn current() -> Option<usize> {
+///         Some(0) // a kernel reads its per-CPU area
+///     }
+/// }
+///
+/// // In a kernel: #[global_allocator]
+/// static HEAP: GlobalHeap<ThisCpu> = GlobalHeap::empty();
+///
+/// assert!(HEAP.heap().is_none()); // allocations return null until init
+/// # let layout = core::alloc::Layout::from_size_align(4 << 20, 4096).unwrap();
+/// # // SAFETY: non-zero size; the memory stays the heap's (never freed).
+/// # let (ram_start, ram_len) = (unsafe { std::alloc::alloc(layout) }, 4 << 20);
+/// // SAFETY: the range is RAM nobody else uses, the heap's for good.
+/// unsafe { HEAP.init(ram_start, ram_len, HeapConfig::new(4)) }.unwrap();
+/// let layout = Layout::new::<u64>();
+/// // SAFETY: a non-zero-sized layout; freed once with the same layout.
+/// unsafe {
+///     let p = HEAP.alloc(layout); // through CPU 0's handle
+///     assert!(!p.is_null());
+///     HEAP.dealloc(p, layout);
+/// }
+/// ```
+///
+/// The crate docs show it as a kernel's `#[global_allocator]`.
 pub struct GlobalHeap<C: CurrentCpu = NoCpu> {
     /// The heap once set up (null before).
     heap: AtomicPtr<Heap>,
@@ -123,6 +173,8 @@ fn panic_on_bad_free(e: FreeError) -> ! {
 impl<C: CurrentCpu> GlobalHeap<C> {
     /// A static with no memory yet; once set up, calls use the handle of the
     /// CPU `C` names (`GlobalHeap<NoCpu>`, the default: the shared path).
+    ///
+    /// See the example on [`GlobalHeap`].
     pub const fn empty() -> Self {
         Self {
             heap: AtomicPtr::new(ptr::null_mut()),
@@ -145,12 +197,41 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     /// # Safety
     /// From `C`'s answer to the end of the call, the call runs on that CPU
     /// (no migration), and no other CPU gets the same answer meanwhile. Interrupt handlers on that CPU may allocate.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use magbuddy::{CurrentCpu, GlobalHeap, HeapConfig};
+    ///
+    /// struct ThisCpu;
+    /// impl CurrentCpu for ThisCpu {
+    ///     fn current() -> Option<usize> {
+    ///         Some(0) // a kernel reads its per-CPU area
+    ///     }
+    /// }
+    ///
+    /// // SAFETY: the kernel runs every allocator call with preemption off, so it
+    /// // stays on the CPU `ThisCpu` named.
+    /// static HEAP: GlobalHeap<ThisCpu> = unsafe { GlobalHeap::empty().pinned() };
+    /// ```
     pub const unsafe fn pinned(mut self) -> Self {
         self.pinned = true;
         self
     }
 
     /// Calls `f` instead of panicking when a free is refused.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use magbuddy::{FreeError, GlobalHeap};
+    ///
+    /// fn report(e: FreeError) -> ! {
+    ///     // A kernel might log `e` (it names the pointer) and halt.
+    ///     panic!("kernel heap: {e}")
+    /// }
+    /// static HEAP: GlobalHeap = GlobalHeap::empty().on_bad_free(report);
+    /// ```
     pub const fn on_bad_free(mut self, f: BadFreeFn) -> Self {
         self.bad_free = f;
         self
@@ -159,6 +240,40 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     /// Calls `f` when an allocation finds no memory; it may add regions
     /// ([`Heap::add_region`]) and ask for a retry (like a kernel's "rescue"
     /// handler that maps more RAM).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use core::alloc::{GlobalAlloc, Layout};
+    /// use magbuddy::{GlobalHeap, Heap, HeapConfig};
+    ///
+    /// /// Hands the heap one more RAM range when it runs out, once.
+    /// fn more_ram(heap: &'static Heap, _layout: Layout) -> bool {
+    ///     static USED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    ///     if USED.swap(true, core::sync::atomic::Ordering::Relaxed) {
+    ///         return false; // nothing left: the allocation fails
+    ///     }
+    /// #   let layout = Layout::from_size_align(16 << 20, 1 << 20).unwrap();
+    /// #   // SAFETY: non-zero size; never freed.
+    /// #   let (start, len) = (unsafe { std::alloc::alloc(layout) }, 16 << 20);
+    ///     // SAFETY: the range is RAM nobody else uses, the heap's for good.
+    ///     unsafe { heap.add_region(start, len) }.is_ok() // true: retry
+    /// }
+    /// static HEAP: GlobalHeap = GlobalHeap::empty().on_oom(more_ram);
+    ///
+    /// # let layout = core::alloc::Layout::from_size_align(4 << 20, 4096).unwrap();
+    /// # // SAFETY: non-zero size; the memory stays the heap's (never freed).
+    /// # let (ram_start, ram_len) = (unsafe { std::alloc::alloc(layout) }, 4 << 20);
+    /// # // SAFETY: as above.
+    /// # unsafe { HEAP.init(ram_start, ram_len, HeapConfig::new(1)) }.unwrap();
+    /// // A block larger than the first region: served from the region `more_ram` adds.
+    /// let big = Layout::from_size_align(3 << 20, 4096).unwrap();
+    /// // SAFETY: a non-zero-sized layout.
+    /// let p = unsafe { HEAP.alloc(big) };
+    /// assert!(!p.is_null());
+    /// # // SAFETY: freed once with its layout.
+    /// # unsafe { HEAP.dealloc(p, big) };
+    /// ```
     pub const fn on_oom(mut self, f: OomFn) -> Self {
         self.oom = Some(f);
         self
@@ -169,6 +284,8 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     /// # Safety
     /// The memory is valid, unused by anything else, and stays the heap's
     /// for the rest of the program (as for [`Heap::init_with`]).
+    ///
+    /// See the example on [`GlobalHeap`].
     pub unsafe fn init(
         &self,
         start: *mut u8,
@@ -193,6 +310,8 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     ///
     /// # Safety
     /// As for [`Self::init`].
+    ///
+    /// See the example on [`GlobalHeap::on_oom`] (through [`Heap::add_region`]).
     pub unsafe fn add_region(&self, start: *mut u8, len: usize) -> Result<(), InitError> {
         let heap = self.heap().ok_or(InitError::NotInitialized)?;
         // SAFETY: forwarded from the caller.
@@ -200,6 +319,8 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     }
 
     /// The heap, once set up.
+    ///
+    /// See the example on [`GlobalHeap`].
     #[inline]
     pub fn heap(&self) -> Option<&'static Heap> {
         // Acquire: pairs with the Release of the CAS in `init`.

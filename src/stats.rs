@@ -7,6 +7,19 @@ use core::fmt;
 pub const ORDERS: usize = 32;
 
 /// Metadata bytes broken down by component (names are static strings).
+///
+/// # Example
+///
+/// ```
+/// use magbuddy::MetadataBytes;
+///
+/// let mut m = MetadataBytes::default();
+/// m.add("page descriptors", 4096);
+/// m.add("area words", 64);
+/// m.add("page descriptors", 4096); // merged
+/// assert_eq!(m.iter().collect::<Vec<_>>(), [("page descriptors", 8192), ("area words", 64)]);
+/// assert_eq!(m.total(), 8256);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MetadataBytes {
     entries: [(&'static str, usize); 12],
@@ -15,6 +28,8 @@ pub struct MetadataBytes {
 
 impl MetadataBytes {
     /// Adds `bytes` to component `name` (merging with an existing entry).
+    ///
+    /// See the example on [`MetadataBytes`].
     pub fn add(&mut self, name: &'static str, bytes: usize) {
         if let Some(e) = self.entries[..self.len].iter_mut().find(|e| e.0 == name) {
             e.1 += bytes;
@@ -29,11 +44,15 @@ impl MetadataBytes {
     }
 
     /// The components in insertion order.
+    ///
+    /// See the example on [`MetadataBytes`].
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, usize)> + '_ {
         self.entries[..self.len].iter().copied()
     }
 
     /// Sum over all components.
+    ///
+    /// See the example on [`MetadataBytes`].
     pub fn total(&self) -> usize {
         self.iter().map(|e| e.1).sum()
     }
@@ -41,6 +60,22 @@ impl MetadataBytes {
 
 /// A snapshot of an allocator's state. Exact at a quiet point; under concurrent
 /// use each field is read without stopping other CPUs, so fields may disagree.
+///
+/// # Example
+///
+/// ```
+/// # use magbuddy::{Heap, HeapConfig};
+/// # let len = Heap::min_region_len(HeapConfig::new(1));
+/// # let mut ram = vec![0u8; len];
+/// # // SAFETY: `ram` is ours and outlives the heap's use.
+/// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+/// let s = heap.stats();
+/// assert_eq!(s.free_bytes, s.usable_bytes); // nothing allocated
+/// assert!(s.metadata_percent() > 0.0); // about 0.4 % of large heaps, more of small ones
+/// for (component, bytes) in s.metadata.iter() {
+///     println!("{component}: {bytes} B");
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Stats {
     /// Bytes of all regions handed to the heap, metadata included.
@@ -59,6 +94,8 @@ pub struct Stats {
 
 impl Stats {
     /// Metadata as a fraction of the region, in percent.
+    ///
+    /// See the example on [`Stats`].
     pub fn metadata_percent(&self) -> f64 {
         if self.region_bytes == 0 {
             return 0.0;
@@ -67,6 +104,18 @@ impl Stats {
     }
 
     /// Largest order with a free block, if any.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// // The largest free block is at least one 1 MiB area: order 8 (256 pages).
+    /// assert!(heap.stats().largest_free_order().unwrap() >= 8);
+    /// ```
     pub fn largest_free_order(&self) -> Option<usize> {
         (0..ORDERS).rev().find(|&k| self.free_blocks[k] > 0)
     }

@@ -62,22 +62,40 @@ pub const MODEL_CHECKED: bool = cfg!(any(loom, shuttle));
 #[cfg(not(loom))]
 mod cell {
     /// A cell whose accesses go through closures, as loom requires.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use magbuddy::sync::UnsafeCell;
+    ///
+    /// let c = UnsafeCell::new(5);
+    /// // SAFETY: no other access to the value is live.
+    /// c.with_mut(|p| unsafe { *p += 1 });
+    /// // SAFETY: as above.
+    /// assert_eq!(c.with(|p| unsafe { *p }), 6);
+    /// ```
     #[derive(Debug, Default)]
     pub struct UnsafeCell<T>(core::cell::UnsafeCell<T>);
 
     impl<T> UnsafeCell<T> {
         /// Wraps `value`.
+        ///
+        /// See the example on [`UnsafeCell`].
         pub const fn new(value: T) -> Self {
             Self(core::cell::UnsafeCell::new(value))
         }
 
         /// Runs `f` with a shared raw pointer to the value.
+        ///
+        /// See the example on [`UnsafeCell`].
         #[inline(always)]
         pub fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
             f(self.0.get())
         }
 
         /// Runs `f` with a mutable raw pointer to the value.
+        ///
+        /// See the example on [`UnsafeCell`].
         #[inline(always)]
         pub fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
             f(self.0.get())

@@ -26,6 +26,8 @@ use crate::sync::{spin_loop, AtomicBool, Ordering};
 pub const SPIN_LIMIT: u32 = 128;
 
 /// How a waiter behaves while the lock is taken.
+///
+/// See the example on [`SpinHeap`](super::SpinHeap).
 #[derive(Clone, Copy, Debug)]
 pub enum LockMode {
     /// Spin with the CPU's spin-loop hint until the lock is free.

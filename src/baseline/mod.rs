@@ -137,6 +137,24 @@ const _: () = assert!(align_of::<SpinHeap>() % align_of::<PageDesc>() == 0);
 const _: () = assert!(size_of::<PageDesc>() % align_of::<PageDesc>() == 0);
 
 /// The spinlock baseline heap. See the [module docs](self).
+///
+/// # Example
+///
+/// ```
+/// use magbuddy::baseline::{LockMode, SpinHeap};
+///
+/// let mut ram = vec![0u8; 1 << 20]; // the baseline needs only a few KiB of metadata
+/// // SAFETY: `ram` is ours, used by nothing else, and outlives the heap's use.
+/// let heap = unsafe {
+///     SpinHeap::init(ram.as_mut_ptr(), ram.len(), 2, LockMode::SpinThenYield(std::thread::yield_now))
+/// }
+/// .unwrap();
+/// let p = heap.alloc(100).unwrap(); // a 128-byte slab object
+/// // SAFETY: `p` came from this heap and is not used afterwards.
+/// unsafe { heap.free(p.as_ptr()) };
+/// heap.validate().unwrap();
+/// println!("{}", heap.stats());
+/// ```
 pub struct SpinHeap {
     lock: SpinLock<State>,
     /// `handles[i]` is true while handle `i` is claimed.
@@ -156,6 +174,16 @@ impl SpinHeap {
     /// rounded up to 128 bytes, and the 2 KiB header: 6,272 bytes for a
     /// page-aligned start, at most 10,367. `usize::MAX` if no length works
     /// (the address space ends first).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use magbuddy::baseline::SpinHeap;
+    ///
+    /// let page_aligned = 4096 as *const u8;
+    /// assert_eq!(SpinHeap::min_len(page_aligned, 1), 6272);
+    /// assert_eq!(SpinHeap::min_region_len(page_aligned), 4120);
+    /// ```
     pub fn min_len(start: *const u8, cpus: usize) -> usize {
         let _ = cpus; // Handles are a fixed array: the CPU count costs nothing.
         min_len(
@@ -168,6 +196,13 @@ impl SpinHeap {
     /// Smallest `len` that [`SpinHeap::add_region`] accepts for `start`:
     /// `start` rounded up to a page, one page and one descriptor: 4,120 bytes
     /// for a page-aligned start, at most 8,215.
+    ///
+    /// ```
+    /// use magbuddy::baseline::SpinHeap;
+    ///
+    /// // Page-aligned: one page and one descriptor.
+    /// assert_eq!(SpinHeap::min_region_len(4096 as *const u8), 4120);
+    /// ```
     pub fn min_region_len(start: *const u8) -> usize {
         min_len(start as usize, 0, align_of::<PageDesc>())
     }
@@ -182,6 +217,20 @@ impl SpinHeap {
     ///
     /// - `[start, start + len)` is valid for reads and writes and is used by
     ///   nothing but the returned heap for `'a`.
+    ///
+    /// ```
+    /// use magbuddy::baseline::{LockMode, SpinHeap};
+    /// use magbuddy::InitError;
+    ///
+    /// let mut ram = vec![0u8; 64 << 10];
+    /// // SAFETY: `ram` is ours, used by nothing else, and outlives the heap's use.
+    /// let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 4, LockMode::Spin) }.unwrap();
+    /// assert!(heap.alloc(4096).is_some());
+    /// let mut other = vec![0u8; 64 << 10];
+    /// // SAFETY: as above.
+    /// let e = unsafe { SpinHeap::init(other.as_mut_ptr(), other.len(), 0, LockMode::Spin) };
+    /// assert_eq!(e.err(), Some(InitError::BadCpuCount(0)));
+    /// ```
     pub unsafe fn init<'a>(
         start: *mut u8,
         len: usize,
@@ -259,6 +308,18 @@ impl SpinHeap {
     /// - The range is valid for reads and writes and used by nothing but this
     ///   heap for as long as the heap is used.
     /// - It overlaps no region of this heap (not checked).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let mut more = vec![0u8; 1 << 20];
+    /// // SAFETY: `more` is ours, overlaps no region, and outlives the heap's use.
+    /// unsafe { heap.add_region(more.as_mut_ptr(), more.len()) }.unwrap();
+    /// ```
     pub unsafe fn add_region(&self, start: *mut u8, len: usize) -> Result<(), InitError> {
         if start.is_null() {
             return Err(InitError::NullStart);
@@ -307,6 +368,18 @@ impl SpinHeap {
     /// Allocates `size` bytes aligned to `2^ceil(log2 size)`. `None` for
     /// `size == 0`, for sizes beyond the largest block the heap could ever
     /// hold (at once), and when memory is out.
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let p = heap.alloc(5000).unwrap(); // two pages, aligned to 8 KiB
+    /// assert_eq!(p.as_ptr() as usize % 8192, 0);
+    /// assert!(heap.alloc(0).is_none());
+    /// # // SAFETY: `p` came from this heap and is not used afterwards.
+    /// # unsafe { heap.free(p.as_ptr()) };
+    /// ```
     #[inline]
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
         if size == 0 {
@@ -342,6 +415,16 @@ impl SpinHeap {
     /// # Safety
     ///
     /// - If `ptr` is a live block of this heap, nothing uses it afterwards.
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let p = heap.alloc(64).unwrap().as_ptr();
+    /// // SAFETY: `p` is a live block of this heap, not used afterwards.
+    /// unsafe { heap.free(p) };
+    /// ```
     #[inline]
     pub unsafe fn free(&self, ptr: *mut u8) {
         // SAFETY: the caller's promise, passed on.
@@ -360,6 +443,22 @@ impl SpinHeap {
     /// # Safety
     ///
     /// - If `ptr` is a live block of this heap, nothing uses it afterwards.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// use magbuddy::FreeError;
+    ///
+    /// let p = heap.alloc(64).unwrap().as_ptr();
+    /// // SAFETY: `p` is a live block of this heap, not used afterwards.
+    /// unsafe { heap.try_free(p) }.unwrap();
+    /// // SAFETY: `p` is not live; the heap reports the double free.
+    /// assert!(matches!(unsafe { heap.try_free(p) }, Err(FreeError::DoubleFree(_) | FreeError::NotAllocated(_))));
+    /// ```
     pub unsafe fn try_free(&self, ptr: *mut u8) -> Result<(), FreeError> {
         if ptr.is_null() {
             return Ok(());
@@ -369,6 +468,22 @@ impl SpinHeap {
 
     /// Allocates for `layout` (size rounded up to the alignment); `None` for
     /// zero-sized layouts and when memory is out.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// use core::alloc::Layout;
+    ///
+    /// let layout = Layout::from_size_align(40, 64).unwrap();
+    /// let p = heap.alloc_layout(layout).unwrap();
+    /// assert_eq!(p.as_ptr() as usize % 64, 0);
+    /// // SAFETY: `p` came from `alloc_layout(layout)` and is not used afterwards.
+    /// unsafe { heap.dealloc_layout(p, layout) };
+    /// ```
     #[inline]
     pub fn alloc_layout(&self, layout: Layout) -> Option<NonNull<u8>> {
         if layout.size() == 0 {
@@ -386,6 +501,19 @@ impl SpinHeap {
     /// # Safety
     ///
     /// - As [`SpinHeap::free`]; the layout is not needed and not checked.
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// use core::alloc::Layout;
+    ///
+    /// let layout = Layout::new::<[u32; 5]>();
+    /// let p = heap.alloc_layout(layout).unwrap();
+    /// // SAFETY: `p` came from `alloc_layout(layout)` and is not used afterwards.
+    /// unsafe { heap.dealloc_layout(p, layout) };
+    /// ```
     #[inline]
     pub unsafe fn dealloc_layout(&self, ptr: NonNull<u8>, layout: Layout) {
         let _ = layout;
@@ -394,6 +522,17 @@ impl SpinHeap {
     }
 
     /// Claims one of the `cpus` handles, or `None` if all are taken.
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let h = heap.handle().unwrap();
+    /// assert!(heap.handle().is_none()); // a one-CPU heap
+    /// drop(h);
+    /// assert!(heap.handle().is_some());
+    /// ```
     pub fn handle(&self) -> Option<SpinHandle<'_>> {
         self.handles[..self.cpus]
             .iter()
@@ -411,6 +550,17 @@ impl SpinHeap {
     }
     /// Claims slot `cpu` (a kernel passes its CPU index), as
     /// [`crate::Heap::handle_for`]. `None` if it is taken or out of range.
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let h = heap.handle_for(0).unwrap();
+    /// assert!(heap.handle_for(0).is_none()); // taken
+    /// assert!(heap.handle_for(1).is_none()); // no such slot
+    /// # drop(h);
+    /// ```
     pub fn handle_for(&self, cpu: usize) -> Option<SpinHandle<'_>> {
         let slot = self.handles[..self.cpus].get(cpu)?;
         // Acquire: as in `handle`.
@@ -423,6 +573,19 @@ impl SpinHeap {
     }
 
     /// A snapshot of the heap's counters, taken under the lock (exact).
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let p = heap.alloc(4096).unwrap();
+    /// let s = heap.stats();
+    /// assert!(s.free_bytes + 4096 <= s.usable_bytes);
+    /// println!("{s}");
+    /// # // SAFETY: `p` came from this heap and is not used afterwards.
+    /// # unsafe { heap.free(p.as_ptr()) };
+    /// ```
     pub fn stats(&self) -> Stats {
         self.lock.lock().stats()
     }
@@ -431,6 +594,17 @@ impl SpinHeap {
     /// the descriptors tile every region, free lists match the descriptors and
     /// counters, free buddies are merged, slab bitmaps match their counts and
     /// lists. O(pages): call it at a quiet point.
+    ///
+    /// ```
+    /// # use magbuddy::baseline::{LockMode, SpinHeap};
+    /// # let mut ram = vec![0u8; 1 << 20];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { SpinHeap::init(ram.as_mut_ptr(), ram.len(), 1, LockMode::Spin) }.unwrap();
+    /// let p = heap.alloc(100).unwrap();
+    /// heap.validate().unwrap(); // at a quiet point
+    /// # // SAFETY: `p` came from this heap and is not used afterwards.
+    /// # unsafe { heap.free(p.as_ptr()) };
+    /// ```
     pub fn validate(&self) -> Result<(), &'static str> {
         self.lock.lock().validate()
     }

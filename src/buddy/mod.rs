@@ -92,6 +92,22 @@ pub(crate) use area::Area;
 pub(crate) use word::{AreaWord, ChunkWord};
 
 /// Shape of the buddy tree: pages per chunk word and per area.
+///
+/// # Example
+///
+/// ```
+/// use magbuddy::Geometry;
+///
+/// let g = Geometry::DEFAULT;
+/// assert_eq!((g.chunk_pages(), g.area_pages()), (32, 256)); // 1 MiB areas
+/// assert_eq!((g.chunk_levels(), g.top_levels(), g.chunks_per_area()), (6, 3, 8));
+/// // Smaller trees for model checking: 4-page chunks in 16-page areas.
+/// let small = Geometry::new(2, 4).unwrap();
+/// assert_eq!((small.chunk_order(), small.area_order()), (2, 4));
+/// assert!(Geometry::new(6, 8).is_none()); // a chunk word holds at most 32 pages
+/// ```
+///
+/// A heap with another geometry: see [`HeapConfig`](crate::HeapConfig).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Geometry {
     chunk_order: u32,
@@ -108,6 +124,14 @@ impl Geometry {
     /// A geometry with `2^chunk_order` pages per chunk word and `2^area_order`
     /// per area, if both words fit in 64 bits (`chunk_order <= 5`,
     /// `area_order > chunk_order`).
+    ///
+    /// ```
+    /// use magbuddy::Geometry;
+    ///
+    /// assert_eq!(Geometry::new(5, 8), Some(Geometry::DEFAULT));
+    /// assert!(Geometry::new(2, 4).is_some()); // 4-page chunks, 16-page areas
+    /// assert!(Geometry::new(5, 11).is_none()); // too many levels for one area word
+    /// ```
     pub const fn new(chunk_order: u32, area_order: u32) -> Option<Self> {
         if chunk_order > 5 || area_order <= chunk_order || area_order - chunk_order > 5 {
             return None;
@@ -124,30 +148,65 @@ impl Geometry {
     }
 
     /// log2 of pages per chunk word.
+    ///
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.chunk_order(), 5);
+    /// ```
     pub const fn chunk_order(self) -> u32 {
         self.chunk_order
     }
     /// log2 of pages per area.
+    ///
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.area_order(), 8);
+    /// ```
     pub const fn area_order(self) -> u32 {
         self.area_order
     }
     /// Tree levels packed in one chunk word.
+    ///
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.chunk_levels(), 6);
+    /// ```
     pub const fn chunk_levels(self) -> u32 {
         self.chunk_order + 1
     }
     /// Tree levels packed in the area word.
+    ///
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.top_levels(), 3);
+    /// ```
     pub const fn top_levels(self) -> u32 {
         self.area_order - self.chunk_order
     }
     /// Pages per chunk word.
+    ///
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.chunk_pages(), 32);
+    /// ```
     pub const fn chunk_pages(self) -> u32 {
         1 << self.chunk_order
     }
     /// Pages per area.
+    ///
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.area_pages(), 256);
+    /// ```
     pub const fn area_pages(self) -> u32 {
         1 << self.area_order
     }
     /// Chunk words per area.
+    ///
+    /// ```
+    /// # use magbuddy::Geometry;
+    /// assert_eq!(Geometry::DEFAULT.chunks_per_area(), 8);
+    /// ```
     pub const fn chunks_per_area(self) -> u32 {
         1 << self.top_levels()
     }

@@ -48,6 +48,21 @@ impl Heap {
     /// Refuses exactly what [`Heap::try_free`] refuses when nothing races:
     /// pointers outside the heap, into metadata, inside a block, and to free
     /// blocks (in a cache, on a free list, never allocated).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// let p = heap.alloc(100).unwrap().as_ptr();
+    /// assert_eq!(heap.usable_size(p), Ok(128));
+    /// // SAFETY: `p` is a live block of this heap, not used afterwards.
+    /// unsafe { heap.free(p) };
+    /// assert!(heap.usable_size(p).is_err()); // free memory
+    /// ```
     pub fn usable_size(&self, ptr: *const u8) -> Result<usize, FreeError> {
         let addr = ptr as usize;
         match self.block_at(addr)? {

@@ -58,6 +58,25 @@ impl CpuSlot {
 /// Kernel contract: never re-enter a handle (e.g. from an interrupt handler
 /// that interrupted its owner); interrupt handlers use the heap's shared path
 /// ([`Heap::alloc`], [`Heap::free`]).
+///
+/// # Example
+///
+/// ```
+/// # use magbuddy::{Heap, HeapConfig};
+/// # let len = Heap::min_region_len(HeapConfig::new(1));
+/// # let mut ram = vec![0u8; len];
+/// # // SAFETY: `ram` is ours and outlives the heap's use.
+/// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+/// let mut h = heap.handle_for(0).unwrap(); // CPU 0's slot, exclusively
+/// let small = h.alloc(48).unwrap(); // a 64-byte slab object, cached per CPU
+/// let page = h.alloc(4096).unwrap(); // a page, cached per CPU
+/// // SAFETY: both are live blocks of this heap, not used afterwards.
+/// unsafe {
+///     h.free(small.as_ptr());
+///     h.free(page.as_ptr());
+/// }
+/// drop(h); // releases the slot; its cached blocks go home
+/// ```
 pub struct Handle<'h> {
     pub(crate) heap: &'h Heap,
     pub(crate) slot: &'h CpuSlot,
@@ -84,6 +103,8 @@ impl<'h> Handle<'h> {
     }
 
     /// The CPU slot this handle owns.
+    ///
+    /// See the example on [`Heap::handle`].
     pub fn cpu(&self) -> usize {
         self.cpu.index()
     }
@@ -123,6 +144,22 @@ impl<'h> Handle<'h> {
     /// ones from the buddy tree. `None` for `size == 0`, for sizes beyond the
     /// heap, and when memory is exhausted (see the no-false-OOM contract in
     /// [`Heap::cpu_cache_cap`]).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// let mut h = heap.handle_for(0).unwrap();
+    /// let p = h.alloc(700).unwrap(); // a 1 KiB slab object, aligned to 1 KiB
+    /// assert_eq!(p.as_ptr() as usize % 1024, 0);
+    /// assert!(h.alloc(0).is_none());
+    /// // SAFETY: `p` came from this heap and is not used afterwards.
+    /// unsafe { h.free(p.as_ptr()) };
+    /// ```
     #[inline(always)]
     pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         if size.wrapping_sub(1) < MAX_SMALL {
@@ -201,6 +238,24 @@ impl<'h> Handle<'h> {
     }
 
     /// Allocates for `layout` (size rounded up to the alignment).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// use core::alloc::Layout;
+    ///
+    /// let mut h = heap.handle_for(0).unwrap();
+    /// let layout = Layout::new::<[u64; 3]>();
+    /// let p = h.alloc_layout(layout).unwrap();
+    /// assert_eq!(p.as_ptr() as usize % layout.align(), 0);
+    /// // SAFETY: `p` came from this heap and is not used afterwards.
+    /// unsafe { h.free(p.as_ptr()) };
+    /// ```
     pub fn alloc_layout(&mut self, layout: core::alloc::Layout) -> Option<NonNull<u8>> {
         self.alloc(layout.size().max(layout.align()))
     }
@@ -213,6 +268,27 @@ impl<'h> Handle<'h> {
     ///
     /// # Safety
     /// Same as [`Heap::try_free`].
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// use magbuddy::FreeError;
+    ///
+    /// let mut h = heap.handle_for(0).unwrap();
+    /// let p = h.alloc(4096).unwrap().as_ptr();
+    /// // SAFETY: `p` is a live block of this heap, not used afterwards.
+    /// unsafe { h.try_free(p) }.unwrap();
+    /// // The block now sits in CPU 0's magazine; a second free is still refused.
+    /// // SAFETY: `p` is not live; the heap reports the double free.
+    /// let e = unsafe { h.try_free(p) }.unwrap_err();
+    /// assert!(matches!(e, FreeError::DoubleFree(_) | FreeError::NotAllocated(_)));
+    /// assert_eq!(e.ptr(), p as usize);
+    /// ```
     #[inline]
     pub unsafe fn try_free(&mut self, ptr: *mut u8) -> Result<(), FreeError> {
         // SAFETY: forwarded from the caller.
@@ -305,6 +381,8 @@ impl<'h> Handle<'h> {
     ///
     /// # Safety
     /// Same as [`Heap::try_free`].
+    ///
+    /// See the example on [`Handle`].
     #[inline]
     #[track_caller]
     pub unsafe fn free(&mut self, ptr: *mut u8) {

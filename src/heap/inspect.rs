@@ -14,6 +14,8 @@ use crate::slab::{self, SLAB_ORDER};
 use crate::{MetadataBytes, Stats, ORDERS, PAGE_SHIFT, PAGE_SIZE};
 
 /// The first inconsistency [`Heap::validate`] found.
+///
+/// See the example on [`Heap::validate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ValidateError {
     /// What is wrong.
@@ -38,6 +40,23 @@ fn fail<T>(what: &'static str, addr: usize) -> Result<T, ValidateError> {
 impl Heap {
     /// A snapshot of the heap. Exact at a quiet point; while other CPUs work,
     /// each area word and descriptor is read once without stopping them.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// let p = heap.alloc(1 << 20).unwrap(); // one 1 MiB block
+    /// let s = heap.stats();
+    /// assert_eq!(s.live_blocks[8], 1); // order 8: 256 pages
+    /// assert!(s.free_bytes <= s.usable_bytes - (1 << 20));
+    /// println!("{s}"); // free bytes, metadata by component, blocks by order
+    /// # // SAFETY: `p` came from this heap and is not used afterwards.
+    /// # unsafe { heap.free(p.as_ptr()) };
+    /// ```
     pub fn stats(&self) -> Stats {
         let g = self.g;
         let mut s = Stats::default();
@@ -84,6 +103,20 @@ impl Heap {
     /// chunk (invariant R with nothing in flight), that pages outside the
     /// usable range stay allocated, and that page descriptors and tree blocks
     /// match one to one.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// let p = heap.alloc(5000).unwrap();
+    /// heap.validate().unwrap(); // at a quiet point: nothing in flight
+    /// # // SAFETY: `p` came from this heap and is not used afterwards.
+    /// # unsafe { heap.free(p.as_ptr()) };
+    /// ```
     pub fn validate(&self) -> Result<(), ValidateError> {
         let g = self.g;
         let h = g.area_order();

@@ -141,6 +141,23 @@ impl Heap {
     /// to the buddy tree. Also raises the drain epoch, so every active CPU
     /// flushes its magazines on its next call. Safe to call at any time;
     /// the allocator calls it before it reports out-of-memory.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// let mut h = heap.handle_for(0).unwrap();
+    /// let p = h.alloc(64).unwrap();
+    /// // SAFETY: `p` came from this heap and is not used afterwards.
+    /// unsafe { h.free(p.as_ptr()) }; // the object stays cached on CPU 0
+    /// drop(h); // magazines to the depot, the slab to the tree or the abandoned list
+    /// heap.reclaim(); // empties the depot; empty abandoned slabs go back to the tree
+    /// assert_eq!(heap.slabs_in_use(), 0);
+    /// ```
     pub fn reclaim(&self) {
         // Release: a CPU that sees the new epoch also sees why (nothing to
         // order, but cheap); Relaxed would do.

@@ -30,6 +30,8 @@ macro_rules! events {
         /// the CPU's next slow path (and when its handle is released), so
         /// `allocs` and `frees` may lag by up to a magazine's worth of
         /// operations.
+        ///
+        /// See the example on [`Heap::cpu_stats`](crate::Heap::cpu_stats).
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct CpuStats {
             $($(#[doc = $doc])* pub $field: u64,)*

@@ -14,6 +14,23 @@ impl Heap {
     /// holds: a concurrent allocation may return `None` as if the area were
     /// allocated (the no-false-OOM contract's allowance, like a run
     /// allocation's claimed areas), so keep `release` short.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// heap.reclaim();
+    /// let mut areas = 0;
+    /// let bytes = heap.trim(|_start, _len| {
+    ///     // An OS kernel would discard the pages here (`madvise(MADV_DONTNEED)`).
+    ///     areas += 1;
+    /// });
+    /// assert_eq!(bytes, areas * (1 << 20)); // whole 1 MiB areas
+    /// ```
     pub fn trim(&self, mut release: impl FnMut(*mut u8, usize)) -> usize {
         let h = self.g.area_order();
         let len = (self.g.area_pages() as usize) << crate::PAGE_SHIFT;

@@ -10,28 +10,39 @@
 //! peak RSS; `workloads.csv` (one row per workload × threads × allocator) one
 //! panel, ns per pair. glibc's own rows (ratio 1) are left out.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use clap::Parser;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-/// A CSV file: header names and rows of fields (quoted fields may hold
-/// commas, as program names do).
+/// Command-line arguments.
+#[derive(Parser, Debug)]
+#[command(about = "Bars of preload/eval.sh's ratios to glibc, as SVG")]
+struct Args {
+    /// `eval.csv` (programs: time and peak RSS panels) or `workloads.csv`
+    /// (workloads: ns per pair), told apart by the first column's name.
+    input: PathBuf,
+    /// The SVG file to write.
+    output: PathBuf,
+}
+
+/// A CSV file: header names and rows of fields.
 struct Csv {
     head: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Csv {
-    fn read(path: &Path) -> Self {
-        let text = std::fs::read_to_string(path)
-            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        let mut lines = text.lines().filter(|l| !l.is_empty()).map(fields);
-        let head = lines.next().expect("CSV header");
-        Self {
-            head,
-            rows: lines.collect(),
-        }
+    /// Reads `path` (quoted fields may hold commas, as program names do).
+    fn read(path: &Path) -> Result<Self, csv::Error> {
+        let mut reader = csv::Reader::from_path(path)?;
+        let head = reader.headers()?.iter().map(str::to_string).collect();
+        let rows = reader
+            .records()
+            .map(|r| r.map(|r| r.iter().map(str::to_string).collect()))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { head, rows })
     }
 
     /// Column `name` of `row`.
@@ -43,25 +54,6 @@ impl Csv {
             .unwrap_or_else(|| panic!("no column {name}"));
         &row[i]
     }
-}
-
-/// One CSV line's fields: `"` quotes, `""` inside quotes is a `"`.
-fn fields(line: &str) -> Vec<String> {
-    let (mut out, mut cur, mut quoted) = (Vec::new(), String::new(), false);
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                cur.push('"');
-                chars.next();
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    out.push(cur);
-    out
 }
 
 /// Bars to draw: group labels (two lines each), series names, and
@@ -202,12 +194,12 @@ fn panel<DB: DrawingBackend>(
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let [input, output] = args.as_slice() else {
-        eprintln!("usage: preload_plot <eval.csv | workloads.csv> <out.svg>");
-        std::process::exit(2);
-    };
-    let csv = Csv::read(Path::new(input));
+    let args = Args::parse();
+    let csv = Csv::read(&args.input).unwrap_or_else(|e| {
+        eprintln!("preload_plot: {}: {e}", args.input.display());
+        std::process::exit(1);
+    });
+    let output = &args.output;
     if csv.head.first().map(String::as_str) == Some("program") {
         // "python3 (json, dicts)" -> "python3" over "(json, dicts)".
         let group = |row: &[String]| {

@@ -72,11 +72,13 @@
 //! balance.verify_with(1024, &ledger).unwrap();
 //! ```
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 pub mod canary;
 pub mod ledger;
 #[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub mod lin;
 pub mod shadow;
 pub mod trace;
