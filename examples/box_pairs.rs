@@ -8,22 +8,17 @@
 //!   target/release/examples/box_pairs $n; done
 //! # instructions per pair = (total(cg.30000) - total(cg.10000)) / 20000
 //! ```
+//!
+//! The same loop around the `mimalloc` crate: `cargo build --release -p
+//! magbuddy-bench --bin box_pairs_mimalloc`, then as above with
+//! `target/release/box_pairs_mimalloc`.
 
 #[global_allocator]
 static A: magbuddy::MagbuddyAlloc = magbuddy::MagbuddyAlloc::new(256 << 20, 4);
 
+#[path = "support/box_pairs_loop.rs"]
+mod box_pairs_loop;
+
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    let sizes = [8usize, 16, 24, 32, 48, 64, 96, 128];
-    let mut ring: Vec<Option<Box<[u8]>>> = (0..64).map(|_| None).collect();
-    let mut bytes = 0usize;
-    for i in 0..n {
-        let b = vec![0u8; sizes[i % 8]].into_boxed_slice();
-        bytes += b.len();
-        ring[i % 64] = Some(b);
-    }
-    println!("{n} pairs, {bytes} bytes");
+    box_pairs_loop::run();
 }
