@@ -1,8 +1,38 @@
 //! Giving memory back: [`Heap::trim`] hands every wholly free area to the
 //! caller while the heap holds it, so the caller can discard its pages
-//! (`MADV_DONTNEED`) without racing an allocation of them.
+//! (`MADV_DONTNEED`) without racing an allocation of them; with
+//! [`Heap::set_auto_trim`] the heap does so by itself once enough freed
+//! memory has come home, so a program that never calls `malloc_trim` still
+//! gives a freed working set back.
 
 use super::Heap;
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+
+/// What the heap needs to trim by itself (see [`Heap::set_auto_trim`]).
+pub(crate) struct AutoTrim {
+    /// Trim once this many bytes came home since the last trim (0: never).
+    every: AtomicUsize,
+    /// The caller's discard function, a `fn(*mut u8, usize)` as an address
+    /// (0 before [`Heap::set_auto_trim`]).
+    release: AtomicUsize,
+    /// Bytes that came home since the last trim: rounds of magazines sent
+    /// to slabs and the tree, and blocks above 16 KiB freed.
+    home: AtomicUsize,
+    /// Set while a thread trims: one at a time, the others carry on.
+    busy: AtomicBool,
+}
+
+impl AutoTrim {
+    /// Off.
+    pub(crate) fn new() -> Self {
+        Self {
+            every: AtomicUsize::new(0),
+            release: AtomicUsize::new(0),
+            home: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
+        }
+    }
+}
 
 impl Heap {
     /// Calls `release(start, len)` for every area that is wholly free, after
@@ -33,5 +63,72 @@ impl Heap {
             }
         }
         trimmed
+    }
+
+    /// Makes the heap trim by itself: once `every` bytes have come home since
+    /// the last trim (counted where a free leaves the CPU caches: a
+    /// magazine's rounds sent to their slabs or the tree, and every block
+    /// above 16 KiB), the free that passes the mark empties the depot,
+    /// sweeps empty slabs into the tree and calls [`Heap::trim`] with
+    /// `release`. One thread trims at a time; others that pass the mark
+    /// meanwhile carry on. `every == 0` turns it off.
+    ///
+    /// Why there: a free that hits a magazine costs nothing extra (the count
+    /// is one `fetch_add` per magazine sent home, not per free), and memory
+    /// only becomes wholly free areas once it has left the caches anyway.
+    /// Not counted: the shared path's small objects (threads without a
+    /// handle) and what stays in CPU caches (bounded by
+    /// [`Heap::cpu_cache_cap`]); [`Heap::reclaim`] then trim returns those.
+    ///
+    /// `release` runs on whichever thread frees past the mark, inside that
+    /// free, with the same contract as in [`Heap::trim`].
+    pub fn set_auto_trim(&self, every: usize, release: fn(*mut u8, usize)) {
+        let t = &self.auto_trim;
+        // Relaxed: `every` is read before the hook only as a hint; the hook
+        // is published by the Release below and read with Acquire.
+        t.every.store(every, Ordering::Relaxed);
+        t.release.store(release as usize, Ordering::Release);
+    }
+
+    /// Counts `bytes` that came home (see [`Heap::set_auto_trim`]) and trims
+    /// once they pass the mark. Off: one load.
+    #[inline]
+    pub(crate) fn came_home(&self, bytes: usize) {
+        let t = &self.auto_trim;
+        // Relaxed: the mark is a threshold, not a synchronisation.
+        let every = t.every.load(Ordering::Relaxed);
+        if every == 0 {
+            return;
+        }
+        // Relaxed: a count; the trim decides what is free by itself.
+        if t.home.fetch_add(bytes, Ordering::Relaxed) + bytes >= every {
+            self.auto_trim();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn auto_trim(&self) {
+        let t = &self.auto_trim;
+        // Acquire: pairs with the Release below, so one trim follows another.
+        if t.busy.swap(true, Ordering::Acquire) {
+            return;
+        }
+        // Acquire: pairs with the Release in `set_auto_trim`.
+        let f = t.release.load(Ordering::Acquire);
+        if f != 0 {
+            // SAFETY: the only non-zero value ever stored is the address of
+            // a `fn(*mut u8, usize)` (`set_auto_trim`).
+            let release = unsafe { core::mem::transmute::<usize, fn(*mut u8, usize)>(f) };
+            // Not `reclaim`: the CPUs' own caches stay (no drain), so a
+            // trim does not make every thread refill.
+            self.empty_depot();
+            self.slabs.sweep_all(&self.table);
+            self.trim(release);
+        }
+        // Relaxed: a count; what came home during the trim goes with it.
+        t.home.store(0, Ordering::Relaxed);
+        // Release: see the swap above.
+        t.busy.store(false, Ordering::Release);
     }
 }
