@@ -59,6 +59,13 @@ const REGION_ALIGN: usize = 1 << 20;
 /// rounded up to a power of two, so only pointers aligned to it qualify).
 const MADVISE_MIN: usize = 1 << 20;
 
+/// The heap trims by itself (`Heap::set_auto_trim`) once this many freed
+/// bytes have come home since its last trim, unless `MAGBUDDY_TRIM_EVERY`
+/// says otherwise (0 = never): a program that frees a large working set
+/// gives it back without calling `malloc_trim`. Large enough that a steady
+/// workload trims rarely (each trim visits every area of the heap).
+const TRIM_EVERY: usize = 64 << 20;
+
 /// `calloc` of at least this many bytes discards the block's pages instead
 /// of writing zeros (see `calloc`).
 const CALLOC_DISCARD: usize = 256 << 10;
@@ -320,6 +327,7 @@ fn init() -> Option<&'static Globals> {
         0 => usize::MAX,
         n => n.checked_next_power_of_two().unwrap_or(usize::MAX),
     };
+    let trim_every = env_bytes(c"MAGBUDDY_TRIM_EVERY", TRIM_EVERY);
     let total = PAGE + REGION_ALIGN + len;
     // SAFETY: a fresh anonymous mapping; nobody else knows it.
     let m = unsafe {
@@ -355,6 +363,7 @@ fn init() -> Option<&'static Globals> {
             ));
         }
     };
+    heap.set_auto_trim(trim_every, discard);
     let g = m as *mut Globals;
     // SAFETY: the header page is ours and page aligned.
     unsafe {
@@ -734,12 +743,14 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
     let Some(g) = globals() else { return 0 };
     g.heap.reclaim();
-    let trimmed = g.heap.trim(|p, len| {
-        // SAFETY: the heap holds the area while we discard it; our private
-        // anonymous mapping reads as zero afterwards.
-        unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
-    });
-    c_int::from(trimmed > 0)
+    c_int::from(g.heap.trim(discard) > 0)
+}
+
+/// Gives the pages of an area that `Heap::trim` holds back to the OS.
+fn discard(p: *mut u8, len: usize) {
+    // SAFETY: the heap holds the area while we discard it; our private
+    // anonymous mapping reads as zero afterwards.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
 }
 
 /// What `magbuddy_preload_stats` reports (see the module doc).
