@@ -29,6 +29,11 @@
 //!   lock, so `fork()` cannot deadlock; the child leaks what other threads
 //!   held in their handles. The forking thread keeps its state (TLS is the
 //!   thread's), and no table of claimers needs resetting.
+//! * Memory goes back to the OS without `malloc_trim`: freed blocks of at
+//!   least `MAGBUDDY_MADVISE_MIN` at once, and every wholly free area each
+//!   time `MAGBUDDY_TRIM_EVERY` bytes (default 64 MiB) have left the caches
+//!   since the last trim (`Heap::set_auto_trim`, run inside the free that
+//!   passes the mark; a free that a magazine takes pays nothing for it).
 //! * Introspection for tests: the exported C function
 //!   `void magbuddy_preload_stats(struct magbuddy_preload_stats *out)` fills
 //!   `{ size_t slots_claimed, slots_total, thread; }`: handle slots held by
