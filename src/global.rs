@@ -147,7 +147,9 @@ pub struct MagbuddyAlloc {
     bytes: usize,
     cpus: usize,
     inner: GlobalHeap<ThreadSlot>,
-    /// Bytes come home between trims by the heap itself (0: never).
+    /// Bytes come home between trims by the heap itself (0: never; unix
+    /// only, see [`MagbuddyAlloc::trim_every`]).
+    #[cfg_attr(not(unix), allow(dead_code))]
     trim_every: usize,
     /// The heap refused the configuration: reported once, not built again.
     refused: AtomicBool,
