@@ -25,7 +25,7 @@ pub(crate) struct AutoTrim {
     /// (0 before [`Heap::set_auto_trim`]).
     release: AtomicUsize,
     /// Bytes that came home since the last trim: rounds of magazines sent
-    /// to slabs and the tree, and blocks above 16 KiB freed.
+    /// to slabs and the tree, and page blocks freed straight to the tree.
     home: AtomicUsize,
     /// Set while a thread trims: one at a time, the others carry on.
     busy: AtomicBool,
@@ -84,8 +84,9 @@ impl Heap {
 
     /// Makes the heap trim by itself: once `every` bytes have come home since
     /// the last trim (counted where a free leaves the CPU caches: a
-    /// magazine's rounds sent to their slabs or the tree, and every block
-    /// above 16 KiB), the free that passes the mark empties the depot,
+    /// magazine's rounds sent to their slabs or the tree, and every page
+    /// block freed straight to the tree: above 16 KiB, or on the shared
+    /// path), the free that passes the mark empties the depot,
     /// sweeps empty slabs into the tree and calls [`Heap::trim`] with
     /// `release`. One thread trims at a time; others that pass the mark
     /// meanwhile carry on. `every == 0` turns it off.
@@ -93,8 +94,8 @@ impl Heap {
     /// Why there: a free that hits a magazine costs nothing extra (the count
     /// is one `fetch_add` per magazine sent home, not per free), and memory
     /// only becomes wholly free areas once it has left the caches anyway.
-    /// Not counted: the shared path's small objects (threads without a
-    /// handle) and what stays in CPU caches (bounded by
+    /// Not counted: the shared path's objects of up to 2 KiB (threads
+    /// without a handle) and what stays in CPU caches (bounded by
     /// [`Heap::cpu_cache_cap`]); [`Heap::reclaim`] then trim returns those.
     ///
     /// `release` runs on whichever thread frees past the mark, inside that
