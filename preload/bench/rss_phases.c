@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../tests/wave.h"
+
 #define MIB (1ul << 20)
 #define SAMPLES 20000
 #define SAMPLE_MS 20
@@ -99,27 +101,6 @@ static char **fill(const size_t *sizes, int nsizes, size_t bytes, size_t *n) {
         total += size;
     }
     return v;
-}
-
-#define SLOTS 4096
-static void *slots[SLOTS];
-static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void *wave_thread(void *arg) {
-    unsigned s = (unsigned)(size_t)arg * 2654435761u;
-    for (int i = 0; i < 2000; i++) {
-        s = s * 1103515245 + 12345;
-        size_t size = 16 + (s >> 8) % 8000;
-        void *p = malloc(size);
-        memset(p, 1, size);
-        int k = (s >> 4) % SLOTS;
-        pthread_mutex_lock(&slots_mu);
-        void *old = slots[k];
-        slots[k] = p;
-        pthread_mutex_unlock(&slots_mu);
-        free(old);
-    }
-    return 0;
 }
 
 int main(int argc, char **argv) {

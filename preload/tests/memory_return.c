@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wave.h"
+
 static long rss_mib(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -19,29 +21,6 @@ static long rss_mib(void) {
         if (!strncmp(line, "VmRSS:", 6)) kib = atol(line + 6);
     if (f) fclose(f);
     return kib >> 10;
-}
-
-#define SLOTS 4096
-static void *slots[SLOTS];
-static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
-
-/* 2000 blocks of 16 B - 8 KiB, each replacing a random shared slot's block
- * (so most frees are of another thread's block). */
-static void *wave_thread(void *arg) {
-    unsigned s = (unsigned)(size_t)arg * 2654435761u;
-    for (int i = 0; i < 2000; i++) {
-        s = s * 1103515245 + 12345;
-        size_t size = 16 + (s >> 8) % 8000;
-        void *p = malloc(size);
-        memset(p, 1, size);
-        int k = (s >> 4) % SLOTS;
-        pthread_mutex_lock(&slots_mu);
-        void *old = slots[k];
-        slots[k] = p;
-        pthread_mutex_unlock(&slots_mu);
-        free(old);
-    }
-    return 0;
 }
 
 int main(void) {
