@@ -7,24 +7,32 @@
 # and churn (thread churn) workloads on its `system` allocator, i.e. libc
 # malloc, so under LD_PRELOAD on the shim and on mimalloc, and beside them
 # in-process magbuddy with per-thread handles (no preload) for the shim's
-# per-call overhead.
+# per-call overhead. Last, resident memory over time
+# (preload/bench/rss_phases.c: phases of 256 MiB freed without malloc_trim,
+# waves of short threads, then 300 fork()s) under glibc, the shim (with and
+# without its own trimming), mimalloc, and jemalloc and tcmalloc if their
+# Debian packages are installed.
 #
-# Usage: preload/eval.sh [runs, default 3] [--quick]
+# Usage: preload/eval.sh [runs, default 3] [--quick] [--rss]
 #   preload/eval.sh 3          the full evaluation (programs: median of 3 runs;
 #                              workloads: median of 9 full report runs)
 #   preload/eval.sh 1 --quick  a smoke pass (each program once, one --quick
 #                              report run per allocator)
+#   preload/eval.sh 3 --rss    only the RSS-over-time stage (3 runs each)
 # Writes into target/preload/: eval.md (both tables), eval.csv (program x
 # allocator), workloads.csv (workload x threads x allocator), eval.svg and
-# workloads.svg (ratios to glibc), and report/<allocator>/<round>/ (each
-# report run's own report.md, runs.csv and plots).
+# workloads.svg (ratios to glibc), report/<allocator>/<round>/ (each
+# report run's own report.md, runs.csv and plots), and rss.md (RSS after
+# each stage, 300 fork()s' time; medians over runs), rss.csv (allocator,
+# ms, rss_mib, stage: the first run's samples) and rss.svg (RSS over time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=3 QUICK=""
+RUNS=3 QUICK="" RSS_ONLY=""
 for a in "$@"; do
   case $a in
     --quick) QUICK=--quick ;;
-    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick]" >&2; exit 2 ;;
+    --rss) RSS_ONLY=1 ;;
+    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick] [--rss]" >&2; exit 2 ;;
     *) RUNS=$a ;;
   esac
 done
@@ -36,6 +44,50 @@ MI=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2
 W=$PWD/target/preload/eval
 mkdir -p "$W"
 PY=/usr/bin/python3
+OUT=$PWD/target/preload
+JE=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+TC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+
+# RSS over time: rss_phases under each allocator, $RUNS runs; writes
+# $OUT/rss.{md,csv,svg}. No malloc_trim anywhere: what comes back is the
+# allocator's own doing.
+rss_over_time() {
+  cc -O2 -fno-builtin -Wall -Wextra -pthread -o "$W/rss_phases" preload/bench/rss_phases.c
+  cargo build -q --release -p magbuddy-bench --bin rss_plot
+  local allocs=(glibc magbuddy magbuddy-no-auto-trim mimalloc) alloc r
+  [ -e "$JE" ] && allocs+=(jemalloc)
+  [ -e "$TC" ] && allocs+=(tcmalloc)
+  echo "allocator,ms,rss_mib,stage" >"$OUT/rss.csv"
+  for alloc in "${allocs[@]}"; do
+    local vars=()
+    case $alloc in
+      magbuddy) vars=(LD_PRELOAD="$MB") ;;
+      magbuddy-no-auto-trim) vars=(LD_PRELOAD="$MB" MAGBUDDY_TRIM_EVERY=0) ;;
+      mimalloc) vars=(LD_PRELOAD="$MI") ;;
+      jemalloc) vars=(LD_PRELOAD="$JE") ;;
+      tcmalloc) vars=(LD_PRELOAD="$TC") ;;
+    esac
+    for r in $(seq "$RUNS"); do
+      env "${vars[@]}" "$W/rss_phases" >"$W/rss.$alloc.$r.csv" 2>"$W/rss.$alloc.$r.log"
+    done
+    tail -n +2 "$W/rss.$alloc.1.csv" | sed "s/^/$alloc,/" >>"$OUT/rss.csv"
+    echo "done: RSS over time under $alloc ($RUNS runs)" >&2
+  done
+  {
+    echo "| allocator | 64 B | 1000 B | 4000 B | 40000 B | 300000 B | mixed | thread waves | peak | 300 forks (s) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    for alloc in "${allocs[@]}"; do
+      local row="| $alloc" st
+      for st in "64 B" "1000 B" "4000 B" "40000 B" "300000 B" "mixed" "thread waves"; do
+        row="$row | $(cat "$W"/rss."$alloc".*.log | sed -n "s/^stage $st: RSS \([0-9]*\) MiB$/\1/p" | median)"
+      done
+      row="$row | $(for f in "$W"/rss."$alloc".*.csv; do awk -F, 'NR > 1 && $2 > m { m = $2 } END { printf "%d\n", m }' "$f"; done | median)"
+      row="$row | $(cat "$W"/rss."$alloc".*.log | sed -n 's/^forks: 300 in \([0-9.]*\) s$/\1/p' | median) |"
+      echo "$row"
+    done
+  } >"$OUT/rss.md"
+  "$PWD/target/release/rss_plot" "$OUT/rss.csv" "$OUT/rss.svg"
+}
 
 # Inputs, made once and deterministically.
 if [ ! -e "$W/data.txt" ]; then
@@ -114,7 +166,23 @@ run() {
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
-OUT=$PWD/target/preload
+rss_header() {
+  echo "RSS in MiB after each stage of \`preload/bench/rss_phases.c\` (each stage frees all it allocated, then idles 300 ms; no \`malloc_trim\`), the peak of the 20 ms samples, and the wall time of 300 \`fork()\`s after the thread waves; medians of $RUNS run(s). magbuddy-no-auto-trim: the shim with \`MAGBUDDY_TRIM_EVERY=0\`. Plot: rss.svg (first run)."
+}
+if [ -n "$RSS_ONLY" ]; then
+  rss_over_time
+  {
+    echo "# Resident memory over time under LD_PRELOAD allocators"
+    echo
+    echo "$(date -u +%F), $(nproc) CPUs, $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'). Command: \`preload/eval.sh $*\`."
+    echo
+    rss_header
+    echo
+    cat "$OUT/rss.md"
+  } >"$OUT/rss-eval.md"
+  cat "$OUT/rss-eval.md"
+  exit 0
+fi
 PROG_MD=$W/programs.md CSV=$OUT/eval.csv
 {
   echo "| program | threads | glibc time (s) | glibc RSS (MiB) | magbuddy time | magbuddy RSS | magbuddy 1 GiB heap: time | RSS | mimalloc time | mimalloc RSS |"
@@ -224,6 +292,7 @@ done | awk -F, '
 
 cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$CSV" "$OUT/eval.svg"
 cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$WL_CSV" "$OUT/workloads.svg"
+rss_over_time
 
 {
   echo "# magbuddy as LD_PRELOAD malloc: real programs and allocator workloads"
@@ -246,6 +315,12 @@ cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$WL_CSV" "$OUT/w
   echo "glibc in ns per alloc+free pair; the other columns are ratios to glibc (lower is better): the shim and mimalloc under LD_PRELOAD, and in-process magbuddy with per-thread handles (the report's \`magbuddy\` allocator, run beside glibc without preload), i.e. the same heap without the malloc interface's cost. Notes: failed allocations or runs cut at the report's time limit."
   echo
   cat "$WL_MD"
+  echo
+  echo "## Resident memory over time"
+  echo
+  rss_header
+  echo
+  cat "$OUT/rss.md"
   echo
   echo "Took $((SECONDS - START)) s. CSV: eval.csv, workloads.csv; plots: eval.svg, workloads.svg; each report run: report/<allocator>/<round>/."
 } >"$OUT/eval.md"

@@ -25,6 +25,10 @@
 //!   request, up to [`crate::MAX_REGIONS`] regions (the heap doubles each
 //!   time, so 16 regions reach 2^15 times the first); after that an
 //!   allocation that finds no memory fails (Rust's alloc error handler).
+//! * Freed memory goes back to the OS by itself (unix): once 64 MiB (see
+//!   [`MagbuddyAlloc::trim_every`]) have come home from the caches since the
+//!   last trim, the heap trims ([`Heap::set_auto_trim`]), so a program that
+//!   drops a large working set does not keep its pages.
 //! * A free of a pointer the heap refuses writes the error to stderr and
 //!   aborts: a global allocator must not unwind.
 
@@ -46,6 +50,9 @@ const REGION_ALIGN: usize = 1 << 20;
 /// as a fresh mapping's) instead of writing zeros (unix; glibc maps such
 /// sizes fresh too).
 const ZERO_BY_DISCARD: usize = 256 << 10;
+
+/// Default of [`MagbuddyAlloc::trim_every`]: as the `LD_PRELOAD` shim's.
+const TRIM_EVERY: usize = 64 << 20;
 
 /// Reserves `layout.size()` bytes aligned to `layout.align()` for a region:
 /// a private anonymous mapping on unix (so discarded pages read as zero),
@@ -87,6 +94,14 @@ fn reserve(layout: Layout) -> *mut u8 {
     unsafe {
         System.alloc(layout)
     }
+}
+
+/// Gives the pages of an area that [`Heap::trim`] holds back to the OS.
+#[cfg(unix)]
+fn discard(p: *mut u8, len: usize) {
+    // SAFETY: the heap holds the area while we discard it; our private
+    // anonymous mapping reads as zero afterwards.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
 }
 
 /// Gives back a region from [`reserve`] that no heap uses.
@@ -165,6 +180,10 @@ pub struct MagbuddyAlloc {
     bytes: usize,
     cpus: usize,
     inner: GlobalHeap<ThreadSlot>,
+    /// Bytes come home between trims by the heap itself (0: never; unix
+    /// only, see [`MagbuddyAlloc::trim_every`]).
+    #[cfg_attr(not(unix), allow(dead_code))]
+    trim_every: usize,
     /// The heap refused the configuration: reported once, not built again.
     refused: AtomicBool,
 }
@@ -265,8 +284,18 @@ impl MagbuddyAlloc {
             bytes,
             cpus,
             inner,
+            trim_every: TRIM_EVERY,
             refused: AtomicBool::new(false),
         }
+    }
+
+    /// The same adapter, whose heap trims by itself once `bytes` have come
+    /// home from the caches since its last trim ([`Heap::set_auto_trim`];
+    /// default 64 MiB, 0 = only when [`MagbuddyAlloc::trim`] is called).
+    /// Unix only: elsewhere there is no way to discard pages.
+    pub const fn trim_every(mut self, bytes: usize) -> Self {
+        self.trim_every = bytes;
+        self
     }
 
     /// The heap, built on first call. `None` if the system refused the region
@@ -318,11 +347,7 @@ impl MagbuddyAlloc {
         };
         heap.reclaim();
         #[cfg(unix)]
-        return heap.trim(|p, len| {
-            // SAFETY: the heap holds the area while we discard it; our
-            // private anonymous mapping reads as zero afterwards.
-            unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
-        });
+        return heap.trim(discard);
         #[cfg(not(unix))]
         0
     }
@@ -364,7 +389,11 @@ impl MagbuddyAlloc {
             self.inner
                 .init(region, self.bytes, HeapConfig::new(self.cpus))
         } {
-            Ok(heap) => Some(heap),
+            Ok(heap) => {
+                #[cfg(unix)]
+                heap.set_auto_trim(self.trim_every, discard);
+                Some(heap)
+            }
             Err(e) => {
                 // SAFETY: reserved above with this layout; no heap uses it
                 // (ours was not published).

@@ -1,26 +1,55 @@
 //! `Heap::trim` racing allocations: the callback overwrites every area it
 //! is handed (as `MADV_DONTNEED` would zero it), so an area handed over
-//! while any block in it is live shows up as a corrupted block.
+//! while any block in it is live shows up as a corrupted block. Once with a
+//! thread calling `trim`, once with the heap trimming by itself inside the
+//! frees (`Heap::set_auto_trim`).
 #![cfg(not(any(shuttle, loom)))]
 
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 use magbuddy::{Heap, HeapConfig};
 
-#[test]
-fn trim_never_hands_over_an_area_with_a_live_block() {
+/// Bytes the auto-trim callback was handed (a `fn` cannot capture).
+static AUTO_HANDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Overwrites an area trim holds, as discarding its pages would.
+fn scribble(p: *mut u8, len: usize) {
+    // SAFETY: trim holds the area while we write.
+    unsafe { p.write_bytes(0xcc, len) };
+    AUTO_HANDED.fetch_add(len, Relaxed);
+}
+
+/// A 64 MiB heap with 2 CPUs on fresh memory.
+fn heap() -> &'static Heap {
     let len = 64 << 20;
     let layout = std::alloc::Layout::from_size_align(len, 1 << 20).unwrap();
     // SAFETY: non-zero size; the heap's for the rest of the test.
     let mem = unsafe { std::alloc::alloc(layout) };
     // SAFETY: fresh memory, ours alone.
-    let heap: &Heap = unsafe { Heap::init_with(mem, len, HeapConfig::new(2)) }.unwrap();
+    unsafe { Heap::init_with(mem, len, HeapConfig::new(2)) }.unwrap()
+}
+
+/// Sets the flag when dropped: a churn thread that panics still stops the
+/// trimmer (which would otherwise spin for ever).
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Relaxed);
+    }
+}
+
+/// Two threads allocate, write, check and free blocks of 64 B - 2 MiB
+/// while `trimmer` runs on a third until they are done; then the heap must
+/// be whole.
+fn race(heap: &'static Heap, trimmer: impl FnOnce(&AtomicBool) + Send) {
     let free = heap.stats().free_bytes;
     let stop = AtomicBool::new(false);
     std::thread::scope(|s| {
         for t in 0..2u8 {
             let stop = &stop;
             s.spawn(move || {
+                let _stop = StopOnDrop(stop);
                 let mut h = heap.handle_for(t as usize).unwrap();
                 let sizes = [64usize, 4096, 40_000, 300_000, 2 << 20];
                 for round in 0..3000 {
@@ -39,20 +68,36 @@ fn trim_never_hands_over_an_area_with_a_live_block() {
                     // SAFETY: allocated above, freed once.
                     unsafe { h.free(p) };
                 }
-                stop.store(true, Relaxed);
             });
         }
-        s.spawn(|| {
-            let mut handed = 0;
-            while !stop.load(Relaxed) {
-                heap.reclaim();
-                // SAFETY (of the write): trim holds the area while we write.
-                handed += heap.trim(|p, len| unsafe { p.write_bytes(0xcc, len) });
-            }
-            assert!(handed > 0, "trim handed nothing over");
-        });
+        s.spawn(|| trimmer(&stop));
     });
     heap.reclaim();
     heap.validate().unwrap();
     assert_eq!(heap.stats().free_bytes, free);
+}
+
+#[test]
+fn trim_never_hands_over_an_area_with_a_live_block() {
+    let heap = heap();
+    race(heap, |stop| {
+        let mut handed = 0;
+        while !stop.load(Relaxed) {
+            heap.reclaim();
+            // SAFETY (of the write): trim holds the area while we write.
+            handed += heap.trim(|p, len| unsafe { p.write_bytes(0xcc, len) });
+        }
+        assert!(handed > 0, "trim handed nothing over");
+    });
+}
+
+#[test]
+fn auto_trim_never_hands_over_an_area_with_a_live_block() {
+    let heap = heap();
+    heap.set_auto_trim(16 << 20, scribble);
+    race(heap, |_| {});
+    assert!(
+        AUTO_HANDED.load(Relaxed) > 0,
+        "auto trim handed nothing over"
+    );
 }

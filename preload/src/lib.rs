@@ -29,6 +29,11 @@
 //!   lock, so `fork()` cannot deadlock; the child leaks what other threads
 //!   held in their handles. The forking thread keeps its state (TLS is the
 //!   thread's), and no table of claimers needs resetting.
+//! * Memory goes back to the OS without `malloc_trim`: freed blocks of at
+//!   least `MAGBUDDY_MADVISE_MIN` at once, and every wholly free area each
+//!   time `MAGBUDDY_TRIM_EVERY` bytes (default 64 MiB) have left the caches
+//!   since the last trim (`Heap::set_auto_trim`, run inside the free that
+//!   passes the mark; a free that a magazine takes pays nothing for it).
 //! * Introspection for tests: the exported C function
 //!   `void magbuddy_preload_stats(struct magbuddy_preload_stats *out)` fills
 //!   `{ size_t slots_claimed, slots_total, thread; }`: handle slots held by
@@ -59,6 +64,13 @@ const REGION_ALIGN: usize = 1 << 20;
 /// rounded up to a power of two, so only pointers aligned to it qualify;
 /// at least 32 KiB, since blocks up to 16 KiB stay in the magazines).
 const MADVISE_MIN: usize = 1 << 20;
+
+/// The heap trims by itself (`Heap::set_auto_trim`) once this many freed
+/// bytes have come home since its last trim, unless `MAGBUDDY_TRIM_EVERY`
+/// says otherwise (0 = never): a program that frees a large working set
+/// gives it back without calling `malloc_trim`. Large enough that a steady
+/// workload trims rarely (each trim visits every area of the heap).
+const TRIM_EVERY: usize = 64 << 20;
 
 /// `calloc` of at least this many bytes discards the block's pages instead
 /// of writing zeros (see `calloc`).
@@ -382,6 +394,7 @@ fn init() -> Option<&'static Globals> {
         n => n.checked_next_power_of_two().unwrap_or(usize::MAX),
     }
     .max(2 * MAX_CACHED);
+    let trim_every = env_bytes(c"MAGBUDDY_TRIM_EVERY", TRIM_EVERY);
     let total = PAGE + REGION_ALIGN + len;
     // SAFETY: a fresh anonymous mapping; nobody else knows it.
     let m = unsafe {
@@ -417,6 +430,7 @@ fn init() -> Option<&'static Globals> {
             ));
         }
     };
+    heap.set_auto_trim(trim_every, discard);
     let g = m as *mut Globals;
     // SAFETY: the header page is ours and page aligned.
     unsafe {
@@ -804,12 +818,14 @@ pub unsafe extern "C" fn malloc_usable_size(p: *mut c_void) -> usize {
 pub unsafe extern "C" fn malloc_trim(_pad: usize) -> c_int {
     let Some(g) = globals() else { return 0 };
     g.heap.reclaim();
-    let trimmed = g.heap.trim(|p, len| {
-        // SAFETY: the heap holds the area while we discard it; our private
-        // anonymous mapping reads as zero afterwards.
-        unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
-    });
-    c_int::from(trimmed > 0)
+    c_int::from(g.heap.trim(discard) > 0)
+}
+
+/// Gives the pages of an area that `Heap::trim` holds back to the OS.
+fn discard(p: *mut u8, len: usize) {
+    // SAFETY: the heap holds the area while we discard it; our private
+    // anonymous mapping reads as zero afterwards.
+    unsafe { libc::madvise(p.cast(), len, libc::MADV_DONTNEED) };
 }
 
 /// What `magbuddy_preload_stats` reports (see the module doc).

@@ -1,5 +1,6 @@
 /* Memory comes back: phases that allocate 128 MiB of one size, free it
- * all and call malloc_trim(0) must leave RSS small; calloc(1, 1 GiB) must
+ * all and call malloc_trim(0) must leave RSS small; so must freeing 512 MiB
+ * without malloc_trim (the heap trims by itself); calloc(1, 1 GiB) must
  * not touch its pages; waves of 200 short threads handing blocks to each
  * other must reuse freed memory (glibc: about 90 MiB; the shim before it
  * searched from the heap's bottom: 2.6 GiB after three waves). RSS, not
@@ -10,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "wave.h"
+
 static long rss_mib(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
@@ -18,29 +21,6 @@ static long rss_mib(void) {
         if (!strncmp(line, "VmRSS:", 6)) kib = atol(line + 6);
     if (f) fclose(f);
     return kib >> 10;
-}
-
-#define SLOTS 4096
-static void *slots[SLOTS];
-static pthread_mutex_t slots_mu = PTHREAD_MUTEX_INITIALIZER;
-
-/* 2000 blocks of 16 B - 8 KiB, each replacing a random shared slot's block
- * (so most frees are of another thread's block). */
-static void *wave_thread(void *arg) {
-    unsigned s = (unsigned)(size_t)arg * 2654435761u;
-    for (int i = 0; i < 2000; i++) {
-        s = s * 1103515245 + 12345;
-        size_t size = 16 + (s >> 8) % 8000;
-        void *p = malloc(size);
-        memset(p, 1, size);
-        int k = (s >> 4) % SLOTS;
-        pthread_mutex_lock(&slots_mu);
-        void *old = slots[k];
-        slots[k] = p;
-        pthread_mutex_unlock(&slots_mu);
-        free(old);
-    }
-    return 0;
 }
 
 int main(void) {
@@ -62,6 +42,33 @@ int main(void) {
                sizes[s], full, trimmed);
         if (trimmed > 32) {
             printf("memory_return: FAIL: %ld MiB after malloc_trim (limit 32)\n", trimmed);
+            failed = 1;
+        }
+    }
+    /* Without malloc_trim: 512 MiB in blocks of 64 B to 300 KB (mixed, so
+     * every path home is taken), all freed; the heap trims by itself once
+     * 64 MiB came home (MAGBUDDY_TRIM_EVERY), so RSS must fall without the
+     * program asking. glibc keeps most of this (its heap top is trimmed, the
+     * rest waits for malloc_trim). */
+    {
+        const size_t mixed[] = {64, 1000, 4000, 40000, 300000};
+        size_t n = 0, cap = (512u << 20) / 64, bytes = 0;
+        char **v = malloc(cap * sizeof *v);
+        for (size_t i = 0; bytes < (512u << 20); i++) {
+            size_t size = mixed[i % 5];
+            v[n] = malloc(size);
+            memset(v[n++], 1, size);
+            bytes += size;
+        }
+        long full = rss_mib();
+        for (size_t i = 0; i < n; i++) free(v[i]);
+        free(v);
+        long freed = rss_mib();
+        printf("memory_return: 512 MiB mixed: RSS %ld MiB full, %ld MiB after free (no malloc_trim)\n",
+               full, freed);
+        if (freed > 64) {
+            printf("memory_return: FAIL: %ld MiB after freeing 512 MiB without malloc_trim (limit 64)\n",
+                   freed);
             failed = 1;
         }
     }

@@ -35,10 +35,12 @@ impl Heap {
         let addr = ptr as usize;
         match self.block_at(addr)? {
             (reg, page, Block::Object(c)) => self.free_small_shared(reg, page, c, addr),
-            // SAFETY: forwarded from the caller.
-            (reg, page, Block::Pages(k)) => unsafe {
-                self.release_block(reg, page, addr, PageDesc::head(k), tally)
-            },
+            (reg, page, Block::Pages(k)) => {
+                // SAFETY: forwarded from the caller.
+                unsafe { self.release_block(reg, page, addr, PageDesc::head(k), tally) }?;
+                self.came_home(PAGE_SIZE << k);
+                Ok(())
+            }
         }
     }
 

@@ -144,6 +144,8 @@ pub struct Heap {
     cpu_cap: usize,
     corruptions: AtomicU64,
     first_corruption: AtomicUsize,
+    /// Trimming by itself ([`Heap::set_auto_trim`]).
+    auto_trim: trim::AutoTrim,
 }
 
 // SAFETY: all shared state is atomic; the raw pointer targets the CPU slots,
@@ -285,6 +287,7 @@ impl Heap {
             cpu_cap,
             corruptions: AtomicU64::new(0),
             first_corruption: AtomicUsize::new(0),
+            auto_trim: trim::AutoTrim::new(),
         };
         // SAFETY: `heap_at` is aligned for Heap and lies inside our range.
         let heap = unsafe {

@@ -167,7 +167,7 @@ impl Heap {
     }
 
     /// Returns the rounds of every full magazine in the depot home.
-    fn empty_depot(&self) {
+    pub(crate) fn empty_depot(&self) {
         let depot = self.mags.depot();
         let mut tally = Tally::default();
         for cc in 0..CACHE_CLASSES {
@@ -187,8 +187,10 @@ impl Heap {
         m: &Magazine,
         tally: &mut Tally,
     ) {
+        let bytes = m.len() as usize * crate::magazine::round_size(cc);
         m.drain(|p| {
             self.flush_round(by, cc, p, tally);
         });
+        self.came_home(bytes);
     }
 }
