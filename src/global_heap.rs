@@ -48,7 +48,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
 
 use crate::{FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
@@ -306,11 +306,17 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
-        // In place when the block already has room (same rounded size).
-        let old = layout.size().max(layout.align());
-        let new = new_size.max(layout.align());
-        if heap.block_size(old) == heap.block_size(new) {
-            return p;
+        // In place when the heap can resize the block where it is (the same
+        // object class, or a page block grown into free buddies or shrunk).
+        // A block of `n` bytes is aligned to `n`, so the resized one still
+        // meets `layout.align()` when it serves at least that many bytes.
+        // SAFETY: `p` is a live block of ours (GlobalAlloc's contract).
+        match unsafe {
+            heap.resize_in_place(NonNull::new_unchecked(p), new_size.max(layout.align()))
+        } {
+            Ok(Some(_)) => return p,
+            Ok(None) => {}
+            Err(e) => (self.bad_free)(e),
         }
         // SAFETY: GlobalAlloc's contract for `realloc`.
         let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };

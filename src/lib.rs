@@ -22,12 +22,17 @@
 //!   baseline::SpinHeap: the seed's slab + buddy design under one spinlock
 //! ```
 #![no_std]
+// `core::alloc::Allocator` for the heaps; never selected by a stable build.
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
-#[cfg(all(feature = "allocator-api2", not(any(loom, shuttle))))]
+#[cfg(all(
+    any(feature = "allocator-api2", feature = "nightly"),
+    not(any(loom, shuttle))
+))]
 mod allocator;
 pub mod baseline;
 pub mod buddy;

@@ -619,8 +619,10 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 }
 
 /// `realloc(NULL, n)` is `malloc(n)`; `realloc(p, 0)` frees `p` and returns
-/// NULL (as glibc does); in place when the new size needs the same block
-/// size; on failure returns NULL with ENOMEM and leaves `p` alone.
+/// NULL (as glibc does); in place when the heap can resize the block where
+/// it is (`Heap::resize_in_place`: the same object class, or a page block
+/// grown into free buddies or shrunk); on failure returns NULL with ENOMEM
+/// and leaves `p` alone.
 #[no_mangle]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
@@ -641,8 +643,17 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return null_mut();
     }
-    if g.heap.block_size(size.max(MIN_BLOCK)) == old {
-        return p;
+    // SAFETY: `p` is a live block of the caller's (realloc's contract), not
+    // freed meanwhile; a bad pointer was refused above.
+    match unsafe {
+        g.heap.resize_in_place(
+            core::ptr::NonNull::new_unchecked(p.cast()),
+            size.max(MIN_BLOCK),
+        )
+    } {
+        Ok(Some(_)) => return p,
+        Ok(None) => {}
+        Err(e) => refused("realloc", e),
     }
     let q = alloc_block(size);
     if !q.is_null() {

@@ -292,7 +292,13 @@ impl Heap {
         (None, raced)
     }
 
-    fn claim_run(&self, reg: &Region, a: usize, n: usize, tally: &mut Tally) -> Result<(), ()> {
+    pub(super) fn claim_run(
+        &self,
+        reg: &Region,
+        a: usize,
+        n: usize,
+        tally: &mut Tally,
+    ) -> Result<(), ()> {
         let h = self.g.area_order();
         for i in 0..n {
             let t = reg.area(a + i).alloc(h);
