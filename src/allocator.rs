@@ -110,7 +110,13 @@ unsafe fn resize<B: Blocks + ?Sized>(
     let q = match in_place {
         Some(len) => NonNull::slice_from_raw_parts(p, len),
         None => {
-            let q = allocate(b, new)?;
+            // A large block that grows moves to where it has room to grow again.
+            let roomy = b
+                .heap()
+                .filter(|_| new.size() > old.size())
+                .and_then(|h| h.alloc_to_grow(new.size().max(new.align())))
+                .map(|q| whole(b, q, new));
+            let q = roomy.or_else(|| allocate(b, new))?;
             // SAFETY: both blocks are valid for the smaller size and
             // distinct; the old one is then freed once (the caller's contract).
             unsafe {

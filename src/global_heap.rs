@@ -318,8 +318,15 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
             Ok(None) => {}
             Err(e) => (self.bad_free)(e),
         }
+        // A large block that grows moves to where it has room to grow again.
+        let roomy = (new_size > layout.size())
+            .then(|| heap.alloc_to_grow(new_size.max(layout.align())))
+            .flatten();
         // SAFETY: GlobalAlloc's contract for `realloc`.
-        let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+        let q = roomy.map_or_else(
+            || unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) },
+            |q| q.as_ptr(),
+        );
         if !q.is_null() {
             // SAFETY: both blocks are valid for the smaller size and distinct.
             unsafe {

@@ -655,7 +655,11 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         Ok(None) => {}
         Err(e) => refused("realloc", e),
     }
-    let q = alloc_block(size);
+    // A large block that grows moves to where it has room to grow again.
+    let q = (size > old)
+        .then(|| g.heap.alloc_to_grow(size))
+        .flatten()
+        .map_or_else(|| alloc_block(size), |q| q.as_ptr().cast());
     if !q.is_null() {
         // SAFETY: distinct live blocks, both valid for the smaller size.
         unsafe { ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size)) };

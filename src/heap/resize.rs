@@ -109,6 +109,29 @@ impl Heap {
         Ok((bytes >= new_size).then_some(bytes))
     }
 
+    /// A block of `size` bytes for a block that must move because it grows
+    /// (a `realloc` that could not stay in place): placed at the start of
+    /// the largest free aligned span of up to 64 times its size, so that the
+    /// next grows stay in place where first-fit placement would put it in
+    /// an upper half (a block at offset `s` of an `s`-aligned span cannot
+    /// merge with the block above it). Only blocks of a whole area or more
+    /// (1 MiB by default): `None` for smaller ones, which are cheap to copy,
+    /// and when no span of twice the block is free; the caller then
+    /// allocates as usual.
+    pub fn alloc_to_grow(&self, size: usize) -> Option<NonNull<u8>> {
+        let k = self.order_for(size)?;
+        if k < self.g.area_order() {
+            return None;
+        }
+        let mut tally = Tally::default();
+        let p = self.alloc_with_room(k, &mut tally);
+        if p.is_some() {
+            self.shared.bump_shared(Event::Alloc, 1);
+        }
+        self.shared.record(&tally, false);
+        p
+    }
+
     /// Grows the claimed block of order `k` at grid page `page` step by step
     /// towards order `want`; returns the order reached.
     fn grow_block(&self, reg: &Region, page: usize, k: u32, want: u32, tally: &mut Tally) -> u32 {
