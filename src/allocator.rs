@@ -99,10 +99,10 @@ unsafe fn resize<B: Blocks + ?Sized>(
 ) -> Option<NonNull<[u8]>> {
     let in_place = match b.heap() {
         // A block of `n` bytes is aligned to `n`: serving at least
-        // `new.align()` bytes where it is, it meets the new alignment.
-        // SAFETY: `p` is a live block of ours (the caller's contract). A
+        // `new.align()` bytes where it is, it meets the new alignment. A
         // pointer the heap refuses is refused here too, changing nothing.
         Some(h) if old.size() != 0 && new.size() != 0 => {
+            // SAFETY: `p` is a live block of ours (the caller's contract).
             unsafe { h.resize_in_place(p, new.size().max(new.align())) }.ok()?
         }
         _ => None,
