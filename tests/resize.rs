@@ -336,3 +336,31 @@ fn global_heap_realloc_grows_in_place() {
     h.validate().unwrap();
     assert_eq!(h.stats().free_bytes, free);
 }
+
+#[test]
+fn a_block_moved_to_grow_has_room_to_grow_again() {
+    let h = heap(64 * MIB);
+    let free = h.stats().free_bytes;
+    assert_eq!(
+        h.alloc_to_grow(64 * KIB),
+        None,
+        "small blocks: the caller copies"
+    );
+    let p = h.alloc_to_grow(MIB).expect("a free span");
+    fill(p, MIB, 6);
+    for size in [2 * MIB, 4 * MIB, 8 * MIB] {
+        // SAFETY: ours.
+        assert_eq!(
+            unsafe { h.resize_in_place(p, size) },
+            Ok(Some(size)),
+            "{size}"
+        );
+    }
+    assert!(holds(p, MIB, 6));
+    h.validate().unwrap();
+    assert_eq!(h.stats().free_bytes, free - 8 * MIB);
+    // SAFETY: ours.
+    unsafe { h.free(p.as_ptr()) };
+    h.validate().unwrap();
+    assert_eq!(h.stats().free_bytes, free);
+}
