@@ -67,10 +67,11 @@ fn holds(p: NonNull<u8>, len: usize, seed: u8) -> bool {
         .all(|(i, &b)| b == seed ^ (i % 251) as u8)
 }
 
-/// Sizes whose blocks live in chunk words (8 KiB, 64 KiB), in the area word
-/// (256 KiB) and as whole areas or runs (1 MiB, 2 MiB) in the default
-/// geometry (32-page chunks, 256-page areas).
-const GROWABLE: [usize; 5] = [8 * KIB, 64 * KIB, 256 * KIB, MIB, 2 * MIB];
+/// Sizes whose blocks live in chunk words (8 KiB, 64 KiB), as a chunk
+/// word's root (128 KiB, grown into a top leaf of the area word), in the
+/// area word (256 KiB) and as whole areas or runs (1 MiB, 2 MiB) in the
+/// default geometry (32-page chunks, 256-page areas).
+const GROWABLE: [usize; 6] = [8 * KIB, 64 * KIB, 128 * KIB, 256 * KIB, MIB, 2 * MIB];
 
 #[test]
 fn grows_into_a_free_buddy_and_refuses_a_taken_one() {
@@ -127,7 +128,7 @@ fn grows_into_a_free_buddy_and_refuses_a_taken_one() {
 }
 
 #[test]
-fn grows_several_orders_undoes_a_partial_grow_and_stops_at_the_chunk_root() {
+fn grows_several_orders_across_the_chunk_root_and_undoes_a_partial_grow() {
     let h = heap(64 * MIB);
     let free = h.stats().free_bytes;
     // 4 KiB to 64 KiB: four steps inside one chunk word. A free 64 KiB
@@ -161,12 +162,27 @@ fn grows_several_orders_undoes_a_partial_grow_and_stops_at_the_chunk_root() {
     );
     assert!(holds(p, 4 * KIB, 3));
     h.validate().unwrap();
-    // 128 KiB (a chunk root) to 256 KiB (a top node): the step between the
-    // two words is not supported; the caller copies.
-    let (lo, hi) = buddy_pair(h, 128 * KIB);
+    // 64 KiB to 512 KiB across the chunk root (128 KiB, a chunk word's
+    // root) into top nodes (256 KiB, 512 KiB: the area word), then back
+    // down to 4 KiB.
+    let (lo, hi) = buddy_pair(h, 512 * KIB);
     // SAFETY: ours.
     unsafe { h.free(hi.as_ptr()) };
-    assert_eq!(unsafe { h.resize_in_place(lo, 256 * KIB) }, Ok(None));
+    assert_eq!(
+        unsafe { h.resize_in_place(lo, 64 * KIB) },
+        Ok(Some(64 * KIB))
+    );
+    fill(lo, 64 * KIB, 8);
+    let before = h.stats().free_bytes;
+    assert_eq!(
+        unsafe { h.resize_in_place(lo, 512 * KIB) },
+        Ok(Some(512 * KIB))
+    );
+    assert!(holds(lo, 64 * KIB, 8));
+    assert_eq!(h.stats().free_bytes, before - 448 * KIB);
+    h.validate().unwrap();
+    assert_eq!(unsafe { h.resize_in_place(lo, 4 * KIB) }, Ok(Some(4 * KIB)));
+    assert_eq!(h.stats().free_bytes, before + 60 * KIB);
     h.validate().unwrap();
     // SAFETY: ours.
     unsafe { h.free(lo.as_ptr()) };
@@ -207,13 +223,12 @@ fn shrinks_by_releasing_upper_halves() {
     let h = heap(64 * MIB);
     let free = h.stats().free_bytes;
     // Chunk word (64 KiB -> 8 KiB), area word (512 KiB -> 256 KiB), run
-    // (4 MiB -> 1 MiB), and across the chunk root (256 KiB -> 8 KiB stops
-    // at 256 KiB, still a valid block for 8 KiB).
+    // (4 MiB -> 1 MiB), and across the chunk root (256 KiB -> 8 KiB).
     for (size, to, keeps) in [
         (64 * KIB, 8 * KIB, 8 * KIB),
         (512 * KIB, 200 * KIB, 256 * KIB),
         (4 * MIB, MIB, MIB),
-        (256 * KIB, 8 * KIB, 256 * KIB),
+        (256 * KIB, 8 * KIB, 8 * KIB),
     ] {
         let p = h.alloc(size).unwrap();
         fill(p, to, 4);

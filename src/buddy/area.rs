@@ -1,7 +1,7 @@
 //! Allocation and free inside one area: the two-word protocol of the module
 //! docs, each step one [`cas_update`].
 
-use super::{AreaWord, ChunkWord, Geometry};
+use super::{bits, AreaWord, ChunkWord, Geometry};
 use crate::cas::cas_update;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -122,10 +122,9 @@ impl Area<'_> {
     /// Grows the live block of order `k` at page `offset` in place to order
     /// `k + 1` by taking its buddy: `Ok` with the CAS attempts that lost a
     /// race, `Err` with those made when the grow is refused (nothing
-    /// changed then). Refused when the block is an upper half, its buddy is
-    /// not entirely free, or the step crosses from a chunk word to the area
-    /// word (`k == c`: two words would change at once) or leaves the area
-    /// (`k >= H`: runs of areas grow in `Heap`).
+    /// changed then). Refused when the block is an upper half or its buddy
+    /// is not entirely free, and for `k >= H` (runs of areas grow in
+    /// `Heap`).
     ///
     /// Order `k < c` follows the allocation protocol: (1) `reserve` the
     /// buddy's `2^k` pages on the area word, (2) `ChunkWord::grow`; if the
@@ -133,12 +132,30 @@ impl Area<'_> {
     /// fall-through is, so a search that overlapped does not report
     /// out-of-memory on the strength of the held pages). Between the steps
     /// the pages are the grow's `R_j` in Invariant R, afterwards part of
-    /// `A_j`. Order `c < k < H`: one CAS on the area word.
+    /// `A_j`. Order `c` (a chunk root into a top leaf): (1)
+    /// `AreaWord::absorb_chunk` takes the idle buddy chunk and moves the
+    /// block from its chunk's count to the leaf, (2) the chunk word's root
+    /// bit is cleared; in between, the chunk word holds a bit that its
+    /// count no longer shows, but the leaf covers the chunk, so no
+    /// `reserve`, allocation or free but this grow's touches it (the one
+    /// exception to Invariant R, for a chunk under a top node). Order
+    /// `c < k < H`: one CAS on the area word.
     pub(crate) fn grow(&self, offset: u32, k: u32) -> Result<u32, u32> {
         let g = self.g;
         let c = g.chunk_order();
-        if k == c || k >= g.area_order() {
+        if k >= g.area_order() {
             return Err(0);
+        }
+        if k == c {
+            let j = offset >> c;
+            let up = cas_update(self.top, |w: AreaWord| Some((w.absorb_chunk(g, j)?, ())))
+                .map_err(|_| 0u32)?;
+            let root = cas_update(&self.chunks[j as usize], |w: ChunkWord| {
+                Some((w.release(0, 0)?, ()))
+            });
+            // Our block is the chunk's root, which only we change.
+            let root = root.unwrap_or_else(|w| panic!("magbuddy: chunk {j} lost its root: {w:?}"));
+            return Ok(up.retries + root.retries);
         }
         if k > c {
             let d = g.area_order() - k;
@@ -172,17 +189,33 @@ impl Area<'_> {
 
     /// Shrinks the live block of order `k` at page `offset` in place to its
     /// lower half, freeing the upper one: the CAS attempts that lost a race,
-    /// or `Err` when the step is not supported here (`k == 0`, `k == c + 1`:
-    /// a top node would become a chunk root, two words at once; `k > H`).
+    /// or `Err` when there is no such step here (`k == 0`, `k > H`).
     /// Order `k <= c` follows the free protocol: (1) `ChunkWord::split`,
     /// (2) `unreserve` the upper half's `2^(k-1)` pages (its `F_j` in
-    /// between). Order `k > c + 1`: one CAS on the area word. Both give the
-    /// pages back through [`Self::gave_back`].
+    /// between). Order `c + 1` (a top leaf into its lower chunk's root),
+    /// the grow's steps reversed: (1) the root bit into the covered chunk
+    /// word, (2) `AreaWord::release_to_chunk` clears the leaf and counts
+    /// the root's pages. Order `k > c + 1`: one CAS on the area word. All
+    /// give the pages back through [`Self::gave_back`].
     pub(crate) fn shrink(&self, offset: u32, k: u32) -> Result<u32, u32> {
         let g = self.g;
         let c = g.chunk_order();
-        if k == 0 || k == c + 1 || k > g.area_order() {
+        if k == 0 || k > g.area_order() {
             return Err(0);
+        }
+        if k == c + 1 {
+            let j = offset >> c;
+            // The leaf covers chunk `j`, so its word is ours and all-zero.
+            let root = cas_update(&self.chunks[j as usize], |w: ChunkWord| {
+                (w.0 == 0).then_some((ChunkWord(bits::node_bit(0, 0)), ()))
+            })
+            .map_err(|_| 0u32)?;
+            let up = cas_update(self.top, |w: AreaWord| {
+                Some((w.release_to_chunk(g, j)?, ()))
+            });
+            let up = up.unwrap_or_else(|w| panic!("magbuddy: top leaf over chunk {j} lost: {w:?}"));
+            self.gave_back();
+            return Ok(root.retries + up.retries);
         }
         if k > c {
             let d = g.area_order() - k;
@@ -315,15 +348,19 @@ mod tests {
         area.grow(0, 1).unwrap();
         assert_eq!(area.block_at(3), Some((2, 0)));
         assert_eq!(AreaWord(area.load_top()).used(g, 0), 4);
-        assert!(
-            area.grow(0, 2).is_err(),
-            "chunk root to top node: two words"
-        );
-        // Shrink back: each step frees the upper half and counts a free.
+        // Chunk root to top leaf (two words, in order), then shrink back:
+        // each step frees the upper half and counts a free.
+        area.grow(0, 2).unwrap();
+        assert_eq!(area.block_at(7), Some((3, 0)));
+        assert_eq!(AreaWord(area.load_top()).used(g, 0), 0);
+        assert_eq!(area.load_chunk(0), 0);
         let before = frees.load(Ordering::Relaxed);
+        area.shrink(0, 3).unwrap();
+        assert_eq!(area.block_at(3), Some((2, 0)));
+        assert_eq!(area.block_at(4), None);
         area.shrink(0, 2).unwrap();
         area.shrink(0, 1).unwrap();
-        assert_eq!(frees.load(Ordering::Relaxed), before + 2);
+        assert_eq!(frees.load(Ordering::Relaxed), before + 3);
         assert_eq!(AreaWord(area.load_top()).used(g, 0), 1);
         // A neighbour in the buddy: refused, nothing held afterwards.
         let q = area.alloc(0).offset.unwrap();
@@ -340,10 +377,11 @@ mod tests {
         area.grow(t, 3).unwrap();
         assert_eq!(area.block_at(t + 15), Some((4, t)));
         area.shrink(t, 4).unwrap();
-        assert!(
-            area.shrink(t, 3).is_err(),
-            "top node to chunk root: two words"
-        );
+        // Top leaf to chunk root: the upper chunk is free again.
+        area.shrink(t, 3).unwrap();
+        assert_eq!(area.block_at(t + 3), Some((2, t)));
+        assert_eq!(area.block_at(t + 4), None);
+        area.grow(t, 2).unwrap();
         let other = area.alloc(0).offset.unwrap();
         assert!(area.grow(t, 3).is_err() || other >= t + 16 || other < t);
         area.free(t, 3).unwrap();

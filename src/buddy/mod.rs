@@ -44,6 +44,8 @@
 //! | `ChunkWord::split`     | chunk | node set, not a leaf                             | node -> lower child |
 //! | `AreaWord::grow(d,j)`  | area  | node set, `j` even, buddy free, its chunks idle  | node -> parent   |
 //! | `AreaWord::split`      | area  | node set, its children top nodes                 | node -> lower child |
+//! | `absorb_chunk(j)`      | area  | `used(j) = 2^c`, `j` even, chunk `j+1` idle, leaf free | `used(j) = 0`, set leaf |
+//! | `release_to_chunk(j)`  | area  | leaf over `j` set, `used(j) = 0`                 | clear leaf, `used(j) = 2^c` |
 //!
 //! # Protocol across the two words
 //!
@@ -58,8 +60,13 @@
 //!   the buddy is taken, `unreserve` (counted as a free, like a
 //!   fall-through). Shrink of `k <= c`: (1) `ChunkWord::split`,
 //!   (2) `unreserve(j, 2^(k-1))`. Orders `k > c` grow and split with one
-//!   area-word CAS. The step between a chunk root (order `c`) and a top
-//!   node (`c + 1`) would change two words at once and is not offered.
+//!   area-word CAS. Between a chunk root (order `c`) and a top leaf
+//!   (`c + 1`): grow (1) `AreaWord::absorb_chunk` (the count of the root's
+//!   chunk to 0, the leaf set), (2) clear the root bit; shrink the reverse,
+//!   (1) set the root bit, (2) `AreaWord::release_to_chunk`. Between the
+//!   steps the chunk word holds a bit its count does not show, but the leaf
+//!   covers the chunk, so only the owner of the leaf touches that word: the
+//!   one exception to Invariant R below, for a chunk under a top node.
 //!
 //! Reservation runs top-down and release bottom-up, so the count is an upper
 //! bound on what the chunk holds and never a flag that could be stale:

@@ -216,6 +216,41 @@ impl AreaWord {
         bits::split_down(self.0, g.top_levels(), d, j).map(Self)
     }
 
+    /// Grows a chunk root into a top node (in-place grow from order `c` to
+    /// `c + 1`, step 1 of 2): chunk `j` (even) holds exactly its root's
+    /// `2^c` pages (`used(j) == 2^c`: no reservation in flight), chunk
+    /// `j + 1` is idle and nothing above is allocated; the count of `j`
+    /// drops to 0 and the top leaf over both chunks is set. Chunk word `j`
+    /// still holds its root bit until step 2 clears it; the leaf covers it
+    /// meanwhile, so no `reserve` reaches it.
+    #[inline]
+    pub(crate) fn absorb_chunk(self, g: Geometry, j: u32) -> Option<Self> {
+        let leaf = g.top_levels() - 1;
+        let tree = self.0 & low_mask((1 << g.top_levels()) - 1);
+        let ok = j % 2 == 0
+            && self.used(g, j) == g.chunk_pages()
+            && bits::free_at(tree, g.top_levels(), self.busy_chunks(g) & !(1 << j), leaf)
+                & (1 << (j / 2))
+                != 0;
+        ok.then(|| {
+            Self(
+                (self.0 - ((g.chunk_pages() as u64) << Self::count_shift(g, j)))
+                    | node_bit(leaf, j / 2),
+            )
+        })
+    }
+
+    /// Shrinks a top leaf into the root of its lower chunk (in-place shrink
+    /// from order `c + 1` to `c`, step 2 of 2, after the chunk word got its
+    /// root bit): clears the leaf over chunks `j` and `j + 1` and counts the
+    /// root's `2^c` pages in chunk `j`.
+    #[inline]
+    pub(crate) fn release_to_chunk(self, g: Geometry, j: u32) -> Option<Self> {
+        let bit = node_bit(g.top_levels() - 1, j / 2);
+        (j % 2 == 0 && self.0 & bit != 0 && self.used(g, j) == 0)
+            .then(|| Self((self.0 & !bit) + ((g.chunk_pages() as u64) << Self::count_shift(g, j))))
+    }
+
     /// The allocated top node covering chunk `chunk`, as `(level, index)`.
     pub(crate) fn block_of(self, g: Geometry, chunk: u32) -> Option<(u32, u32)> {
         let tree = self.0 & low_mask((1 << g.top_levels()) - 1);
@@ -391,6 +426,34 @@ mod tests {
         let root = grown.grow(G, 1, 0).unwrap();
         assert_eq!(root, AreaWord(1));
         assert_eq!(root.free_pages(G), 0);
+    }
+
+    #[test]
+    fn chunk_root_becomes_a_top_leaf_and_back() {
+        // Chunk 2 held whole (its root: 32 pages counted), chunk 3 idle.
+        let w = AreaWord(0).reserve(G, 2, 32).unwrap();
+        let grown = w.absorb_chunk(G, 2).unwrap();
+        assert_eq!(grown.used(G, 2), 0);
+        assert_eq!(grown.covered_chunks(G), 0b1100);
+        assert_eq!(grown.block_of(G, 3), Some((2, 1)));
+        grown.check(G).unwrap();
+        assert_eq!(grown.release_to_chunk(G, 2), Some(w));
+        // Refused: an odd chunk, a chunk not held whole (a reservation in
+        // flight on top of the root, or less), a busy buddy chunk.
+        assert!(w.absorb_chunk(G, 3).is_none());
+        assert!(AreaWord(0)
+            .reserve(G, 2, 31)
+            .unwrap()
+            .absorb_chunk(G, 2)
+            .is_none());
+        assert!(w.reserve(G, 3, 1).unwrap().absorb_chunk(G, 2).is_none());
+        // Refused: a top node already over the pair (the leaf covered).
+        let (covered, _) = AreaWord(0).alloc(G, 0).unwrap();
+        assert!(covered.absorb_chunk(G, 2).is_none());
+        // Refused shrinks: no leaf, or a count already under it.
+        assert!(w.release_to_chunk(G, 2).is_none());
+        assert!(AreaWord(0).release_to_chunk(G, 2).is_none());
+        assert!(grown.release_to_chunk(G, 3).is_none());
     }
 
     #[test]

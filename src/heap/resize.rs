@@ -12,17 +12,21 @@
 //! | step                 | where                | how                                                 |
 //! |----------------------|----------------------|-----------------------------------------------------|
 //! | grow `k -> k+1`      | `k < c`              | `reserve` buddy pages, `ChunkWord::grow` (or undo)   |
+//! | grow `c -> c+1`      | chunk root to leaf   | `AreaWord::absorb_chunk`, clear the root bit        |
 //! | grow `k -> k+1`      | `c < k < H`          | `AreaWord::grow`                                    |
 //! | grow `k -> k+1`      | `k >= H` (runs)      | claim the buddy run's areas in order (or undo)      |
 //! | shrink `k -> k-1`    | `1 <= k <= c`        | `ChunkWord::split`, `unreserve` the upper half      |
+//! | shrink `c+1 -> c`    | leaf to chunk root   | set the root bit, `AreaWord::release_to_chunk`      |
 //! | shrink `k -> k-1`    | `c + 1 < k <= H`     | `AreaWord::split`                                   |
 //! | shrink `k -> k-1`    | `k > H` (runs)       | release the upper half's areas                      |
 //!
-//! Not supported: `c -> c+1` and `c+1 -> c` (a chunk root and a top node
-//! are bits of different words, so the step would change two words at
-//! once). A grow across it returns `None` before changing anything (the
-//! caller copies); a shrink across it stops at order `c + 1` (the block is
-//! larger than asked, still a valid block).
+//! Every step that takes pages does so with a CAS whose precondition is
+//! the one an allocation of those pages would need (no allocated node in
+//! the buddy's subtree; no reservation in its chunks; an idle area), on the
+//! word an allocation would change, so of a grow and an allocation racing
+//! for the buddy exactly one wins. Every step that gives pages back (a
+//! shrink, a grow's undo) is counted like a free (`Area::gave_back`), so
+//! a search that overlapped it does not report out-of-memory.
 
 use core::ptr::NonNull;
 
@@ -46,9 +50,8 @@ impl Heap {
     /// grow by merging with free buddies while they are lower halves (the
     /// buddy tree's alignment rule: a block of `2^k` pages at an address
     /// aligned to `2^(k+1)` pages), up to the order `new_size` needs, and
-    /// shrink by releasing upper halves; see the module docs for the steps
-    /// and the one order boundary they cannot cross. A grow that fails
-    /// midway gives back what it took first. A `new_size` of up to 2 KiB
+    /// shrink by releasing upper halves; see the module docs for the steps.
+    /// A grow that fails midway gives back what it took first. A `new_size` of up to 2 KiB
     /// for a page block is `None` (an object would serve it; copying so few
     /// bytes is cheap).
     ///
@@ -76,10 +79,8 @@ impl Heap {
         let Some(want) = self.order_for(new_size).filter(|_| new_size > MAX_SMALL) else {
             return Ok(None);
         };
-        let c = self.g.chunk_order();
-        if want == k || (want > k && k <= c && want > c) {
-            // Same block, or a grow across the unsupported step.
-            return Ok((want == k).then_some(PAGE_SIZE << k));
+        if want == k {
+            return Ok(Some(PAGE_SIZE << k));
         }
         let desc = reg.desc(page);
         // AcqRel: as the free's claim in `release_block` (acquires the
@@ -157,8 +158,8 @@ impl Heap {
     }
 
     /// Shrinks the claimed block of order `k` at grid page `page` step by
-    /// step towards order `want`; returns the order reached (above `want`
-    /// only at the unsupported step).
+    /// step to order `want`; returns the order reached (`want`: every step
+    /// of a block we hold succeeds).
     fn shrink_block(&self, reg: &Region, page: usize, k: u32, want: u32, tally: &mut Tally) -> u32 {
         let h = self.g.area_order();
         let (a, off) = (page >> h, (page & ((1 << h) - 1)) as u32);

@@ -1,6 +1,6 @@
 //! shuttle: an in-place grow racing an allocation that wants the grower's
 //! buddy and the free of that buddy, at every kind of level (chunk word,
-//! area word, a whole area into a run); body in `verify::scenario`. Two
+//! chunk root into a top leaf, area word, a whole area into a run); body in `verify::scenario`. Two
 //! owners of a page fail the schedule in the shadow bitmap; each schedule
 //! ends with `validate()`, the trace replay and the free-byte balance.
 //! The linearizability checker has no resize operation, so it is not used.
@@ -19,6 +19,7 @@ fn grow_races_buddy_alloc_and_free_random() {
     let t = suite(name, Sched::Random, BASE, grow_races);
     t.require(name, "grown in place", 300);
     t.require(name, "grown in place: chunk word", 100);
+    t.require(name, "grown in place: chunk root into a top leaf", 40);
     t.require(name, "grown in place: area word", 50);
     t.require(name, "grown in place: area into a run", 50);
     t.require(name, "grow refused", 300);

@@ -13,9 +13,10 @@ use super::heap::{finish, free, WIDE};
 use crate::{Tally, Via, World};
 
 /// Orders that can grow by one in [`WIDE`] (4-page chunks, 16-page areas):
-/// 0 and 1 inside a chunk word (reserve, then the chunk CAS), 3 in the area
+/// 0 and 1 inside a chunk word (reserve, then the chunk CAS), 2 from a
+/// chunk root into a top leaf (area word, then chunk word), 3 in the area
 /// word, 4 (a whole area) into a run of two areas.
-const ORDERS: [u32; 4] = [0, 1, 3, 4];
+const ORDERS: [u32; 5] = [0, 1, 2, 3, 4];
 
 /// One schedule: the main thread allocates two buddies `x` (lower) and `n`
 /// of a random order `k` on the shared path (and frees what else it had to
@@ -118,6 +119,7 @@ pub fn grow_races(tally: &Tally) {
     tally.add("grown in place", seen[0].load(Relaxed));
     let level = match k {
         0 | 1 => "grown in place: chunk word",
+        2 => "grown in place: chunk root into a top leaf",
         3 => "grown in place: area word",
         _ => "grown in place: area into a run",
     };
