@@ -16,18 +16,20 @@
 //!   target/release/examples/vec_growth
 //! ```
 //!
-//! The pushed `Vec`, 2026-11-29 (2-core machine shared with other jobs, so
-//! CPU time from `perf stat -r 10` rather than wall time): before in-place
-//! realloc, 123–129 ms of CPU and 33,940 page faults against the system
-//! allocator's 87–94 ms and 17,555 (1.37–1.41×: every doubling copied
-//! into fresh pages); with `Heap::resize_in_place` (a block grows into its
-//! free buddy) and `Heap::alloc_to_grow` (a block that must move goes where
-//! it can grow again), 79 ms and 17,725 page faults against 83–87 ms
-//! (0.91–0.95×). The wall-time ratio this example prints moved from
-//! 0.95–1.24 to 0.73–0.97 over the same runs, too noisy there to say more.
-//! Instructions (callgrind, `VEC_GROWTH_ONE`): 551 M before, 543 M after,
-//! system 542 M; the copies are few instructions, the cost was their
-//! page faults and memory traffic.
+//! The pushed `Vec`, 2026-11-29, on a 2-core machine shared with other
+//! jobs (load 3–7), so CPU time from `perf stat -r 10` over
+//! `VEC_GROWTH_ONE` rather than wall time, 5 sets of before/after runs:
+//! while every `realloc` copied, 116–148 ms and 33,940 page faults against
+//! the system allocator's 79–104 ms and 17,555 (1.37–1.47×: each doubling
+//! copied into fresh pages); with `Heap::resize_in_place` (a block grows
+//! into its free buddy) and `Heap::alloc_to_grow` (a block that must move
+//! goes where it can grow again), 77–110 ms and 17,730 page faults against
+//! 83–122 ms (0.79–1.09×, 0.91–0.95× in the two quietest sets). The
+//! wall-time ratio this example prints went from 0.95–1.24 to 0.69–0.97
+//! over the same period, too noisy here to say more. Instructions
+//! (callgrind, `VEC_GROWTH_ONE`): 551 M before, 543 M after, system 542 M;
+//! the copies are few instructions, their cost was page faults and memory
+//! traffic.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
