@@ -51,9 +51,13 @@ impl Heap {
     /// buddy tree's alignment rule: a block of `2^k` pages at an address
     /// aligned to `2^(k+1)` pages), up to the order `new_size` needs, and
     /// shrink by releasing upper halves; see the module docs for the steps.
-    /// A grow that fails midway gives back what it took first. A `new_size` of up to 2 KiB
-    /// for a page block is `None` (an object would serve it; copying so few
-    /// bytes is cheap).
+    /// A grow that fails midway gives back what it took first. A `new_size`
+    /// of up to 2 KiB for a page block is `None` (an object would serve it;
+    /// copying so few bytes is cheap).
+    ///
+    /// A grow holds its buddy's pages for a moment before it keeps them or
+    /// gives them back: one more thing in flight that an allocation's
+    /// `None` may miss (the no-false-OOM contract's allowance, README).
     ///
     /// # Safety
     /// `p` was allocated from this heap and is not freed or resized
