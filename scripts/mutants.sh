@@ -14,7 +14,9 @@ P=(--profile verify --features std)
 # races and bad input nobody wrote a test for (model-based fuzzing, the
 # real-thread race matrix, the extremes), then the regression test of each
 # reported bug. NoneIgnoresFrees is in verify/tests/mutants.rs (no method
-# here can see a false `None`: it needs a concurrent pass).
+# here can see a false `None`: it needs a concurrent pass); GrowIgnoresBuddy
+# is there too (a grow racing the buddy's allocation and free), and here
+# against the sequential refusal test.
 CASES=(
   "FreeBitTwoStep|race_matrix|objects_shared_shared"
   "CachedAsLive|model_fuzz|model_default_geometry"
@@ -31,8 +33,10 @@ CASES=(
   "RetrySkipsAbandoned|soundness|bug6_shared_alloc_after_a_handle_release"
   "GeometryUnchecked|soundness|bug8_every_accepted_geometry"
   "SlabIdsWrap|soundness|bug5_top_slab_of_a_region_just_under_4_tib"
+  "GrowIgnoresBuddy|resize|grows_into_a_free_buddy_and_refuses_a_taken_one"
 )
-BINS=(--test soundness --test bad_input --test model_fuzz --test race_matrix --test extremes)
+BINS=(--test soundness --test bad_input --test model_fuzz --test race_matrix --test extremes
+  --test resize)
 
 cargo test "${P[@]}" "${BINS[@]}" --no-run 2>&1 | tail -1
 # The build with the mutant sites compiled in, no mutant selected, passes.

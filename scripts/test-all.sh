@@ -83,6 +83,17 @@ stage "package: cargo publish --dry-run for magbuddy and magbuddy-checkers, pack
 # trace replay checker (verify-threads) included.
 stage "unit, integration and stress tests (cargo test --workspace)" \
   cargo test --workspace "${P[@]}" --features magbuddy/std,magbuddy/allocator-api2
+# `core::alloc::Allocator` (feature `nightly`) needs a nightly compiler; a
+# stable build never selects it. Skipped, with a note, without one.
+nightly() {
+  if rustup toolchain list | grep -q '^nightly'; then
+    CARGO_TARGET_DIR=target/nightly cargo +nightly test -p magbuddy --features nightly \
+      --test nightly_allocator
+  else
+    echo "no nightly toolchain (rustup toolchain install nightly): skipped"
+  fi
+}
+stage "core::alloc::Allocator (feature nightly, cargo +nightly)" nightly
 stage "checked build (racing frees of an object: exactly one wins on every path)" \
   cargo test "${P[@]}" -p magbuddy --features checked,std --lib --test checked --test heap \
   --test bad_input --test soundness --test soundness_checked --test race_matrix_checked \

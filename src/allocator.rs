@@ -5,11 +5,14 @@
 //!
 //! * `allocate` returns the whole block (`Heap::block_size`), so a `Vec`
 //!   uses the rounding as capacity instead of reallocating into it.
-//! * `grow` and `shrink` stay in place while the new size needs the same
-//!   block; otherwise they move the contents.
+//! * `grow`, `grow_zeroed` and `shrink` stay in place when the heap can
+//!   resize the block where it is ([`Heap::resize_in_place`]: the same
+//!   object class, a page block grown into free buddies or shrunk);
+//!   otherwise they move the contents.
+//! * With feature `nightly` (nightly compilers), the same impls for
+//!   `core::alloc::Allocator`, from the same macro.
 //! * Zero-sized layouts get a dangling, aligned pointer and free nothing.
 
-use allocator_api2::alloc::{AllocError, Allocator};
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::{self, NonNull};
 
@@ -63,14 +66,13 @@ fn whole<B: Blocks + ?Sized>(b: &B, p: NonNull<u8>, layout: Layout) -> NonNull<[
     NonNull::slice_from_raw_parts(p, len)
 }
 
-fn allocate<B: Blocks + ?Sized>(b: &B, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+fn allocate<B: Blocks + ?Sized>(b: &B, layout: Layout) -> Option<NonNull<[u8]>> {
     if layout.size() == 0 {
-        let dangling =
-            NonNull::new(ptr::without_provenance_mut(layout.align())).ok_or(AllocError)?;
-        return Ok(NonNull::slice_from_raw_parts(dangling, 0));
+        let dangling = NonNull::new(ptr::without_provenance_mut(layout.align()))?;
+        return Some(NonNull::slice_from_raw_parts(dangling, 0));
     }
-    let p = b.get(layout).ok_or(AllocError)?;
-    Ok(whole(b, p, layout))
+    let p = b.get(layout)?;
+    Some(whole(b, p, layout))
 }
 
 /// # Safety
@@ -82,49 +84,77 @@ unsafe fn deallocate<B: Blocks + ?Sized>(b: &B, p: NonNull<u8>, layout: Layout) 
     }
 }
 
-/// `grow` and `shrink`: in place while the block stays the same, else moved.
+/// `grow`, `grow_zeroed` and `shrink`: in place when the heap can resize
+/// the block where it is ([`Heap::resize_in_place`]), else moved. `zeroed`:
+/// the bytes from `old.size()` to the end of the returned block are zero.
 ///
 /// # Safety
-/// As `Allocator::grow` / `shrink`.
+/// As `Allocator::grow` / `grow_zeroed` / `shrink`.
 unsafe fn resize<B: Blocks + ?Sized>(
     b: &B,
     p: NonNull<u8>,
     old: Layout,
     new: Layout,
-) -> Result<NonNull<[u8]>, AllocError> {
-    let same = |h: &Heap| {
-        old.size() != 0
-            && new.size() != 0
-            && h.block_size(old.size().max(old.align()))
-                == h.block_size(new.size().max(new.align()))
+    zeroed: bool,
+) -> Option<NonNull<[u8]>> {
+    let in_place = match b.heap() {
+        // A block of `n` bytes is aligned to `n`: serving at least
+        // `new.align()` bytes where it is, it meets the new alignment. A
+        // pointer the heap refuses is refused here too, changing nothing.
+        Some(h) if old.size() != 0 && new.size() != 0 => {
+            // SAFETY: `p` is a live block of ours (the caller's contract).
+            unsafe { h.resize_in_place(p, new.size().max(new.align())) }.ok()?
+        }
+        _ => None,
     };
-    // A block of `n` bytes is aligned to `n`, so the same block also meets
-    // the new alignment (it is at most the new block size).
-    if b.heap().is_some_and(same) {
-        return Ok(whole(b, p, new));
+    let q = match in_place {
+        Some(len) => NonNull::slice_from_raw_parts(p, len),
+        None => {
+            // A large block that grows moves to where it has room to grow again.
+            let roomy = b
+                .heap()
+                .filter(|_| new.size() > old.size())
+                .and_then(|h| h.alloc_to_grow(new.size().max(new.align())))
+                .map(|q| whole(b, q, new));
+            let q = roomy.or_else(|| allocate(b, new))?;
+            // SAFETY: both blocks are valid for the smaller size and
+            // distinct; the old one is then freed once (the caller's contract).
+            unsafe {
+                ptr::copy_nonoverlapping(
+                    p.as_ptr(),
+                    q.cast::<u8>().as_ptr(),
+                    old.size().min(new.size()),
+                );
+                deallocate(b, p, old);
+            }
+            q
+        }
+    };
+    if zeroed {
+        // SAFETY: the returned block is ours and `q.len() >= new.size() >=
+        // old.size()` (a grow).
+        unsafe {
+            ptr::write_bytes(
+                q.cast::<u8>().as_ptr().add(old.size()),
+                0,
+                q.len() - old.size(),
+            );
+        }
     }
-    let q = allocate(b, new)?;
-    // SAFETY: both blocks are valid for the smaller size and distinct; the
-    // old one is then freed once (the caller's contract).
-    unsafe {
-        ptr::copy_nonoverlapping(
-            p.as_ptr(),
-            q.cast::<u8>().as_ptr(),
-            old.size().min(new.size()),
-        );
-        deallocate(b, p, old);
-    }
-    Ok(q)
+    Some(q)
 }
 
+/// Implements an `Allocator` trait (the path of its module: allocator-api2's
+/// mirror or `core::alloc` on nightly) for the heaps through the helpers
+/// above, so both traits share one body.
 macro_rules! allocator_for {
-    ($(impl[$($g:tt)*] for $t:ty;)*) => {$(
+    ($api:path; $(impl[$($g:tt)*] for $t:ty;)*) => {$(
         // SAFETY: blocks stay valid until freed, are aligned to their size
         // (at least the layout's alignment), and any live block may be
         // passed back (see the helpers above).
         unsafe impl<$($g)*> Allocator for $t {
             fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-                allocate(self, layout)
+                allocate(self, layout).ok_or(AllocError)
             }
             unsafe fn deallocate(&self, p: NonNull<u8>, layout: Layout) {
                 // SAFETY: forwarded.
@@ -137,7 +167,16 @@ macro_rules! allocator_for {
                 new: Layout,
             ) -> Result<NonNull<[u8]>, AllocError> {
                 // SAFETY: forwarded.
-                unsafe { resize(self, p, old, new) }
+                unsafe { resize(self, p, old, new, false) }.ok_or(AllocError)
+            }
+            unsafe fn grow_zeroed(
+                &self,
+                p: NonNull<u8>,
+                old: Layout,
+                new: Layout,
+            ) -> Result<NonNull<[u8]>, AllocError> {
+                // SAFETY: forwarded.
+                unsafe { resize(self, p, old, new, true) }.ok_or(AllocError)
             }
             unsafe fn shrink(
                 &self,
@@ -146,13 +185,34 @@ macro_rules! allocator_for {
                 new: Layout,
             ) -> Result<NonNull<[u8]>, AllocError> {
                 // SAFETY: forwarded.
-                unsafe { resize(self, p, old, new) }
+                unsafe { resize(self, p, old, new, false) }.ok_or(AllocError)
             }
         }
     )*};
 }
 
-allocator_for! {
-    impl[] for Heap;
-    impl[C: CurrentCpu] for GlobalHeap<C>;
+/// The stable mirror (feature `allocator-api2`).
+#[cfg(feature = "allocator-api2")]
+mod api2 {
+    use super::*;
+    use allocator_api2::alloc::{AllocError, Allocator};
+
+    allocator_for! {
+        allocator_api2::alloc;
+        impl[] for Heap;
+        impl[C: CurrentCpu] for GlobalHeap<C>;
+    }
+}
+
+/// `core::alloc::Allocator` itself (feature `nightly`, nightly compilers).
+#[cfg(feature = "nightly")]
+mod core_api {
+    use super::*;
+    use core::alloc::{AllocError, Allocator};
+
+    allocator_for! {
+        core::alloc;
+        impl[] for Heap;
+        impl[C: CurrentCpu] for GlobalHeap<C>;
+    }
 }

@@ -48,7 +48,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
-use core::ptr;
+use core::ptr::{self, NonNull};
 use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
 
 use crate::{FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
@@ -474,14 +474,27 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
-        // In place when the block already has room (same rounded size).
-        let old = layout.size().max(layout.align());
-        let new = new_size.max(layout.align());
-        if heap.block_size(old) == heap.block_size(new) {
-            return p;
+        // In place when the heap can resize the block where it is (the same
+        // object class, or a page block grown into free buddies or shrunk).
+        // A block of `n` bytes is aligned to `n`, so the resized one still
+        // meets `layout.align()` when it serves at least that many bytes.
+        // SAFETY: `p` is a live block of ours (GlobalAlloc's contract).
+        match unsafe {
+            heap.resize_in_place(NonNull::new_unchecked(p), new_size.max(layout.align()))
+        } {
+            Ok(Some(_)) => return p,
+            Ok(None) => {}
+            Err(e) => (self.bad_free)(e),
         }
+        // A large block that grows moves to where it has room to grow again.
+        let roomy = (new_size > layout.size())
+            .then(|| heap.alloc_to_grow(new_size.max(layout.align())))
+            .flatten();
         // SAFETY: GlobalAlloc's contract for `realloc`.
-        let q = unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) };
+        let q = roomy.map_or_else(
+            || unsafe { self.alloc(Layout::from_size_align_unchecked(new_size, layout.align())) },
+            |q| q.as_ptr(),
+        );
         if !q.is_null() {
             // SAFETY: both blocks are valid for the smaller size and distinct.
             unsafe {

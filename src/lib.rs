@@ -173,13 +173,18 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // The model checkers (`--cfg loom`, `--cfg shuttle`) are no user's concern.
 #![cfg_attr(docsrs, doc(auto_cfg(hide(loom, shuttle))))]
+// `core::alloc::Allocator` for the heaps; never selected by a stable build.
+#![cfg_attr(feature = "nightly", feature(allocator_api))]
 #![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
 
 #[cfg(any(test, feature = "std"))]
 extern crate std;
 
-#[cfg(all(feature = "allocator-api2", not(any(loom, shuttle))))]
-#[cfg_attr(docsrs, doc(cfg(feature = "allocator-api2")))]
+#[cfg(all(
+    any(feature = "allocator-api2", feature = "nightly"),
+    not(any(loom, shuttle))
+))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "allocator-api2", feature = "nightly"))))]
 mod allocator;
 pub mod baseline;
 pub mod buddy;

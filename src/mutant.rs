@@ -54,11 +54,14 @@ pub enum Mutant {
     /// Soundness: the slab-id bound checks the range's pages, not its grid's,
     /// so the top slab's id spills into the region number.
     SlabIdsWrap = 14,
+    /// Buddy: an in-place grow merges a block with its buddy without
+    /// checking that the buddy is free.
+    GrowIgnoresBuddy = 15,
 }
 
 impl Mutant {
     /// Every seeded defect, in order.
-    pub const ALL: [Mutant; 14] = [
+    pub const ALL: [Mutant; 15] = [
         Mutant::FreeWithoutCheck,
         Mutant::TwoStepUpdate,
         Mutant::UnreserveFirst,
@@ -73,6 +76,7 @@ impl Mutant {
         Mutant::RetrySkipsAbandoned,
         Mutant::GeometryUnchecked,
         Mutant::SlabIdsWrap,
+        Mutant::GrowIgnoresBuddy,
     ];
 }
 

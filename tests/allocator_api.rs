@@ -9,6 +9,9 @@ use allocator_api2::vec::Vec;
 
 use magbuddy::{CurrentCpu, GlobalHeap, Heap, HeapConfig};
 
+mod allocator_support;
+resize_suite!(heap());
+
 fn ram(len: usize) -> *mut u8 {
     let layout = std::alloc::Layout::from_size_align(len, 1 << 20).unwrap();
     // SAFETY: non-zero size.

@@ -703,8 +703,10 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 }
 
 /// `realloc(NULL, n)` is `malloc(n)`; `realloc(p, 0)` frees `p` and returns
-/// NULL (as glibc does); in place when the new size needs the same block
-/// size; on failure returns NULL with ENOMEM and leaves `p` alone.
+/// NULL (as glibc does); in place when the heap can resize the block where
+/// it is (`Heap::resize_in_place`: the same object class, or a page block
+/// grown into free buddies or shrunk); on failure returns NULL with ENOMEM
+/// and leaves `p` alone.
 #[no_mangle]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
@@ -725,10 +727,23 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return null_mut();
     }
-    if g.heap.block_size(size.max(MIN_BLOCK)) == old {
-        return p;
+    // SAFETY: `p` is a live block of the caller's (realloc's contract), not
+    // freed meanwhile; a bad pointer was refused above.
+    match unsafe {
+        g.heap.resize_in_place(
+            core::ptr::NonNull::new_unchecked(p.cast()),
+            size.max(MIN_BLOCK),
+        )
+    } {
+        Ok(Some(_)) => return p,
+        Ok(None) => {}
+        Err(e) => refused("realloc", e),
     }
-    let q = alloc_block(size);
+    // A large block that grows moves to where it has room to grow again.
+    let q = (size > old)
+        .then(|| g.heap.alloc_to_grow(size))
+        .flatten()
+        .map_or_else(|| alloc_block(size), |q| q.as_ptr().cast());
     if !q.is_null() {
         // SAFETY: distinct live blocks, both valid for the smaller size.
         unsafe { ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size)) };

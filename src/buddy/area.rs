@@ -1,7 +1,7 @@
 //! Allocation and free inside one area: the two-word protocol of the module
 //! docs, each step one [`cas_update`].
 
-use super::{AreaWord, ChunkWord, Geometry};
+use super::{bits, AreaWord, ChunkWord, Geometry};
 use crate::cas::cas_update;
 use crate::sync::{AtomicU64, Ordering};
 
@@ -119,6 +119,123 @@ impl Area<'_> {
         Ok(retries)
     }
 
+    /// Grows the live block of order `k` at page `offset` in place to order
+    /// `k + 1` by taking its buddy: `Ok` with the CAS attempts that lost a
+    /// race, `Err` with those made when the grow is refused (nothing
+    /// changed then). Refused when the block is an upper half or its buddy
+    /// is not entirely free, and for `k >= H` (runs of areas grow in
+    /// `Heap`).
+    ///
+    /// Order `k < c` follows the allocation protocol: (1) `reserve` the
+    /// buddy's `2^k` pages on the area word, (2) `ChunkWord::grow`; if the
+    /// buddy is taken, `unreserve` (counted by [`Self::gave_back`], as a
+    /// fall-through is, so a search that overlapped does not report
+    /// out-of-memory on the strength of the held pages). Between the steps
+    /// the pages are the grow's `R_j` in Invariant R, afterwards part of
+    /// `A_j`. Order `c` (a chunk root into a top leaf): (1)
+    /// `AreaWord::absorb_chunk` takes the idle buddy chunk and moves the
+    /// block from its chunk's count to the leaf, (2) the chunk word's root
+    /// bit is cleared; in between, the chunk word holds a bit that its
+    /// count no longer shows, but the leaf covers the chunk, so no
+    /// `reserve`, allocation or free but this grow's touches it (the one
+    /// exception to Invariant R, for a chunk under a top node). Order
+    /// `c < k < H`: one CAS on the area word.
+    pub(crate) fn grow(&self, offset: u32, k: u32) -> Result<u32, u32> {
+        let g = self.g;
+        let c = g.chunk_order();
+        if k >= g.area_order() {
+            return Err(0);
+        }
+        if k == c {
+            let j = offset >> c;
+            let up = cas_update(self.top, |w: AreaWord| Some((w.absorb_chunk(g, j)?, ())))
+                .map_err(|_| 0u32)?;
+            let root = cas_update(&self.chunks[j as usize], |w: ChunkWord| {
+                Some((w.release(0, 0)?, ()))
+            });
+            // Our block is the chunk's root, which only we change.
+            let root = root.unwrap_or_else(|w| panic!("magbuddy: chunk {j} lost its root: {w:?}"));
+            return Ok(up.retries + root.retries);
+        }
+        if k > c {
+            let d = g.area_order() - k;
+            let up = cas_update(self.top, |w: AreaWord| {
+                Some((w.grow(g, d, offset >> k)?, ()))
+            })
+            .map_err(|_| 0u32)?;
+            return Ok(up.retries);
+        }
+        let j = offset >> c;
+        let node = (offset & (g.chunk_pages() - 1)) >> k;
+        let d = c - k;
+        let chunk = &self.chunks[j as usize];
+        // A look first, so a grow that cannot succeed holds no pages at all.
+        if ChunkWord(self.load_chunk(j)).grow(g, d, node).is_none() {
+            return Err(0);
+        }
+        // Step 1: the buddy's pages on the count.
+        let up = cas_update(self.top, |w: AreaWord| Some((w.reserve(g, j, 1 << k)?, ())))
+            .map_err(|_| 0u32)?;
+        let mut retries = up.retries;
+        // Step 2: merge in the chunk word.
+        match cas_update(chunk, |w: ChunkWord| Some((w.grow(g, d, node)?, ()))) {
+            Ok(up) => Ok(retries + up.retries),
+            Err(_) => {
+                retries += self.unreserve(j, 1 << k);
+                Err(retries)
+            }
+        }
+    }
+
+    /// Shrinks the live block of order `k` at page `offset` in place to its
+    /// lower half, freeing the upper one: the CAS attempts that lost a race,
+    /// or `Err` when there is no such step here (`k == 0`, `k > H`).
+    /// Order `k <= c` follows the free protocol: (1) `ChunkWord::split`,
+    /// (2) `unreserve` the upper half's `2^(k-1)` pages (its `F_j` in
+    /// between). Order `c + 1` (a top leaf into its lower chunk's root),
+    /// the grow's steps reversed: (1) the root bit into the covered chunk
+    /// word, (2) `AreaWord::release_to_chunk` clears the leaf and counts
+    /// the root's pages. Order `k > c + 1`: one CAS on the area word. All
+    /// give the pages back through [`Self::gave_back`].
+    pub(crate) fn shrink(&self, offset: u32, k: u32) -> Result<u32, u32> {
+        let g = self.g;
+        let c = g.chunk_order();
+        if k == 0 || k > g.area_order() {
+            return Err(0);
+        }
+        if k == c + 1 {
+            let j = offset >> c;
+            // The leaf covers chunk `j`, so its word is ours and all-zero.
+            let root = cas_update(&self.chunks[j as usize], |w: ChunkWord| {
+                (w.0 == 0).then_some((ChunkWord(bits::node_bit(0, 0)), ()))
+            })
+            .map_err(|_| 0u32)?;
+            let up = cas_update(self.top, |w: AreaWord| {
+                Some((w.release_to_chunk(g, j)?, ()))
+            });
+            let up = up.unwrap_or_else(|w| panic!("magbuddy: top leaf over chunk {j} lost: {w:?}"));
+            self.gave_back();
+            return Ok(root.retries + up.retries);
+        }
+        if k > c {
+            let d = g.area_order() - k;
+            let up = cas_update(self.top, |w: AreaWord| {
+                Some((w.split(g, d, offset >> k)?, ()))
+            })
+            .map_err(|_| 0u32)?;
+            self.gave_back();
+            return Ok(up.retries);
+        }
+        let j = offset >> c;
+        let node = (offset & (g.chunk_pages() - 1)) >> k;
+        let d = c - k;
+        let up = cas_update(&self.chunks[j as usize], |w: ChunkWord| {
+            Some((w.split(g, d, node)?, ()))
+        })
+        .map_err(|_| 0u32)?;
+        Ok(up.retries + self.unreserve(j, 1 << (k - 1)))
+    }
+
     /// Counts a step that gave pages back, after it. A search that reads
     /// every area's count before and after a pass that found nothing, and
     /// sees no change, may report that nothing was free: allocations only
@@ -213,6 +330,63 @@ mod tests {
             }
             assert_eq!(area.load_top(), 0);
         }
+    }
+
+    #[test]
+    fn grows_and_shrinks_in_place_where_the_words_allow() {
+        let g = Geometry::new(2, 5).unwrap(); // 4-page chunks, 8 chunks
+        let (top, chunks, frees) = words(g);
+        let area = Area {
+            top: &top,
+            chunks: &chunks,
+            frees: &frees,
+            g,
+        };
+        let p = area.alloc(0).offset.unwrap();
+        assert_eq!(p, 0);
+        area.grow(0, 0).unwrap();
+        area.grow(0, 1).unwrap();
+        assert_eq!(area.block_at(3), Some((2, 0)));
+        assert_eq!(AreaWord(area.load_top()).used(g, 0), 4);
+        // Chunk root to top leaf (two words, in order), then shrink back:
+        // each step frees the upper half and counts a free.
+        area.grow(0, 2).unwrap();
+        assert_eq!(area.block_at(7), Some((3, 0)));
+        assert_eq!(AreaWord(area.load_top()).used(g, 0), 0);
+        assert_eq!(area.load_chunk(0), 0);
+        let before = frees.load(Ordering::Relaxed);
+        area.shrink(0, 3).unwrap();
+        assert_eq!(area.block_at(3), Some((2, 0)));
+        assert_eq!(area.block_at(4), None);
+        area.shrink(0, 2).unwrap();
+        area.shrink(0, 1).unwrap();
+        assert_eq!(frees.load(Ordering::Relaxed), before + 3);
+        assert_eq!(AreaWord(area.load_top()).used(g, 0), 1);
+        // A neighbour in the buddy: refused, nothing held afterwards.
+        let q = area.alloc(0).offset.unwrap();
+        assert_eq!(q, 1, "best fit fills the hole");
+        assert!(area.grow(0, 0).is_err());
+        assert!(area.grow(1, 0).is_err(), "an upper half");
+        assert_eq!(AreaWord(area.load_top()).used(g, 0), 2);
+        area.free(0, 0).unwrap();
+        area.free(1, 0).unwrap();
+        // Top nodes: order 3 (two chunks) grows to 4, shrinks back to 3;
+        // refused if a chunk under the buddy holds a page.
+        let t = area.alloc(3).offset.unwrap();
+        assert_eq!(t % 16, 0);
+        area.grow(t, 3).unwrap();
+        assert_eq!(area.block_at(t + 15), Some((4, t)));
+        area.shrink(t, 4).unwrap();
+        // Top leaf to chunk root: the upper chunk is free again.
+        area.shrink(t, 3).unwrap();
+        assert_eq!(area.block_at(t + 3), Some((2, t)));
+        assert_eq!(area.block_at(t + 4), None);
+        area.grow(t, 2).unwrap();
+        let other = area.alloc(0).offset.unwrap();
+        assert!(area.grow(t, 3).is_err() || other >= t + 16 || other < t);
+        area.free(t, 3).unwrap();
+        area.free(other, 0).unwrap();
+        assert_eq!(area.load_top(), 0);
     }
 
     #[test]

@@ -101,6 +101,30 @@ pub(crate) fn pick(free: u64, d: u32) -> u32 {
     choice.trailing_zeros()
 }
 
+/// The tree with allocated node `j` of level `d` (`d >= 1`, `j` even: the
+/// lower half of its parent) merged with its buddy into the parent, if that
+/// buddy is unused (nothing allocated in its subtree; `below` as in
+/// [`used_at`]). An allocated node has no allocated ancestor, so the parent
+/// is free once the buddy is: an in-place grow is one bit cleared, one set.
+#[inline]
+pub(crate) fn merge_up(tree: u64, levels: u32, below: u64, d: u32, j: u32) -> Option<u64> {
+    let own = node_bit(d, j);
+    let ok = d >= 1 && j % 2 == 0 && tree & own != 0;
+    // Mutant: the buddy's subtree is not looked at.
+    let ignore = crate::mutant::on(crate::mutant::Mutant::GrowIgnoresBuddy);
+    (ok && (ignore || used_at(tree, levels, below, d) & (1 << (j + 1)) == 0))
+        .then(|| (tree & !own) | node_bit(d - 1, j / 2))
+}
+
+/// The tree with allocated node `j` of level `d` split: its lower child (of
+/// level `d + 1 < levels`) allocated, the upper one free (an in-place shrink
+/// that releases the upper half). `None` if the node is not allocated.
+#[inline]
+pub(crate) fn split_down(tree: u64, levels: u32, d: u32, j: u32) -> Option<u64> {
+    let own = node_bit(d, j);
+    (d + 1 < levels && tree & own != 0).then(|| (tree & !own) | node_bit(d + 1, 2 * j))
+}
+
 /// The allocated node on the path from the root to leaf `leaf` (level
 /// `levels - 1`), as `(level, index)`, if any. In a well-formed tree at most one
 /// node on a path is allocated.
@@ -148,6 +172,30 @@ mod tests {
         // A used level below blocks the leaves above it.
         assert_eq!(free_at(0, 1, 0b10, 0), 0);
         assert_eq!(free_at(0, 1, 0b00, 0), 1);
+    }
+
+    #[test]
+    fn merge_and_split_are_inverse() {
+        // 3 levels. Leaf 0 allocated, leaf 1 free: merge into node (1, 0).
+        let t = node_bit(2, 0);
+        let m = merge_up(t, 3, 0, 2, 0).unwrap();
+        assert_eq!(m, node_bit(1, 0));
+        assert_eq!(split_down(m, 3, 1, 0), Some(t));
+        // Merge again to the root, split back.
+        let r = merge_up(m, 3, 0, 1, 0).unwrap();
+        assert_eq!(r, node_bit(0, 0));
+        assert_eq!(split_down(r, 3, 0, 0), Some(m));
+        // Refused: the buddy is used (leaf 1, or a leaf under node (1, 1)).
+        assert_eq!(merge_up(t | node_bit(2, 1), 3, 0, 2, 0), None);
+        assert_eq!(merge_up(m | node_bit(2, 3), 3, 0, 1, 0), None);
+        // Refused: used from the level below the tree (`below`).
+        assert_eq!(merge_up(node_bit(1, 0), 2, 0b1000, 1, 0), None);
+        // Refused: an upper half, a root, a free node; a leaf cannot split.
+        assert_eq!(merge_up(node_bit(2, 1), 3, 0, 2, 1), None);
+        assert_eq!(merge_up(node_bit(0, 0), 3, 0, 0, 0), None);
+        assert_eq!(merge_up(0, 3, 0, 2, 0), None);
+        assert_eq!(split_down(node_bit(2, 0), 3, 2, 0), None);
+        assert_eq!(split_down(0, 3, 1, 0), None);
     }
 
     #[test]

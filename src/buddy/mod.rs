@@ -40,6 +40,12 @@
 //! | `AreaWord::release`    | area  | node bit set                                     | clear node bit   |
 //! | `ChunkWord::alloc(d)`  | chunk | node free: nothing allocated above or below      | set node bit     |
 //! | `ChunkWord::release`   | chunk | node bit set                                     | clear node bit   |
+//! | `ChunkWord::grow(d,j)` | chunk | node set, `j` even, buddy's subtree empty        | node -> parent   |
+//! | `ChunkWord::split`     | chunk | node set, not a leaf                             | node -> lower child |
+//! | `AreaWord::grow(d,j)`  | area  | node set, `j` even, buddy free, its chunks idle  | node -> parent   |
+//! | `AreaWord::split`      | area  | node set, its children top nodes                 | node -> lower child |
+//! | `absorb_chunk(j)`      | area  | `used(j) = 2^c`, `j` even, chunk `j+1` idle, leaf free | `used(j) = 0`, set leaf |
+//! | `release_to_chunk(j)`  | area  | leaf over `j` set, `used(j) = 0`                 | clear leaf, `used(j) = 2^c` |
 //!
 //! # Protocol across the two words
 //!
@@ -49,13 +55,27 @@
 //!   the chunk is too fragmented for order `k`, `unreserve` and try the next
 //!   chunk. Free: (1) `ChunkWord::release`, (2) `unreserve(j, 2^k)`.
 //!
+//! * In-place grow of a block of order `k < c` (`Heap::resize_in_place`):
+//!   (1) `reserve(j, 2^k)` for the buddy's pages, (2) `ChunkWord::grow`; if
+//!   the buddy is taken, `unreserve` (counted as a free, like a
+//!   fall-through). Shrink of `k <= c`: (1) `ChunkWord::split`,
+//!   (2) `unreserve(j, 2^(k-1))`. Orders `k > c` grow and split with one
+//!   area-word CAS. Between a chunk root (order `c`) and a top leaf
+//!   (`c + 1`): grow (1) `AreaWord::absorb_chunk` (the count of the root's
+//!   chunk to 0, the leaf set), (2) clear the root bit; shrink the reverse,
+//!   (1) set the root bit, (2) `AreaWord::release_to_chunk`. Between the
+//!   steps the chunk word holds a bit its count does not show, but the leaf
+//!   covers the chunk, so only the owner of the leaf touches that word: the
+//!   one exception to Invariant R below, for a chunk under a top node.
+//!
 //! Reservation runs top-down and release bottom-up, so the count is an upper
 //! bound on what the chunk holds and never a flag that could be stale:
 //!
 //! **Invariant R.** `used(j) = A_j + R_j + F_j`, where `A_j` counts the pages
-//! allocated in chunk word `j`, `R_j` the pages reserved by allocations between
-//! their steps (1) and (2), and `F_j` the pages released in the chunk by frees
-//! between their steps (1) and (2).
+//! allocated in chunk word `j`, `R_j` the pages reserved by allocations (and
+//! in-place grows) between their steps (1) and (2), and `F_j` the pages
+//! released in the chunk by frees (and in-place shrinks) between their steps
+//! (1) and (2).
 //!
 //! Consequences: `used(j) == 0` implies chunk word `j` is all-zero and nothing
 //! is in flight in it, so a top node taken by `AreaWord::alloc` (which needs

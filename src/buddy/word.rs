@@ -57,6 +57,20 @@ impl ChunkWord {
         Some((Self(self.0 | node_bit(d, j)), j))
     }
 
+    /// Grows allocated node `j` of level `d` into its parent (in-place
+    /// grow): `None` unless it is a lower half whose buddy holds nothing.
+    #[inline]
+    pub(crate) fn grow(self, g: Geometry, d: u32, j: u32) -> Option<Self> {
+        bits::merge_up(self.0, g.chunk_levels(), 0, d, j).map(Self)
+    }
+
+    /// Shrinks allocated node `j` of level `d` to its lower half (in-place
+    /// shrink; the upper half becomes free); `None` for a leaf or a free node.
+    #[inline]
+    pub(crate) fn split(self, g: Geometry, d: u32, j: u32) -> Option<Self> {
+        bits::split_down(self.0, g.chunk_levels(), d, j).map(Self)
+    }
+
     /// Pages of the chunk not covered by an allocated node.
     pub(crate) fn free_pages(self, g: Geometry) -> u32 {
         let leaves = g.chunk_levels() - 1;
@@ -185,6 +199,56 @@ impl AreaWord {
         }
         let j = bits::pick(free, d);
         Some((Self(self.0 | node_bit(d, j)), j))
+    }
+
+    /// Grows allocated top node `j` of level `d` into its parent: `None`
+    /// unless it is a lower half whose buddy is free, with no allocated node
+    /// and no reservation in its chunks (the same test as [`Self::alloc`]).
+    #[inline]
+    pub(crate) fn grow(self, g: Geometry, d: u32, j: u32) -> Option<Self> {
+        bits::merge_up(self.0, g.top_levels(), self.busy_chunks(g), d, j).map(Self)
+    }
+
+    /// Shrinks allocated top node `j` of level `d` to its lower half, which
+    /// must still be a top node (`d + 1 < H - c`); the counts are untouched.
+    #[inline]
+    pub(crate) fn split(self, g: Geometry, d: u32, j: u32) -> Option<Self> {
+        bits::split_down(self.0, g.top_levels(), d, j).map(Self)
+    }
+
+    /// Grows a chunk root into a top node (in-place grow from order `c` to
+    /// `c + 1`, step 1 of 2): chunk `j` (even) holds exactly its root's
+    /// `2^c` pages (`used(j) == 2^c`: no reservation in flight), chunk
+    /// `j + 1` is idle and nothing above is allocated; the count of `j`
+    /// drops to 0 and the top leaf over both chunks is set. Chunk word `j`
+    /// still holds its root bit until step 2 clears it; the leaf covers it
+    /// meanwhile, so no `reserve` reaches it.
+    #[inline]
+    pub(crate) fn absorb_chunk(self, g: Geometry, j: u32) -> Option<Self> {
+        let leaf = g.top_levels() - 1;
+        let tree = self.0 & low_mask((1 << g.top_levels()) - 1);
+        let ok = j % 2 == 0
+            && self.used(g, j) == g.chunk_pages()
+            && bits::free_at(tree, g.top_levels(), self.busy_chunks(g) & !(1 << j), leaf)
+                & (1 << (j / 2))
+                != 0;
+        ok.then(|| {
+            Self(
+                (self.0 - ((g.chunk_pages() as u64) << Self::count_shift(g, j)))
+                    | node_bit(leaf, j / 2),
+            )
+        })
+    }
+
+    /// Shrinks a top leaf into the root of its lower chunk (in-place shrink
+    /// from order `c + 1` to `c`, step 2 of 2, after the chunk word got its
+    /// root bit): clears the leaf over chunks `j` and `j + 1` and counts the
+    /// root's `2^c` pages in chunk `j`.
+    #[inline]
+    pub(crate) fn release_to_chunk(self, g: Geometry, j: u32) -> Option<Self> {
+        let bit = node_bit(g.top_levels() - 1, j / 2);
+        (j % 2 == 0 && self.0 & bit != 0 && self.used(g, j) == 0)
+            .then(|| Self((self.0 & !bit) + ((g.chunk_pages() as u64) << Self::count_shift(g, j))))
     }
 
     /// The allocated top node covering chunk `chunk`, as `(level, index)`.
@@ -317,6 +381,113 @@ mod tests {
         let full = (0..8).fold(AreaWord(0), |w, j| w.reserve(G, j, 32).unwrap());
         assert!(full.reserve(G, 0, 1).is_none());
         assert_eq!(full.pick_chunk(G, 1, 0), None);
+    }
+
+    #[test]
+    fn chunk_grow_and_split_every_order() {
+        // A page at offset 0 grows to the whole chunk while the rest is free,
+        // and splits back down to one page.
+        let c = G.chunk_order();
+        let mut w = ChunkWord(0).alloc(G, c).unwrap().0;
+        for d in (1..=c).rev() {
+            let n = w.grow(G, d, 0).unwrap();
+            assert_eq!(n.split(G, d - 1, 0), Some(w));
+            n.check(G).unwrap();
+            assert_eq!(n.free_pages(G), 32 - (1 << (c - d + 1)));
+            w = n;
+        }
+        assert_eq!(w, ChunkWord(1));
+        assert!(
+            w.grow(G, 0, 0).is_none(),
+            "a chunk root grows in the area word"
+        );
+        // Page 0 with page 1 allocated, or an upper half: refused.
+        let two = ChunkWord(0).alloc(G, c).unwrap().0;
+        let two = ChunkWord(two.0 | node_bit(c, 1));
+        assert!(two.grow(G, c, 0).is_none());
+        assert!(two.grow(G, c, 1).is_none());
+        assert!(ChunkWord(0).grow(G, c, 0).is_none(), "a free node");
+    }
+
+    #[test]
+    fn area_grow_needs_idle_buddy_chunks() {
+        // Top leaf 0 (chunks 0-1) of the default geometry: level 2.
+        let w = AreaWord(0).alloc(G, 2).unwrap().0;
+        let grown = w.grow(G, 2, 0).unwrap();
+        assert_eq!(grown.covered_chunks(G), 0b1111);
+        assert_eq!(grown.split(G, 1, 0), Some(w));
+        assert!(grown.split(G, 2, 0).is_none(), "its halves are chunk roots");
+        // A reservation in chunk 2 (under the buddy) refuses the grow.
+        let r = w.reserve(G, 2, 1).unwrap();
+        assert!(r.grow(G, 2, 0).is_none());
+        assert_eq!(r.unreserve(G, 2, 1).unwrap().grow(G, 2, 0), Some(grown));
+        let root = grown.grow(G, 1, 0).unwrap().grow(G, 1, 0);
+        assert!(root.is_none(), "node (0, 0) is now held, not (1, 0)");
+        let root = grown.grow(G, 1, 0).unwrap();
+        assert_eq!(root, AreaWord(1));
+        assert_eq!(root.free_pages(G), 0);
+    }
+
+    #[test]
+    fn chunk_root_becomes_a_top_leaf_and_back() {
+        // Chunk 2 held whole (its root: 32 pages counted), chunk 3 idle.
+        let w = AreaWord(0).reserve(G, 2, 32).unwrap();
+        let grown = w.absorb_chunk(G, 2).unwrap();
+        assert_eq!(grown.used(G, 2), 0);
+        assert_eq!(grown.covered_chunks(G), 0b1100);
+        assert_eq!(grown.block_of(G, 3), Some((2, 1)));
+        grown.check(G).unwrap();
+        assert_eq!(grown.release_to_chunk(G, 2), Some(w));
+        // Refused: an odd chunk, a chunk not held whole (a reservation in
+        // flight on top of the root, or less), a busy buddy chunk.
+        assert!(w.absorb_chunk(G, 3).is_none());
+        assert!(AreaWord(0)
+            .reserve(G, 2, 31)
+            .unwrap()
+            .absorb_chunk(G, 2)
+            .is_none());
+        assert!(w.reserve(G, 3, 1).unwrap().absorb_chunk(G, 2).is_none());
+        // Refused: a top node already over the pair (the leaf covered).
+        let (covered, _) = AreaWord(0).alloc(G, 0).unwrap();
+        assert!(covered.absorb_chunk(G, 2).is_none());
+        // Refused shrinks: no leaf, or a count already under it.
+        assert!(w.release_to_chunk(G, 2).is_none());
+        assert!(AreaWord(0).release_to_chunk(G, 2).is_none());
+        assert!(grown.release_to_chunk(G, 3).is_none());
+    }
+
+    #[test]
+    fn grow_exhaustive_small_geometry() {
+        // Every well-formed 3-level chunk word (c = 2): a grow succeeds
+        // exactly when the node is an allocated lower half whose buddy's
+        // pages are all free, and the grown node covers the same pages plus
+        // the buddy's.
+        let g = Geometry::new(2, 4).unwrap();
+        for raw in 0u64..(1 << 7) {
+            let w = ChunkWord(raw);
+            if w.check(g).is_err() {
+                continue;
+            }
+            for d in 1..3 {
+                for j in 0..(1u32 << d) {
+                    let pages = 1u32 << (2 - d);
+                    let buddy_free = ((j ^ 1) * pages..((j ^ 1) + 1) * pages)
+                        .all(|leaf| w.block_of(g, leaf).is_none());
+                    let held = raw & node_bit(d, j) != 0;
+                    match w.grow(g, d, j) {
+                        Some(n) => {
+                            assert!(held && buddy_free && j % 2 == 0, "{raw:#b}");
+                            n.check(g).unwrap();
+                            for leaf in (j / 2) * 2 * pages..(j / 2 + 1) * 2 * pages {
+                                assert_eq!(n.block_of(g, leaf), Some((d - 1, j / 2)));
+                            }
+                            assert_eq!(n.free_pages(g) + pages, w.free_pages(g));
+                        }
+                        None => assert!(!(held && buddy_free && j % 2 == 0), "{raw:#b}"),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::sync::Ordering;
 use crate::{FreeError, PAGE_SIZE};
 
 /// What a valid pointer is the start of.
-enum Block {
+pub(super) enum Block {
     /// An object of small class `c` in a slab.
     Object(usize),
     /// A buddy block of order `k`.
@@ -79,7 +79,7 @@ impl Heap {
     /// The block `addr` is the start of: its region, grid page and kind.
     /// Every bad pointer is refused here, before any state changes.
     #[inline]
-    fn block_at(&self, addr: usize) -> Result<(&Region, usize, Block), FreeError> {
+    pub(super) fn block_at(&self, addr: usize) -> Result<(&Region, usize, Block), FreeError> {
         let (reg, page, desc) = self.locate(addr)?;
         if let Some(c) = desc.slab_class() {
             Self::check_object(c, addr)?;
@@ -295,11 +295,7 @@ impl Heap {
             Ordering::AcqRel,
             Ordering::Acquire,
         ) {
-            return Err(if PageDesc(now).is_cached() {
-                FreeError::DoubleFree(addr)
-            } else {
-                self.classify(reg, page, addr)
-            });
+            return Err(self.lost_claim(reg, page, addr, PageDesc(now)));
         }
         let h = self.g.area_order();
         let a = page >> h;
@@ -316,6 +312,23 @@ impl Heap {
             "magbuddy: descriptor of {addr:#x} says order {k} but the tree disagrees"
         );
         Ok(())
+    }
+
+    /// The error for a claim of the head at `page` that found `now` instead
+    /// (a racing free or resize won it, or the block is in a magazine).
+    #[cold]
+    pub(super) fn lost_claim(
+        &self,
+        reg: &Region,
+        page: usize,
+        addr: usize,
+        now: PageDesc,
+    ) -> FreeError {
+        if now.is_cached() {
+            FreeError::DoubleFree(addr)
+        } else {
+            self.classify(reg, page, addr)
+        }
     }
 
     /// Names what a non-head pointer points into (for the error message).

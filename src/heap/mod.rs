@@ -14,6 +14,7 @@ mod inspect;
 mod object;
 mod place;
 mod refill;
+mod resize;
 mod shared;
 mod stats;
 mod trim;

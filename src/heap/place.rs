@@ -251,7 +251,7 @@ impl Heap {
             let before = self.frees_completed();
             let mut raced = false;
             for reg in self.regions() {
-                match self.alloc_run_in(reg, k, tally) {
+                match self.alloc_run_in(reg, k, k, tally) {
                     (Some(p), _) => return Some(p),
                     (None, lost) => raced |= lost,
                 }
@@ -267,17 +267,43 @@ impl Heap {
         }
     }
 
-    /// Tries every aligned run of wholly free areas for order `k` in `reg`,
-    /// in ascending order: the block, and whether a claim lost a race.
-    fn alloc_run_in(&self, reg: &Region, k: u32, tally: &mut Tally) -> (Option<NonNull<u8>>, bool) {
+    /// Allocates a block of order `k >= H` (whole areas) at the start of a
+    /// free aligned span of up to `2^ROOM` times its size, the largest
+    /// there is, so that it can later grow in place
+    /// ([`Heap::resize_in_place`] merges a lower half with its free buddy).
+    /// Best effort: `None` when no span of twice its size is free or a
+    /// claim lost a race (the caller then allocates as usual, which keeps
+    /// the no-false-OOM contract).
+    pub(crate) fn alloc_with_room(&self, k: u32, tally: &mut Tally) -> Option<NonNull<u8>> {
+        /// A realloc that moves a block grows it again soon after (a `Vec`
+        /// doubles): room for six doublings in place.
+        const ROOM: u32 = 6;
+        let top = (k + ROOM).min(crate::ORDERS as u32 - 1);
+        (k + 1..=top).rev().find_map(|span| {
+            self.regions()
+                .find_map(|reg| self.alloc_run_in(reg, k, span, tally).0)
+        })
+    }
+
+    /// Tries every run of wholly free areas aligned to order `span >= k` in
+    /// `reg`, in ascending order, for a block of order `k` at its start:
+    /// the block, and whether a claim lost a race.
+    fn alloc_run_in(
+        &self,
+        reg: &Region,
+        k: u32,
+        span: u32,
+        tally: &mut Tally,
+    ) -> (Option<NonNull<u8>>, bool) {
         let h = self.g.area_order();
         let n = 1usize << (k - h);
+        let step = 1usize << (span - h);
         let mut raced = false;
-        let mut a = reg.first_area.next_multiple_of(n) - reg.first_area;
-        while a + n <= reg.areas {
+        let mut a = reg.first_area.next_multiple_of(step) - reg.first_area;
+        while a + step <= reg.areas {
             // Relaxed: a free area's word is exactly 0; the claim below
             // validates with a CAS.
-            if (a..a + n).all(|i| reg.area(i).load_top() == 0) {
+            if (a..a + step).all(|i| reg.area(i).load_top() == 0) {
                 if self.claim_run(reg, a, n, tally).is_err() {
                     raced = true;
                 } else {
@@ -287,12 +313,18 @@ impl Heap {
                     return (NonNull::new(reg.addr_of(page) as *mut u8), raced);
                 }
             }
-            a += n;
+            a += step;
         }
         (None, raced)
     }
 
-    fn claim_run(&self, reg: &Region, a: usize, n: usize, tally: &mut Tally) -> Result<(), ()> {
+    pub(super) fn claim_run(
+        &self,
+        reg: &Region,
+        a: usize,
+        n: usize,
+        tally: &mut Tally,
+    ) -> Result<(), ()> {
         let h = self.g.area_order();
         for i in 0..n {
             let t = reg.area(a + i).alloc(h);

@@ -14,9 +14,9 @@
 
 use magbuddy::mutant::{select, Mutant};
 use verify::scenario::{
-    area_double_free, churn, double_free, drain_oom, fast, lin_history, oom, prepare, r_observer,
-    racing_frees, reclaim_races_shared_alloc, runs, shared_path, Fast, Kind, Lin, Mix, Side, SMALL,
-    WIDE,
+    area_double_free, churn, double_free, drain_oom, fast, grow_races, lin_history, oom, prepare,
+    r_observer, racing_frees, reclaim_races_shared_alloc, runs, shared_path, Fast, Kind, Lin, Mix,
+    Side, SMALL, WIDE,
 };
 use verify::{hunt, hunting, install_quiet_hook, Sched, Tally};
 
@@ -111,6 +111,7 @@ const SCENARIOS: &[(&str, Body)] = &[
     ("lin_shared", lin_shared),
     ("lin_mixed", lin_mixed),
     ("lin_churn", lin_churn),
+    ("grow_races", grow_races),
 ];
 
 /// What a row claims about one mutant and one scenario.
@@ -249,6 +250,14 @@ const CASES: &[Case] = &[
     Case {
         mutant: Mutant::RefillSkipsMark,
         scenario: "race_pages_handles",
+        sched: Sched::Random,
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::GrowIgnoresBuddy,
+        scenario: "grow_races",
         sched: Sched::Random,
         seed: SEED,
         max: MAX,
