@@ -68,7 +68,9 @@ package() {
     cargo test --all-features --no-run
   )
   rm -rf "$dir"
-  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features -p magbuddy -p magbuddy-checkers
+  # Every stable feature (`nightly` needs a nightly compiler: the build below).
+  RUSTDOCFLAGS="-D warnings" cargo doc --no-deps -p magbuddy -p magbuddy-checkers \
+    --features magbuddy/std,magbuddy/allocator-api2,magbuddy/checked,magbuddy-checkers/alloc
   # docs.rs's build: nightly, `--cfg docsrs` (the feature badges).
   if cargo +nightly --version >/dev/null 2>&1; then
     RUSTDOCFLAGS="--cfg docsrs -D warnings" CARGO_TARGET_DIR=target/docsrs \
