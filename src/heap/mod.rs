@@ -401,6 +401,38 @@ impl Heap {
         }
     }
 
+    /// Bytes of the block that [`Heap::alloc_fit`] (and
+    /// [`Handle::alloc_fit`]) give for `size` bytes aligned to `align`:
+    /// the fitted class, else [`Heap::block_size`] of `size.max(align)`.
+    /// What a `realloc` compares to keep a block in place.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// assert_eq!(heap.fit_size(100, 16), 112);
+    /// assert_eq!(heap.fit_size(100, 128), 128); // aligned to 128: a power of two
+    /// assert_eq!(heap.fit_size(5000, 16), 8192);
+    /// ```
+    pub fn fit_size(&self, size: usize, align: usize) -> usize {
+        match Self::fit_class(size, align) {
+            Some(c) => slab::class_size(c),
+            None => self.block_size(size.max(align)),
+        }
+    }
+
+    /// The fitted class of `size` bytes aligned to `align`, if any.
+    #[inline(always)]
+    fn fit_class(size: usize, align: usize) -> Option<usize> {
+        (size.wrapping_sub(1) < slab::MAX_FIT)
+            .then(|| slab::fit_class(size, align))
+            .flatten()
+    }
+
     /// Number of CPU slots.
     ///
     /// See the example on [`Heap::init`].
@@ -679,11 +711,43 @@ impl Heap {
     /// unsafe { heap.free(p.as_ptr()) };
     /// ```
     pub fn alloc(&self, size: usize) -> Option<NonNull<u8>> {
+        self.alloc_shared(
+            size,
+            (size.wrapping_sub(1) < MAX_SMALL).then(|| slab::class_of(size)),
+        )
+    }
+
+    /// Allocates on the shared path as [`Handle::alloc_fit`] does on a
+    /// handle: the smallest fitted class for `size` bytes aligned to
+    /// `align`, else `alloc(size.max(align))`.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// let p = heap.alloc_fit(24, 8).unwrap(); // a 24-byte object
+    /// assert_eq!(heap.usable_size(p.as_ptr()), Ok(24));
+    /// // SAFETY: `p` came from this heap and is not used afterwards.
+    /// unsafe { heap.free(p.as_ptr()) };
+    /// ```
+    pub fn alloc_fit(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        match Self::fit_class(size, align) {
+            Some(c) => self.alloc_shared(size, Some(c)),
+            None => self.alloc(size.max(align)),
+        }
+    }
+
+    /// The shared path for `size` bytes, from slab class `class` if any.
+    fn alloc_shared(&self, size: usize, class: Option<usize>) -> Option<NonNull<u8>> {
         // Relaxed: a placement hint, any recent value will do.
         let home = self.cursor.load(Ordering::Relaxed);
         let (mut hint, mut tally) = (Hint::new(home, None), Tally::default());
-        let p = if size.wrapping_sub(1) < MAX_SMALL {
-            self.alloc_small_shared(slab::class_of(size), &mut hint, &mut tally)
+        let p = if let Some(c) = class {
+            self.alloc_small_shared(c, &mut hint, &mut tally)
         } else {
             self.order_for(size)
                 .and_then(|k| self.alloc_order(k, &mut hint, &mut tally))

@@ -66,12 +66,29 @@ use crate::PAGE_SIZE;
 pub(crate) use crate::region::SLAB_ORDER;
 /// Bytes per slab.
 pub(crate) const SLAB_BYTES: usize = PAGE_SIZE << SLAB_ORDER;
-/// Size classes 8, 16, …, 2048 bytes.
-pub const SMALL_CLASSES: usize = 9;
+/// Size classes: the nine powers of two 8, 16, …, 2048 bytes at indices
+/// 0..=8 (what [`class_of`] and the kernel's [`crate::Heap::alloc`] use,
+/// whose blocks are aligned to their size), then the *fitted* classes in
+/// between (indices 9..), which only the fitted API hands out (see
+/// [`fit_class`]): with them every class above 32 B is at most 25 % above
+/// the next smaller one (below, 8-byte steps), where powers of two waste up
+/// to half an object.
+pub const SMALL_CLASSES: usize = CLASS_SIZES.len();
 /// Largest request served from slabs.
-pub const MAX_SMALL: usize = 8 << (SMALL_CLASSES - 1);
+pub const MAX_SMALL: usize = 2048;
+/// Power-of-two classes (indices `0..POW2_CLASSES`).
+pub(crate) const POW2_CLASSES: usize = 9;
 
-/// Size class of a request of `size` bytes (`1 ..= MAX_SMALL`).
+/// Object bytes per class. An object of class size `S` sits at
+/// `slab base + i * S` and slab bases are 16 KiB aligned, so its alignment
+/// is the largest power of two dividing `S` ([`class_align`]).
+const CLASS_SIZES: [u16; 28] = [
+    8, 16, 32, 64, 128, 256, 512, 1024, 2048, // powers of two
+    24, 40, 48, 56, 80, 96, 112, 160, 192, 224, 320, 384, 448, 640, 768, 896, 1280, 1536, 1792,
+];
+
+/// Size class of a request of `size` bytes (`1 ..= MAX_SMALL`): the
+/// smallest power of two that holds it.
 #[inline]
 pub(crate) fn class_of(size: usize) -> usize {
     // ceil(log2(max(size, 8))) - 3 with one leading-zero count.
@@ -81,7 +98,12 @@ pub(crate) fn class_of(size: usize) -> usize {
 /// Object size of class `c`.
 #[inline]
 pub(crate) const fn class_size(c: usize) -> usize {
-    8 << c
+    CLASS_SIZES[c] as usize
+}
+
+/// Alignment of every object of class `c`.
+pub(crate) const fn class_align(c: usize) -> usize {
+    1 << CLASS_SIZES[c].trailing_zeros()
 }
 
 /// Objects that fit a slab of class `c` before the free bitmap is placed.
@@ -90,34 +112,131 @@ const fn slots(c: usize) -> usize {
 }
 
 /// Objects per slab of class `c`: all that fit if the free bitmap fits the
-/// descriptor (at most 64 objects), else all but the few whose space at
-/// the slab's tail holds the bitmap (32 of 2048 for 8-byte objects, one for
-/// 64-128 B).
+/// descriptor (at most 64 objects), else the most that leave room for
+/// their bitmap (32-bit words) in the slab's tail (32 of 2048 for 8-byte
+/// objects give up their space, one for 64-128 B).
 #[inline]
 pub(crate) const fn capacity(c: usize) -> u32 {
-    let n = slots(c);
-    if n <= 64 {
-        n as u32
-    } else {
-        (n - (n / 8).div_ceil(class_size(c))) as u32
+    let mut n = slots(c);
+    if n > 64 {
+        while n * class_size(c) + n.div_ceil(32) * 4 > SLAB_BYTES {
+            n -= 1;
+        }
     }
+    n as u32
+}
+
+/// Per-class data of the free path, one table entry (16 bytes) per class:
+/// what [`object_index`] needs.
+#[derive(Clone, Copy)]
+struct Index {
+    /// Inverse of the odd part of the class size, modulo 2^64.
+    inverse: u64,
+    /// log2 of the power-of-two part of the class size.
+    shift: u32,
+    /// [`capacity`].
+    cap: u32,
+}
+
+/// The inverse of odd `q` modulo 2^64 (Newton's iteration: each step
+/// doubles the correct low bits, from 3 for `x = q`).
+const fn inverse_of(q: u64) -> u64 {
+    let mut x = q;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(q.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
+/// 64 entries (zero past the classes: capacity 0 refuses every offset), so
+/// any 6-bit class from a page descriptor indexes it without a bounds check.
+const INDEX: [Index; 64] = {
+    let mut t = [Index {
+        inverse: 0,
+        shift: 0,
+        cap: 0,
+    }; 64];
+    let mut c = 0;
+    while c < SMALL_CLASSES {
+        let shift = CLASS_SIZES[c].trailing_zeros();
+        t[c] = Index {
+            inverse: inverse_of((CLASS_SIZES[c] >> shift) as u64),
+            shift,
+            cap: capacity(c),
+        };
+        c += 1;
+    }
+    t
+};
+
+/// The index of the object of class `c` that starts at byte `offset`
+/// (`< SLAB_BYTES`) of its slab, or a number `>= capacity(c)` if no object
+/// below the capacity starts there: no division, one compare decides.
+///
+/// With `S = 2^k * q` (`q` odd): rotating `offset` right by `k` gives
+/// `offset / 2^k` if `2^k` divides it, and a value of at least `2^(64-k)`
+/// otherwise. Multiplying by `q`'s inverse modulo 2^64 is a bijection that
+/// maps exactly the numbers `j * q` to `j`; the rotated offsets that map
+/// below the capacity are therefore exactly `j * q` for `j < capacity`
+/// (all below `SLAB_BYTES`, so no rotated non-multiple is among them):
+/// the offsets `j * S`. For powers of two (`q = 1`) this is the plain
+/// rotate. `index_is_exact` checks every offset of every class.
+#[inline(always)]
+pub(crate) fn object_index(c: usize, offset: usize) -> usize {
+    let e = INDEX[c & 63];
+    (offset as u64)
+        .rotate_right(e.shift)
+        .wrapping_mul(e.inverse) as usize
 }
 
 /// [`capacity`] from a table: one load on the free path, no division.
 #[inline(always)]
 pub(crate) fn capacity_of(c: usize) -> usize {
-    // 64 entries (0 past the classes), so any 6-bit class from a page
-    // descriptor indexes it without a bounds check.
-    const CAPACITY: [u32; 64] = {
-        let mut t = [0; 64];
-        let mut c = 0;
-        while c < SMALL_CLASSES {
-            t[c] = capacity(c);
-            c += 1;
+    INDEX[c & 63].cap as usize
+}
+
+/// Largest object of the fitted API.
+pub(crate) const MAX_FIT: usize = MAX_SMALL;
+/// Alignments the fitted table knows: 8, 16, 32, 64 (rows 0..4).
+const FIT_ALIGNS: usize = 4;
+
+/// `FIT[row][(size + 7) / 8]`: the smallest class of at least `size` bytes
+/// whose alignment is at least `8 << row`.
+const FIT: [[u8; MAX_FIT / 8 + 1]; FIT_ALIGNS] = {
+    let mut t = [[0u8; MAX_FIT / 8 + 1]; FIT_ALIGNS];
+    let mut row = 0;
+    while row < FIT_ALIGNS {
+        let mut u = 0;
+        while u <= MAX_FIT / 8 {
+            let mut best = POW2_CLASSES - 1; // 2048 fits every row
+            let mut c = 0;
+            while c < SMALL_CLASSES {
+                if class_size(c) >= u * 8
+                    && class_align(c) >= 8 << row
+                    && class_size(c) < class_size(best)
+                {
+                    best = c;
+                }
+                c += 1;
+            }
+            t[row][u] = best as u8;
+            u += 1;
         }
-        t
-    };
-    CAPACITY[c & 63] as usize
+        row += 1;
+    }
+    t
+};
+
+/// The fitted class for `size` bytes (`1 ..= MAX_FIT`) aligned to `align`
+/// (a power of two): the smallest class that holds `size` and is aligned
+/// enough; `None` for alignments above 64 (the caller then uses the
+/// power-of-two classes, aligned to their size).
+#[inline(always)]
+pub(crate) fn fit_class(size: usize, align: usize) -> Option<usize> {
+    let row = (align.max(8).trailing_zeros() - 3) as usize;
+    Some(*FIT.get(row)?.get(size.wrapping_add(7) / 8)? as usize)
 }
 
 #[cfg(all(test, not(any(loom, shuttle))))]
@@ -131,10 +250,81 @@ mod tests {
         assert_eq!(class_of(9), 1);
         assert_eq!(class_of(2048), 8);
         assert_eq!(class_size(8), 2048);
+        assert_eq!(class_size(SMALL_CLASSES - 1), 1792);
         assert_eq!(capacity(0), 2016, "32 objects hold the free bitmap");
         assert_eq!(capacity(3), 255);
         assert_eq!(capacity(4), 127);
         assert_eq!(capacity(5), 64, "the bitmap fits the descriptor");
         assert_eq!(capacity(8), 8);
+    }
+
+    #[test]
+    fn classes_are_at_most_a_quarter_apart() {
+        let mut sizes: std::vec::Vec<usize> = (0..SMALL_CLASSES).map(class_size).collect();
+        sizes.sort();
+        sizes.dedup();
+        assert_eq!(sizes.len(), SMALL_CLASSES, "no class twice");
+        for w in sizes.windows(2) {
+            // 8-byte steps below 40 B (the granule), a quarter above.
+            assert!(
+                w[1] * 4 <= w[0] * 5 || w[1] - w[0] == 8,
+                "{} -> {}",
+                w[0],
+                w[1]
+            );
+        }
+        for c in 0..POW2_CLASSES {
+            assert_eq!(class_size(c), 8 << c, "powers of two keep their indices");
+        }
+        for c in 0..SMALL_CLASSES {
+            let cap = capacity(c) as usize;
+            let bitmap = if slots(c) <= 64 {
+                0
+            } else {
+                cap.div_ceil(32) * 4
+            };
+            assert!(cap * class_size(c) + bitmap <= SLAB_BYTES);
+            assert_eq!(class_size(c) % 8, 0, "the tag needs bytes 4..8");
+        }
+    }
+
+    /// Every offset of a slab, every class: `object_index` is below the
+    /// capacity exactly at object starts below it, and then is the index.
+    #[test]
+    fn index_is_exact() {
+        for c in 0..64 {
+            let (s, cap) = if c < SMALL_CLASSES {
+                (class_size(c), capacity(c) as usize)
+            } else {
+                (1, 0)
+            };
+            for offset in 0..SLAB_BYTES {
+                let i = object_index(c, offset);
+                let start = offset % s == 0 && offset / s < cap;
+                assert_eq!(i < capacity_of(c), start, "class {c} offset {offset}");
+                if start {
+                    assert_eq!(i, offset / s);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fit_picks_the_smallest_aligned_class() {
+        for align in [1, 2, 4, 8, 16, 32, 64] {
+            for size in 1..=MAX_FIT {
+                let c = fit_class(size, align).unwrap();
+                let best = (0..SMALL_CLASSES)
+                    .filter(|&c| class_size(c) >= size && class_align(c) >= align)
+                    .min_by_key(|&c| class_size(c))
+                    .unwrap();
+                assert_eq!(c, best, "size {size} align {align}");
+            }
+        }
+        assert_eq!(fit_class(24, 16).map(class_size), Some(32));
+        assert_eq!(fit_class(100, 16).map(class_size), Some(112));
+        assert_eq!(fit_class(700, 16).map(class_size), Some(768));
+        assert_eq!(fit_class(MAX_FIT + 1, 8), None);
+        assert_eq!(fit_class(8, 128), None);
     }
 }
