@@ -3,7 +3,8 @@
 //! [`GlobalHeap`] (per-CPU handles), so collections can live in a heap of
 //! their own: `allocator_api2::vec::Vec::new_in(heap)`.
 //!
-//! * `allocate` returns the whole block (`Heap::block_size`), so a `Vec`
+//! * `allocate` returns the whole block (`Heap::fit_size`: the fitted class
+//!   of `Heap::alloc_fit`), so a `Vec`
 //!   uses the rounding as capacity instead of reallocating into it.
 //! * `grow` and `shrink` stay in place while the new size needs the same
 //!   block; otherwise they move the contents.
@@ -33,7 +34,7 @@ impl Blocks for Heap {
         Some(self)
     }
     fn get(&self, layout: Layout) -> Option<NonNull<u8>> {
-        self.alloc_layout(layout)
+        self.alloc_fit(layout.size(), layout.align())
     }
     unsafe fn put(&self, p: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded.
@@ -57,9 +58,9 @@ impl<C: CurrentCpu> Blocks for GlobalHeap<C> {
 
 /// The whole block at `p` serving `layout`.
 fn whole<B: Blocks + ?Sized>(b: &B, p: NonNull<u8>, layout: Layout) -> NonNull<[u8]> {
-    let len = b.heap().map_or(layout.size(), |h| {
-        h.block_size(layout.size().max(layout.align()))
-    });
+    let len = b
+        .heap()
+        .map_or(layout.size(), |h| h.fit_size(layout.size(), layout.align()));
     NonNull::slice_from_raw_parts(p, len)
 }
 
@@ -95,11 +96,11 @@ unsafe fn resize<B: Blocks + ?Sized>(
     let same = |h: &Heap| {
         old.size() != 0
             && new.size() != 0
-            && h.block_size(old.size().max(old.align()))
-                == h.block_size(new.size().max(new.align()))
+            && h.fit_size(old.size(), old.align()) == h.fit_size(new.size(), new.align())
     };
-    // A block of `n` bytes is aligned to `n`, so the same block also meets
-    // the new alignment (it is at most the new block size).
+    // Classes have distinct sizes, and the class of a size serves every
+    // alignment it is asked for, so the same block size is the same class,
+    // which meets the new alignment too.
     if b.heap().is_some_and(same) {
         return Ok(whole(b, p, new));
     }
@@ -119,8 +120,8 @@ unsafe fn resize<B: Blocks + ?Sized>(
 
 macro_rules! allocator_for {
     ($(impl[$($g:tt)*] for $t:ty;)*) => {$(
-        // SAFETY: blocks stay valid until freed, are aligned to their size
-        // (at least the layout's alignment), and any live block may be
+        // SAFETY: blocks stay valid until freed, are aligned to at least
+        // the layout's alignment (`Heap::alloc_fit`), and any live block may be
         // passed back (see the helpers above).
         unsafe impl<$($g)*> Allocator for $t {
             fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {

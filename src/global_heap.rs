@@ -410,11 +410,11 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
-        let size = layout.size().max(layout.align());
+        let (size, align) = (layout.size(), layout.align());
         loop {
             let p = self
-                .with_handle(heap, |h| h.alloc(size))
-                .unwrap_or_else(|| heap.alloc(size));
+                .with_handle(heap, |h| h.alloc_fit(size, align))
+                .unwrap_or_else(|| heap.alloc_fit(size, align));
             match (p, self.oom) {
                 (Some(p), _) => return p.as_ptr(),
                 (None, Some(grow)) if grow(heap, layout) => continue,
@@ -445,15 +445,16 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     }
 }
 
-// SAFETY: blocks are aligned to 2^ceil(log2 size) of the requested size,
-// rounded up to the alignment, so they satisfy the layout; frees go back to
+// SAFETY: blocks come from the fitted classes, which honour the layout's
+// size and alignment (`Handle::alloc_fit`); frees go back to
 // the heap they came from; nothing unwinds unless the bad-free handler does.
 unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let size = layout.size().max(layout.align());
         // The fast path: this CPU's handle, nothing else.
-        if let Some(Some(p)) = self.with_ready_handle(|h| h.alloc(size)) {
+        if let Some(Some(p)) =
+            self.with_ready_handle(|h| h.alloc_fit(layout.size(), layout.align()))
+        {
             return p.as_ptr();
         }
         self.alloc_slow(layout)
@@ -474,10 +475,10 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
-        // In place when the block already has room (same rounded size).
-        let old = layout.size().max(layout.align());
-        let new = new_size.max(layout.align());
-        if heap.block_size(old) == heap.block_size(new) {
+        // In place when the new size would get the same block (classes
+        // have distinct sizes, and the alignment is the same).
+        let align = layout.align();
+        if heap.fit_size(layout.size(), align) == heap.fit_size(new_size, align) {
             return p;
         }
         // SAFETY: GlobalAlloc's contract for `realloc`.
