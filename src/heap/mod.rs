@@ -448,16 +448,23 @@ impl Heap {
     }
 
     /// Magazine capacities per cache class and the per-CPU cache cap for a
-    /// heap of `usable` bytes and `cpus` CPUs: each CPU may keep about
-    /// `usable / (16 * cpus)` (clamped to 64 KiB – 2 MiB), of which one slab
-    /// per small class and, per class, two magazines.
+    /// heap of `usable` bytes and `cpus` CPUs. A magazine may hold about
+    /// what the power-of-two classes alone would give it if each CPU kept
+    /// `usable / (16 * cpus)` (clamped to 64 KiB – 2 MiB) in one slab per
+    /// power-of-two class and two magazines per power-of-two or page class:
+    /// the fitted classes get magazines as large rather than shrinking
+    /// everyone's (which would send the common classes to their slow paths
+    /// more often). The cap is the true sum over every cache class: two
+    /// magazines each and one current slab per small class, fitted ones
+    /// included.
     fn cache_sizes(
         usable: usize,
         cpus: usize,
         rounds: Option<usize>,
     ) -> ([u32; CACHE_CLASSES], usize) {
         let target = (usable / (16 * cpus)).clamp(64 << 10, 2 << 20);
-        let per_magazine = target.saturating_sub(SMALL_CLASSES * SLAB_BYTES) / (2 * CACHE_CLASSES);
+        let per_magazine = target.saturating_sub(slab::POW2_CLASSES * SLAB_BYTES)
+            / (2 * (slab::POW2_CLASSES + magazine::PAGE_CLASSES));
         let caps: [u32; CACHE_CLASSES] = core::array::from_fn(|cc| {
             rounds
                 .unwrap_or(per_magazine / round_size(cc))

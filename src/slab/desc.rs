@@ -2,7 +2,7 @@
 //! word, free bitmap and the owner-only state (see `crate::slab` for the
 //! ownership protocol and the free marks).
 
-use super::{capacity, class_size, object_index, slots, tag_of, tag_word, Owner};
+use super::{capacity, class_size, object_index, tag_of, tag_word, Owner};
 use crate::mutant::{self, Mutant};
 use crate::sync::{raw, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 
@@ -102,7 +102,7 @@ impl SlabDesc {
     #[inline(always)]
     unsafe fn bit(&self, base: usize, c: usize, i: u32) -> (&raw::AtomicU32, u32) {
         let (word, mask) = (i as usize / 32, 1u32 << (i % 32));
-        if slots(c) <= 64 {
+        if capacity(c) <= 64 {
             return (&self.free_bits[word], mask);
         }
         let tail = base + capacity(c) as usize * class_size(c);

@@ -114,9 +114,9 @@ const fn slots(c: usize) -> usize {
 /// Objects per slab of class `c`: all that fit if the free bitmap fits the
 /// descriptor (at most 64 objects), else the most that leave room for
 /// their bitmap (32-bit words) in the slab's tail (32 of 2048 for 8-byte
-/// objects give up their space, one for 64-128 B).
-#[inline]
-pub(crate) const fn capacity(c: usize) -> u32 {
+/// objects give up their space, one for 64-128 B). Computed at compile
+/// time into the class table ([`capacity`]).
+const fn objects_per_slab(c: usize) -> u32 {
     let mut n = slots(c);
     if n > 64 {
         while n * class_size(c) + n.div_ceil(32) * 4 > SLAB_BYTES {
@@ -124,6 +124,14 @@ pub(crate) const fn capacity(c: usize) -> u32 {
         }
     }
     n as u32
+}
+
+/// Objects per slab of class `c` (see `objects_per_slab`), from the class
+/// table: one load, no division. More than 64 exactly when the free bitmap
+/// lives in the slab's tail.
+#[inline(always)]
+pub(crate) fn capacity(c: usize) -> u32 {
+    INDEX[c & 63].cap
 }
 
 /// Per-class data of the free path, one table entry (16 bytes) per class:
@@ -134,7 +142,7 @@ struct Index {
     inverse: u64,
     /// log2 of the power-of-two part of the class size.
     shift: u32,
-    /// [`capacity`].
+    /// `objects_per_slab`.
     cap: u32,
 }
 
@@ -164,7 +172,7 @@ const INDEX: [Index; 64] = {
         t[c] = Index {
             inverse: inverse_of((CLASS_SIZES[c] >> shift) as u64),
             shift,
-            cap: capacity(c),
+            cap: objects_per_slab(c),
         };
         c += 1;
     }
@@ -191,10 +199,10 @@ pub(crate) fn object_index(c: usize, offset: usize) -> usize {
         .wrapping_mul(e.inverse) as usize
 }
 
-/// [`capacity`] from a table: one load on the free path, no division.
+/// [`capacity`] as a `usize`.
 #[inline(always)]
 pub(crate) fn capacity_of(c: usize) -> usize {
-    INDEX[c & 63].cap as usize
+    capacity(c) as usize
 }
 
 /// Largest object of the fitted API.
