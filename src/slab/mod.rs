@@ -126,33 +126,26 @@ const fn objects_per_slab(c: usize) -> u32 {
     n as u32
 }
 
-/// Objects per slab of class `c` (see `objects_per_slab`), from the class
-/// table: one load, no division. More than 64 exactly when the free bitmap
-/// lives in the slab's tail.
-#[inline(always)]
-pub(crate) fn capacity(c: usize) -> u32 {
-    INDEX[c & 63].cap
-}
-
-/// Per-class data of the free path, one table entry (16 bytes) per class:
-/// what [`object_index`] needs.
+/// Per-class data of the free path, one 8-byte table entry per class (so
+/// the free path indexes it with one scaled address): what
+/// [`object_index`] needs.
 #[derive(Clone, Copy)]
 struct Index {
-    /// Inverse of the odd part of the class size, modulo 2^64.
-    inverse: u64,
-    /// log2 of the power-of-two part of the class size.
-    shift: u32,
+    /// Inverse of the odd part of the class size, modulo 2^32.
+    inverse: u32,
     /// `objects_per_slab`.
-    cap: u32,
+    cap: u16,
+    /// log2 of the power-of-two part of the class size.
+    shift: u16,
 }
 
-/// The inverse of odd `q` modulo 2^64 (Newton's iteration: each step
+/// The inverse of odd `q` modulo 2^32 (Newton's iteration: each step
 /// doubles the correct low bits, from 3 for `x = q`).
-const fn inverse_of(q: u64) -> u64 {
+const fn inverse_of(q: u32) -> u32 {
     let mut x = q;
     let mut i = 0;
-    while i < 5 {
-        x = x.wrapping_mul(2u64.wrapping_sub(q.wrapping_mul(x)));
+    while i < 4 {
+        x = x.wrapping_mul(2u32.wrapping_sub(q.wrapping_mul(x)));
         i += 1;
     }
     x
@@ -163,16 +156,16 @@ const fn inverse_of(q: u64) -> u64 {
 const INDEX: [Index; 64] = {
     let mut t = [Index {
         inverse: 0,
-        shift: 0,
         cap: 0,
+        shift: 0,
     }; 64];
     let mut c = 0;
     while c < SMALL_CLASSES {
         let shift = CLASS_SIZES[c].trailing_zeros();
         t[c] = Index {
-            inverse: inverse_of((CLASS_SIZES[c] >> shift) as u64),
-            shift,
-            cap: objects_per_slab(c),
+            inverse: inverse_of((CLASS_SIZES[c] >> shift) as u32),
+            cap: objects_per_slab(c) as u16,
+            shift: shift as u16,
         };
         c += 1;
     }
@@ -183,20 +176,29 @@ const INDEX: [Index; 64] = {
 /// (`< SLAB_BYTES`) of its slab, or a number `>= capacity(c)` if no object
 /// below the capacity starts there: no division, one compare decides.
 ///
-/// With `S = 2^k * q` (`q` odd): rotating `offset` right by `k` gives
-/// `offset / 2^k` if `2^k` divides it, and a value of at least `2^(64-k)`
-/// otherwise. Multiplying by `q`'s inverse modulo 2^64 is a bijection that
-/// maps exactly the numbers `j * q` to `j`; the rotated offsets that map
-/// below the capacity are therefore exactly `j * q` for `j < capacity`
-/// (all below `SLAB_BYTES`, so no rotated non-multiple is among them):
-/// the offsets `j * S`. For powers of two (`q = 1`) this is the plain
-/// rotate. `index_is_exact` checks every offset of every class.
+/// With `S = 2^k * q` (`q` odd, `k <= 11`): rotating the 32-bit `offset`
+/// right by `k` gives `offset / 2^k` if `2^k` divides it, and a value of
+/// at least `2^(32-k) >= 2^21` otherwise. Multiplying by `q`'s inverse
+/// modulo 2^32 is a bijection that maps exactly the numbers `j * q` to `j`;
+/// the rotated offsets that map below the capacity are therefore exactly
+/// `j * q` for `j < capacity` (all below `SLAB_BYTES = 2^14`, so no rotated
+/// non-multiple is among them): the offsets `j * S`. For powers of two
+/// (`q = 1`) this is the plain rotate. `index_is_exact` checks every offset
+/// of every class.
 #[inline(always)]
 pub(crate) fn object_index(c: usize, offset: usize) -> usize {
     let e = INDEX[c & 63];
-    (offset as u64)
-        .rotate_right(e.shift)
+    (offset as u32)
+        .rotate_right(e.shift as u32)
         .wrapping_mul(e.inverse) as usize
+}
+
+/// Objects per slab of class `c` (see `objects_per_slab`), from the class
+/// table: one load, no division. More than 64 exactly when the free bitmap
+/// lives in the slab's tail.
+#[inline(always)]
+pub(crate) fn capacity(c: usize) -> u32 {
+    INDEX[c & 63].cap as u32
 }
 
 /// [`capacity`] as a `usize`.
