@@ -177,7 +177,7 @@ impl<'h> Handle<'h> {
 
     /// Allocates at least `size` bytes aligned to `align` (a power of two)
     /// in the smallest *fitted* size class that holds them: for objects
-    /// of up to 2 KiB and alignments up to 64, classes at most a quarter
+    /// and alignments of up to 2 KiB, classes at most a quarter
     /// apart (24, 48, 96, 160, …; see [`crate::SMALL_CLASSES`]) instead of
     /// [`Self::alloc`]'s powers of two, which must keep `alloc`'s promise of
     /// alignment to the size and so waste up to half of each object. What
@@ -203,12 +203,17 @@ impl<'h> Handle<'h> {
     /// ```
     #[inline(always)]
     pub fn alloc_fit(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        if size.wrapping_sub(1) < slab::MAX_FIT {
-            if let Some(c) = slab::fit_class(size, align) {
-                return self.alloc_object(c);
-            }
+        if let Some(c) = slab::fit_class(size, align) {
+            return self.alloc_object(c);
         }
-        self.alloc(size.max(align))
+        self.alloc_unfitted(size.max(align))
+    }
+
+    /// `alloc_fit`'s other sizes and alignments, out of line so that the
+    /// fast path inlined into callers stays small.
+    #[inline(never)]
+    fn alloc_unfitted(&mut self, size: usize) -> Option<NonNull<u8>> {
+        self.alloc(size)
     }
 
     /// An object of small class `c`: from the loaded magazine, else the

@@ -415,22 +415,14 @@ impl Heap {
     /// # // SAFETY: `ram` is ours and outlives the heap's use.
     /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
     /// assert_eq!(heap.fit_size(100, 16), 112);
-    /// assert_eq!(heap.fit_size(100, 128), 128); // aligned to 128: a power of two
+    /// assert_eq!(heap.fit_size(100, 128), 128); // 112 is 16-aligned only
     /// assert_eq!(heap.fit_size(5000, 16), 8192);
     /// ```
     pub fn fit_size(&self, size: usize, align: usize) -> usize {
-        match Self::fit_class(size, align) {
+        match slab::fit_class(size, align) {
             Some(c) => slab::class_size(c),
             None => self.block_size(size.max(align)),
         }
-    }
-
-    /// The fitted class of `size` bytes aligned to `align`, if any.
-    #[inline(always)]
-    fn fit_class(size: usize, align: usize) -> Option<usize> {
-        (size.wrapping_sub(1) < slab::MAX_FIT)
-            .then(|| slab::fit_class(size, align))
-            .flatten()
     }
 
     /// Number of CPU slots.
@@ -742,7 +734,7 @@ impl Heap {
     /// unsafe { heap.free(p.as_ptr()) };
     /// ```
     pub fn alloc_fit(&self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        match Self::fit_class(size, align) {
+        match slab::fit_class(size, align) {
             Some(c) => self.alloc_shared(size, Some(c)),
             None => self.alloc(size.max(align)),
         }

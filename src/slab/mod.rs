@@ -81,7 +81,7 @@ pub(crate) const POW2_CLASSES: usize = 9;
 
 /// Object bytes per class. An object of class size `S` sits at
 /// `slab base + i * S` and slab bases are 16 KiB aligned, so its alignment
-/// is the largest power of two dividing `S` ([`class_align`]).
+/// is the largest power of two dividing `S`.
 const CLASS_SIZES: [u16; 28] = [
     8, 16, 32, 64, 128, 256, 512, 1024, 2048, // powers of two
     24, 40, 48, 56, 80, 96, 112, 160, 192, 224, 320, 384, 448, 640, 768, 896, 1280, 1536, 1792,
@@ -99,11 +99,6 @@ pub(crate) fn class_of(size: usize) -> usize {
 #[inline]
 pub(crate) const fn class_size(c: usize) -> usize {
     CLASS_SIZES[c] as usize
-}
-
-/// Alignment of every object of class `c`.
-pub(crate) const fn class_align(c: usize) -> usize {
-    1 << CLASS_SIZES[c].trailing_zeros()
 }
 
 /// Objects that fit a slab of class `c` before the free bitmap is placed.
@@ -209,49 +204,56 @@ pub(crate) fn capacity_of(c: usize) -> usize {
 
 /// Largest object of the fitted API.
 pub(crate) const MAX_FIT: usize = MAX_SMALL;
-/// Alignments the fitted table knows: 8, 16, 32, 64 (rows 0..4).
-const FIT_ALIGNS: usize = 4;
 
-/// `FIT[row][(size + 7) / 8]`: the smallest class of at least `size` bytes
-/// whose alignment is at least `8 << row`.
-const FIT: [[u8; MAX_FIT / 8 + 1]; FIT_ALIGNS] = {
-    let mut t = [[0u8; MAX_FIT / 8 + 1]; FIT_ALIGNS];
-    let mut row = 0;
-    while row < FIT_ALIGNS {
-        let mut u = 0;
-        while u <= MAX_FIT / 8 {
-            let mut best = POW2_CLASSES - 1; // 2048 fits every row
-            let mut c = 0;
-            while c < SMALL_CLASSES {
-                if class_size(c) >= u * 8
-                    && class_align(c) >= 8 << row
-                    && class_size(c) < class_size(best)
-                {
-                    best = c;
-                }
-                c += 1;
+/// `FIT[(s - 1) / 8]`: the smallest class of at least `s` bytes (`s` in
+/// `1 ..= MAX_FIT`). 256 entries, so an index cast to `u8` needs no bounds
+/// check.
+const FIT: [u8; MAX_FIT / 8] = {
+    let mut t = [0u8; MAX_FIT / 8];
+    let mut u = 0;
+    while u < MAX_FIT / 8 {
+        let mut best = POW2_CLASSES - 1; // 2048 holds every size
+        let mut c = 0;
+        while c < SMALL_CLASSES {
+            if class_size(c) >= (u + 1) * 8 && class_size(c) < class_size(best) {
+                best = c;
             }
-            t[row][u] = best as u8;
-            u += 1;
+            c += 1;
         }
-        row += 1;
+        t[u] = best as u8;
+        u += 1;
     }
     t
 };
 
-/// The fitted class for `size` bytes (`1 ..= MAX_FIT`) aligned to `align`
-/// (a power of two): the smallest class that holds `size` and is aligned
-/// enough; `None` for alignments above 64 (the caller then uses the
-/// power-of-two classes, aligned to their size).
+/// The fitted class for `size` bytes aligned to `align` (a power of two):
+/// the smallest class that holds `size` and whose objects are aligned to
+/// `align`; `None` if `size` is 0 or either is above `MAX_FIT`.
+///
+/// One table serves every alignment: round `size` up to a multiple `s` of
+/// `align` (`((size - 1) | (align - 1)) + 1`) and take the smallest class
+/// `c >= s`. Every class aligned to `align` is a multiple of it, hence at
+/// least `s`, so none is smaller than `c`; and `c` is aligned to `align`:
+/// where classes are `2^k` apart (`2^(k+2) <= s`, four per octave) they are
+/// multiples of `2^k`, which is at least `align` once `s >= 4 * align`;
+/// below that `s` is `align`, `2 * align` or `3 * align`, each a class
+/// itself (from 8 up; 8, 16 and 24 are classes). `fit_picks_the_smallest_
+/// aligned_class` checks every size and alignment.
 #[inline(always)]
 pub(crate) fn fit_class(size: usize, align: usize) -> Option<usize> {
-    let row = (align.max(8).trailing_zeros() - 3) as usize;
-    Some(*FIT.get(row)?.get(size.wrapping_add(7) / 8)? as usize)
+    let s1 = size.wrapping_sub(1) | align.wrapping_sub(1);
+    // `s1 < MAX_FIT = 2048`: the shifted value fits the `u8`.
+    (s1 < MAX_FIT).then(|| FIT[(s1 >> 3) as u8 as usize] as usize)
 }
 
 #[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use super::*;
+
+    /// Alignment of every object of class `c`.
+    fn class_align(c: usize) -> usize {
+        1 << CLASS_SIZES[c].trailing_zeros()
+    }
 
     #[test]
     fn classes_cover_8_to_2048() {
@@ -321,20 +323,22 @@ mod tests {
 
     #[test]
     fn fit_picks_the_smallest_aligned_class() {
-        for align in [1, 2, 4, 8, 16, 32, 64] {
+        for align in (0..12).map(|k| 1 << k) {
             for size in 1..=MAX_FIT {
-                let c = fit_class(size, align).unwrap();
                 let best = (0..SMALL_CLASSES)
                     .filter(|&c| class_size(c) >= size && class_align(c) >= align)
-                    .min_by_key(|&c| class_size(c))
-                    .unwrap();
-                assert_eq!(c, best, "size {size} align {align}");
+                    .min_by_key(|&c| class_size(c));
+                let want = best.filter(|_| align <= MAX_FIT);
+                assert_eq!(fit_class(size, align), want, "size {size} align {align}");
             }
         }
         assert_eq!(fit_class(24, 16).map(class_size), Some(32));
         assert_eq!(fit_class(100, 16).map(class_size), Some(112));
         assert_eq!(fit_class(700, 16).map(class_size), Some(768));
+        assert_eq!(fit_class(96, 64).map(class_size), Some(128));
+        assert_eq!(fit_class(100, 128).map(class_size), Some(128));
+        assert_eq!(fit_class(0, 8), None);
         assert_eq!(fit_class(MAX_FIT + 1, 8), None);
-        assert_eq!(fit_class(8, 128), None);
+        assert_eq!(fit_class(8, 4096), None);
     }
 }
