@@ -602,9 +602,9 @@ fn free_block(what: &str, p: *mut c_void) {
         bad_pointer(what, p)
     };
     let p = p.cast::<u8>();
-    // Blocks are aligned to their size, so only a pointer aligned to
-    // `madvise_min` can start a block that large: one size lookup in 2^16
-    // frees of 16-byte objects, none for most.
+    // Page blocks are aligned to their size, so only a pointer aligned to
+    // `madvise_min` can start a block that large: one size lookup per slab
+    // (the first object of every second or so slab), none for most frees.
     if p as usize & (g.madvise_min - 1) == 0 {
         let bs = g.heap.usable_size(p).unwrap_or_else(|e| refused(what, e));
         if bs >= g.madvise_min {
