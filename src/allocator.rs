@@ -3,7 +3,8 @@
 //! [`GlobalHeap`] (per-CPU handles), so collections can live in a heap of
 //! their own: `allocator_api2::vec::Vec::new_in(heap)`.
 //!
-//! * `allocate` returns the whole block (`Heap::block_size`), so a `Vec`
+//! * `allocate` returns the whole block (`Heap::fit_size`: the fitted class
+//!   of `Heap::alloc_fit`), so a `Vec`
 //!   uses the rounding as capacity instead of reallocating into it.
 //! * `grow`, `grow_zeroed` and `shrink` stay in place when the heap can
 //!   resize the block where it is ([`Heap::resize_in_place`]: the same
@@ -36,7 +37,7 @@ impl Blocks for Heap {
         Some(self)
     }
     fn get(&self, layout: Layout) -> Option<NonNull<u8>> {
-        self.alloc_layout(layout)
+        self.alloc_fit(layout.size(), layout.align())
     }
     unsafe fn put(&self, p: NonNull<u8>, layout: Layout) {
         // SAFETY: forwarded.
@@ -60,9 +61,9 @@ impl<C: CurrentCpu> Blocks for GlobalHeap<C> {
 
 /// The whole block at `p` serving `layout`.
 fn whole<B: Blocks + ?Sized>(b: &B, p: NonNull<u8>, layout: Layout) -> NonNull<[u8]> {
-    let len = b.heap().map_or(layout.size(), |h| {
-        h.block_size(layout.size().max(layout.align()))
-    });
+    let len = b
+        .heap()
+        .map_or(layout.size(), |h| h.fit_size(layout.size(), layout.align()));
     NonNull::slice_from_raw_parts(p, len)
 }
 
@@ -98,12 +99,24 @@ unsafe fn resize<B: Blocks + ?Sized>(
     zeroed: bool,
 ) -> Option<NonNull<[u8]>> {
     let in_place = match b.heap() {
-        // A block of `n` bytes is aligned to `n`: serving at least
-        // `new.align()` bytes where it is, it meets the new alignment. A
-        // pointer the heap refuses is refused here too, changing nothing.
         Some(h) if old.size() != 0 && new.size() != 0 => {
-            // SAFETY: `p` is a live block of ours (the caller's contract).
-            unsafe { h.resize_in_place(p, new.size().max(new.align())) }.ok()?
+            let (was, now) = (
+                h.fit_size(old.size(), old.align()),
+                h.fit_size(new.size(), new.align()),
+            );
+            if was == now {
+                // Classes have distinct sizes, and the class of a size
+                // serves every alignment it is asked for, so the same block
+                // size is the same class, which meets the new alignment too.
+                Some(now)
+            } else {
+                // A page block of `n` bytes is aligned to `n`: serving at
+                // least `new.align()` bytes where it is, it meets the new
+                // alignment. A pointer the heap refuses is refused here too,
+                // changing nothing.
+                // SAFETY: `p` is a live block of ours (the caller's contract).
+                unsafe { h.resize_in_place(p, new.size().max(new.align())) }.ok()?
+            }
         }
         _ => None,
     };
@@ -149,8 +162,8 @@ unsafe fn resize<B: Blocks + ?Sized>(
 /// above, so both traits share one body.
 macro_rules! allocator_for {
     ($api:path; $(impl[$($g:tt)*] for $t:ty;)*) => {$(
-        // SAFETY: blocks stay valid until freed, are aligned to their size
-        // (at least the layout's alignment), and any live block may be
+        // SAFETY: blocks stay valid until freed, are aligned to at least
+        // the layout's alignment (`Heap::alloc_fit`), and any live block may be
         // passed back (see the helpers above).
         unsafe impl<$($g)*> Allocator for $t {
             fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {

@@ -410,11 +410,11 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
-        let size = layout.size().max(layout.align());
+        let (size, align) = (layout.size(), layout.align());
         loop {
             let p = self
-                .with_handle(heap, |h| h.alloc(size))
-                .unwrap_or_else(|| heap.alloc(size));
+                .with_handle(heap, |h| h.alloc_fit(size, align))
+                .unwrap_or_else(|| heap.alloc_fit(size, align));
             match (p, self.oom) {
                 (Some(p), _) => return p.as_ptr(),
                 (None, Some(grow)) if grow(heap, layout) => continue,
@@ -445,15 +445,16 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     }
 }
 
-// SAFETY: blocks are aligned to 2^ceil(log2 size) of the requested size,
-// rounded up to the alignment, so they satisfy the layout; frees go back to
+// SAFETY: blocks come from the fitted classes, which honour the layout's
+// size and alignment (`Handle::alloc_fit`); frees go back to
 // the heap they came from; nothing unwinds unless the bad-free handler does.
 unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let size = layout.size().max(layout.align());
         // The fast path: this CPU's handle, nothing else.
-        if let Some(Some(p)) = self.with_ready_handle(|h| h.alloc(size)) {
+        if let Some(Some(p)) =
+            self.with_ready_handle(|h| h.alloc_fit(layout.size(), layout.align()))
+        {
             return p.as_ptr();
         }
         self.alloc_slow(layout)
@@ -474,14 +475,18 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
-        // In place when the heap can resize the block where it is (the same
-        // object class, or a page block grown into free buddies or shrunk).
-        // A block of `n` bytes is aligned to `n`, so the resized one still
-        // meets `layout.align()` when it serves at least that many bytes.
+        // In place when the new size gets the same block (fitted classes
+        // have distinct sizes, the alignment is the same), or when the heap
+        // can resize the page block where it is (grown into free buddies, or
+        // shrunk). A page block of `n` bytes is aligned to `n`, so the
+        // resized one still meets `layout.align()` when it serves at least
+        // that many bytes.
+        let align = layout.align();
+        if heap.fit_size(layout.size(), align) == heap.fit_size(new_size, align) {
+            return p;
+        }
         // SAFETY: `p` is a live block of ours (GlobalAlloc's contract).
-        match unsafe {
-            heap.resize_in_place(NonNull::new_unchecked(p), new_size.max(layout.align()))
-        } {
+        match unsafe { heap.resize_in_place(NonNull::new_unchecked(p), new_size.max(align)) } {
             Ok(Some(_)) => return p,
             Ok(None) => {}
             Err(e) => (self.bad_free)(e),

@@ -58,8 +58,11 @@ fn odd_starts_and_lengths() {
         let heap = unsafe { Heap::init(start, len, 3) }.unwrap();
         heap.validate().unwrap();
         let s = heap.stats();
+        // Metadata of these small 3-CPU heaps is mostly magazines (two per
+        // CPU per cache class, 31 classes with the fitted ones, 80 KiB):
+        // 3.4 % of 3 MiB.
         assert!(
-            s.usable_bytes <= len && s.usable_bytes >= len - len / 50 - 2 * PAGE,
+            s.usable_bytes <= len && s.usable_bytes >= len - len / 25 - 2 * PAGE,
             "{s}"
         );
         exhaust_and_recover(heap);

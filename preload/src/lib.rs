@@ -56,6 +56,9 @@ use magbuddy::{FreeError, Handle, Heap, HeapConfig, MAX_CACHED, MAX_CPUS};
 const DEFAULT_HEAP: usize = 4 << 30;
 /// Smallest block handed out: malloc must return 16-byte aligned memory.
 const MIN_BLOCK: usize = 16;
+/// What every block malloc returns is aligned to (`alignof(max_align_t)`):
+/// the fitted classes give just that, not alignment to the size.
+const MALLOC_ALIGN: usize = 16;
 const PAGE: usize = 4096;
 /// Alignment of the heap region inside the mapping (an area).
 const REGION_ALIGN: usize = 1 << 20;
@@ -585,18 +588,23 @@ fn with_handle<R>(
 // ---------------------------------------------------------------------------
 // Core operations.
 
-/// A block of at least `size` bytes (aligned to 2^ceil(log2 size)), or null
-/// with errno = ENOMEM.
+/// A block of at least `size` bytes aligned to `align` (at least 16, what
+/// malloc promises), in the smallest fitted class (`Handle::alloc_fit`), or
+/// null with errno = ENOMEM.
 #[inline(never)]
-fn alloc_block(size: usize) -> *mut c_void {
+fn alloc_block(size: usize, align: usize) -> *mut c_void {
     let Some(g) = globals() else {
         return enomem();
     };
-    let req = size.max(MIN_BLOCK);
+    let (req, align) = (size.max(MIN_BLOCK), align.max(MALLOC_ALIGN));
     if req > g.len {
         return enomem();
     }
-    let p = with_handle(g, |h| h.alloc(req), |heap| heap.alloc(req));
+    let p = with_handle(
+        g,
+        |h| h.alloc_fit(req, align),
+        |heap| heap.alloc_fit(req, align),
+    );
     p.map_or_else(enomem, |p| p.as_ptr().cast())
 }
 
@@ -609,9 +617,9 @@ fn free_block(what: &str, p: *mut c_void) {
         bad_pointer(what, p)
     };
     let p = p.cast::<u8>();
-    // Blocks are aligned to their size, so only a pointer aligned to
-    // `madvise_min` can start a block that large: one size lookup in 2^16
-    // frees of 16-byte objects, none for most.
+    // Page blocks are aligned to their size, so only a pointer aligned to
+    // `madvise_min` can start a block that large: one size lookup per slab
+    // (the first object of every second or so slab), none for most frees.
     if p as usize & (g.madvise_min - 1) == 0 {
         let bs = g.heap.usable_size(p).unwrap_or_else(|e| refused(what, e));
         if bs >= g.madvise_min {
@@ -634,7 +642,7 @@ fn free_block(what: &str, p: *mut c_void) {
 }
 
 fn aligned(align: usize, size: usize) -> *mut c_void {
-    alloc_block(size.max(align).max(1))
+    alloc_block(size.max(1), align)
 }
 
 // ---------------------------------------------------------------------------
@@ -646,11 +654,12 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     // nothing else in between.
     if let Some(slot) = entered() {
         // SAFETY: entered just now.
-        let p = unsafe { slot.handle() }.alloc(size.max(MIN_BLOCK));
+        // `alloc_fit` serves sizes 0..16 from the 16-byte class.
+        let p = unsafe { slot.handle() }.alloc_fit(size, MALLOC_ALIGN);
         slot.leave();
         return p.map_or_else(enomem, |p| p.as_ptr().cast());
     }
-    alloc_block(size.max(1))
+    alloc_block(size.max(1), MALLOC_ALIGN)
 }
 
 #[no_mangle]
@@ -683,7 +692,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return null_mut();
     };
-    let p = alloc_block(total.max(1));
+    let p = alloc_block(total.max(1), MALLOC_ALIGN);
     if p.is_null() {
         return p;
     }
@@ -710,7 +719,7 @@ pub unsafe extern "C" fn calloc(n: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if p.is_null() {
-        return alloc_block(size.max(1));
+        return alloc_block(size.max(1), MALLOC_ALIGN);
     }
     if size == 0 {
         free_block("realloc", p);
@@ -726,6 +735,11 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     if size > g.len {
         set_errno(libc::ENOMEM);
         return null_mut();
+    }
+    // The block malloc would give now: the same one if it has that size
+    // (classes have distinct sizes, and every block is 16-aligned).
+    if g.heap.fit_size(size.max(MIN_BLOCK), MALLOC_ALIGN) == old {
+        return p;
     }
     // SAFETY: `p` is a live block of the caller's (realloc's contract), not
     // freed meanwhile; a bad pointer was refused above.
@@ -743,7 +757,7 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
     let q = (size > old)
         .then(|| g.heap.alloc_to_grow(size))
         .flatten()
-        .map_or_else(|| alloc_block(size), |q| q.as_ptr().cast());
+        .map_or_else(|| alloc_block(size, MALLOC_ALIGN), |q| q.as_ptr().cast());
     if !q.is_null() {
         // SAFETY: distinct live blocks, both valid for the smaller size.
         unsafe { ptr::copy_nonoverlapping(p.cast::<u8>(), q.cast::<u8>(), old.min(size)) };

@@ -87,6 +87,27 @@ static void test_calloc(void) {
   CHECK(calloc(1, SIZE_MAX) == NULL && errno == ENOMEM);
 }
 
+/* Fitted classes: small requests get the smallest 16-aligned class that
+   holds them, not the next power of two. */
+static void test_fitted(void) {
+  static const size_t want[][2] = {
+      {24, 32}, {48, 48}, {100, 112}, {700, 768}, {1100, 1280}, {2000, 2048}};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    unsigned char *p = malloc(want[i][0]), *q = calloc(1, want[i][0]);
+    CHECK(p && q && aligned_to(p, 16) && aligned_to(q, 16));
+    CHECK(malloc_usable_size(p) == want[i][1]);
+    CHECK(malloc_usable_size(q) == want[i][1] && all_zero(q, want[i][0]));
+    memset(p, 0x5a, want[i][1]);
+    unsigned char *r = realloc(p, want[i][1]);  // same class: in place
+    CHECK(r == p);
+    free(r);
+    free(q);
+  }
+  void *a = aligned_alloc(64, 96);  // 96 is 32-aligned only: 128
+  CHECK(a && aligned_to(a, 64) && malloc_usable_size(a) == 128);
+  free(a);
+}
+
 static void test_realloc(void) {
   unsigned char *p = realloc(NULL, 10);  // = malloc(10)
   CHECK(p);
@@ -268,6 +289,7 @@ static void expect_abort(int which) {
 
 int main(void) {
   test_malloc();
+  test_fitted();
   test_calloc();
   test_realloc();
   test_aligned();

@@ -124,31 +124,37 @@ impl Heap {
         Ok(reg)
     }
 
-    /// Rejects a pointer into a slab that is not at an object's start. Slabs
-    /// are aligned to their size in the address space and objects to theirs,
-    /// so the offset in the slab rotated right by the object size's log is
-    /// the object's index when the offset is a multiple of it, and huge
-    /// otherwise: one compare with the capacity refuses both interior
+    /// Rejects a pointer into a slab that is not at an object's start.
+    /// Slabs are aligned to their size in the address space, so the offset
+    /// in the slab decides: [`slab::object_index`] is below the capacity
+    /// exactly for object starts, and one compare refuses both interior
     /// pointers and the slots past the capacity, which hold the free bitmap.
     #[inline(always)]
     fn check_object(c: usize, addr: usize) -> Result<(), FreeError> {
-        let offset = addr & (slab::SLAB_BYTES - 1);
-        if offset.rotate_right(c as u32 + 3) < slab::capacity_of(c) {
+        if Self::is_object_start(c, addr) {
             return Ok(());
         }
         Err(Self::bad_object(c, addr))
     }
 
+    /// Whether `addr`, in a slab of class `c`, starts an object below the
+    /// capacity.
+    #[inline(always)]
+    fn is_object_start(c: usize, addr: usize) -> bool {
+        slab::object_index(c, addr & (slab::SLAB_BYTES - 1)) < slab::capacity_of(c)
+    }
+
     #[cold]
     #[inline(never)]
     fn bad_object(c: usize, addr: usize) -> FreeError {
-        let off = addr & (slab::class_size(c) - 1);
-        if addr & (slab::SLAB_BYTES - 1) >= slab::capacity_of(c) * slab::class_size(c) {
+        let offset = addr & (slab::SLAB_BYTES - 1);
+        let size = slab::class_size(c);
+        if offset >= slab::capacity_of(c) * size {
             return FreeError::Metadata(addr);
         }
         FreeError::Interior {
             ptr: addr,
-            block: addr - off,
+            block: addr - offset % size,
         }
     }
 
@@ -180,8 +186,7 @@ impl Heap {
         if slab::MARK_AT_USER {
             return None;
         }
-        let offset = addr & (slab::SLAB_BYTES - 1);
-        if offset.rotate_right(c as u32 + 3) >= slab::capacity_of(c) {
+        if !Self::is_object_start(c, addr) {
             return None;
         }
         let tag = slab::tag_of(addr);

@@ -163,12 +163,7 @@ impl<'h> Handle<'h> {
     #[inline(always)]
     pub fn alloc(&mut self, size: usize) -> Option<NonNull<u8>> {
         if size.wrapping_sub(1) < MAX_SMALL {
-            let c = slab::class_of(size);
-            if let Some(p) = self.pop_loaded(c) {
-                self.heap.hand_out_object(c, p);
-                return NonNull::new(p as *mut u8);
-            }
-            return self.alloc_slow(c);
+            return self.alloc_object(slab::class_of(size));
         }
         if size.wrapping_sub(1) < MAX_CACHED {
             let cc = cache_class(size);
@@ -178,6 +173,58 @@ impl<'h> Handle<'h> {
             return self.alloc_slow(cc);
         }
         self.alloc_large(size)
+    }
+
+    /// Allocates at least `size` bytes aligned to `align` (a power of two)
+    /// in the smallest *fitted* size class that holds them: for objects
+    /// and alignments of up to 2 KiB, classes at most a quarter
+    /// apart (24, 48, 96, 160, …; see [`crate::SMALL_CLASSES`]) instead of
+    /// [`Self::alloc`]'s powers of two, which must keep `alloc`'s promise of
+    /// alignment to the size and so waste up to half of each object. What
+    /// malloc and `GlobalAlloc` need, which promise only `align`.
+    /// [`Heap::fit_size`] says how large the block is; anything else
+    /// (larger sizes or alignments) is `alloc(size.max(align))`. Freed like
+    /// any other block.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use magbuddy::{Heap, HeapConfig};
+    /// # let len = Heap::min_region_len(HeapConfig::new(1));
+    /// # let mut ram = vec![0u8; len];
+    /// # // SAFETY: `ram` is ours and outlives the heap's use.
+    /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+    /// let mut h = heap.handle_for(0).unwrap();
+    /// let p = h.alloc_fit(100, 16).unwrap(); // a 112-byte object, not 128
+    /// assert_eq!(p.as_ptr() as usize % 16, 0);
+    /// assert_eq!(heap.usable_size(p.as_ptr()), Ok(112));
+    /// // SAFETY: `p` came from this heap and is not used afterwards.
+    /// unsafe { h.free(p.as_ptr()) };
+    /// ```
+    #[inline(always)]
+    pub fn alloc_fit(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        if let Some(c) = slab::fit_class(size, align) {
+            return self.alloc_object(c);
+        }
+        self.alloc_unfitted(size.max(align))
+    }
+
+    /// `alloc_fit`'s other sizes and alignments, out of line so that the
+    /// fast path inlined into callers stays small.
+    #[inline(never)]
+    fn alloc_unfitted(&mut self, size: usize) -> Option<NonNull<u8>> {
+        self.alloc(size)
+    }
+
+    /// An object of small class `c`: from the loaded magazine, else the
+    /// slow path.
+    #[inline(always)]
+    fn alloc_object(&mut self, c: usize) -> Option<NonNull<u8>> {
+        if let Some(p) = self.pop_loaded(c) {
+            self.heap.hand_out_object(c, p);
+            return NonNull::new(p as *mut u8);
+        }
+        self.alloc_slow(c)
     }
 
     /// Blocks above 16 KiB (and `size == 0`): straight from the buddy tree.

@@ -46,7 +46,8 @@ impl Heap {
     /// the start of a live block (the error [`Heap::try_free`] would give;
     /// nothing changed).
     ///
-    /// Objects (up to 2 KiB) stay only within their size class. Page blocks
+    /// Objects (up to 2 KiB) stay only within their block: when it is the
+    /// one [`Heap::alloc`] or [`Heap::alloc_fit`] would give `new_size`. Page blocks
     /// grow by merging with free buddies while they are lower halves (the
     /// buddy tree's alignment rule: a block of `2^k` pages at an address
     /// aligned to `2^(k+1)` pages), up to the order `new_size` needs, and
@@ -74,8 +75,10 @@ impl Heap {
         let k = match block {
             Block::Object(c) => {
                 self.check_object_live(reg, page, c, addr)?;
+                // The block `alloc` or `alloc_fit` would give `new_size`.
                 let size = slab::class_size(c);
-                let fits = new_size != 0 && self.block_size(new_size) == size;
+                let fits = new_size != 0
+                    && (self.block_size(new_size) == size || self.fit_size(new_size, 1) == size);
                 return Ok(fits.then_some(size));
             }
             Block::Pages(k) => k,

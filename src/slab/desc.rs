@@ -2,7 +2,7 @@
 //! word, free bitmap and the owner-only state (see `crate::slab` for the
 //! ownership protocol and the free marks).
 
-use super::{capacity, class_size, slots, tag_of, tag_word, Owner};
+use super::{capacity, class_size, object_index, tag_of, tag_word, Owner};
 use crate::mutant::{self, Mutant};
 use crate::sync::{raw, AtomicU32, AtomicU64, Ordering, UnsafeCell};
 
@@ -78,7 +78,7 @@ impl Progress {
 /// Address of object `i` of a slab at `base` in class `c`.
 #[inline]
 fn obj(base: usize, c: u32, i: u32) -> *mut u32 {
-    (base + ((i as usize) << (c + 3))) as *mut u32
+    (base + i as usize * class_size(c as usize)) as *mut u32
 }
 
 impl SlabDesc {
@@ -102,7 +102,7 @@ impl SlabDesc {
     #[inline(always)]
     unsafe fn bit(&self, base: usize, c: usize, i: u32) -> (&raw::AtomicU32, u32) {
         let (word, mask) = (i as usize / 32, 1u32 << (i % 32));
-        if slots(c) <= 64 {
+        if capacity(c) <= 64 {
             return (&self.free_bits[word], mask);
         }
         let tail = base + capacity(c) as usize * class_size(c);
@@ -117,7 +117,7 @@ impl SlabDesc {
     /// Index of object `p` in the slab at `base` of class `c`.
     #[inline(always)]
     pub(crate) fn index_of(base: usize, c: usize, p: usize) -> u32 {
-        ((p - base) >> (c + 3)) as u32
+        object_index(c, p - base) as u32
     }
 
     /// Sets object `p`'s free bit; false if it was set already (the object
@@ -300,7 +300,7 @@ impl SlabDesc {
         // SAFETY: exclusive by ownership.
         self.local.with_mut(|l| unsafe {
             let l = &mut *l;
-            let i = ((p - base) >> (l.class + 3)) as u32;
+            let i = Self::index_of(base, l.class as usize, p);
             obj(base, l.class, i).write(l.free);
             l.free = i + 1;
             l.handed -= 1;
@@ -315,7 +315,7 @@ impl SlabDesc {
     /// `p` is a handed-out object of the slab at `base`, class `c`, and
     /// nobody uses it after this call.
     pub(crate) unsafe fn free_remote(&self, base: usize, c: u32, p: usize) -> bool {
-        let i = ((p - base) >> (c + 3)) as u32;
+        let i = Self::index_of(base, c as usize, p);
         // Relaxed: a guess validated by the CAS.
         let mut seen = Returns(self.returns.load(Ordering::Relaxed));
         loop {

@@ -66,12 +66,29 @@ use crate::PAGE_SIZE;
 pub(crate) use crate::region::SLAB_ORDER;
 /// Bytes per slab.
 pub(crate) const SLAB_BYTES: usize = PAGE_SIZE << SLAB_ORDER;
-/// Size classes 8, 16, …, 2048 bytes.
-pub const SMALL_CLASSES: usize = 9;
+/// Size classes: the nine powers of two 8, 16, …, 2048 bytes at indices
+/// 0..=8 (what [`class_of`] and the kernel's [`crate::Heap::alloc`] use,
+/// whose blocks are aligned to their size), then the *fitted* classes in
+/// between (indices 9..), which only the fitted API hands out (see
+/// [`fit_class`]): with them every class above 32 B is at most 25 % above
+/// the next smaller one (below, 8-byte steps), where powers of two waste up
+/// to half an object.
+pub const SMALL_CLASSES: usize = CLASS_SIZES.len();
 /// Largest request served from slabs.
-pub const MAX_SMALL: usize = 8 << (SMALL_CLASSES - 1);
+pub const MAX_SMALL: usize = 2048;
+/// Power-of-two classes (indices `0..POW2_CLASSES`).
+pub(crate) const POW2_CLASSES: usize = 9;
 
-/// Size class of a request of `size` bytes (`1 ..= MAX_SMALL`).
+/// Object bytes per class. An object of class size `S` sits at
+/// `slab base + i * S` and slab bases are 16 KiB aligned, so its alignment
+/// is the largest power of two dividing `S`.
+const CLASS_SIZES: [u16; 28] = [
+    8, 16, 32, 64, 128, 256, 512, 1024, 2048, // powers of two
+    24, 40, 48, 56, 80, 96, 112, 160, 192, 224, 320, 384, 448, 640, 768, 896, 1280, 1536, 1792,
+];
+
+/// Size class of a request of `size` bytes (`1 ..= MAX_SMALL`): the
+/// smallest power of two that holds it.
 #[inline]
 pub(crate) fn class_of(size: usize) -> usize {
     // ceil(log2(max(size, 8))) - 3 with one leading-zero count.
@@ -81,7 +98,7 @@ pub(crate) fn class_of(size: usize) -> usize {
 /// Object size of class `c`.
 #[inline]
 pub(crate) const fn class_size(c: usize) -> usize {
-    8 << c
+    CLASS_SIZES[c] as usize
 }
 
 /// Objects that fit a slab of class `c` before the free bitmap is placed.
@@ -90,39 +107,153 @@ const fn slots(c: usize) -> usize {
 }
 
 /// Objects per slab of class `c`: all that fit if the free bitmap fits the
-/// descriptor (at most 64 objects), else all but the few whose space at
-/// the slab's tail holds the bitmap (32 of 2048 for 8-byte objects, one for
-/// 64-128 B).
-#[inline]
-pub(crate) const fn capacity(c: usize) -> u32 {
-    let n = slots(c);
-    if n <= 64 {
-        n as u32
-    } else {
-        (n - (n / 8).div_ceil(class_size(c))) as u32
+/// descriptor (at most 64 objects), else the most that leave room for
+/// their bitmap (32-bit words) in the slab's tail (32 of 2048 for 8-byte
+/// objects give up their space, one for 64-128 B). Computed at compile
+/// time into the class table ([`capacity`]).
+const fn objects_per_slab(c: usize) -> u32 {
+    let mut n = slots(c);
+    if n > 64 {
+        while n * class_size(c) + n.div_ceil(32) * 4 > SLAB_BYTES {
+            n -= 1;
+        }
     }
+    n as u32
 }
 
-/// [`capacity`] from a table: one load on the free path, no division.
+/// Per-class data of the free path, one 8-byte table entry per class (so
+/// the free path indexes it with one scaled address): what
+/// [`object_index`] needs.
+#[derive(Clone, Copy)]
+struct Index {
+    /// Inverse of the odd part of the class size, modulo 2^32.
+    inverse: u32,
+    /// `objects_per_slab`.
+    cap: u16,
+    /// log2 of the power-of-two part of the class size.
+    shift: u16,
+}
+
+/// The inverse of odd `q` modulo 2^32 (Newton's iteration: each step
+/// doubles the correct low bits, from 3 for `x = q`).
+const fn inverse_of(q: u32) -> u32 {
+    let mut x = q;
+    let mut i = 0;
+    while i < 4 {
+        x = x.wrapping_mul(2u32.wrapping_sub(q.wrapping_mul(x)));
+        i += 1;
+    }
+    x
+}
+
+/// 64 entries (zero past the classes: capacity 0 refuses every offset), so
+/// any 6-bit class from a page descriptor indexes it without a bounds check.
+const INDEX: [Index; 64] = {
+    let mut t = [Index {
+        inverse: 0,
+        cap: 0,
+        shift: 0,
+    }; 64];
+    let mut c = 0;
+    while c < SMALL_CLASSES {
+        let shift = CLASS_SIZES[c].trailing_zeros();
+        t[c] = Index {
+            inverse: inverse_of((CLASS_SIZES[c] >> shift) as u32),
+            cap: objects_per_slab(c) as u16,
+            shift: shift as u16,
+        };
+        c += 1;
+    }
+    t
+};
+
+/// The index of the object of class `c` that starts at byte `offset`
+/// (`< SLAB_BYTES`) of its slab, or a number `>= capacity(c)` if no object
+/// below the capacity starts there: no division, one compare decides.
+///
+/// With `S = 2^k * q` (`q` odd, `k <= 11`): rotating the 32-bit `offset`
+/// right by `k` gives `offset / 2^k` if `2^k` divides it, and a value of
+/// at least `2^(32-k) >= 2^21` otherwise. Multiplying by `q`'s inverse
+/// modulo 2^32 is a bijection that maps exactly the numbers `j * q` to `j`;
+/// the rotated offsets that map below the capacity are therefore exactly
+/// `j * q` for `j < capacity` (all below `SLAB_BYTES = 2^14`, so no rotated
+/// non-multiple is among them): the offsets `j * S`. For powers of two
+/// (`q = 1`) this is the plain rotate. `index_is_exact` checks every offset
+/// of every class.
+#[inline(always)]
+pub(crate) fn object_index(c: usize, offset: usize) -> usize {
+    let e = INDEX[c & 63];
+    (offset as u32)
+        .rotate_right(e.shift as u32)
+        .wrapping_mul(e.inverse) as usize
+}
+
+/// Objects per slab of class `c` (see `objects_per_slab`), from the class
+/// table: one load, no division. More than 64 exactly when the free bitmap
+/// lives in the slab's tail.
+#[inline(always)]
+pub(crate) fn capacity(c: usize) -> u32 {
+    INDEX[c & 63].cap as u32
+}
+
+/// [`capacity`] as a `usize`.
 #[inline(always)]
 pub(crate) fn capacity_of(c: usize) -> usize {
-    // 64 entries (0 past the classes), so any 6-bit class from a page
-    // descriptor indexes it without a bounds check.
-    const CAPACITY: [u32; 64] = {
-        let mut t = [0; 64];
+    capacity(c) as usize
+}
+
+/// Largest object of the fitted API.
+pub(crate) const MAX_FIT: usize = MAX_SMALL;
+
+/// `FIT[(s - 1) / 8]`: the smallest class of at least `s` bytes (`s` in
+/// `1 ..= MAX_FIT`). 256 entries, so an index cast to `u8` needs no bounds
+/// check.
+const FIT: [u8; MAX_FIT / 8] = {
+    let mut t = [0u8; MAX_FIT / 8];
+    let mut u = 0;
+    while u < MAX_FIT / 8 {
+        let mut best = POW2_CLASSES - 1; // 2048 holds every size
         let mut c = 0;
         while c < SMALL_CLASSES {
-            t[c] = capacity(c);
+            if class_size(c) >= (u + 1) * 8 && class_size(c) < class_size(best) {
+                best = c;
+            }
             c += 1;
         }
-        t
-    };
-    CAPACITY[c & 63] as usize
+        t[u] = best as u8;
+        u += 1;
+    }
+    t
+};
+
+/// The fitted class for `size` bytes aligned to `align` (a power of two):
+/// the smallest class that holds `size` and whose objects are aligned to
+/// `align`; `None` if `size` is 0 or either is above `MAX_FIT`.
+///
+/// One table serves every alignment: round `size` up to a multiple `s` of
+/// `align` (`((size - 1) | (align - 1)) + 1`) and take the smallest class
+/// `c >= s`. Every class aligned to `align` is a multiple of it, hence at
+/// least `s`, so none is smaller than `c`; and `c` is aligned to `align`:
+/// where classes are `2^k` apart (`2^(k+2) <= s`, four per octave) they are
+/// multiples of `2^k`, which is at least `align` once `s >= 4 * align`;
+/// below that `s` is `align`, `2 * align` or `3 * align`, each a class
+/// itself (from 8 up; 8, 16 and 24 are classes). `fit_picks_the_smallest_
+/// aligned_class` checks every size and alignment.
+#[inline(always)]
+pub(crate) fn fit_class(size: usize, align: usize) -> Option<usize> {
+    let s1 = size.wrapping_sub(1) | align.wrapping_sub(1);
+    // `s1 < MAX_FIT = 2048`: the shifted value fits the `u8`.
+    (s1 < MAX_FIT).then(|| FIT[(s1 >> 3) as u8 as usize] as usize)
 }
 
 #[cfg(all(test, not(any(loom, shuttle))))]
 mod tests {
     use super::*;
+
+    /// Alignment of every object of class `c`.
+    fn class_align(c: usize) -> usize {
+        1 << CLASS_SIZES[c].trailing_zeros()
+    }
 
     #[test]
     fn classes_cover_8_to_2048() {
@@ -131,10 +262,83 @@ mod tests {
         assert_eq!(class_of(9), 1);
         assert_eq!(class_of(2048), 8);
         assert_eq!(class_size(8), 2048);
+        assert_eq!(class_size(SMALL_CLASSES - 1), 1792);
         assert_eq!(capacity(0), 2016, "32 objects hold the free bitmap");
         assert_eq!(capacity(3), 255);
         assert_eq!(capacity(4), 127);
         assert_eq!(capacity(5), 64, "the bitmap fits the descriptor");
         assert_eq!(capacity(8), 8);
+    }
+
+    #[test]
+    fn classes_are_at_most_a_quarter_apart() {
+        let mut sizes: std::vec::Vec<usize> = (0..SMALL_CLASSES).map(class_size).collect();
+        sizes.sort();
+        sizes.dedup();
+        assert_eq!(sizes.len(), SMALL_CLASSES, "no class twice");
+        for w in sizes.windows(2) {
+            // 8-byte steps below 40 B (the granule), a quarter above.
+            assert!(
+                w[1] * 4 <= w[0] * 5 || w[1] - w[0] == 8,
+                "{} -> {}",
+                w[0],
+                w[1]
+            );
+        }
+        for c in 0..POW2_CLASSES {
+            assert_eq!(class_size(c), 8 << c, "powers of two keep their indices");
+        }
+        for c in 0..SMALL_CLASSES {
+            let cap = capacity(c) as usize;
+            let bitmap = if slots(c) <= 64 {
+                0
+            } else {
+                cap.div_ceil(32) * 4
+            };
+            assert!(cap * class_size(c) + bitmap <= SLAB_BYTES);
+            assert_eq!(class_size(c) % 8, 0, "the tag needs bytes 4..8");
+        }
+    }
+
+    /// Every offset of a slab, every class: `object_index` is below the
+    /// capacity exactly at object starts below it, and then is the index.
+    #[test]
+    fn index_is_exact() {
+        for c in 0..64 {
+            let (s, cap) = if c < SMALL_CLASSES {
+                (class_size(c), capacity(c) as usize)
+            } else {
+                (1, 0)
+            };
+            for offset in 0..SLAB_BYTES {
+                let i = object_index(c, offset);
+                let start = offset % s == 0 && offset / s < cap;
+                assert_eq!(i < capacity_of(c), start, "class {c} offset {offset}");
+                if start {
+                    assert_eq!(i, offset / s);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fit_picks_the_smallest_aligned_class() {
+        for align in (0..12).map(|k| 1 << k) {
+            for size in 1..=MAX_FIT {
+                let best = (0..SMALL_CLASSES)
+                    .filter(|&c| class_size(c) >= size && class_align(c) >= align)
+                    .min_by_key(|&c| class_size(c));
+                let want = best.filter(|_| align <= MAX_FIT);
+                assert_eq!(fit_class(size, align), want, "size {size} align {align}");
+            }
+        }
+        assert_eq!(fit_class(24, 16).map(class_size), Some(32));
+        assert_eq!(fit_class(100, 16).map(class_size), Some(112));
+        assert_eq!(fit_class(700, 16).map(class_size), Some(768));
+        assert_eq!(fit_class(96, 64).map(class_size), Some(128));
+        assert_eq!(fit_class(100, 128).map(class_size), Some(128));
+        assert_eq!(fit_class(0, 8), None);
+        assert_eq!(fit_class(MAX_FIT + 1, 8), None);
+        assert_eq!(fit_class(8, 4096), None);
     }
 }

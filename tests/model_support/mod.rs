@@ -59,7 +59,10 @@ use crate::soundness_support::{panic_text, Mapping};
 pub const PAGE: usize = 4096;
 /// Bytes of a slab (16 KiB, aligned to its size in the address space).
 pub const SLAB: usize = 16 << 10;
-/// Small size classes (8 B .. 2 KiB).
+/// Small size classes (8 B .. 2 KiB) the model drives: the powers of two
+/// of `alloc`. The heap also has fitted classes (`alloc_fit`, indices 9..),
+/// which this model never uses, so a handle can own a current slab of only
+/// these nine classes and the own-slab allowance below stays exact.
 pub const SMALL_CLASSES: usize = 9;
 /// Most regions the test adds to a heap (besides the first).
 pub const MAX_EXTRA_REGIONS: usize = 3;

@@ -458,6 +458,17 @@ pub fn race_and_reallocate(sides: [Side; 2], size: usize, budget: Duration, what
     exactly_one_ok(&r, what);
     let mut live = Live::new();
     let mut h = heap.handle_for(0).unwrap();
+    // One refill from the tree (the depot emptied first), checked while
+    // its rounds sit in the magazine: cached blocks must be marked free
+    // whatever the heap's layout, which decides whether the exhaustion
+    // below leaves rounds in a magazine for a flush to find.
+    heap.reclaim();
+    if let Some(p) = h.alloc(size) {
+        live.add(p.as_ptr() as usize, "handle alloc after the race");
+    }
+    if let Err(e) = heap.validate() {
+        panic!("{what}: caches after a refill: {e}");
+    }
     let (mut by_handle, mut shared) = (true, true);
     for _ in 0..2048 {
         if by_handle {

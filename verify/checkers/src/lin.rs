@@ -83,11 +83,15 @@ pub const SLAB: usize = 4 * PAGE;
 pub const MAX_SMALL: usize = 2048;
 /// Smallest object: the least memory that can hide a candidate.
 pub const GRANULE: usize = 8;
-/// Small size classes (8 B to 2 KiB): a handle keeps at most one current
-/// slab of each.
+/// Small size classes (8 B to 2 KiB) of the power-of-two API (`alloc`):
+/// a handle keeps at most one current slab of each.
 pub const SMALL_CLASSES: usize = 9;
 /// Slabs a handle's own allocation may find held by its own cache (its
-/// current slabs, which its out-of-memory path does not give up).
+/// current slabs, which its out-of-memory path does not give up). The heap
+/// has fitted classes too (`alloc_fit`), but the histories checked here
+/// come only from `alloc`, so a handle owns current slabs of these nine
+/// classes at most; other CPUs are bounded by `cpu_cache_cap`, which the
+/// heap reports and which counts every class.
 pub const OWN_SLABS: usize = SMALL_CLASSES;
 
 /// Bytes of the block that serves a request of `size` bytes (`size > 0`):
