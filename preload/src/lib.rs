@@ -116,7 +116,7 @@ const EXITED: usize = 3;
 /// Not `thread_local!`: in a shared object that compiles to the
 /// general-dynamic model, a call to `__tls_get_addr` on every access (200
 /// instead of 168 instructions per malloc+free pair under callgrind, before
-/// the fast paths were shortened to 114), and
+/// the fast paths were shortened to 112.2), and
 /// `__tls_get_addr` may itself call `malloc` while it updates the DTV after
 /// a `dlopen` (glibc 2.41 added a guard for interposed mallocs that use
 /// dynamic TLS; not reproduced here on 2.36 with 40 `dlopen`ed TLS
