@@ -56,8 +56,11 @@ package() {
   version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)
   cversion=$(sed -n 's/^version = "\(.*\)"$/\1/p' verify/checkers/Cargo.toml | head -n 1)
   dir=$(mktemp -d)
-  tar xzf "target/package/magbuddy-$version.crate" -C "$dir"
-  tar xzf "target/package/magbuddy-checkers-$cversion.crate" -C "$dir"
+  # -m: the files get the time of extraction. A package keeps fixed mtimes,
+  # so with them the reused target directory would count its last build of
+  # an older package as fresh and link the tests against it.
+  tar xzmf "target/package/magbuddy-$version.crate" -C "$dir"
+  tar xzmf "target/package/magbuddy-checkers-$cversion.crate" -C "$dir"
   patch="patch.crates-io.magbuddy-checkers.path=\"$dir/magbuddy-checkers-$cversion\""
   (
     cd "$dir/magbuddy-$version"
