@@ -67,10 +67,10 @@ pub(crate) use crate::region::SLAB_ORDER;
 /// Bytes per slab.
 pub(crate) const SLAB_BYTES: usize = PAGE_SIZE << SLAB_ORDER;
 /// Size classes: the nine powers of two 8, 16, …, 2048 bytes at indices
-/// 0..=8 (what [`class_of`] and the kernel's [`crate::Heap::alloc`] use,
+/// 0..=8 (what the kernel's [`crate::Heap::alloc`] uses,
 /// whose blocks are aligned to their size), then the *fitted* classes in
 /// between (indices 9..), which only the fitted API hands out (see
-/// [`fit_class`]): with them every class above 32 B is at most 25 % above
+/// [`crate::Heap::alloc_fit`]): with them every class above 32 B is at most 25 % above
 /// the next smaller one (below, 8-byte steps), where powers of two waste up
 /// to half an object.
 pub const SMALL_CLASSES: usize = CLASS_SIZES.len();
