@@ -57,11 +57,15 @@ pub enum Mutant {
     /// Buddy: an in-place grow merges a block with its buddy without
     /// checking that the buddy is free.
     GrowIgnoresBuddy = 15,
+    /// Soundness: a block fresh from the tree shows a live head before its
+    /// slab or magazine writes its own descriptor, so a stale free in
+    /// between releases a block the slab or magazine keeps.
+    PublishLiveFirst = 16,
 }
 
 impl Mutant {
     /// Every seeded defect, in order.
-    pub const ALL: [Mutant; 15] = [
+    pub const ALL: [Mutant; 16] = [
         Mutant::FreeWithoutCheck,
         Mutant::TwoStepUpdate,
         Mutant::UnreserveFirst,
@@ -77,6 +81,7 @@ impl Mutant {
         Mutant::GeometryUnchecked,
         Mutant::SlabIdsWrap,
         Mutant::GrowIgnoresBuddy,
+        Mutant::PublishLiveFirst,
     ];
 }
 

@@ -252,15 +252,6 @@ impl Heap {
             .is_ok()
     }
 
-    /// Block `p` of order `k`, fresh from the tree, goes into a magazine.
-    pub(crate) fn cache_block(&self, p: usize, k: u32) {
-        let reg = self.region_of(p).expect("block inside the heap");
-        // Relaxed: nobody else can reach the block; the magazine that will
-        // list it publishes it.
-        reg.desc(reg.page_of(p))
-            .store(PageDesc::cached(k).0, Ordering::Relaxed);
-    }
-
     /// A cached block (cache class `cc`) goes to a user: its descriptor is a
     /// live head again.
     #[inline(never)]

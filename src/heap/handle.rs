@@ -4,7 +4,7 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use super::place::Hint;
+use super::place::{Fresh, Hint};
 use super::stats::{Counters, Event, Tally};
 use super::Heap;
 use crate::cpu::CpuId;
@@ -232,11 +232,11 @@ impl<'h> Handle<'h> {
     fn alloc_large(&mut self, size: usize) -> Option<NonNull<u8>> {
         let (mut hint, mut tally) = (self.hint(), Tally::default());
         let k = self.heap.order_for(size)?;
-        let mut p = self.heap.alloc_order(k, &mut hint, &mut tally);
+        let mut p = self.heap.alloc_order(k, Fresh::User, &mut hint, &mut tally);
         if p.is_none() {
             // Our own magazines may hold what is missing: give it back first.
             self.flush_magazines(&mut tally, false);
-            p = self.heap.alloc_order(k, &mut hint, &mut tally);
+            p = self.heap.alloc_order(k, Fresh::User, &mut hint, &mut tally);
         }
         self.finish(&hint, &tally, p.is_some());
         p

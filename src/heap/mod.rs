@@ -36,7 +36,7 @@ use crate::slab::{self, SlabDesc, SlabPool, MAX_SMALL, SLAB_BYTES, SLAB_ORDER, S
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
 use crate::{FreeError, InitError, MAX_CPUS, PAGE_SHIFT, PAGE_SIZE};
 use handle::CpuSlot;
-use place::Hint;
+use place::{Fresh, Hint};
 use stats::{Counters, Event, Tally};
 
 /// How to build a heap.
@@ -753,7 +753,7 @@ impl Heap {
             self.alloc_small_shared(c, &mut hint, &mut tally)
         } else {
             self.order_for(size)
-                .and_then(|k| self.alloc_order(k, &mut hint, &mut tally))
+                .and_then(|k| self.alloc_order(k, Fresh::User, &mut hint, &mut tally))
         };
         if hint.home != home {
             // Relaxed: a placement hint; a lost update only costs locality.

@@ -37,15 +37,75 @@ impl Hint {
     }
 }
 
+/// What a block fresh from the tree becomes. Its head page's descriptor is
+/// published as that at once: until then it holds the tree's `NONE`, which
+/// refuses a stale free (a double free of the block's previous life). A
+/// live head published first and the real use written after let such a
+/// free release a block that a slab or magazine then kept: two owners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fresh {
+    /// A block for a caller: a live head.
+    User,
+    /// A page-magazine round: a cached head (a block in a magazine is free).
+    Round,
+    /// A slab: its maker publishes every page once the slab descriptor is
+    /// set up (`SlabPool::make`).
+    Slab,
+}
+
+impl Fresh {
+    /// The head descriptor of a fresh block of order `k`, if published here.
+    fn head(self, k: u32) -> Option<PageDesc> {
+        match self {
+            Self::User => Some(PageDesc::head(k)),
+            // Mutant: the round looks like a live block in the magazine.
+            Self::Round if crate::mutant::on(crate::mutant::Mutant::RefillSkipsMark) => {
+                Some(PageDesc::head(k))
+            }
+            Self::Round => Some(PageDesc::cached(k)),
+            Self::Slab => None,
+        }
+    }
+}
+
 impl Heap {
-    /// Allocates a block of order `k`: home area first, then the search.
+    /// Allocates a block of order `k` that becomes `fresh` (its head
+    /// descriptor published): home area first, then the search.
     #[inline]
     pub(crate) fn alloc_order(
         &self,
         k: u32,
+        fresh: Fresh,
         hint: &mut Hint,
         tally: &mut Tally,
     ) -> Option<NonNull<u8>> {
+        let p = self.take_order(k, hint, tally)?;
+        if crate::mutant::on(crate::mutant::Mutant::PublishLiveFirst) {
+            self.publish_head(p, PageDesc::head(k));
+        }
+        if let Some(desc) = fresh.head(k) {
+            self.publish_head(p, desc);
+        }
+        Some(p)
+    }
+
+    /// Publishes `desc` as the head descriptor of block `p`, fresh from the
+    /// tree.
+    #[inline]
+    pub(super) fn publish_head(&self, p: NonNull<u8>, desc: PageDesc) {
+        let reg = self
+            .region_of(p.as_ptr() as usize)
+            .expect("block inside the heap");
+        // Release: a free that reads this head with Acquire also sees the
+        // tree CAS that allocated the block (and a slab's set-up).
+        reg.desc(reg.page_of(p.as_ptr() as usize))
+            .store(desc.0, Ordering::Release);
+    }
+
+    /// Takes a block of order `k` from the tree; its descriptor is still the
+    /// tree's `NONE`.
+    #[inline]
+    fn take_order(&self, k: u32, hint: &mut Hint, tally: &mut Tally) -> Option<NonNull<u8>> {
         if k > self.g.area_order() {
             // Reclaim before reporting out-of-memory (the no-false-OOM contract).
             return self.alloc_run(k, tally).or_else(|| {
@@ -177,7 +237,7 @@ impl Heap {
         None
     }
 
-    /// Allocates order `k` in area `a` of `reg` and records the descriptor.
+    /// Takes order `k` in area `a` of `reg` (its descriptor still `NONE`).
     #[inline]
     fn try_area(
         &self,
@@ -192,9 +252,6 @@ impl Heap {
         hint.fell += t.fell as u64;
         let off = t.offset?;
         let page = (a << self.g.area_order()) + off as usize;
-        // Release: a free that reads this head with Acquire also sees the tree
-        // CAS that allocated the block.
-        reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
         NonNull::new(reg.addr_of(page) as *mut u8)
     }
 
@@ -279,10 +336,12 @@ impl Heap {
         /// doubles): room for six doublings in place.
         const ROOM: u32 = 6;
         let top = (k + ROOM).min(crate::ORDERS as u32 - 1);
-        (k + 1..=top).rev().find_map(|span| {
+        let p = (k + 1..=top).rev().find_map(|span| {
             self.regions()
                 .find_map(|reg| self.alloc_run_in(reg, k, span, tally).0)
-        })
+        })?;
+        self.publish_head(p, PageDesc::head(k));
+        Some(p)
     }
 
     /// Tries every run of wholly free areas aligned to order `span >= k` in
@@ -307,10 +366,7 @@ impl Heap {
                 if self.claim_run(reg, a, n, tally).is_err() {
                     raced = true;
                 } else {
-                    let page = a << h;
-                    // Release: as in `try_area`.
-                    reg.desc(page).store(PageDesc::head(k).0, Ordering::Release);
-                    return (NonNull::new(reg.addr_of(page) as *mut u8), raced);
+                    return (NonNull::new(reg.addr_of(a << h) as *mut u8), raced);
                 }
             }
             a += step;

@@ -30,7 +30,7 @@
 //! reclaims is smaller than the request plus the caps of CPUs that do not
 //! call in.
 
-use super::place::Hint;
+use super::place::{Fresh, Hint};
 use super::stats::{Event, Tally};
 use super::Handle;
 use crate::magazine::{MagId, CACHE_CLASSES, MAG_ROUNDS};
@@ -258,12 +258,9 @@ impl Handle<'_> {
     ) -> usize {
         let mut n = 0;
         while n < out.len() {
-            match self.heap.alloc_order(k, hint, tally) {
+            match self.heap.alloc_order(k, Fresh::Round, hint, tally) {
                 Some(p) => out[n] = p.as_ptr() as usize,
                 None => break,
-            }
-            if !crate::mutant::on(crate::mutant::Mutant::RefillSkipsMark) {
-                self.heap.cache_block(out[n], k);
             }
             n += 1;
         }

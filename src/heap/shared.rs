@@ -5,7 +5,7 @@
 
 use core::ptr::NonNull;
 
-use super::place::Hint;
+use super::place::{Fresh, Hint};
 use super::stats::{Event, Tally};
 use super::Heap;
 use crate::magazine::{Magazine, CACHE_CLASSES};
@@ -116,7 +116,7 @@ impl Heap {
         // `alloc_order` reclaims before it gives up, which may publish slabs
         // with free objects (a released handle's magazines going home): look
         // at the abandoned lists once more before reporting out-of-memory.
-        let Some(p) = self.alloc_order(SLAB_ORDER, hint, tally) else {
+        let Some(p) = self.alloc_order(SLAB_ORDER, Fresh::Slab, hint, tally) else {
             if crate::mutant::on(crate::mutant::Mutant::RetrySkipsAbandoned) {
                 return None;
             }

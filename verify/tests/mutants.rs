@@ -15,8 +15,8 @@
 use magbuddy::mutant::{select, Mutant};
 use verify::scenario::{
     area_double_free, churn, double_free, drain_oom, fast, grow_races, lin_history, oom, prepare,
-    r_observer, racing_frees, reclaim_races_shared_alloc, runs, shared_path, Fast, Kind, Lin, Mix,
-    Side, SMALL, WIDE,
+    r_observer, racing_frees, reclaim_races_shared_alloc, runs, shared_path,
+    stale_free_races_reuse, Fast, Kind, Lin, Mix, Reuse, Side, SMALL, WIDE,
 };
 use verify::{hunt, hunting, install_quiet_hook, Sched, Tally};
 
@@ -71,6 +71,16 @@ fn race_pages_handles(t: &Tally) {
     racing_frees(Kind::Pages, [Side::Handle(0), Side::Handle(1)], t)
 }
 
+/// A stale free races the reuse of its block as a slab.
+fn stale_free_slab(t: &Tally) {
+    stale_free_races_reuse(Reuse::Slab, t)
+}
+
+/// A stale free races the reuse of its block as a page-magazine round.
+fn stale_free_magazine(t: &Tally) {
+    stale_free_races_reuse(Reuse::Magazine, t)
+}
+
 /// A recorded shared-path history, checked for linearizability.
 fn lin_shared(t: &Tally) {
     lin_history(Lin::SHARED, t)
@@ -112,6 +122,8 @@ const SCENARIOS: &[(&str, Body)] = &[
     ("lin_mixed", lin_mixed),
     ("lin_churn", lin_churn),
     ("grow_races", grow_races),
+    ("stale_free_slab", stale_free_slab),
+    ("stale_free_magazine", stale_free_magazine),
 ];
 
 /// What a row claims about one mutant and one scenario.
@@ -259,6 +271,22 @@ const CASES: &[Case] = &[
         mutant: Mutant::GrowIgnoresBuddy,
         scenario: "grow_races",
         sched: Sched::Random,
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::PublishLiveFirst,
+        scenario: "stale_free_slab",
+        sched: Sched::Pct { depth: 3 },
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::PublishLiveFirst,
+        scenario: "stale_free_magazine",
+        sched: Sched::Pct { depth: 3 },
         seed: SEED,
         max: MAX,
         claim: Claim::Catches,

@@ -1,0 +1,109 @@
+//! A stale free racing the reuse of its block inside the heap (found by
+//! the random lin suite, `verify/regressions/`): a program frees a 16 KiB
+//! block twice while another thread's allocation takes the same block from
+//! the tree to make a slab or to fill a page magazine.
+//!
+//! A double free racing a reallocation *to a user* cannot be told from a
+//! legitimate free, so the stale free may free the new owner's block. But a
+//! block on its way into a slab or a magazine belongs to no user yet: a
+//! free that lands then must be refused. Before the fix the tree's
+//! allocation published a live head first and the slab or magazine wrote
+//! its own descriptor after, so the stale free in between released the
+//! block to the tree while the slab or magazine kept it: one block, two
+//! owners.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+
+use magbuddy::{FreeError, HeapConfig, PAGE_SIZE};
+use shuttle::rand::{thread_rng, Rng};
+
+use super::SMALL;
+use crate::{OwnedHeap, Tally};
+
+/// What the racing allocation turns the block into.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// A slab of 2 KiB objects, made by a shared-path allocation.
+    Slab,
+    /// A page-magazine round, taken by a handle's allocation of 16 KiB.
+    Magazine,
+}
+
+/// One schedule: a 16 KiB block is allocated and freed on the shared path;
+/// then thread S frees it again (stale) while thread A allocates (`reuse`).
+/// S may only succeed if A was handed that very block (then A's own free is
+/// the refused one). Afterwards A frees what it got, and the heap must be
+/// whole: `validate()`, no corruption, no slab left after `reclaim()`, and
+/// as many free blocks as at the start.
+pub fn stale_free_races_reuse(reuse: Reuse, tally: &Tally) {
+    let config = HeapConfig {
+        cpus: 1,
+        geometry: SMALL,
+        magazine_rounds: Some(1),
+        ..HeapConfig::new(1)
+    };
+    let owned = Arc::new(OwnedHeap::with_config(config, 2));
+    let heap = owned.heap();
+    let start = heap.stats().free_blocks;
+    let block = 4 * PAGE_SIZE;
+    let stale = heap.alloc(block).expect("room").as_ptr() as usize;
+    // SAFETY: allocated above, not used.
+    unsafe { heap.try_free(stale as *mut u8) }.expect("the first free");
+    let got = Arc::new(AtomicUsize::new(0));
+    let s = {
+        let owned = owned.clone();
+        shuttle::thread::spawn(move || {
+            // A random delay spreads the free over the allocation's steps
+            // (otherwise the random scheduler mostly runs it first).
+            for _ in 0..thread_rng().gen_range(0..32) {
+                shuttle::thread::yield_now();
+            }
+            // SAFETY: a stale pointer: the heap must refuse it or, if the
+            // block went to a user meanwhile, free that user's block.
+            unsafe { owned.heap().try_free(stale as *mut u8) }
+        })
+    };
+    let a = {
+        let (owned, got) = (owned.clone(), got.clone());
+        shuttle::thread::spawn(move || {
+            let heap = owned.heap();
+            let p = match reuse {
+                Reuse::Slab => heap.alloc(2048),
+                Reuse::Magazine => heap.handle_for(0).expect("CPU 0").alloc(block),
+            };
+            got.store(p.expect("room").as_ptr() as usize, SeqCst);
+        })
+    };
+    let stale_result = s.join().unwrap();
+    a.join().unwrap();
+    let p = got.load(SeqCst);
+    // SAFETY: A's block (or object), not used; a stale free that won may
+    // have freed it already, which the heap then refuses.
+    let own_result = unsafe { heap.try_free(p as *mut u8) };
+    match (stale_result, own_result) {
+        (Err(e), Ok(())) => {
+            assert!(
+                matches!(e, FreeError::DoubleFree(q) | FreeError::NotAllocated(q) if q == stale),
+                "{reuse:?}: the stale free of {stale:#x} names it as free: {e}"
+            );
+            tally.add("stale free refused", 1);
+        }
+        (Ok(()), Err(FreeError::DoubleFree(q) | FreeError::NotAllocated(q)))
+            if p == stale && q == p =>
+        {
+            tally.add("stale free took the block handed to the user", 1);
+        }
+        other => {
+            panic!("{reuse:?}: stale free of {stale:#x} and the user's free of {p:#x}: {other:?}")
+        }
+    }
+    if p == stale {
+        tally.add("block reused at the stale address", 1);
+    }
+    heap.reclaim();
+    heap.validate().expect("validate");
+    assert_eq!(heap.corruptions().0, 0, "{reuse:?}: corruptions");
+    assert_eq!(heap.slabs_in_use(), 0, "{reuse:?}: slabs left");
+    assert_eq!(heap.stats().free_blocks, start, "{reuse:?}: merged back");
+}

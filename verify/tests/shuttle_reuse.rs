@@ -1,0 +1,54 @@
+//! shuttle: a stale (double) free racing the reuse of its 16 KiB block as
+//! a slab (shared-path 2 KiB allocation) or as a page-magazine round (a
+//! handle's 16 KiB allocation); body in
+//! `verify::scenario::stale_free_races_reuse`. The stale free must be
+//! refused unless the block was already handed to the user, and the heap
+//! must be whole afterwards.
+//!
+//! On ad274b7 all four tests fail: the tree's allocation published a live
+//! head before the slab's or magazine's own descriptor, and a stale free in
+//! between released the block to the tree while the slab or magazine kept
+//! it (random lin suite's schedule in `verify/regressions/`).
+#![cfg(shuttle)]
+
+use verify::scenario::{stale_free_races_reuse, Reuse};
+use verify::{suite, Sched};
+
+const BASE: usize = 1000;
+
+fn run(name: &str, sched: Sched, reuse: Reuse) {
+    let t = suite(name, sched, BASE, move |t| stale_free_races_reuse(reuse, t));
+    t.require(name, "stale free refused", 50);
+}
+
+#[test]
+fn stale_free_races_slab_random() {
+    run("stale_free_races_slab_random", Sched::Random, Reuse::Slab);
+}
+
+#[test]
+fn stale_free_races_slab_pct_depth3() {
+    run(
+        "stale_free_races_slab_pct_depth3",
+        Sched::Pct { depth: 3 },
+        Reuse::Slab,
+    );
+}
+
+#[test]
+fn stale_free_races_magazine_random() {
+    run(
+        "stale_free_races_magazine_random",
+        Sched::Random,
+        Reuse::Magazine,
+    );
+}
+
+#[test]
+fn stale_free_races_magazine_pct_depth3() {
+    run(
+        "stale_free_races_magazine_pct_depth3",
+        Sched::Pct { depth: 3 },
+        Reuse::Magazine,
+    );
+}
