@@ -319,6 +319,9 @@ pub struct HeapModel {
     /// concurrent `None` (see [`Transient`]); `None` for the strict
     /// specification.
     pub transient: Option<Transient>,
+    /// Whether a `None` is judged (the no-false-OOM contract). Off for
+    /// histories outside the contract: double frees racing allocations.
+    pub judge_nones: bool,
 }
 
 /// What an operation in flight may hold for a moment, in [`SLAB`]-sized
@@ -530,7 +533,7 @@ impl HeapModel {
     /// Why a `None` for `size` bytes on `path` is refused in state `s` while
     /// operations in flight may hold `held` ranges; `None` if it is allowed.
     pub fn false_oom(&self, s: &State, size: usize, path: Path, held: usize) -> Option<Refusal> {
-        if size == 0 {
+        if size == 0 || !self.judge_nones {
             return None;
         }
         let mut groups = self.candidates(s, block_bytes(size));
@@ -729,7 +732,9 @@ impl Search<'_> {
                 if let (Call::Alloc { path, .. }, Ret::OutOfMemory) =
                     (self.ops[i].call, self.ops[i].ret)
                 {
-                    let exact = self.model.allowance(s, path) == 0 && self.held[i] == 0;
+                    let exact = self.model.judge_nones
+                        && self.model.allowance(s, path) == 0
+                        && self.held[i] == 0;
                     self.exact_nones += exact as usize;
                 }
                 return true;
@@ -949,6 +954,7 @@ mod tests {
             cpus: 2,
             cpu_cache_cap: 1 << 20,
             transient: None,
+            judge_nones: true,
         }
     }
 

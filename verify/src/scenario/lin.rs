@@ -601,6 +601,22 @@ fn tally_history(ops: &[Op], tally: &Tally) {
         }
     }
     tally.add("racing frees of one block", racing);
+    // A free racing an allocation that returned its address: in a gray
+    // history, a stale free racing the block's reuse.
+    let reuse_races = ops
+        .iter()
+        .filter_map(|a| match (a.call, a.ret) {
+            (Call::Alloc { .. }, Ret::Block(x)) => Some((a, x)),
+            _ => None,
+        })
+        .map(|(a, x)| {
+            frees
+                .iter()
+                .filter(|f| addr(f) == x && f.thread != a.thread && overlap(a, f))
+                .count() as u64
+        })
+        .sum();
+    tally.add("frees racing the allocation of their address", reuse_races);
     tally.add("racing frees of one block, handle and shared", cross);
     tally.add("racing frees of one object", small);
     let during = |what: &dyn Fn(&Call) -> bool, ret: Option<Ret>| {
@@ -664,6 +680,9 @@ pub fn lin_history(w: Lin, tally: &Tally) {
                 .unwrap_or(0),
             area: (SMALL.area_pages() as usize) * PAGE_SIZE,
         }),
+        // A double free racing an allocation is outside the no-false-OOM
+        // contract (the PCT hunts find `None`s there; see shuttle_lin.rs).
+        judge_nones: !w.gray,
     };
     let clock = Arc::new(LinClock::new());
     let main = w.tasks;

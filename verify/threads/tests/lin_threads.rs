@@ -255,6 +255,7 @@ fn linearizable_histories_over_real_threads() {
                     .unwrap_or(0),
                 area: (g.area_pages() as usize) * PAGE_SIZE,
             }),
+            judge_nones: true,
         };
         let clock = LinClock::new();
         let sh = Shared::default();
