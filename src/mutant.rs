@@ -61,11 +61,15 @@ pub enum Mutant {
     /// slab or magazine writes its own descriptor, so a stale free in
     /// between releases a block the slab or magazine keeps.
     PublishLiveFirst = 16,
+    /// Soundness: a free's claim of an object does not read the page
+    /// descriptor again, so a stale free acts on a slab reused for another
+    /// class with the old class's bit and index.
+    ClaimSkipsRecheck = 17,
 }
 
 impl Mutant {
     /// Every seeded defect, in order.
-    pub const ALL: [Mutant; 16] = [
+    pub const ALL: [Mutant; 17] = [
         Mutant::FreeWithoutCheck,
         Mutant::TwoStepUpdate,
         Mutant::UnreserveFirst,
@@ -82,6 +86,7 @@ impl Mutant {
         Mutant::SlabIdsWrap,
         Mutant::GrowIgnoresBuddy,
         Mutant::PublishLiveFirst,
+        Mutant::ClaimSkipsRecheck,
     ];
 }
 

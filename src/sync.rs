@@ -53,6 +53,19 @@ pub mod raw {
     pub use core::sync::atomic::AtomicU32;
 }
 
+/// A scheduling point for shuttle inside a window that only [`raw`]
+/// accesses span (the checker never switches threads at those): a free's
+/// claim of an object between reading the slab's page descriptor and
+/// touching the object's tag or bit, so schedules can release and reuse the
+/// slab in between. Nothing in the other builds.
+#[inline(always)]
+pub(crate) fn model_yield() {
+    // A load of a fresh shuttle atomic is a plain scheduling point (unlike
+    // `yield_now`, which PCT answers by lowering the caller's priority).
+    #[cfg(all(shuttle, not(loom)))]
+    AtomicU32::new(0).load(Ordering::Relaxed);
+}
+
 /// True when the atomics are a model checker's: tests shrink their work.
 pub const MODEL_CHECKED: bool = cfg!(any(loom, shuttle));
 

@@ -171,8 +171,9 @@ impl Heap {
             return None;
         }
         let page = first.page_of(addr);
+        let desc_word = first.desc(page);
         // Acquire: as in `locate`.
-        let desc = PageDesc(first.desc(page).load(Ordering::Acquire));
+        let desc = PageDesc(desc_word.load(Ordering::Acquire));
         let Some(c) = desc.slab_class() else {
             let k = desc.order()?;
             if (k as usize) >= PAGE_CLASSES || addr % PAGE_SIZE != 0 {
@@ -192,8 +193,17 @@ impl Heap {
         let tag = slab::tag_of(addr);
         // SAFETY: an object of a live slab, just checked.
         let word = unsafe { slab::tag_word(addr) };
-        // Relaxed: as in `Heap::claim_object`.
-        if word.load(Ordering::Relaxed) == tag {
+        crate::sync::model_yield();
+        // Acquire: as in `Heap::claim_object` (orders the re-check below).
+        if word.load(Ordering::Acquire) == tag {
+            return None;
+        }
+        // A stale free whose slab was released and reused meanwhile: the
+        // general path decides (see `Heap::claim_object`).
+        // Relaxed: ordered after the Acquire load of the tag.
+        if desc_word.load(Ordering::Relaxed) != desc.0
+            || crate::mutant::on(crate::mutant::Mutant::ClaimSkipsRecheck)
+        {
             return None;
         }
         // Relaxed: published with the magazine push that follows.

@@ -12,15 +12,34 @@
 //! more than the rest of the magazine fast path together.
 
 use super::Heap;
-use crate::region::Region;
+use crate::region::{PageDesc, Region};
 use crate::slab::{self, slab_at, tag_of, tag_word, SlabDesc, MARK_AT_USER};
 use crate::sync::Ordering;
 use crate::FreeError;
+
+/// Whether the pages of `page` still are a slab of class `c`: a free that
+/// read the class earlier and then found the object's mark in use is
+/// stale if not (the slab was released, its pages reused).
+#[inline(always)]
+pub(crate) fn still_slab(reg: &Region, page: usize, c: usize) -> bool {
+    // Relaxed: ordered after the caller's Acquire access to the object's
+    // tag or bit; a new owner's write there implies the release before it.
+    reg.desc(page).load(Ordering::Relaxed) == PageDesc::slab(c).0
+        || crate::mutant::on(crate::mutant::Mutant::ClaimSkipsRecheck)
+}
 
 impl Heap {
     /// Takes object `p` (class `c`, in the slab holding `page`) back from a
     /// user who frees it into a magazine: refuses it if it is free already,
     /// else marks it (tag, or bit in `checked` builds).
+    ///
+    /// The class came from the page descriptor, read before: a stale free
+    /// (of an object whose slab went back to the tree) may get here after
+    /// the pages became a slab of another class, where `c` names other
+    /// objects and bits. So the descriptor is read again once the mark is
+    /// decided ([`still_slab`]): the slab can no longer change under a
+    /// claim that passes (it counts `p` as handed out), and one that fails
+    /// changed nothing but a tag or bit it puts back.
     #[inline(always)]
     pub(crate) fn claim_object(
         &self,
@@ -29,22 +48,31 @@ impl Heap {
         c: usize,
         p: usize,
     ) -> Result<(), FreeError> {
+        crate::sync::model_yield();
         if MARK_AT_USER {
             let (s, base) = slab_at(reg, page);
             // SAFETY: `p` is an object of this live slab (`block_at`).
-            return if unsafe { s.mark_free(base, c, p) } {
-                Ok(())
-            } else {
-                Err(self.free_object_error(s, base, c, p))
-            };
+            if !unsafe { s.mark_free(base, c, p) } {
+                return Err(self.free_object_error(s, base, c, p));
+            }
+            if !still_slab(reg, page, c) {
+                // SAFETY: as above; we set the bit just now.
+                unsafe { s.mark_taken(base, c, p) };
+                return Err(FreeError::DoubleFree(p));
+            }
+            return Ok(());
         }
         // SAFETY: as above.
         let tag = unsafe { tag_word(p) };
-        // Relaxed: the tag was written by whoever freed `p` before; a user
-        // who frees it again is ordered after that free (same thread, or the
+        // Acquire: orders the descriptor's re-read in `still_slab` after it.
+        // The tag was written by whoever freed `p` before; a user who frees
+        // it again is ordered after that free (same thread, or the
         // synchronisation that passed the pointer on).
-        if tag.load(Ordering::Relaxed) == tag_of(p) {
+        if tag.load(Ordering::Acquire) == tag_of(p) {
             self.confirm_not_free(reg, page, c, p)?;
+        }
+        if !still_slab(reg, page, c) {
+            return Err(FreeError::DoubleFree(p));
         }
         // Relaxed: published with the magazine push or the slab push.
         tag.store(tag_of(p), Ordering::Relaxed);

@@ -16,7 +16,8 @@ use magbuddy::mutant::{select, Mutant};
 use verify::scenario::{
     area_double_free, churn, double_free, drain_oom, fast, grow_races, lin_history, oom, prepare,
     r_observer, racing_frees, reclaim_races_shared_alloc, runs, shared_path,
-    stale_free_races_reuse, Fast, Kind, Lin, Mix, Reuse, Side, SMALL, WIDE,
+    stale_free_races_reuse, stale_object_free_races_slab_reuse, Fast, Kind, Lin, Mix, Reuse, Side,
+    SMALL, WIDE,
 };
 use verify::{hunt, hunting, install_quiet_hook, Sched, Tally};
 
@@ -81,6 +82,17 @@ fn stale_free_magazine(t: &Tally) {
     stale_free_races_reuse(Reuse::Magazine, t)
 }
 
+/// A stale shared-path free of an object races its slab's reuse for
+/// another class.
+fn stale_object_shared(t: &Tally) {
+    stale_object_free_races_slab_reuse(false, t)
+}
+
+/// The same through a handle's free (the fast path).
+fn stale_object_handle(t: &Tally) {
+    stale_object_free_races_slab_reuse(true, t)
+}
+
 /// A recorded shared-path history, checked for linearizability.
 fn lin_shared(t: &Tally) {
     lin_history(Lin::SHARED, t)
@@ -124,6 +136,8 @@ const SCENARIOS: &[(&str, Body)] = &[
     ("grow_races", grow_races),
     ("stale_free_slab", stale_free_slab),
     ("stale_free_magazine", stale_free_magazine),
+    ("stale_object_shared", stale_object_shared),
+    ("stale_object_handle", stale_object_handle),
 ];
 
 /// What a row claims about one mutant and one scenario.
@@ -286,6 +300,22 @@ const CASES: &[Case] = &[
     Case {
         mutant: Mutant::PublishLiveFirst,
         scenario: "stale_free_magazine",
+        sched: Sched::Pct { depth: 3 },
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::ClaimSkipsRecheck,
+        scenario: "stale_object_shared",
+        sched: Sched::Pct { depth: 3 },
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::ClaimSkipsRecheck,
+        scenario: "stale_object_handle",
         sched: Sched::Pct { depth: 3 },
         seed: SEED,
         max: MAX,

@@ -11,7 +11,7 @@
 //! it (random lin suite's schedule in `verify/regressions/`).
 #![cfg(shuttle)]
 
-use verify::scenario::{stale_free_races_reuse, Reuse};
+use verify::scenario::{stale_free_races_reuse, stale_object_free_races_slab_reuse, Reuse};
 use verify::{suite, Sched};
 
 const BASE: usize = 1000;
@@ -50,5 +50,48 @@ fn stale_free_races_magazine_pct_depth3() {
         "stale_free_races_magazine_pct_depth3",
         Sched::Pct { depth: 3 },
         Reuse::Magazine,
+    );
+}
+
+fn object(name: &str, sched: Sched, handle: bool) {
+    let t = suite(name, sched, BASE, move |t| {
+        stale_object_free_races_slab_reuse(handle, t)
+    });
+    t.require(name, "stale object inside the new slab's object", 500);
+}
+
+#[test]
+fn stale_object_free_races_slab_reuse_shared_random() {
+    object(
+        "stale_object_free_races_slab_reuse_shared_random",
+        Sched::Random,
+        false,
+    );
+}
+
+#[test]
+fn stale_object_free_races_slab_reuse_shared_pct_depth3() {
+    object(
+        "stale_object_free_races_slab_reuse_shared_pct_depth3",
+        Sched::Pct { depth: 3 },
+        false,
+    );
+}
+
+#[test]
+fn stale_object_free_races_slab_reuse_handle_random() {
+    object(
+        "stale_object_free_races_slab_reuse_handle_random",
+        Sched::Random,
+        true,
+    );
+}
+
+#[test]
+fn stale_object_free_races_slab_reuse_handle_pct_depth3() {
+    object(
+        "stale_object_free_races_slab_reuse_handle_pct_depth3",
+        Sched::Pct { depth: 3 },
+        true,
     );
 }

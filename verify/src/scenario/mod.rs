@@ -23,4 +23,4 @@ pub use heap::{churn, double_free, oom, runs, runs_undone, shared_path, Mix, SMA
 pub use lin::{lin_history, prepare, Fill, Lin};
 pub use race::{exactly_one_promised, pair_name, racing_frees, Kind, Side, PAIRS};
 pub use reclaim::reclaim_races_shared_alloc;
-pub use reuse::{stale_free_races_reuse, Reuse};
+pub use reuse::{stale_free_races_reuse, stale_object_free_races_slab_reuse, Reuse};

@@ -107,3 +107,92 @@ pub fn stale_free_races_reuse(reuse: Reuse, tally: &Tally) {
     assert_eq!(heap.slabs_in_use(), 0, "{reuse:?}: slabs left");
     assert_eq!(heap.stats().free_blocks, start, "{reuse:?}: merged back");
 }
+
+/// One schedule: a stale free of a 64 B object whose slab goes back to the
+/// tree and comes back as a slab of 2 KiB objects while the free runs (the
+/// heap has one area, so the new slab is at the same address). Thread S
+/// frees the object again, through a handle if `handle`, else on the shared
+/// path; thread A runs `reclaim()` (which releases the empty slab), takes
+/// every 2 KiB object of the new slab and fills them. The stale pointer is inside A's object, never
+/// its start, so the free must be refused; A's object must stay A's, and the
+/// heap whole. A free that read the old slab's descriptor and touched the
+/// object after the reuse would compute its bit and return-list index in the
+/// old class: a corrupted slab, or A's object handed out twice.
+pub fn stale_object_free_races_slab_reuse(handle: bool, tally: &Tally) {
+    /// 2 KiB objects in a 16 KiB slab.
+    const OBJECTS: usize = 8;
+    let config = HeapConfig {
+        cpus: 1,
+        geometry: SMALL,
+        magazine_rounds: Some(1),
+        ..HeapConfig::new(1)
+    };
+    let owned = Arc::new(OwnedHeap::with_config(config, 1));
+    let heap = owned.heap();
+    let start = heap.stats().free_blocks;
+    // Two objects, so that the stale one is not at the slab's start.
+    let first = heap.alloc(64).expect("room").as_ptr() as usize;
+    let stale = heap.alloc(64).expect("room").as_ptr() as usize;
+    for p in [first, stale] {
+        // SAFETY: allocated above, not used.
+        unsafe { heap.try_free(p as *mut u8) }.expect("the first free");
+    }
+    let got = Arc::new(AtomicUsize::new(0));
+    let s = {
+        let owned = owned.clone();
+        shuttle::thread::spawn(move || {
+            let heap = owned.heap();
+            for _ in 0..thread_rng().gen_range(0..8) {
+                shuttle::thread::yield_now();
+            }
+            // SAFETY: a stale pointer: the heap must refuse it.
+            if handle {
+                let mut h = heap.handle_for(0).expect("CPU 0");
+                unsafe { h.try_free(stale as *mut u8) }
+            } else {
+                unsafe { heap.try_free(stale as *mut u8) }
+            }
+        })
+    };
+    let a = {
+        let (owned, got) = (owned.clone(), got.clone());
+        shuttle::thread::spawn(move || {
+            let heap = owned.heap();
+            heap.reclaim();
+            // The whole new slab, filled: no byte of the old one survives.
+            let objects: Vec<usize> = (0..OBJECTS)
+                .map(|_| heap.alloc(2048).expect("room").as_ptr() as usize)
+                .collect();
+            for &p in &objects {
+                // SAFETY: a live 2 KiB object of ours.
+                unsafe { (p as *mut u8).write_bytes(0xa5, 2048) };
+            }
+            got.store(objects[0], SeqCst);
+            objects
+        })
+    };
+    let stale_result = s.join().unwrap();
+    let objects = a.join().unwrap();
+    let p = got.load(SeqCst);
+    if p < stale && stale < p + 2048 {
+        tally.add("stale object inside the new slab's object", 1);
+    }
+    assert!(
+        stale_result.is_err(),
+        "handle {handle}: the stale free of {stale:#x} succeeded (a 2 KiB object at {p:#x})"
+    );
+    tally.add("stale object free refused", 1);
+    for p in objects {
+        // SAFETY: A's object, not used.
+        unsafe { heap.try_free(p as *mut u8) }.expect("the new owner's free");
+    }
+    heap.reclaim();
+    heap.validate().expect("validate");
+    assert_eq!(heap.corruptions().0, 0, "handle {handle}: corruptions");
+    assert_eq!(heap.slabs_in_use(), 0, "handle {handle}: slabs left");
+    assert_eq!(
+        heap.stats().free_blocks,
+        start,
+        "handle {handle}: merged back"
+    );
+}
