@@ -216,6 +216,31 @@ fn pinned_mode_serves_one_thread_per_cpu() {
 }
 
 #[test]
+fn a_cpu_whose_slot_is_held_elsewhere_takes_the_shared_path_until_it_is_free() {
+    // A call that cannot set its CPU's handle up (the heap's slot 0 is held
+    // by a handle taken directly) must leave the slot without a handle, so
+    // the fast path does not take it for a ready one; the first call after
+    // the holder lets go sets the handle up, and later calls use it.
+    static H: GlobalHeap<Cpu0> = GlobalHeap::empty();
+    let len = 16 << 20;
+    // SAFETY: fresh memory, the heap's for good.
+    let heap = unsafe { H.init(ram(len), len, HeapConfig::new(1)) }.unwrap();
+    let held = heap.handle_for(0).unwrap();
+    churn(&H, 50, 3000);
+    let shared = heap.shared_stats().allocs;
+    assert!(shared >= 3000, "{:?}", heap.shared_stats());
+    drop(held);
+    churn(&H, 51, 3000);
+    assert_eq!(
+        heap.shared_stats().allocs,
+        shared,
+        "CPU 0's handle serves every call once it is free"
+    );
+    heap.reclaim();
+    heap.validate().unwrap();
+}
+
+#[test]
 fn a_refused_free_reaches_the_handler_with_its_error() {
     fn handler(e: FreeError) -> ! {
         std::panic::panic_any(e)
