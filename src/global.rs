@@ -121,24 +121,26 @@ unsafe fn unreserve(p: *mut u8, layout: Layout) {
     }
 }
 
-/// Zeroes a fresh block of `size` bytes at `p`: 8 to 128 bytes (a `Box`
-/// or small `vec!` of zeros) with a few overlapping stores in line, large
-/// page-aligned ones by discarding their pages (unix), others by writing.
+/// Zeroes a fresh block of `size` bytes at `p` and returns `p` (so that
+/// callers end in a tail call): 8 to 128 bytes (a `Box` or small `vec!` of
+/// zeros) with a few overlapping stores in line, large page-aligned ones by
+/// discarding their pages (unix), others by writing.
 ///
 /// # Safety
 /// `p` is a live block of at least `size` bytes from a region of [`reserve`].
 #[inline(always)]
-unsafe fn zero(p: *mut u8, size: usize) {
+unsafe fn zero(p: *mut u8, size: usize) -> *mut u8 {
     if size.wrapping_sub(8) <= 128 - 8 {
         // SAFETY: forwarded; 8 <= size <= 128.
-        unsafe { zero_short(p, size) }
+        unsafe { zero_short(p, size) };
     } else if size >= ZERO_BY_DISCARD {
         // SAFETY: forwarded.
-        unsafe { zero_large(p, size) }
+        unsafe { zero_large(p, size) };
     } else {
         // SAFETY: the block is ours and `size` long.
-        unsafe { core::ptr::write_bytes(p, 0, size) }
+        unsafe { core::ptr::write_bytes(p, 0, size) };
     }
+    p
 }
 
 /// [`zero`] for 8 to 128 bytes: the first and the last `w` bytes, for the
@@ -396,17 +398,38 @@ impl MagbuddyAlloc {
         0
     }
 
-    /// Every allocation the fast path leaves ([`GlobalHeap`]'s slow path:
-    /// a thread's first call, the shared path, an empty heap); the first
-    /// of all builds the heap and tries again.
+    /// Every allocation the fast path leaves ([`GlobalHeap::alloc_other`]);
+    /// the first of all builds the heap and tries again.
+    #[inline(never)]
+    fn alloc_other(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: PINNED: `inner` is pinned (see `new`).
+        let p = unsafe { self.inner.alloc_other::<true>(ThreadSlot::held(), layout) };
+        if p.is_null() {
+            return self.alloc_first(layout);
+        }
+        p
+    }
+
+    /// An allocation that failed, maybe because it is the first: builds
+    /// the heap if there is none yet and tries again.
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, layout: Layout) -> *mut u8 {
-        let p = self.inner.alloc_slow(layout);
-        if !p.is_null() || self.inner.heap().is_some() || self.build().is_none() {
-            return p;
+    fn alloc_first(&self, layout: Layout) -> *mut u8 {
+        if self.inner.heap().is_some() || self.build().is_none() {
+            return core::ptr::null_mut();
         }
         self.inner.alloc_slow(layout)
+    }
+
+    /// `alloc_zeroed` past the fast path, out of line.
+    #[inline(never)]
+    fn alloc_zeroed_other(&self, layout: Layout) -> *mut u8 {
+        let p = self.alloc_other(layout);
+        if p.is_null() {
+            return p;
+        }
+        // SAFETY: a fresh block of at least `layout.size()` bytes.
+        unsafe { zero(p, layout.size()) }
     }
 
     #[cold]
@@ -529,23 +552,22 @@ unsafe impl GlobalAlloc for MagbuddyAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // The fast path: the thread's slot, if it holds one, and its ready
-        // handle; `pinned` is known here, not tested.
+        // handle's magazine; `pinned` is known here, not tested.
         // SAFETY: PINNED: `inner` is pinned (see `new`).
         match unsafe { self.inner.alloc_fast::<true>(ThreadSlot::held(), layout) } {
             Some(p) => p.as_ptr(),
-            None => self.alloc_slow(layout),
+            None => self.alloc_other(layout),
         }
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { self.alloc(layout) };
-        if !p.is_null() {
+        // SAFETY: as in `alloc`.
+        match unsafe { self.inner.alloc_fast::<true>(ThreadSlot::held(), layout) } {
             // SAFETY: a fresh block of at least `layout.size()` bytes.
-            unsafe { zero(p, layout.size()) };
+            Some(p) => unsafe { zero(p.as_ptr(), layout.size()) },
+            None => self.alloc_zeroed_other(layout),
         }
-        p
     }
 
     #[inline]

@@ -51,7 +51,7 @@ use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{compiler_fence, AtomicPtr, AtomicU8, Ordering};
 
-use crate::{FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
+use crate::{slab, FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
 
 /// Which CPU runs the current call: the kernel's answer (a per-CPU
 /// variable, the APIC id mapped to a slot, ...).
@@ -441,8 +441,9 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         Some(r)
     }
 
-    /// `alloc`'s fast path on slot `cpu`: a block from its ready handle, or
-    /// `None` (then [`Self::alloc_slow`]).
+    /// `alloc`'s fast path on slot `cpu`: an object of a fitted class from
+    /// the loaded magazine of its ready handle, or `None` (then
+    /// [`Self::alloc_other`]). Nothing in it calls out.
     ///
     /// # Safety
     /// As [`Self::with_ready_handle`].
@@ -452,10 +453,45 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         cpu: Option<usize>,
         layout: Layout,
     ) -> Option<NonNull<u8>> {
+        let c = slab::fit_class(layout.size(), layout.align())?;
+        // SAFETY: forwarded.
+        let p = unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.pop_object(c)) }??;
+        NonNull::new(p as *mut u8)
+    }
+
+    /// Every allocation [`Self::alloc_fast`] leaves: larger sizes and
+    /// alignments and empty magazines through slot `cpu`'s ready handle,
+    /// else [`Self::alloc_slow`]. Null if the allocation fails.
+    ///
+    /// # Safety
+    /// As [`Self::with_ready_handle`].
+    #[inline(never)]
+    pub(crate) unsafe fn alloc_other<const PINNED: bool>(
+        &self,
+        cpu: Option<usize>,
+        layout: Layout,
+    ) -> *mut u8 {
+        let (size, align) = (layout.size(), layout.align());
+        // SAFETY: forwarded.
+        match unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.alloc_fit(size, align)) } {
+            Some(Some(p)) => p.as_ptr(),
+            _ => self.alloc_slow(layout),
+        }
+    }
+
+    /// [`Self::alloc_fast`], else [`Self::alloc_other`].
+    ///
+    /// # Safety
+    /// As [`Self::with_ready_handle`].
+    #[inline(always)]
+    unsafe fn alloc_on<const PINNED: bool>(&self, cpu: Option<usize>, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded.
         unsafe {
-            self.with_ready_handle::<PINNED, _>(cpu, |h| h.alloc_fit(layout.size(), layout.align()))
-        }?
+            match self.alloc_fast::<PINNED>(cpu, layout) {
+                Some(p) => p.as_ptr(),
+                None => self.alloc_other::<PINNED>(cpu, layout),
+            }
+        }
     }
 
     /// `dealloc`'s fast path on slot `cpu` (see `Handle::free_fast`): true
@@ -527,20 +563,16 @@ impl<C: CurrentCpu> GlobalHeap<C> {
 unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // The fast path: this CPU's handle, nothing else; `pinned` tested
-        // once here, not on taking and on giving back the handle.
+        // `pinned` tested once here, not on taking and on giving back the
+        // handle.
         let cpu = C::current();
         // SAFETY: PINNED only when `pinned` (its contract is the caller's).
-        let p = unsafe {
+        unsafe {
             if self.pinned {
-                self.alloc_fast::<true>(cpu, layout)
+                self.alloc_on::<true>(cpu, layout)
             } else {
-                self.alloc_fast::<false>(cpu, layout)
+                self.alloc_on::<false>(cpu, layout)
             }
-        };
-        match p {
-            Some(p) => p.as_ptr(),
-            None => self.alloc_slow(layout),
         }
     }
 
