@@ -105,7 +105,10 @@ const READY: u8 = 1;
 /// A call holds the slot (its handle, or the right to set one up).
 const BUSY: u8 = 2;
 
-/// One CPU's handle, claimed on its first use.
+/// One CPU's handle, claimed on its first use. A cache line each: CPUs
+/// that take their own slots' state bytes do not share lines, and a slot's
+/// address is its index shifted.
+#[repr(align(64))]
 struct Slot {
     /// `EMPTY`, `READY` or `BUSY`; `handle` is `Some` whenever it is `READY`.
     state: AtomicU8,
