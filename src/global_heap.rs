@@ -33,12 +33,12 @@
 //!   heap's CPUs, or a handle already in use on that CPU sends the call to
 //!   the shared path, which is always safe.
 //! * **What the kernel must guarantee: nothing, by default.** A handle is
-//!   taken with an atomic swap (or compare-exchange) of its slot's state
-//!   byte to busy (Acquire) and given back with a Release store, so an interrupt handler that allocates
-//!   while the interrupted code holds the handle, a task that migrates
-//!   mid-call, or a CPU function that answers wrongly all end on the shared
+//!   taken with an atomic compare-exchange (or swap) of its slot's state
+//!   byte to busy (Acquire) and given back with a Release store, so an
+//!   interrupt handler that allocates while the interrupted code holds the
+//!   handle, a task that migrates mid-call, or a CPU function that answers wrongly all end on the shared
 //!   path instead of sharing a handle. [`GlobalHeap::pinned`] trades the
-//!   swap for a plain load and store when the kernel guarantees that a call
+//!   atomic for a plain load and store when the kernel guarantees that a call
 //!   stays on the CPU the function named (preemption off, or per-CPU
 //!   threads); interrupt handlers may still allocate.
 //! * A free the heap refuses (double free, foreign or interior pointer)
@@ -260,7 +260,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     }
 
     /// Takes a CPU's handle with a plain load and store instead of an atomic
-    /// swap.
+    /// compare-exchange or swap.
     ///
     /// # Safety
     /// From `C`'s answer to the end of the call, the call runs on that CPU
