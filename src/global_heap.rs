@@ -36,11 +36,12 @@
 //!   taken with an atomic compare-exchange (or swap) of its slot's state
 //!   byte to busy (Acquire) and given back with a Release store, so an
 //!   interrupt handler that allocates while the interrupted code holds the
-//!   handle, a task that migrates mid-call, or a CPU function that answers wrongly all end on the shared
-//!   path instead of sharing a handle. [`GlobalHeap::pinned`] trades the
-//!   atomic for a plain load and store when the kernel guarantees that a call
-//!   stays on the CPU the function named (preemption off, or per-CPU
-//!   threads); interrupt handlers may still allocate.
+//!   handle, a task that migrates mid-call, or a CPU function that answers
+//!   wrongly all end on the shared path instead of sharing a handle.
+//!   [`GlobalHeap::pinned`] trades the atomic for a plain load and store
+//!   when the kernel guarantees that a call stays on the CPU the function
+//!   named (preemption off, or per-CPU threads); interrupt handlers may
+//!   still allocate.
 //! * A free the heap refuses (double free, foreign or interior pointer)
 //!   calls the bad-free handler, by default a panic: kernels' panic handlers
 //!   do not unwind (a global allocator must not).
@@ -218,8 +219,8 @@ pub struct GlobalHeap<C: CurrentCpu = NoCpu> {
 }
 
 // SAFETY: a slot's handle is used only by the call that set its state BUSY
-// (an atomic swap or CAS, or in pinned mode one CPU's program order); the heap is
-// `Sync`.
+// (an atomic swap or CAS, or in pinned mode one CPU's program order); the
+// heap is `Sync`.
 unsafe impl<C: CurrentCpu> Sync for GlobalHeap<C> {}
 
 impl<C: CurrentCpu> core::fmt::Debug for GlobalHeap<C> {
