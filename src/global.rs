@@ -121,20 +121,59 @@ unsafe fn unreserve(p: *mut u8, layout: Layout) {
     }
 }
 
-/// Zeroes a fresh block of `size` bytes at `p`: large page-aligned ones by
-/// discarding their pages (unix), others by writing. Inline, so a small
-/// `alloc_zeroed` costs one `memset` call on top of the allocation.
+/// Zeroes a fresh block of `size` bytes at `p` and returns `p` (so that
+/// callers end in a tail call): 8 to 128 bytes (a `Box` or small `vec!` of
+/// zeros) with a few overlapping stores in line, large page-aligned ones by
+/// discarding their pages (unix), others by writing.
 ///
 /// # Safety
 /// `p` is a live block of at least `size` bytes from a region of [`reserve`].
 #[inline(always)]
-unsafe fn zero(p: *mut u8, size: usize) {
-    if size >= ZERO_BY_DISCARD {
+unsafe fn zero(p: *mut u8, size: usize) -> *mut u8 {
+    if size.wrapping_sub(8) <= 128 - 8 {
+        // SAFETY: forwarded; 8 <= size <= 128.
+        unsafe { zero_short(p, size) };
+    } else if size >= ZERO_BY_DISCARD {
         // SAFETY: forwarded.
-        unsafe { zero_large(p, size) }
+        unsafe { zero_large(p, size) };
     } else {
         // SAFETY: the block is ours and `size` long.
-        unsafe { core::ptr::write_bytes(p, 0, size) }
+        unsafe { core::ptr::write_bytes(p, 0, size) };
+    }
+    p
+}
+
+/// [`zero`] for 8 to 128 bytes: the first and the last `w` bytes, for the
+/// smallest `w` of 8, 16, 32, 64 that is at least half of `size`, cover
+/// the block (the two stores overlap when `size < 2w`).
+///
+/// # Safety
+/// `p` is valid for writes of `size` bytes, `8 <= size <= 128`.
+#[inline(always)]
+unsafe fn zero_short(p: *mut u8, size: usize) {
+    /// Zeroes `[p, p + W)` and `[p + size - W, p + size)`.
+    ///
+    /// # Safety
+    /// `W <= size` and `p` is valid for writes of `size` bytes.
+    #[inline(always)]
+    unsafe fn ends<const W: usize>(p: *mut u8, size: usize) {
+        // SAFETY: both ranges lie in `[p, p + size)` as `W <= size`.
+        unsafe {
+            p.cast::<[u8; W]>().write_unaligned([0; W]);
+            p.add(size - W).cast::<[u8; W]>().write_unaligned([0; W]);
+        }
+    }
+    // SAFETY: each branch's `W` is at most `size` and at least `size / 2`.
+    unsafe {
+        if size <= 16 {
+            ends::<8>(p, size)
+        } else if size <= 32 {
+            ends::<16>(p, size)
+        } else if size <= 64 {
+            ends::<32>(p, size)
+        } else {
+            ends::<64>(p, size)
+        }
     }
 }
 
@@ -225,19 +264,26 @@ impl Drop for ReleaseAtExit {
 #[derive(Debug)]
 pub enum ThreadSlot {}
 
+impl ThreadSlot {
+    /// This thread's slot index if it holds one (no claim): the fast
+    /// paths' answer. One compare: both sentinels are above every index.
+    #[inline(always)]
+    fn held() -> Option<usize> {
+        let i = INDEX.with(Cell::get) as usize;
+        (i < MAX_CPUS).then_some(i)
+    }
+}
+
 impl CurrentCpu for ThreadSlot {
     #[inline(always)]
     fn current() -> Option<usize> {
-        // One compare on the fast path: both sentinels are above every index.
-        let i = INDEX.with(Cell::get) as usize;
-        if i < MAX_CPUS {
-            return Some(i);
-        }
-        if i == UNCLAIMED as usize {
-            claim()
-        } else {
-            None
-        }
+        ThreadSlot::held().or_else(|| {
+            if INDEX.with(Cell::get) == UNCLAIMED {
+                claim()
+            } else {
+                None
+            }
+        })
     }
 }
 
@@ -352,19 +398,38 @@ impl MagbuddyAlloc {
         0
     }
 
+    /// Every allocation the fast path leaves ([`GlobalHeap::alloc_other`]);
+    /// the first of all builds the heap and tries again.
+    #[inline(never)]
+    fn alloc_other(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: PINNED: `inner` is pinned (see `new`).
+        let p = unsafe { self.inner.alloc_other::<true>(ThreadSlot::held(), layout) };
+        if p.is_null() {
+            return self.alloc_first(layout);
+        }
+        p
+    }
+
     /// An allocation that failed, maybe because it is the first: builds
     /// the heap if there is none yet and tries again.
-    ///
-    /// # Safety
-    /// As [`GlobalAlloc::alloc`].
     #[cold]
     #[inline(never)]
-    unsafe fn alloc_first(&self, layout: Layout) -> *mut u8 {
+    fn alloc_first(&self, layout: Layout) -> *mut u8 {
         if self.inner.heap().is_some() || self.build().is_none() {
             return core::ptr::null_mut();
         }
-        // SAFETY: forwarded.
-        unsafe { self.inner.alloc(layout) }
+        self.inner.alloc_slow(layout)
+    }
+
+    /// `alloc_zeroed` past the fast path, out of line.
+    #[inline(never)]
+    fn alloc_zeroed_other(&self, layout: Layout) -> *mut u8 {
+        let p = self.alloc_other(layout);
+        if p.is_null() {
+            return p;
+        }
+        // SAFETY: a fresh block of at least `layout.size()` bytes.
+        unsafe { zero(p, layout.size()) }
     }
 
     #[cold]
@@ -486,30 +551,32 @@ fn refuse(e: FreeError) -> ! {
 unsafe impl GlobalAlloc for MagbuddyAlloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { self.inner.alloc(layout) };
-        if p.is_null() {
-            // SAFETY: forwarded.
-            return unsafe { self.alloc_first(layout) };
+        // The fast path: the thread's slot, if it holds one, and its ready
+        // handle's magazine; `pinned` is known here, not tested.
+        // SAFETY: PINNED: `inner` is pinned (see `new`).
+        match unsafe { self.inner.alloc_fast::<true>(ThreadSlot::held(), layout) } {
+            Some(p) => p.as_ptr(),
+            None => self.alloc_other(layout),
         }
-        p
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: forwarded.
-        let p = unsafe { self.alloc(layout) };
-        if !p.is_null() {
+        // SAFETY: as in `alloc`.
+        match unsafe { self.inner.alloc_fast::<true>(ThreadSlot::held(), layout) } {
             // SAFETY: a fresh block of at least `layout.size()` bytes.
-            unsafe { zero(p, layout.size()) };
+            Some(p) => unsafe { zero(p.as_ptr(), layout.size()) },
+            None => self.alloc_zeroed_other(layout),
         }
-        p
     }
 
     #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        // SAFETY: forwarded (`p` came from `alloc`, so the heap exists).
-        unsafe { self.inner.dealloc(p, layout) }
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        // SAFETY: PINNED as in `alloc`; `p` came from `alloc`.
+        if !unsafe { self.inner.dealloc_fast::<true>(ThreadSlot::held(), p) } {
+            // SAFETY: as above.
+            unsafe { self.inner.dealloc_slow(p) }
+        }
     }
 
     #[inline]

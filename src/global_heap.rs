@@ -33,14 +33,15 @@
 //!   heap's CPUs, or a handle already in use on that CPU sends the call to
 //!   the shared path, which is always safe.
 //! * **What the kernel must guarantee: nothing, by default.** A handle is
-//!   taken with an atomic swap of its slot's busy flag (Acquire) and given
-//!   back with a Release store, so an interrupt handler that allocates
-//!   while the interrupted code holds the handle, a task that migrates
-//!   mid-call, or a CPU function that answers wrongly all end on the shared
-//!   path instead of sharing a handle. [`GlobalHeap::pinned`] trades the
-//!   swap for a plain load and store when the kernel guarantees that a call
-//!   stays on the CPU the function named (preemption off, or per-CPU
-//!   threads); interrupt handlers may still allocate.
+//!   taken with an atomic compare-exchange (or swap) of its slot's state
+//!   byte to busy (Acquire) and given back with a Release store, so an
+//!   interrupt handler that allocates while the interrupted code holds the
+//!   handle, a task that migrates mid-call, or a CPU function that answers
+//!   wrongly all end on the shared path instead of sharing a handle.
+//!   [`GlobalHeap::pinned`] trades the atomic for a plain load and store
+//!   when the kernel guarantees that a call stays on the CPU the function
+//!   named (preemption off, or per-CPU threads); interrupt handlers may
+//!   still allocate.
 //! * A free the heap refuses (double free, foreign or interior pointer)
 //!   calls the bad-free handler, by default a panic: kernels' panic handlers
 //!   do not unwind (a global allocator must not).
@@ -49,9 +50,9 @@ use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{compiler_fence, AtomicPtr, AtomicU8, Ordering};
 
-use crate::{FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
+use crate::{slab, FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
 
 /// Which CPU runs the current call: the kernel's answer (a per-CPU
 /// variable, the APIC id mapped to a slot, ...).
@@ -97,11 +98,79 @@ pub type BadFreeFn = fn(FreeError) -> !;
 /// See the example on [`GlobalHeap::on_oom`].
 pub type OomFn = fn(&'static Heap, Layout) -> bool;
 
-/// One CPU's handle, claimed on its first use.
+/// A slot's states. One byte for "is there a handle, and is it free?", so
+/// the fast paths take a handle with one load and compare (or one CAS).
+const EMPTY: u8 = 0;
+/// The slot's handle is set up and no call holds it.
+const READY: u8 = 1;
+/// A call holds the slot (its handle, or the right to set one up).
+const BUSY: u8 = 2;
+
+/// One CPU's handle, claimed on its first use. A cache line each: CPUs
+/// that take their own slots' state bytes do not share lines, and a slot's
+/// address is its index shifted.
+#[repr(align(64))]
 struct Slot {
-    /// Set while a call uses `handle`.
-    busy: AtomicBool,
+    /// `EMPTY`, `READY` or `BUSY`; `handle` is `Some` whenever it is `READY`.
+    state: AtomicU8,
     handle: UnsafeCell<Option<Handle<'static>>>,
+}
+
+impl Slot {
+    /// Takes the slot for this call if its handle is ready (the fast
+    /// paths); `pinned` as [`GlobalHeap::pinned`] promises.
+    #[inline(always)]
+    fn enter_ready(&self, pinned: bool) -> bool {
+        if pinned {
+            // Relaxed: only this CPU uses the slot; an interrupt handler
+            // runs to completion in between, so program order suffices
+            // (the fence keeps the compiler from moving the handle's
+            // accesses above the state).
+            if self.state.load(Ordering::Relaxed) != READY {
+                return false;
+            }
+            self.state.store(BUSY, Ordering::Relaxed);
+            compiler_fence(Ordering::SeqCst);
+            true
+        } else {
+            // Acquire: the handle as its last user left it (the Release
+            // in `leave`), whichever CPU that ran on.
+            self.state
+                .compare_exchange(READY, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        }
+    }
+
+    /// Takes the slot for this call whatever it holds (the slow paths,
+    /// which set a handle up); false if a call holds it.
+    #[inline(always)]
+    fn enter_any(&self, pinned: bool) -> bool {
+        if pinned {
+            // Relaxed and the fence: as in `enter_ready`.
+            if self.state.load(Ordering::Relaxed) == BUSY {
+                return false;
+            }
+            self.state.store(BUSY, Ordering::Relaxed);
+            compiler_fence(Ordering::SeqCst);
+            true
+        } else {
+            // Acquire: as in `enter_ready`. Writing BUSY over BUSY changes
+            // nothing for the holder.
+            self.state.swap(BUSY, Ordering::Acquire) != BUSY
+        }
+    }
+
+    /// Gives the slot back in `state`: `READY` if it holds a handle, else
+    /// `EMPTY`.
+    #[inline(always)]
+    fn leave(&self, pinned: bool, state: u8) {
+        if pinned {
+            compiler_fence(Ordering::SeqCst);
+        }
+        // Release: publishes this call's changes to the handle to the next
+        // user's Acquire (pinned: a plain store, ordered by the fence).
+        self.state.store(state, Ordering::Release);
+    }
 }
 
 /// The static; see the module docs. `C` says which CPU runs a call.
@@ -149,9 +218,9 @@ pub struct GlobalHeap<C: CurrentCpu = NoCpu> {
     slots: [Slot; MAX_CPUS],
 }
 
-// SAFETY: a slot's handle is used only by the call that set its busy flag
-// (an atomic swap, or in pinned mode one CPU's program order); the heap is
-// `Sync`.
+// SAFETY: a slot's handle is used only by the call that set its state BUSY
+// (an atomic swap or CAS, or in pinned mode one CPU's program order); the
+// heap is `Sync`.
 unsafe impl<C: CurrentCpu> Sync for GlobalHeap<C> {}
 
 impl<C: CurrentCpu> core::fmt::Debug for GlobalHeap<C> {
@@ -184,7 +253,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
             oom: None,
             slots: [const {
                 Slot {
-                    busy: AtomicBool::new(false),
+                    state: AtomicU8::new(EMPTY),
                     handle: UnsafeCell::new(None),
                 }
             }; MAX_CPUS],
@@ -192,7 +261,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     }
 
     /// Takes a CPU's handle with a plain load and store instead of an atomic
-    /// swap.
+    /// compare-exchange or swap.
     ///
     /// # Safety
     /// From `C`'s answer to the end of the call, the call runs on that CPU
@@ -338,66 +407,113 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         heap: &'static Heap,
         f: impl FnOnce(&mut Handle<'static>) -> R,
     ) -> Option<R> {
-        self.with_slot(|cpu, handle| {
-            if handle.is_none() {
-                *handle = heap.handle_for(cpu);
-            }
-            handle.as_mut().map(f)
-        })?
-    }
-
-    /// The fast paths' [`Self::with_handle`]: only a handle this CPU already
-    /// has, so no heap pointer is loaded and nothing is set up.
-    #[inline(always)]
-    fn with_ready_handle<R>(&self, f: impl FnOnce(&mut Handle<'static>) -> R) -> Option<R> {
-        self.with_slot(|_, handle| handle.as_mut().map(f))?
-    }
-
-    /// Runs `f` with the calling CPU's index and slot if the slot is free
-    /// for this call.
-    #[inline(always)]
-    fn with_slot<R>(&self, f: impl FnOnce(usize, &mut Option<Handle<'static>>) -> R) -> Option<R> {
         let cpu = C::current()?;
         let slot = self.slots.get(cpu)?;
-        if !self.enter(slot) {
+        if !slot.enter_any(self.pinned) {
             return None;
         }
-        // SAFETY: the busy flag is ours until `leave`.
-        let r = f(cpu, unsafe { &mut *slot.handle.get() });
-        self.leave(slot);
+        // SAFETY: the slot is ours until `leave`.
+        let handle = unsafe { &mut *slot.handle.get() };
+        if handle.is_none() {
+            *handle = heap.handle_for(cpu);
+        }
+        let r = handle.as_mut().map(f);
+        let state = if handle.is_some() { READY } else { EMPTY };
+        slot.leave(self.pinned, state);
+        r
+    }
+
+    /// Runs `f` with the ready handle of slot `cpu` if it is free for this
+    /// call (the fast paths: no heap pointer is loaded, nothing is set up).
+    ///
+    /// # Safety
+    /// `PINNED` only if [`Self::pinned`]'s contract holds for `cpu`.
+    #[inline(always)]
+    unsafe fn with_ready_handle<const PINNED: bool, R>(
+        &self,
+        cpu: Option<usize>,
+        f: impl FnOnce(&mut Handle<'static>) -> R,
+    ) -> Option<R> {
+        let slot = self.slots.get(cpu?)?;
+        if !slot.enter_ready(PINNED) {
+            return None;
+        }
+        // SAFETY: the slot is ours until `leave`, and READY meant that its
+        // handle is set up.
+        let r = f(unsafe { (*slot.handle.get()).as_mut().unwrap_unchecked() });
+        slot.leave(PINNED, READY);
         Some(r)
     }
 
-    /// Takes `slot` for this call.
+    /// `alloc`'s fast path on slot `cpu`: an object of a fitted class from
+    /// the loaded magazine of its ready handle, or `None` (then
+    /// [`Self::alloc_other`]). Nothing in it calls out.
+    ///
+    /// # Safety
+    /// As [`Self::with_ready_handle`].
     #[inline(always)]
-    fn enter(&self, slot: &Slot) -> bool {
-        if self.pinned {
-            // Relaxed: only this CPU uses the slot; an interrupt handler
-            // runs to completion in between, so program order suffices
-            // (the fence keeps the compiler from moving the handle's
-            // accesses above the flag).
-            if slot.busy.load(Ordering::Relaxed) {
-                return false;
-            }
-            slot.busy.store(true, Ordering::Relaxed);
-            compiler_fence(Ordering::SeqCst);
-            true
-        } else {
-            // Acquire: the handle's state as the last user left it (its
-            // Release in `leave`), whichever CPU that ran on.
-            !slot.busy.swap(true, Ordering::Acquire)
+    pub(crate) unsafe fn alloc_fast<const PINNED: bool>(
+        &self,
+        cpu: Option<usize>,
+        layout: Layout,
+    ) -> Option<NonNull<u8>> {
+        let c = slab::fit_class(layout.size(), layout.align())?;
+        // SAFETY: forwarded.
+        let p = unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.pop_object(c)) }??;
+        NonNull::new(p as *mut u8)
+    }
+
+    /// Every allocation [`Self::alloc_fast`] leaves: larger sizes and
+    /// alignments and empty magazines through slot `cpu`'s ready handle,
+    /// else [`Self::alloc_slow`]. Null if the allocation fails.
+    ///
+    /// # Safety
+    /// As [`Self::with_ready_handle`].
+    #[inline(never)]
+    pub(crate) unsafe fn alloc_other<const PINNED: bool>(
+        &self,
+        cpu: Option<usize>,
+        layout: Layout,
+    ) -> *mut u8 {
+        let (size, align) = (layout.size(), layout.align());
+        // SAFETY: forwarded.
+        match unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.alloc_fit(size, align)) } {
+            Some(Some(p)) => p.as_ptr(),
+            _ => self.alloc_slow(layout),
         }
     }
 
-    /// Gives `slot` back.
+    /// [`Self::alloc_fast`], else [`Self::alloc_other`].
+    ///
+    /// # Safety
+    /// As [`Self::with_ready_handle`].
     #[inline(always)]
-    fn leave(&self, slot: &Slot) {
-        if self.pinned {
-            compiler_fence(Ordering::SeqCst);
+    unsafe fn alloc_on<const PINNED: bool>(&self, cpu: Option<usize>, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded.
+        unsafe {
+            match self.alloc_fast::<PINNED>(cpu, layout) {
+                Some(p) => p.as_ptr(),
+                None => self.alloc_other::<PINNED>(cpu, layout),
+            }
         }
-        // Release: publishes this call's changes to the handle to the next
-        // user's Acquire (pinned: a plain store, ordered by the fence).
-        slot.busy.store(false, Ordering::Release);
+    }
+
+    /// `dealloc`'s fast path on slot `cpu` (see `Handle::free_fast`): true
+    /// if `p` is freed, false having changed nothing (then
+    /// [`Self::dealloc_slow`]).
+    ///
+    /// # Safety
+    /// As [`Self::with_ready_handle`], and `p` came from `alloc`
+    /// (GlobalAlloc's contract).
+    #[inline(always)]
+    pub(crate) unsafe fn dealloc_fast<const PINNED: bool>(
+        &self,
+        cpu: Option<usize>,
+        p: *mut u8,
+    ) -> bool {
+        // SAFETY: forwarded.
+        let freed = unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.free_fast(p)) };
+        freed == Some(true)
     }
 }
 
@@ -406,7 +522,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     /// shared path, an empty heap (the OOM hook may add memory and retry).
     #[cold]
     #[inline(never)]
-    fn alloc_slow(&self, layout: Layout) -> *mut u8 {
+    pub(crate) fn alloc_slow(&self, layout: Layout) -> *mut u8 {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
@@ -430,7 +546,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     /// As [`GlobalAlloc::dealloc`].
     #[cold]
     #[inline(never)]
-    unsafe fn dealloc_slow(&self, p: *mut u8, _layout: Layout) {
+    pub(crate) unsafe fn dealloc_slow(&self, p: *mut u8) {
         let Some(heap) = self.heap() else {
             (self.bad_free)(FreeError::Foreign(p as usize));
         };
@@ -451,22 +567,33 @@ impl<C: CurrentCpu> GlobalHeap<C> {
 unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // The fast path: this CPU's handle, nothing else.
-        if let Some(Some(p)) =
-            self.with_ready_handle(|h| h.alloc_fit(layout.size(), layout.align()))
-        {
-            return p.as_ptr();
+        // `pinned` tested once here, not on taking and on giving back the
+        // handle.
+        let cpu = C::current();
+        // SAFETY: PINNED only when `pinned` (its contract is the caller's).
+        unsafe {
+            if self.pinned {
+                self.alloc_on::<true>(cpu, layout)
+            } else {
+                self.alloc_on::<false>(cpu, layout)
+            }
         }
-        self.alloc_slow(layout)
     }
 
     #[inline]
-    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        // The fast path (see `Handle::free_fast`).
-        // SAFETY: `p` came from `alloc` (GlobalAlloc's contract).
-        if self.with_ready_handle(|h| unsafe { h.free_fast(p) }) != Some(true) {
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        let cpu = C::current();
+        // SAFETY: as in `alloc`; `p` came from `alloc` (GlobalAlloc's contract).
+        let freed = unsafe {
+            if self.pinned {
+                self.dealloc_fast::<true>(cpu, p)
+            } else {
+                self.dealloc_fast::<false>(cpu, p)
+            }
+        };
+        if !freed {
             // SAFETY: as above.
-            unsafe { self.dealloc_slow(p, layout) }
+            unsafe { self.dealloc_slow(p) }
         }
     }
 

@@ -104,3 +104,51 @@ fn threads_collections_channels_and_churn() {
         heap.shared_stats()
     );
 }
+
+/// Allocates and frees boxes of every small size and some pages when its
+/// thread's thread-locals are torn down, checking their contents: before
+/// the thread's slot goes back (a handle) or after (the shared path).
+struct AllocAtExit(u8);
+
+impl Drop for AllocAtExit {
+    fn drop(&mut self) {
+        let boxes: Vec<Box<[u8]>> = (1..200usize)
+            .map(|i| vec![self.0 ^ i as u8; i * 24].into_boxed_slice())
+            .collect();
+        for (i, b) in boxes.iter().enumerate() {
+            assert!(b.iter().all(|&x| x == self.0 ^ (i + 1) as u8));
+        }
+        EXIT_DROPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+static EXIT_DROPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+thread_local! {
+    /// Touched before the thread's first allocation: its destructor is
+    /// registered before the slot's release, so it runs after it.
+    static BEFORE_SLOT: AllocAtExit = const { AllocAtExit(0x5a) };
+    /// Touched after: its destructor runs before the release.
+    static AFTER_SLOT: AllocAtExit = const { AllocAtExit(0xa5) };
+}
+
+#[test]
+fn thread_locals_torn_down_at_thread_exit_allocate_and_free() {
+    let before = EXIT_DROPS.load(std::sync::atomic::Ordering::Relaxed);
+    for wave in 0..10 {
+        let hs: Vec<_> = (0..24)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    BEFORE_SLOT.with(|_| ());
+                    let v = vec![wave as u8; 100 + t];
+                    AFTER_SLOT.with(|_| ());
+                    v.len()
+                })
+            })
+            .collect();
+        assert!(hs.into_iter().all(|h| h.join().unwrap() >= 100));
+    }
+    // Each thread's two destructors ran to the end.
+    assert!(EXIT_DROPS.load(std::sync::atomic::Ordering::Relaxed) >= before + 2 * 240);
+    assert_eq!(A.heap().unwrap().corruptions().0, 0);
+}

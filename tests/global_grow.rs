@@ -65,6 +65,47 @@ fn zeroed_blocks_read_zero_after_dirty_reuse() {
 }
 
 #[test]
+fn zeroed_small_blocks_read_zero_and_leave_their_neighbours_alone() {
+    // `alloc_zeroed` writes 8 to 128 bytes with overlapping stores in line:
+    // every size around those bounds, each alignment up to 64, dirty reuse
+    // (the same class's blocks were filled and freed first), and the live
+    // dirty blocks around the zeroed ones keep their bytes.
+    for size in 1..=300usize {
+        for align in [1usize, 8, 16, 64] {
+            let l = Layout::from_size_align(size, align).unwrap();
+            // SAFETY: non-zero sizes; every block is freed once with `l`.
+            unsafe {
+                let dirty: Vec<*mut u8> = (0..16).map(|_| A.alloc(l)).collect();
+                for &p in &dirty {
+                    assert!(!p.is_null());
+                    p.write_bytes(0xcd, size);
+                }
+                for &p in dirty.iter().step_by(2) {
+                    A.dealloc(p, l);
+                }
+                let clean: Vec<*mut u8> = (0..8).map(|_| A.alloc_zeroed(l)).collect();
+                for &p in &clean {
+                    assert_eq!(p as usize % align, 0);
+                    let bytes = std::slice::from_raw_parts(p, size);
+                    assert!(bytes.iter().all(|&b| b == 0), "{size} B not zero");
+                }
+                for &p in dirty.iter().skip(1).step_by(2) {
+                    let bytes = std::slice::from_raw_parts(p, size);
+                    assert!(
+                        bytes.iter().all(|&b| b == 0xcd),
+                        "neighbour of {size} B written"
+                    );
+                    A.dealloc(p, l);
+                }
+                for p in clean {
+                    A.dealloc(p, l);
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn a_refused_configuration_fails_every_allocation() {
     // 65 CPUs: above MAX_CPUS, so the heap refuses (InitError::BadCpuCount).
     static BAD: MagbuddyAlloc = MagbuddyAlloc::new(64 << 20, 65);

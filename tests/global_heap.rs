@@ -216,6 +216,31 @@ fn pinned_mode_serves_one_thread_per_cpu() {
 }
 
 #[test]
+fn a_cpu_whose_slot_is_held_elsewhere_takes_the_shared_path_until_it_is_free() {
+    // A call that cannot set its CPU's handle up (the heap's slot 0 is held
+    // by a handle taken directly) must leave the slot without a handle, so
+    // the fast path does not take it for a ready one; the first call after
+    // the holder lets go sets the handle up, and later calls use it.
+    static H: GlobalHeap<Cpu0> = GlobalHeap::empty();
+    let len = 16 << 20;
+    // SAFETY: fresh memory, the heap's for good.
+    let heap = unsafe { H.init(ram(len), len, HeapConfig::new(1)) }.unwrap();
+    let held = heap.handle_for(0).unwrap();
+    churn(&H, 50, 3000);
+    let shared = heap.shared_stats().allocs;
+    assert!(shared >= 3000, "{:?}", heap.shared_stats());
+    drop(held);
+    churn(&H, 51, 3000);
+    assert_eq!(
+        heap.shared_stats().allocs,
+        shared,
+        "CPU 0's handle serves every call once it is free"
+    );
+    heap.reclaim();
+    heap.validate().unwrap();
+}
+
+#[test]
 fn a_refused_free_reaches_the_handler_with_its_error() {
     fn handler(e: FreeError) -> ! {
         std::panic::panic_any(e)
@@ -250,4 +275,48 @@ fn a_refused_free_reaches_the_handler_with_its_error() {
         *e.downcast::<FreeError>().unwrap(),
         FreeError::Foreign(foreign as usize)
     );
+}
+
+#[test]
+fn the_pinned_fast_paths_refuse_double_interior_and_foreign_frees() {
+    fn handler(e: FreeError) -> ! {
+        std::panic::panic_any(e)
+    }
+    // SAFETY: only this test's thread uses `P`, and it names CPU 0.
+    static P: GlobalHeap<Cpu0> = unsafe { GlobalHeap::empty().pinned().on_bad_free(handler) };
+    let len = 16 << 20;
+    // SAFETY: fresh memory, the heap's for good.
+    let heap = unsafe { P.init(ram(len), len, HeapConfig::new(1)) }.unwrap();
+    let refused = |p: *mut u8, l: Layout| {
+        // SAFETY: a bad free, refused before the pointer is used.
+        let e = std::panic::catch_unwind(|| unsafe { P.dealloc(p, l) }).unwrap_err();
+        *e.downcast::<FreeError>().unwrap()
+    };
+    let mut x = 0u64;
+    let foreign = &mut x as *mut u64 as *mut u8;
+    // Objects of fitted and power-of-two classes, page blocks, a large block.
+    for size in [8usize, 24, 100, 2048, 4096, 16384, 40000] {
+        let l = Layout::from_size_align(size, 8).unwrap();
+        // SAFETY: non-zero sizes; each block is freed once (the rest are
+        // refused frees).
+        unsafe {
+            let p = P.alloc(l);
+            let q = P.alloc(l);
+            assert!(!p.is_null() && !q.is_null());
+            let e = refused(p.add(size.min(16) / 2), l);
+            assert!(matches!(e, FreeError::Interior { .. }), "{size} B: {e:?}");
+            P.dealloc(p, l);
+            assert!(
+                matches!(
+                    refused(p, l),
+                    FreeError::DoubleFree(_) | FreeError::NotAllocated(_)
+                ),
+                "{size} B"
+            );
+            assert_eq!(refused(foreign, l), FreeError::Foreign(foreign as usize));
+            P.dealloc(q, l);
+        }
+    }
+    heap.reclaim();
+    heap.validate().unwrap();
 }

@@ -220,11 +220,20 @@ impl<'h> Handle<'h> {
     /// slow path.
     #[inline(always)]
     fn alloc_object(&mut self, c: usize) -> Option<NonNull<u8>> {
-        if let Some(p) = self.pop_loaded(c) {
-            self.heap.hand_out_object(c, p);
-            return NonNull::new(p as *mut u8);
+        match self.pop_object(c) {
+            Some(p) => NonNull::new(p as *mut u8),
+            None => self.alloc_slow(c),
         }
-        self.alloc_slow(c)
+    }
+
+    /// An object of small class `c` from the loaded magazine, handed out,
+    /// or `None` (then [`Self::alloc_fit`]): no call, so `GlobalAlloc`'s
+    /// fast path that inlines it needs no stack frame.
+    #[inline(always)]
+    pub(crate) fn pop_object(&mut self, c: usize) -> Option<usize> {
+        let p = self.pop_loaded(c)?;
+        self.heap.hand_out_object(c, p);
+        Some(p)
     }
 
     /// Blocks above 16 KiB (and `size == 0`): straight from the buddy tree.
