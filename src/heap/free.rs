@@ -8,7 +8,7 @@ use core::ptr::NonNull;
 use crate::magazine::PAGE_CLASSES;
 use crate::region::{PageDesc, Region};
 use crate::slab::{self, SMALL_CLASSES};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, Ordering};
 use crate::{FreeError, PAGE_SIZE};
 
 /// What a valid pointer is the start of.
@@ -179,7 +179,7 @@ impl Heap {
             if (k as usize) >= PAGE_CLASSES || addr % PAGE_SIZE != 0 {
                 return None;
             }
-            if !Self::claim_block(first, page, desc, k) {
+            if !Self::claim_block(desc_word, desc, k) {
                 return None;
             }
             return Some(SMALL_CLASSES + k as usize);
@@ -224,12 +224,8 @@ impl Heap {
                 Ok(Some(c))
             }
             (reg, page, Block::Pages(k)) if (k as usize) < PAGE_CLASSES => {
-                if !Self::claim_block(
-                    reg,
-                    page,
-                    PageDesc(reg.desc(page).load(Ordering::Relaxed)),
-                    k,
-                ) {
+                let word = reg.desc(page);
+                if !Self::claim_block(word, PageDesc(word.load(Ordering::Relaxed)), k) {
                     return Err(self.classify(reg, page, addr));
                 }
                 Ok(Some(SMALL_CLASSES + k as usize))
@@ -238,12 +234,12 @@ impl Heap {
         }
     }
 
-    /// A handle takes the block of order `k` whose head is `page` (last seen
-    /// as `seen`) for its magazine: `head -> cached` in one CAS, so exactly
+    /// A handle takes the block of order `k` whose head page's descriptor is
+    /// `word` (last seen as `seen`) for its magazine: `head -> cached` in one CAS, so exactly
     /// one of racing frees wins. False if the descriptor is anything else
     /// (a cached block is free).
     #[inline(always)]
-    fn claim_block(reg: &Region, page: usize, seen: PageDesc, k: u32) -> bool {
+    fn claim_block(word: &AtomicU32, seen: PageDesc, k: u32) -> bool {
         // Mutant: any head of order k, cached ones included, is claimed.
         let expect = if crate::mutant::on(crate::mutant::Mutant::CachedAsLive) {
             seen
@@ -252,14 +248,13 @@ impl Heap {
         };
         // AcqRel: as the descriptor CAS in `release_block`; Acquire on
         // failure: the caller may then classify the descriptor it found.
-        reg.desc(page)
-            .compare_exchange(
-                expect.0,
-                PageDesc::cached(k).0,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
+        word.compare_exchange(
+            expect.0,
+            PageDesc::cached(k).0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .is_ok()
     }
 
     /// A cached block (cache class `cc`) goes to a user: its descriptor is a
