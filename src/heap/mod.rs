@@ -420,7 +420,8 @@ impl Heap {
     /// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
     /// assert_eq!(heap.fit_size(100, 16), 112);
     /// assert_eq!(heap.fit_size(100, 128), 128); // 112 is 16-aligned only
-    /// assert_eq!(heap.fit_size(5000, 16), 8192);
+    /// assert_eq!(heap.fit_size(5000, 16), 5120); // a multi-page class
+    /// assert_eq!(heap.fit_size(6000, 16), 8192); // a page block
     /// ```
     pub fn fit_size(&self, size: usize, align: usize) -> usize {
         match slab::fit_class(size, align) {
