@@ -60,7 +60,14 @@ fn multi_page_classes_serve_fewer_bytes() {
     let mem = Mem::new(8 * MIB);
     let heap = heap(&mem, 1);
     let slab_cost = |b: usize| if b % PAGE == 0 { b } else { SLAB / (SLAB / b) };
-    for (lo, hi) in [(1, 2048), (2049, 4096), (2049, 8192), (4097, 8192)] {
+    for (lo, hi) in [
+        (8, 128),
+        (8, 1000),
+        (1, 2048),
+        (2049, 4096),
+        (2049, 8192),
+        (4097, 8192),
+    ] {
         let req: usize = (lo..=hi).sum();
         let old = |s: usize| {
             if s <= MAX_SMALL {
@@ -314,5 +321,69 @@ fn exhaustion_with_fitted_sizes_and_recovery() {
         unsafe { heap.free(p) };
     }
     drop(h);
+    heap.validate().unwrap();
+}
+
+/// Two threads free the same multi-page-class objects at once: exactly one
+/// free of each succeeds (shared/shared in every build; through handles
+/// only `checked` promises it, README), and afterwards no object is handed
+/// out twice.
+#[test]
+fn racing_frees_of_multi_page_objects_have_one_winner() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let both_shared = [false, false];
+    let pairs: &[[bool; 2]] = if cfg!(feature = "checked") {
+        &[both_shared, [true, false], [true, true]]
+    } else {
+        &[both_shared]
+    };
+    let mem = Mem::new(32 * MIB);
+    let heap = heap(&mem, 2);
+    for &on_handle in pairs {
+        for size in [2100, 3000, 4368] {
+            let v: Vec<usize> = (0..600)
+                .map(|_| heap.alloc_fit(size, 16).unwrap().as_ptr() as usize)
+                .collect();
+            let wins: Vec<AtomicUsize> = v.iter().map(|_| AtomicUsize::new(0)).collect();
+            let next = [AtomicUsize::new(0), AtomicUsize::new(0)];
+            std::thread::scope(|sc| {
+                for t in 0..2 {
+                    let (v, wins, next) = (&v, &wins, &next);
+                    sc.spawn(move || {
+                        let mut h = on_handle[t].then(|| heap.handle_for(t).unwrap());
+                        for (i, &p) in v.iter().enumerate() {
+                            // Keep the two threads at most one object apart.
+                            next[t].store(i, SeqCst);
+                            while next[1 - t].load(SeqCst) + 1 < i {
+                                std::hint::spin_loop();
+                            }
+                            let r = match h.as_mut() {
+                                Some(h) => unsafe { h.try_free(p as *mut u8) },
+                                None => unsafe { heap.try_free(p as *mut u8) },
+                            };
+                            if r.is_ok() {
+                                wins[i].fetch_add(1, SeqCst);
+                            }
+                        }
+                        next[t].store(usize::MAX / 2, SeqCst);
+                    });
+                }
+            });
+            for (i, w) in wins.iter().enumerate() {
+                assert_eq!(w.load(SeqCst), 1, "{size} B {on_handle:?}: object {i}");
+            }
+            let mut again: Vec<usize> = (0..1200)
+                .map(|_| heap.alloc_fit(size, 16).unwrap().as_ptr() as usize)
+                .collect();
+            again.sort_unstable();
+            let n = again.len();
+            again.dedup();
+            assert_eq!(again.len(), n, "{size} B {on_handle:?}: handed out twice");
+            for p in again {
+                unsafe { heap.free(p as *mut u8) };
+            }
+        }
+    }
+    assert_eq!(heap.corruptions().0, 0);
     heap.validate().unwrap();
 }
