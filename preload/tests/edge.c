@@ -88,10 +88,13 @@ static void test_calloc(void) {
 }
 
 /* Fitted classes: small requests get the smallest 16-aligned class that
-   holds them, not the next power of two. */
+   holds them, not the next power of two; above 2 KiB the multi-page classes
+   2560, 3072 and 5120 (sqlite3's 4096 + header page buffers), else a page
+   block. */
 static void test_fitted(void) {
   static const size_t want[][2] = {
-      {24, 32}, {48, 48}, {100, 112}, {700, 768}, {1100, 1280}, {2000, 2048}};
+      {24, 32},     {48, 48},     {100, 112},   {700, 768},   {1100, 1280}, {2000, 2048},
+      {2049, 2560}, {3000, 3072}, {3073, 4096}, {4104, 5120}, {4368, 5120}, {5121, 8192}};
   for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
     unsigned char *p = malloc(want[i][0]), *q = calloc(1, want[i][0]);
     CHECK(p && q && aligned_to(p, 16) && aligned_to(q, 16));
@@ -273,7 +276,13 @@ static void expect_abort(int which) {
     else if (which == 2) { static char s[32]; free(s + 16); }  // not from malloc
     else if (which == 3) { char *b = malloc(1 << 20); free(b); free(b); }  // large double free
     else if (which == 4) { char *b = malloc(8192); free(b); free(b); }  // cached page
-    else { free(p); p = realloc(p, 110); }       // realloc of a freed block (same class)
+    else if (which == 6) { char *b = malloc(4368); free(b); free(b); }  // 5120 B object
+    else if (which == 7) { char *b = malloc(4368); free(b + 4096); }  // its second page
+    else if (which == 8) {  // a 2560 B class slab's tail, past its 6 objects
+      char *b = malloc(2100);
+      free((char *)((uintptr_t)b & ~(uintptr_t)16383) + 6 * 2560);
+    }
+    else if (which == 5) { free(p); p = realloc(p, 110); }  // realloc of a freed block (same class)
     _exit(0);
   }
   close(fds[1]);
@@ -295,7 +304,7 @@ int main(void) {
   test_aligned();
   test_threads();
   test_fork();
-  for (int i = 0; i < 6; i++) expect_abort(i);
+  for (int i = 0; i < 9; i++) expect_abort(i);
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;

@@ -178,8 +178,9 @@ impl<'h> Handle<'h> {
     /// Allocates at least `size` bytes aligned to `align` (a power of two)
     /// in the smallest *fitted* size class that holds them: for objects
     /// and alignments of up to 2 KiB, classes at most a quarter
-    /// apart (24, 48, 96, 160, …; see [`crate::SMALL_CLASSES`]) instead of
-    /// [`Self::alloc`]'s powers of two, which must keep `alloc`'s promise of
+    /// apart (24, 48, 96, 160, …; see [`crate::SMALL_CLASSES`]); above,
+    /// 2560, 3072 and 5120 B, where a slab costs less than a page block.
+    /// [`Self::alloc`] has powers of two only, which must keep its promise of
     /// alignment to the size and so waste up to half of each object. What
     /// malloc and `GlobalAlloc` need, which promise only `align`.
     /// [`Heap::fit_size`] says how large the block is; anything else
@@ -203,17 +204,21 @@ impl<'h> Handle<'h> {
     /// ```
     #[inline(always)]
     pub fn alloc_fit(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        if let Some(c) = slab::fit_class(size, align) {
+        if let Some(c) = slab::fit_small(size, align) {
             return self.alloc_object(c);
         }
-        self.alloc_unfitted(size.max(align))
+        self.alloc_unfitted(size, align)
     }
 
-    /// `alloc_fit`'s other sizes and alignments, out of line so that the
-    /// fast path inlined into callers stays small.
+    /// `alloc_fit`'s other sizes and alignments (the multi-page classes,
+    /// then page blocks), out of line so that the fast path inlined into
+    /// callers stays as small as before those classes.
     #[inline(never)]
-    fn alloc_unfitted(&mut self, size: usize) -> Option<NonNull<u8>> {
-        self.alloc(size)
+    fn alloc_unfitted(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        if let Some(c) = slab::fit_big(size, align) {
+            return self.alloc_object(c);
+        }
+        self.alloc(size.max(align))
     }
 
     /// An object of small class `c`: from the loaded magazine, else the

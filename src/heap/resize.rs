@@ -46,7 +46,7 @@ impl Heap {
     /// the start of a live block (the error [`Heap::try_free`] would give;
     /// nothing changed).
     ///
-    /// Objects (up to 2 KiB) stay only within their block: when it is the
+    /// Objects (up to 5 KiB) stay only within their block: when it is the
     /// one [`Heap::alloc`] or [`Heap::alloc_fit`] would give `new_size`. Page blocks
     /// grow by merging with free buddies while they are lower halves (the
     /// buddy tree's alignment rule: a block of `2^k` pages at an address

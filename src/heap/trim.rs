@@ -112,7 +112,7 @@ impl Heap {
     /// Why there: a free that hits a magazine costs nothing extra (the count
     /// is one `fetch_add` per magazine sent home, not per free), and memory
     /// only becomes wholly free areas once it has left the caches anyway.
-    /// Not counted: the shared path's objects of up to 2 KiB (threads
+    /// Not counted: the shared path's objects (threads
     /// without a handle) and what stays in CPU caches (bounded by
     /// [`Heap::cpu_cache_cap`]); [`Heap::reclaim`] then trim returns those.
     ///

@@ -70,11 +70,14 @@ pub(crate) const SLAB_BYTES: usize = PAGE_SIZE << SLAB_ORDER;
 /// 0..=8 (what the kernel's [`crate::Heap::alloc`] uses,
 /// whose blocks are aligned to their size), then the *fitted* classes in
 /// between (indices 9..), which only the fitted API hands out (see
-/// [`crate::Heap::alloc_fit`]): with them every class above 32 B is at most 25 % above
-/// the next smaller one (below, 8-byte steps), where powers of two waste up
-/// to half an object.
+/// [`crate::Heap::alloc_fit`]): with them every class from 32 B to 2048 B is at
+/// most 25 % above the next smaller one (below, 8-byte steps), where powers
+/// of two waste up to half an object; above 2048 B, three classes in the
+/// multi-page range (2560, 3072, 5120) take the sizes for which a slab
+/// beats a 4 or 8 KiB buddy block.
 pub const SMALL_CLASSES: usize = CLASS_SIZES.len();
-/// Largest request served from slabs.
+/// Largest power-of-two class: the largest request [`crate::Heap::alloc`]
+/// serves from slabs (the fitted API goes up to 5120 B).
 pub const MAX_SMALL: usize = 2048;
 /// Power-of-two classes (indices `0..POW2_CLASSES`).
 pub(crate) const POW2_CLASSES: usize = 9;
@@ -82,9 +85,18 @@ pub(crate) const POW2_CLASSES: usize = 9;
 /// Object bytes per class. An object of class size `S` sits at
 /// `slab base + i * S` and slab bases are 16 KiB aligned, so its alignment
 /// is the largest power of two dividing `S`.
-const CLASS_SIZES: [u16; 28] = [
+///
+/// Above 2048 B only the classes that beat the page block they replace
+/// once their slab is full: 2560 and 3072 (6 and 5 per slab, 2731 and 3277
+/// bytes of slab per object) instead of a 4 KiB block, 5120 (3 per slab,
+/// 5461 bytes) instead of an 8 KiB one. 3584, 6144 and 7168 (4, 2 and 2 per
+/// slab) would cost their slab 4096, 8192 and 8192 bytes per object, what
+/// the block costs, so they are left to the buddy tree
+/// (`papers/paper.md` §4.5).
+const CLASS_SIZES: [u16; 31] = [
     8, 16, 32, 64, 128, 256, 512, 1024, 2048, // powers of two
     24, 40, 48, 56, 80, 96, 112, 160, 192, 224, 320, 384, 448, 640, 768, 896, 1280, 1536, 1792,
+    2560, 3072, 5120, // multi-page range, fitted API only
 ];
 
 /// Size class of a request of `size` bytes (`1 ..= MAX_SMALL`): the
@@ -203,15 +215,15 @@ pub(crate) fn capacity_of(c: usize) -> usize {
 }
 
 /// Largest object of the fitted API.
-pub(crate) const MAX_FIT: usize = MAX_SMALL;
+pub(crate) const MAX_FIT: usize = 5120;
 
 /// `FIT[(s - 1) / 8]`: the smallest class of at least `s` bytes (`s` in
-/// `1 ..= MAX_FIT`). 256 entries, so an index cast to `u8` needs no bounds
+/// `1 ..= MAX_SMALL`). 256 entries, so an index cast to `u8` needs no bounds
 /// check.
-const FIT: [u8; MAX_FIT / 8] = {
-    let mut t = [0u8; MAX_FIT / 8];
+const FIT: [u8; MAX_SMALL / 8] = {
+    let mut t = [0u8; MAX_SMALL / 8];
     let mut u = 0;
-    while u < MAX_FIT / 8 {
+    while u < MAX_SMALL / 8 {
         let mut best = POW2_CLASSES - 1; // 2048 holds every size
         let mut c = 0;
         while c < SMALL_CLASSES {
@@ -226,24 +238,77 @@ const FIT: [u8; MAX_FIT / 8] = {
     t
 };
 
+/// Granule of the multi-page range's table: the classes above 2048 B are
+/// multiples of it.
+const BIG_STEP: usize = 512;
+
+/// No class: a page block serves the size.
+const PAGES: u8 = u8::MAX;
+
+/// `FIT_BIG[(s - 1) / BIG_STEP]` for `s` in `MAX_SMALL + 1 ..= MAX_FIT`:
+/// the smallest class of at least `s` bytes if it is smaller than the page
+/// block `s` would get, else [`PAGES`] (3073–4096 B: a 4 KiB block).
+const FIT_BIG: [u8; MAX_FIT / BIG_STEP] = {
+    let mut t = [PAGES; MAX_FIT / BIG_STEP];
+    let mut u = MAX_SMALL / BIG_STEP;
+    while u < MAX_FIT / BIG_STEP {
+        let s = (u + 1) * BIG_STEP;
+        let block = s.next_power_of_two();
+        let mut c = POW2_CLASSES;
+        while c < SMALL_CLASSES {
+            let size = class_size(c);
+            if size >= s && size < block && (t[u] == PAGES || size < class_size(t[u] as usize)) {
+                t[u] = c as u8;
+            }
+            c += 1;
+        }
+        u += 1;
+    }
+    t
+};
+
 /// The fitted class for `size` bytes aligned to `align` (a power of two):
 /// the smallest class that holds `size` and whose objects are aligned to
-/// `align`; `None` if `size` is 0 or either is above `MAX_FIT`.
+/// `align`, if its slab beats a page block; `None` if `size` is 0, either
+/// is above `MAX_FIT`, or a page block serves it.
 ///
-/// One table serves every alignment: round `size` up to a multiple `s` of
-/// `align` (`((size - 1) | (align - 1)) + 1`) and take the smallest class
-/// `c >= s`. Every class aligned to `align` is a multiple of it, hence at
-/// least `s`, so none is smaller than `c`; and `c` is aligned to `align`:
-/// where classes are `2^k` apart (`2^(k+2) <= s`, four per octave) they are
-/// multiples of `2^k`, which is at least `align` once `s >= 4 * align`;
-/// below that `s` is `align`, `2 * align` or `3 * align`, each a class
-/// itself (from 8 up; 8, 16 and 24 are classes). `fit_picks_the_smallest_
-/// aligned_class` checks every size and alignment.
+/// One table per range serves every alignment: round `size` up to a
+/// multiple `s` of `align` (`((size - 1) | (align - 1)) + 1`) and take the
+/// smallest class `c >= s`. Every class aligned to `align` is a multiple of
+/// it, hence at least `s`, so none is smaller than `c`; and `c` is aligned
+/// to `align`: where classes are `2^k` apart (`2^(k+2) <= s`, four per
+/// octave) they are multiples of `2^k`, which is at least `align` once
+/// `s >= 4 * align`; below that `s` is `align`, `2 * align` or
+/// `3 * align`, each a class itself (from 8 up; 8, 16 and 24 are classes).
+/// Above 2048 B the classes (2560, 3072, 5120) are multiples of 512
+/// (the big table's step, so rounding to it loses nothing) and of 1024
+/// where `s` can be a multiple of 1024, and `s` a multiple of 2048 or
+/// more is 4096, a page block. `fit_picks_the_smallest_aligned_class`
+/// checks every size and alignment.
 #[inline(always)]
 pub(crate) fn fit_class(size: usize, align: usize) -> Option<usize> {
+    fit_small(size, align).or_else(|| fit_big(size, align))
+}
+
+/// [`fit_class`] for objects of up to 2048 B (`None` for the rest): one
+/// compare and one load, what the handle's fast path inlines. The
+/// multi-page classes are [`fit_big`], behind it.
+#[inline(always)]
+pub(crate) fn fit_small(size: usize, align: usize) -> Option<usize> {
     let s1 = size.wrapping_sub(1) | align.wrapping_sub(1);
-    // `s1 < MAX_FIT = 2048`: the shifted value fits the `u8`.
-    (s1 < MAX_FIT).then(|| FIT[(s1 >> 3) as u8 as usize] as usize)
+    // `s1 < 2048`: the shifted value fits the `u8`.
+    (s1 < MAX_SMALL).then(|| FIT[(s1 >> 3) as u8 as usize] as usize)
+}
+
+/// [`fit_class`] above 2048 B: a multi-page class, or `None` where a
+/// page block serves (and for sizes of up to 2048 B).
+#[inline(always)]
+pub(crate) fn fit_big(size: usize, align: usize) -> Option<usize> {
+    let s1 = size.wrapping_sub(1) | align.wrapping_sub(1);
+    match FIT_BIG.get(s1 / BIG_STEP) {
+        Some(&c) if c != PAGES => Some(c as usize),
+        _ => None,
+    }
 }
 
 #[cfg(all(test, not(any(loom, shuttle))))]
@@ -262,12 +327,25 @@ mod tests {
         assert_eq!(class_of(9), 1);
         assert_eq!(class_of(2048), 8);
         assert_eq!(class_size(8), 2048);
-        assert_eq!(class_size(SMALL_CLASSES - 1), 1792);
+        assert_eq!(class_size(SMALL_CLASSES - 1), 5120);
         assert_eq!(capacity(0), 2016, "32 objects hold the free bitmap");
         assert_eq!(capacity(3), 255);
         assert_eq!(capacity(4), 127);
         assert_eq!(capacity(5), 64, "the bitmap fits the descriptor");
         assert_eq!(capacity(8), 8);
+        let big: std::vec::Vec<u32> = (SMALL_CLASSES - 3..SMALL_CLASSES).map(capacity).collect();
+        assert_eq!(big, [6, 5, 3], "2560, 3072 and 5120 B");
+    }
+
+    /// A class above 2048 B costs less slab per object, once its slab is
+    /// full, than the page block its sizes would get otherwise.
+    #[test]
+    fn big_classes_beat_their_page_block() {
+        for c in (0..SMALL_CLASSES).filter(|&c| class_size(c) > MAX_SMALL) {
+            let per_object = SLAB_BYTES / capacity_of(c);
+            let block = class_size(c).next_power_of_two();
+            assert!(per_object < block, "class {}", class_size(c));
+        }
     }
 
     #[test]
@@ -276,7 +354,7 @@ mod tests {
         sizes.sort();
         sizes.dedup();
         assert_eq!(sizes.len(), SMALL_CLASSES, "no class twice");
-        for w in sizes.windows(2) {
+        for w in sizes.windows(2).filter(|w| w[1] <= MAX_SMALL) {
             // 8-byte steps below 40 B (the granule), a quarter above.
             assert!(
                 w[1] * 4 <= w[0] * 5 || w[1] - w[0] == 8,
@@ -321,17 +399,28 @@ mod tests {
         }
     }
 
+    /// Against the definition: the smallest class that holds `size` and is
+    /// aligned to `align`, unless the page block that `alloc(size.max(align))`
+    /// gives (a power of two of at least 4 KiB) is no larger.
     #[test]
     fn fit_picks_the_smallest_aligned_class() {
-        for align in (0..12).map(|k| 1 << k) {
-            for size in 1..=MAX_FIT {
+        for align in (0..14).map(|k| 1 << k) {
+            for size in 1..=MAX_FIT + 1024 {
                 let best = (0..SMALL_CLASSES)
                     .filter(|&c| class_size(c) >= size && class_align(c) >= align)
                     .min_by_key(|&c| class_size(c));
-                let want = best.filter(|_| align <= MAX_FIT);
+                let block = size.max(align).next_power_of_two().max(crate::PAGE_SIZE);
+                let want = best.filter(|&c| size.max(align) <= MAX_SMALL || class_size(c) < block);
                 assert_eq!(fit_class(size, align), want, "size {size} align {align}");
             }
         }
+        assert_eq!(fit_class(2049, 16).map(class_size), Some(2560));
+        assert_eq!(fit_class(2600, 16).map(class_size), Some(3072));
+        assert_eq!(fit_class(3073, 16), None, "a 4 KiB block");
+        assert_eq!(fit_class(4104, 16).map(class_size), Some(5120));
+        assert_eq!(fit_class(5121, 16), None, "an 8 KiB block");
+        assert_eq!(fit_class(2049, 2048), None, "4096-aligned: a 4 KiB block");
+        assert_eq!(fit_class(4097, 1024).map(class_size), Some(5120));
         assert_eq!(fit_class(24, 16).map(class_size), Some(32));
         assert_eq!(fit_class(100, 16).map(class_size), Some(112));
         assert_eq!(fit_class(700, 16).map(class_size), Some(768));

@@ -22,10 +22,14 @@ fn two_threads_churn_pages_through_the_real_heap() {
                 .map(|t| {
                     let owned = owned.clone();
                     shuttle::thread::spawn(move || {
-                        // The shared path: both threads start at the same area.
+                        // The shared path: both threads start at the same area
+                        // and take page blocks, so they meet there wherever the
+                        // metadata's size puts the first usable page (thread 1
+                        // once took a 2 KiB object, whose 16 KiB slab went to
+                        // another area when the metadata grew).
                         let heap = owned.heap();
                         for k in [0usize, 1, 0] {
-                            let size = (4096 << k) >> t;
+                            let size = (4096 << k) << t;
                             let p = heap.alloc(size).expect("room for both threads");
                             unsafe { heap.free(p.as_ptr()) };
                         }
@@ -36,7 +40,6 @@ fn two_threads_churn_pages_through_the_real_heap() {
                 t.join().unwrap();
             }
             let heap = owned.heap();
-            // 2 KiB requests are slab objects now: give empty slabs back.
             heap.reclaim();
             heap.validate().unwrap();
             assert_eq!(heap.stats().free_bytes, free_before);
