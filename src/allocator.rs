@@ -100,23 +100,10 @@ unsafe fn resize<B: Blocks + ?Sized>(
 ) -> Option<NonNull<[u8]>> {
     let in_place = match b.heap() {
         Some(h) if old.size() != 0 && new.size() != 0 => {
-            let (was, now) = (
-                h.fit_size(old.size(), old.align()),
-                h.fit_size(new.size(), new.align()),
-            );
-            if was == now {
-                // Classes have distinct sizes, and the class of a size
-                // serves every alignment it is asked for, so the same block
-                // size is the same class, which meets the new alignment too.
-                Some(now)
-            } else {
-                // A page block of `n` bytes is aligned to `n`: serving at
-                // least `new.align()` bytes where it is, it meets the new
-                // alignment. A pointer the heap refuses is refused here too,
-                // changing nothing.
-                // SAFETY: `p` is a live block of ours (the caller's contract).
-                unsafe { h.resize_in_place(p, new.size().max(new.align())) }.ok()?
-            }
+            // A pointer the heap refuses is refused here too, changing
+            // nothing.
+            // SAFETY: `p` is a live block of ours (the caller's contract).
+            unsafe { h.resize_in_place(p, new.size(), new.align()) }.ok()?
         }
         _ => None,
     };

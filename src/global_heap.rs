@@ -602,18 +602,11 @@ unsafe impl<C: CurrentCpu> GlobalAlloc for GlobalHeap<C> {
         let Some(heap) = self.heap() else {
             return ptr::null_mut();
         };
-        // In place when the new size gets the same block (fitted classes
-        // have distinct sizes, the alignment is the same), or when the heap
-        // can resize the page block where it is (grown into free buddies, or
-        // shrunk). A page block of `n` bytes is aligned to `n`, so the
-        // resized one still meets `layout.align()` when it serves at least
-        // that many bytes.
-        let align = layout.align();
-        if heap.fit_size(layout.size(), align) == heap.fit_size(new_size, align) {
-            return p;
-        }
+        // In place when the heap can keep the block (the same class, or a
+        // page block grown into free buddies or shrunk; aligned as the
+        // layout asks).
         // SAFETY: `p` is a live block of ours (GlobalAlloc's contract).
-        match unsafe { heap.resize_in_place(NonNull::new_unchecked(p), new_size.max(align)) } {
+        match unsafe { heap.resize_in_place(NonNull::new_unchecked(p), new_size, layout.align()) } {
             Ok(Some(_)) => return p,
             Ok(None) => {}
             Err(e) => (self.bad_free)(e),

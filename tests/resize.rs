@@ -83,7 +83,7 @@ fn grows_into_a_free_buddy_and_refuses_a_taken_one() {
         let before = h.stats().free_bytes;
         // SAFETY: `lo` is ours.
         assert_eq!(
-            unsafe { h.resize_in_place(lo, 2 * size) },
+            unsafe { h.resize_in_place(lo, 2 * size, 1) },
             Ok(None),
             "{size}: buddy taken"
         );
@@ -95,7 +95,7 @@ fn grows_into_a_free_buddy_and_refuses_a_taken_one() {
         // SAFETY: `hi` is ours; `lo` then grows over it.
         unsafe { h.free(hi.as_ptr()) };
         assert_eq!(
-            unsafe { h.resize_in_place(lo, 2 * size - 1) },
+            unsafe { h.resize_in_place(lo, 2 * size - 1, 1) },
             Ok(Some(2 * size)),
             "{size}"
         );
@@ -113,7 +113,7 @@ fn grows_into_a_free_buddy_and_refuses_a_taken_one() {
         // SAFETY: ours.
         unsafe { h.free(a.as_ptr()) };
         assert_eq!(
-            unsafe { h.resize_in_place(b, 2 * size) },
+            unsafe { h.resize_in_place(b, 2 * size, 1) },
             Ok(None),
             "{size}: upper half"
         );
@@ -157,7 +157,7 @@ fn grows_several_orders_across_the_chunk_root_and_undoes_a_partial_grow() {
     fill(p, 4 * KIB, 3);
     // SAFETY: ours.
     assert_eq!(
-        unsafe { h.resize_in_place(p, 64 * KIB) },
+        unsafe { h.resize_in_place(p, 64 * KIB, 1) },
         Ok(Some(64 * KIB))
     );
     assert!(holds(p, 4 * KIB, 3));
@@ -169,19 +169,22 @@ fn grows_several_orders_across_the_chunk_root_and_undoes_a_partial_grow() {
     // SAFETY: ours.
     unsafe { h.free(hi.as_ptr()) };
     assert_eq!(
-        unsafe { h.resize_in_place(lo, 64 * KIB) },
+        unsafe { h.resize_in_place(lo, 64 * KIB, 1) },
         Ok(Some(64 * KIB))
     );
     fill(lo, 64 * KIB, 8);
     let before = h.stats().free_bytes;
     assert_eq!(
-        unsafe { h.resize_in_place(lo, 512 * KIB) },
+        unsafe { h.resize_in_place(lo, 512 * KIB, 1) },
         Ok(Some(512 * KIB))
     );
     assert!(holds(lo, 64 * KIB, 8));
     assert_eq!(h.stats().free_bytes, before - 448 * KIB);
     h.validate().unwrap();
-    assert_eq!(unsafe { h.resize_in_place(lo, 4 * KIB) }, Ok(Some(4 * KIB)));
+    assert_eq!(
+        unsafe { h.resize_in_place(lo, 4 * KIB, 1) },
+        Ok(Some(4 * KIB))
+    );
     assert_eq!(h.stats().free_bytes, before + 60 * KIB);
     h.validate().unwrap();
     // SAFETY: ours.
@@ -190,7 +193,10 @@ fn grows_several_orders_across_the_chunk_root_and_undoes_a_partial_grow() {
     // 4 KiB, then a 16 KiB block at `p + 16 KiB` (the free node whose buddy
     // is taken is picked first), then 4 KiB -> 64 KiB.
     // SAFETY: ours; the bytes past 4 KiB are not used again.
-    assert_eq!(unsafe { h.resize_in_place(p, 4 * KIB) }, Ok(Some(4 * KIB)));
+    assert_eq!(
+        unsafe { h.resize_in_place(p, 4 * KIB, 1) },
+        Ok(Some(4 * KIB))
+    );
     let quarter = p.as_ptr() as usize + 16 * KIB;
     let mut others: Vec<_> = std::iter::from_fn(|| h.alloc(16 * KIB))
         .take(10_000)
@@ -198,7 +204,7 @@ fn grows_several_orders_across_the_chunk_root_and_undoes_a_partial_grow() {
         .collect();
     let before = h.stats().free_bytes;
     // SAFETY: ours.
-    assert_eq!(unsafe { h.resize_in_place(p, 64 * KIB) }, Ok(None));
+    assert_eq!(unsafe { h.resize_in_place(p, 64 * KIB, 1) }, Ok(None));
     assert_eq!(h.stats().free_bytes, before, "the first two steps undone");
     assert_eq!(h.usable_size(p.as_ptr()), Ok(4 * KIB));
     h.validate().unwrap();
@@ -209,7 +215,7 @@ fn grows_several_orders_across_the_chunk_root_and_undoes_a_partial_grow() {
     }
     // SAFETY: ours.
     assert_eq!(
-        unsafe { h.resize_in_place(p, 64 * KIB) },
+        unsafe { h.resize_in_place(p, 64 * KIB, 1) },
         Ok(Some(64 * KIB))
     );
     // SAFETY: ours.
@@ -234,7 +240,7 @@ fn shrinks_by_releasing_upper_halves() {
         fill(p, to, 4);
         // SAFETY: ours; the bytes past `to` are not used again.
         assert_eq!(
-            unsafe { h.resize_in_place(p, to) },
+            unsafe { h.resize_in_place(p, to, 1) },
             Ok(Some(keeps)),
             "{size}"
         );
@@ -265,17 +271,17 @@ fn objects_stay_within_their_class() {
     let p = h.alloc(100).unwrap();
     // SAFETY: ours.
     unsafe {
-        assert_eq!(h.resize_in_place(p, 120), Ok(Some(128)));
-        assert_eq!(h.resize_in_place(p, 64), Ok(None));
-        assert_eq!(h.resize_in_place(p, 5000), Ok(None));
-        assert_eq!(h.resize_in_place(p, 0), Ok(None));
+        assert_eq!(h.resize_in_place(p, 120, 1), Ok(Some(128)));
+        assert_eq!(h.resize_in_place(p, 64, 1), Ok(None));
+        assert_eq!(h.resize_in_place(p, 5000, 1), Ok(None));
+        assert_eq!(h.resize_in_place(p, 0, 1), Ok(None));
         h.free(p.as_ptr());
     }
     // A page block asked to serve an object's size: the caller copies.
     let q = h.alloc(8 * KIB).unwrap();
     // SAFETY: ours.
     unsafe {
-        assert_eq!(h.resize_in_place(q, 100), Ok(None));
+        assert_eq!(h.resize_in_place(q, 100, 1), Ok(None));
         h.free(q.as_ptr());
     }
     h.validate().unwrap();
@@ -293,25 +299,25 @@ fn bad_pointers_are_refused_and_change_nothing() {
     // SAFETY: every call is refused before it changes anything.
     unsafe {
         assert_eq!(
-            h.resize_in_place(at(base + 4096), 64 * KIB),
+            h.resize_in_place(at(base + 4096), 64 * KIB, 1),
             Err(FreeError::Interior {
                 ptr: base + 4096,
                 block: base
             })
         );
         assert!(matches!(
-            h.resize_in_place(at(obj.as_ptr() as usize + 8), 16),
+            h.resize_in_place(at(obj.as_ptr() as usize + 8), 16, 1),
             Err(FreeError::Interior { .. })
         ));
         let foreign = outside.as_mut_ptr() as usize;
         assert_eq!(
-            h.resize_in_place(at(foreign), 64),
+            h.resize_in_place(at(foreign), 64, 1),
             Err(FreeError::Foreign(foreign))
         );
         h.free(p.as_ptr());
         let after_free = h.stats().free_bytes;
-        assert!(h.resize_in_place(p, 16 * KIB).is_err(), "a freed block");
-        assert!(h.resize_in_place(p, 4 * KIB).is_err(), "a freed block");
+        assert!(h.resize_in_place(p, 16 * KIB, 1).is_err(), "a freed block");
+        assert!(h.resize_in_place(p, 4 * KIB, 1).is_err(), "a freed block");
         assert_eq!(h.stats().free_bytes, after_free);
         assert_eq!(after_free, free + 8 * KIB);
         h.free(obj.as_ptr());
@@ -376,7 +382,7 @@ fn a_block_moved_to_grow_has_room_to_grow_again() {
     for size in [2 * MIB, 4 * MIB, 8 * MIB] {
         // SAFETY: ours.
         assert_eq!(
-            unsafe { h.resize_in_place(p, size) },
+            unsafe { h.resize_in_place(p, size, 1) },
             Ok(Some(size)),
             "{size}"
         );

@@ -736,17 +736,13 @@ pub unsafe extern "C" fn realloc(p: *mut c_void, size: usize) -> *mut c_void {
         set_errno(libc::ENOMEM);
         return null_mut();
     }
-    // The block malloc would give now: the same one if it has that size
-    // (classes have distinct sizes, and every block is 16-aligned).
-    if g.heap.fit_size(size.max(MIN_BLOCK), MALLOC_ALIGN) == old {
-        return p;
-    }
     // SAFETY: `p` is a live block of the caller's (realloc's contract), not
     // freed meanwhile; a bad pointer was refused above.
     match unsafe {
         g.heap.resize_in_place(
             core::ptr::NonNull::new_unchecked(p.cast()),
             size.max(MIN_BLOCK),
+            MALLOC_ALIGN,
         )
     } {
         Ok(Some(_)) => return p,

@@ -40,21 +40,25 @@ use crate::{FreeError, PAGE_SIZE};
 
 impl Heap {
     /// Resizes the block that starts at `p` to serve `new_size` bytes
-    /// without moving it: `Ok(Some(bytes))` with the block's size now (at
-    /// least `new_size`), `Ok(None)` when it cannot stay where it is (the
-    /// caller moves it; nothing changed), `Err` for a pointer that is not
-    /// the start of a live block (the error [`Heap::try_free`] would give;
-    /// nothing changed).
+    /// aligned to `align` (a power of two; the caller's layout) without
+    /// moving it: `Ok(Some(bytes))` with the block's size now (at least
+    /// `new_size`), `Ok(None)` when it cannot stay where it is (the caller
+    /// moves it; nothing changed), `Err` for a pointer that is not the start
+    /// of a live block (the error [`Heap::try_free`] would give; nothing
+    /// changed). The one place that decides "the same block" for every
+    /// `realloc` (`GlobalHeap`, the `Allocator` impls, the C shim).
     ///
     /// Objects (up to 5 KiB) stay only within their block: when it is the
-    /// one [`Heap::alloc`] or [`Heap::alloc_fit`] would give `new_size`. Page blocks
-    /// grow by merging with free buddies while they are lower halves (the
-    /// buddy tree's alignment rule: a block of `2^k` pages at an address
-    /// aligned to `2^(k+1)` pages), up to the order `new_size` needs, and
-    /// shrink by releasing upper halves; see the module docs for the steps.
-    /// A grow that fails midway gives back what it took first. A `new_size`
-    /// of up to 2 KiB for a page block is `None` (an object would serve it;
-    /// copying so few bytes is cheap).
+    /// one [`Heap::alloc`]`(new_size.max(align))` or
+    /// [`Heap::alloc_fit`]`(new_size, align)` would give, both aligned to
+    /// `align`. Page blocks grow by merging with free buddies while they are
+    /// lower halves (the buddy tree's alignment rule: a block of `2^k` pages
+    /// at an address aligned to `2^(k+1)` pages), up to the order
+    /// `new_size.max(align)` needs (a block is aligned to its size, so it
+    /// meets `align`), and shrink by releasing upper halves; see the module
+    /// docs for the steps. A grow that fails midway gives back what it took
+    /// first. Up to 2 KiB for a page block is `None` (an object would serve
+    /// it; copying so few bytes is cheap).
     ///
     /// A grow holds its buddy's pages for a moment before it keeps them or
     /// gives them back: one more thing in flight that an allocation's
@@ -69,21 +73,26 @@ impl Heap {
         &self,
         p: NonNull<u8>,
         new_size: usize,
+        align: usize,
     ) -> Result<Option<usize>, FreeError> {
         let addr = p.as_ptr() as usize;
         let (reg, page, block) = self.block_at(addr)?;
+        // What `alloc` would be asked for: its blocks are aligned to their
+        // size, so one of at least `align` bytes meets the alignment.
+        let bytes = new_size.max(align);
         let k = match block {
             Block::Object(c) => {
                 self.check_object_live(reg, page, c, addr)?;
-                // The block `alloc` or `alloc_fit` would give `new_size`.
+                // The block `alloc` or `alloc_fit` would give (both aligned
+                // to `align`).
                 let size = slab::class_size(c);
                 let fits = new_size != 0
-                    && (self.block_size(new_size) == size || self.fit_size(new_size, 1) == size);
+                    && (self.block_size(bytes) == size || self.fit_size(new_size, align) == size);
                 return Ok(fits.then_some(size));
             }
             Block::Pages(k) => k,
         };
-        let Some(want) = self.order_for(new_size).filter(|_| new_size > MAX_SMALL) else {
+        let Some(want) = self.order_for(bytes).filter(|_| bytes > MAX_SMALL) else {
             return Ok(None);
         };
         if want == k {

@@ -72,7 +72,7 @@ pub fn grow_races(tally: &Tally) {
             0 => {
                 let p = NonNull::new(x as *mut u8).unwrap();
                 // SAFETY: `x` is this thread's block (handed over by main).
-                match unsafe { heap.resize_in_place(p, 2 * size) } {
+                match unsafe { heap.resize_in_place(p, 2 * size, 1) } {
                     Ok(Some(got)) => {
                         assert_eq!(got, 2 * size);
                         c.freeing(x, size);
@@ -82,7 +82,7 @@ pub fn grow_races(tally: &Tally) {
                         c.freeing(x, 2 * size);
                         c.allocated(p, size);
                         // SAFETY: ours; the upper half was given up above.
-                        let back = unsafe { heap.resize_in_place(p, size) };
+                        let back = unsafe { heap.resize_in_place(p, size, 1) };
                         assert_eq!(back, Ok(Some(size)), "shrink back");
                     }
                     Ok(None) => {
