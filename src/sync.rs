@@ -60,11 +60,22 @@ pub mod raw {
 /// slab in between. Nothing in the other builds.
 #[inline(always)]
 pub(crate) fn model_yield() {
-    // A load of a fresh shuttle atomic is a plain scheduling point (unlike
-    // `yield_now`, which PCT answers by lowering the caller's priority).
+    // A load of a fresh shuttle atomic is a plain scheduling point; with
+    // `CLAIM_YIELD` a `yield_now`, which PCT answers by lowering the
+    // caller's priority, so the other threads run inside the window.
     #[cfg(all(shuttle, not(loom)))]
-    AtomicU32::new(0).load(Ordering::Relaxed);
+    if CLAIM_YIELD.load(core::sync::atomic::Ordering::Relaxed) {
+        shuttle::thread::yield_now();
+    } else {
+        AtomicU32::new(0).load(Ordering::Relaxed);
+    }
 }
+
+/// Whether [`model_yield`] yields (`crate::testing::yield_in_claims`). A
+/// `core` atomic on purpose: a test's switch, never a scheduling point.
+#[cfg(all(shuttle, not(loom)))]
+pub(crate) static CLAIM_YIELD: core::sync::atomic::AtomicBool =
+    core::sync::atomic::AtomicBool::new(false);
 
 /// True when the atomics are a model checker's: tests shrink their work.
 pub const MODEL_CHECKED: bool = cfg!(any(loom, shuttle));

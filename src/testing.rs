@@ -249,3 +249,15 @@ impl SlabView {
         unsafe { self.desc.check(self.base, self.class as usize, cpus) }
     }
 }
+
+/// Makes every free's claim of an object yield to the scheduler between
+/// reading the slab's descriptor and touching the object (shuttle builds;
+/// nothing otherwise): under PCT the freeing thread then loses its
+/// priority there, so schedules put other threads' work inside that window
+/// (`verify`'s stale-free suites). Process-wide; switch it off after.
+pub fn yield_in_claims(on: bool) {
+    #[cfg(all(shuttle, not(loom)))]
+    crate::sync::CLAIM_YIELD.store(on, core::sync::atomic::Ordering::Relaxed);
+    #[cfg(not(all(shuttle, not(loom))))]
+    let _ = on;
+}

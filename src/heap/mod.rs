@@ -270,7 +270,8 @@ impl Heap {
         let depot_limit = config.cpus.min(8) as u32;
         // SAFETY: the pool and its sentinel lie in [mags_at, cursor), inside
         // our range, aligned for Magazine.
-        let mags = unsafe { MagazinePool::init(mags_at, n_mags, mag_cap, depot_limit) };
+        let mags =
+            unsafe { MagazinePool::init(mags_at, n_mags, mag_cap, depot_limit, config.zeroed) };
         // SAFETY: the caller gave us the range; the layout lies inside it
         // and was made for `SlabDesc`, whose `new()` is all zeros.
         let region = unsafe { Region::init(SlabDesc::new, &layout, s, e, 0, g, config.zeroed) };

@@ -15,6 +15,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
+use magbuddy::testing::yield_in_claims;
 use magbuddy::{FreeError, HeapConfig, PAGE_SIZE};
 use shuttle::rand::{thread_rng, Rng};
 
@@ -121,6 +122,15 @@ pub fn stale_free_races_reuse(reuse: Reuse, tally: &Tally) {
 pub fn stale_object_free_races_slab_reuse(handle: bool, tally: &Tally) {
     /// 2 KiB objects in a 16 KiB slab.
     const OBJECTS: usize = 8;
+    /// Claims yield while the schedule runs (see `yield_in_claims`).
+    struct Yielding;
+    impl Drop for Yielding {
+        fn drop(&mut self) {
+            yield_in_claims(false);
+        }
+    }
+    yield_in_claims(true);
+    let _yielding = Yielding;
     let config = HeapConfig {
         cpus: 1,
         geometry: SMALL,
