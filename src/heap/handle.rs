@@ -209,6 +209,30 @@ impl<'h> Handle<'h> {
         self.alloc_unfitted(size.max(align))
     }
 
+    /// [`Self::alloc_fit`] without its slow paths: an object from the
+    /// loaded magazine, or `None` having changed nothing (the magazine is
+    /// empty, a drain is due, or the size or alignment is not fitted), and
+    /// then the caller calls `alloc_fit`. For wrappers that keep per-call
+    /// state in registers: with no call in it, their fast path needs no
+    /// stack frame (the C shim's `malloc`).
+    ///
+    /// ```
+    /// # use magbuddy::Heap;
+    /// # let mut mem = vec![0u8; 8 << 20];
+    /// # let heap = unsafe { Heap::init(mem.as_mut_ptr(), mem.len(), 1) }.unwrap();
+    /// let mut h = heap.handle().unwrap();
+    /// let p = h.alloc_fit(24, 8).unwrap();
+    /// // SAFETY: a live block of this heap, not used afterwards.
+    /// unsafe { h.free(p.as_ptr()) };
+    /// // The object went to the loaded magazine: the next one comes from it.
+    /// assert_eq!(h.alloc_fit_cached(24, 8), Some(p));
+    /// assert_eq!(h.alloc_fit_cached(64 << 10, 8), None, "not fitted");
+    /// ```
+    #[inline(always)]
+    pub fn alloc_fit_cached(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        self.alloc_cached(slab::fit_class(size, align)?)
+    }
+
     /// `alloc_fit`'s other sizes and alignments, out of line so that the
     /// fast path inlined into callers stays small.
     #[inline(never)]
@@ -220,11 +244,19 @@ impl<'h> Handle<'h> {
     /// slow path.
     #[inline(always)]
     fn alloc_object(&mut self, c: usize) -> Option<NonNull<u8>> {
-        if let Some(p) = self.pop_loaded(c) {
-            self.heap.hand_out_object(c, p);
-            return NonNull::new(p as *mut u8);
+        if let Some(p) = self.alloc_cached(c) {
+            return Some(p);
         }
         self.alloc_slow(c)
+    }
+
+    /// An object of small class `c` from the loaded magazine, if it has one.
+    #[inline(always)]
+    fn alloc_cached(&mut self, c: usize) -> Option<NonNull<u8>> {
+        let p = self.pop_loaded(c)?;
+        self.heap.hand_out_object(c, p);
+        // SAFETY: a round is an object's address in the heap, never null.
+        Some(unsafe { NonNull::new_unchecked(p as *mut u8) })
     }
 
     /// Blocks above 16 KiB (and `size == 0`): straight from the buddy tree.
@@ -374,14 +406,58 @@ impl<'h> Handle<'h> {
     /// Same as [`Heap::try_free`].
     #[inline(always)]
     pub unsafe fn free_fast(&mut self, ptr: *mut u8) -> bool {
+        // SAFETY: forwarded from the caller.
+        match unsafe { self.free_cached(ptr) } {
+            Ok(done) => done,
+            Err(full) => {
+                self.free_overflow(full);
+                true
+            }
+        }
+    }
+
+    /// [`Self::free_fast`] without its slow path: `Ok(true)` if `ptr` went
+    /// to the loaded magazine, `Ok(false)` having changed nothing where
+    /// `free_fast` returns false, and `Err` if the block was taken back
+    /// but the loaded magazine is full: the caller must then pass the
+    /// [`Overflow`] to [`Self::free_overflow`] (until then the block is in
+    /// no cache and reads as free). For wrappers that keep per-call state
+    /// in registers: with no call in it, their fast path needs no stack
+    /// frame (the C shim's `free`).
+    ///
+    /// ```
+    /// # use magbuddy::Heap;
+    /// # let mut mem = vec![0u8; 8 << 20];
+    /// # let heap = unsafe { Heap::init(mem.as_mut_ptr(), mem.len(), 1) }.unwrap();
+    /// let mut h = heap.handle().unwrap();
+    /// let p = h.alloc(64).unwrap().as_ptr();
+    /// // SAFETY: a live block of this heap, not used afterwards.
+    /// match unsafe { h.free_cached(p) } {
+    ///     Ok(done) => assert!(done),
+    ///     Err(full) => h.free_overflow(full),
+    /// }
+    /// assert!(unsafe { h.try_free(p) }.is_err(), "freed once");
+    /// ```
+    ///
+    /// # Safety
+    /// Same as [`Heap::try_free`].
+    #[inline(always)]
+    pub unsafe fn free_cached(&mut self, ptr: *mut u8) -> Result<bool, Overflow> {
         let p = ptr as usize;
         let Some(cc) = self.heap.fast_claim(p) else {
-            return false;
+            return Ok(false);
         };
         if !self.push_loaded(cc, p) {
-            self.free_slow(cc, p);
+            return Err(Overflow { cc, p });
         }
-        true
+        Ok(true)
+    }
+
+    /// Finishes a free that [`Self::free_cached`] left for the slow path:
+    /// the block goes to a fresh magazine (or its slab, or the tree).
+    #[inline(always)]
+    pub fn free_overflow(&mut self, full: Overflow) {
+        self.free_slow(full.cc, full.p);
     }
 
     /// Every other free: null, blocks above 16 KiB, other regions, bad
@@ -438,6 +514,16 @@ impl<'h> Handle<'h> {
             crate::error::free_failed(e);
         }
     }
+}
+
+/// A block that [`Handle::free_cached`] took back from its user but found
+/// no room for in the loaded magazine; [`Handle::free_overflow`] puts it
+/// away. Not `Clone`: it is freed once.
+#[must_use = "the block is in no cache until passed to `Handle::free_overflow`"]
+#[derive(Debug)]
+pub struct Overflow {
+    cc: usize,
+    p: usize,
 }
 
 impl core::fmt::Debug for Handle<'_> {
