@@ -682,13 +682,15 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
             e.leave();
             return p.as_ptr().cast();
         }
-        return malloc_rest(e, size);
+        return malloc_rest(size, e);
     }
     alloc_block(size.max(1), MALLOC_ALIGN)
 }
 
 /// `malloc` when the loaded magazine has nothing for `size`, with the
-/// handle still entered.
+/// handle still entered. `size` comes first, where `malloc` has it, so the
+/// jump needs no register move (likewise `free_overflow`'s order and
+/// `Overflow`'s fields: the pointer stays in the first register).
 ///
 /// `extern "C"` here and below: it cannot unwind (a panic aborts), so its
 /// caller needs no landing pad and can jump to it (a tail call). Only
@@ -696,7 +698,7 @@ pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
 #[cold]
 #[inline(never)]
 #[allow(improper_ctypes_definitions)]
-extern "C" fn malloc_rest(mut e: Entered, size: usize) -> *mut c_void {
+extern "C" fn malloc_rest(size: usize, mut e: Entered) -> *mut c_void {
     let p = e.handle().alloc_fit(size, MALLOC_ALIGN);
     e.leave();
     p.map_or_else(enomem, |p| p.as_ptr().cast())
@@ -715,7 +717,7 @@ pub unsafe extern "C" fn free(p: *mut c_void) {
         match unsafe { e.handle().free_cached(p.cast()) } {
             Ok(true) => return e.leave(),
             Ok(false) => e.leave(),
-            Err(full) => return free_overflow(e, full),
+            Err(full) => return free_overflow(full, e),
         }
     }
     free_rest(p)
@@ -734,7 +736,7 @@ extern "C" fn free_rest(p: *mut c_void) {
 #[cold]
 #[inline(never)]
 #[allow(improper_ctypes_definitions)]
-extern "C" fn free_overflow(mut e: Entered, full: Overflow) {
+extern "C" fn free_overflow(full: Overflow, mut e: Entered) {
     e.handle().free_overflow(full);
     e.leave();
 }
