@@ -25,6 +25,12 @@ fn free_like_shim(h: &mut Handle<'_>, p: *mut u8) -> bool {
     }
 }
 
+/// A one-CPU heap in `mem`.
+fn heap_in(mem: &Mem) -> &Heap {
+    // SAFETY: `mem` is ours and outlives the heap's use (the borrow).
+    unsafe { Heap::init(mem.ptr(), mem.len(), 1) }.unwrap()
+}
+
 /// Sizes that cover every fitted object class and every cached page class.
 fn sizes() -> Vec<usize> {
     let mut v: Vec<usize> = (1..=MAX_SMALL / 8).map(|k| k * 8).collect();
@@ -38,10 +44,8 @@ fn sizes() -> Vec<usize> {
 
 #[test]
 fn round_trips_through_full_magazines_hand_out_each_block_once() {
-    let len = 64 * MIB;
-    let mem = Mem::new(len);
-    // SAFETY: `mem` is ours and outlives the heap's use.
-    let heap = unsafe { Heap::init(mem.ptr(), len, 1) }.unwrap();
+    let mem = Mem::new(64 * MIB);
+    let heap = heap_in(&mem);
     let mut h = heap.handle().unwrap();
     for size in sizes() {
         // More than a magazine's worth, so frees overflow and allocations
@@ -89,10 +93,8 @@ fn round_trips_through_full_magazines_hand_out_each_block_once() {
 
 #[test]
 fn declines_change_nothing() {
-    let len = 64 * MIB;
-    let mem = Mem::new(len);
-    // SAFETY: `mem` is ours and outlives the heap's use.
-    let heap = unsafe { Heap::init(mem.ptr(), len, 1) }.unwrap();
+    let mem = Mem::new(64 * MIB);
+    let heap = heap_in(&mem);
     let mut h = heap.handle().unwrap();
     // An empty magazine: nothing cached yet, so nothing to pop.
     assert_eq!(h.alloc_fit_cached(48, 16), None);

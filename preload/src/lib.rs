@@ -10,9 +10,12 @@
 //! * Each thread claims a magbuddy `Handle` on first use, kept in a static
 //!   array indexed by CPU slot and found through one word of initial-exec
 //!   TLS, the thread's state (module `tls`: fresh, claiming, no slot,
-//!   exited, or its slot). A pthread key whose value is set at the claim
-//!   only makes glibc call `thread_exit`, which releases the handle and
-//!   marks the thread exited. Threads beyond the pool, calls re-entered
+//!   exited, busy, or its slot). `malloc` and `free` read it once: a slot's
+//!   address means "has a handle that no call of this thread is using";
+//!   they store busy over it while they use the handle and put it back
+//!   after, with no call in between on their fast paths. A pthread key
+//!   whose value is set at the claim only makes glibc call `thread_exit`,
+//!   which releases the handle and marks the thread exited. Threads beyond the pool, calls re-entered
 //!   during a claim (`pthread_setspecific`'s `calloc`, a signal handler) or
 //!   while the handle is in use, and exited threads use the heap's shared
 //!   path. So the frees glibc makes after the key destructors
@@ -39,7 +42,8 @@
 //!   `{ size_t slots_claimed, slots_total, thread; }`: handle slots held by
 //!   threads now, the pool's size, and the calling thread's state (0 no
 //!   handle yet, 1 has a handle, 2 shared path: the pool was full, 3 shared
-//!   path: exited, 4 inside its own claim). It neither allocates nor claims
+//!   path: exited, 4 inside its own claim, 5 inside a call that uses its
+//!   handle: seen only from a signal handler). It neither allocates nor claims
 //!   a handle. Programs find it with
 //!   `dlsym(RTLD_DEFAULT, "magbuddy_preload_stats")`.
 
@@ -160,8 +164,9 @@ mod tls {
     #[inline(always)]
     fn offset() -> usize {
         let t: usize;
-        // SAFETY: reads the GOT entry of our own TLS symbol, constant after
-        // relocation.
+        // SAFETY: reads the GOT entry of our own TLS symbol, which the
+        // dynamic linker wrote before any code of ours ran and nothing
+        // writes since (so `pure, nomem`: no memory the program changes).
         unsafe {
             core::arch::asm!(
                 "mov {t}, qword ptr [rip + magbuddy_preload_state@GOTTPOFF]",
@@ -927,7 +932,8 @@ pub struct MagbuddyPreloadStats {
     /// Handle slots in the pool.
     pub slots_total: usize,
     /// The calling thread: 0 no handle yet, 1 has a handle, 2 shared path
-    /// (the pool was full), 3 shared path (exited), 4 inside its own claim.
+    /// (the pool was full), 3 shared path (exited), 4 inside its own claim,
+    /// 5 inside a call that uses its handle (from a signal handler).
     pub thread: usize,
 }
 

@@ -11,8 +11,6 @@
 // until enough of them found the state BUSY (bounded by an iteration count,
 // not by time).
 #define _GNU_SOURCE
-#include <dlfcn.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,16 +18,9 @@
 #include <string.h>
 #include <sys/time.h>
 
-struct magbuddy_preload_stats {
-  size_t slots_claimed, slots_total, thread;
-};
-static void (*stats_fn)(struct magbuddy_preload_stats *);
+#include "shim_stats.h"
 
-static size_t thread_state(void) {
-  struct magbuddy_preload_stats s;
-  stats_fn(&s);
-  return s.thread;
-}
+static size_t thread_state(void) { return stats().thread; }
 
 static atomic_long busy_seen, ready_seen, other_seen, handler_failed;
 
@@ -75,23 +66,13 @@ static int stamped(const unsigned char *p, size_t n, uint64_t v) {
 }
 
 int main(void) {
-  stats_fn = (void (*)(struct magbuddy_preload_stats *))dlsym(RTLD_DEFAULT,
-                                                              "magbuddy_preload_stats");
-  if (!stats_fn) {
-    fprintf(stderr, "reentry: not running under the magbuddy shim\n");
-    return 1;
-  }
+  if (shim_stats_init("reentry")) return 1;
   free(malloc(1)); // claims this thread's handle
   if (thread_state() != 1) {
     fprintf(stderr, "reentry: no handle after the first malloc\n");
     return 1;
   }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_prof;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGPROF, &sa, NULL);
+  on_signal_run(SIGPROF, on_prof);
   struct itimerval it = {{0, 100}, {0, 100}};
   setitimer(ITIMER_PROF, &it, NULL);
 
