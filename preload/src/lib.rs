@@ -742,7 +742,8 @@ extern "C" fn free_rest(p: *mut c_void) {
 #[inline(never)]
 #[allow(improper_ctypes_definitions)]
 extern "C" fn free_overflow(full: Overflow, mut e: Entered) {
-    e.handle().free_overflow(full);
+    // SAFETY: `free` got `full` from this handle's `free_cached`.
+    unsafe { e.handle().free_overflow(full) };
     e.leave();
 }
 

@@ -415,7 +415,8 @@ impl<'h> Handle<'h> {
         match unsafe { self.free_cached(ptr) } {
             Ok(done) => done,
             Err(full) => {
-                self.free_overflow(full);
+                // SAFETY: from this handle's `free_cached`.
+                unsafe { self.free_overflow(full) };
                 true
             }
         }
@@ -439,7 +440,8 @@ impl<'h> Handle<'h> {
     /// // SAFETY: a live block of this heap, not used afterwards.
     /// match unsafe { h.free_cached(p) } {
     ///     Ok(done) => assert!(done),
-    ///     Err(full) => h.free_overflow(full),
+    ///     // SAFETY: from this handle.
+    ///     Err(full) => unsafe { h.free_overflow(full) },
     /// }
     /// assert!(unsafe { h.try_free(p) }.is_err(), "freed once");
     /// ```
@@ -460,8 +462,12 @@ impl<'h> Handle<'h> {
 
     /// Finishes a free that [`Self::free_cached`] left for the slow path:
     /// the block goes to a fresh magazine (or its slab, or the tree).
+    ///
+    /// # Safety
+    /// `full` came from `free_cached` on a handle of this handle's heap
+    /// (another heap's block would end in this heap's caches).
     #[inline(always)]
-    pub fn free_overflow(&mut self, full: Overflow) {
+    pub unsafe fn free_overflow(&mut self, full: Overflow) {
         self.free_slow(full.cc, full.p);
     }
 
