@@ -678,9 +678,8 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     // The fast path: a thread with a handle allocates through it, with
-    // nothing else in between.
-    // No call on it, so it needs no stack frame; the rest of the call
-    // (`malloc_rest`, `alloc_block`) is a tail call.
+    // nothing else in between and no call (so no stack frame); the rest of
+    // the call (`malloc_rest`, `alloc_block`) is a tail call.
     if let Some(mut e) = enter() {
         // `alloc_fit*` serve sizes 0..16 from the 16-byte class.
         if let Some(p) = e.handle().alloc_fit_cached(size, MALLOC_ALIGN) {
@@ -712,10 +711,10 @@ extern "C" fn malloc_rest(size: usize, mut e: Entered) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // The fast path: an object or a block of up to 16 KiB freed through the
-    // thread's handle (never one the OS gets back, see `init`); everything
-    // else, bad pointers included, goes down `free_block`.
-    // Like `malloc`'s, it makes no call: a full magazine and everything
-    // else are tail calls.
+    // thread's handle (never one the OS gets back, see `init`), with no
+    // call, as `malloc`'s; a full magazine (`free_overflow`) and everything
+    // else, bad pointers included (`free_rest`, `free_block`), are tail
+    // calls.
     if let Some(mut e) = enter() {
         // SAFETY: the caller gives up `p`, and the handle changes nothing
         // unless `p` is a live block it takes back.
