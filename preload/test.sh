@@ -18,6 +18,11 @@ LD_PRELOAD=$SO target/preload/thread_exit
 # Again with the shim's key past the first 32 (glibc callocs inside the claim).
 THREAD_EXIT_KEYS=1 LD_PRELOAD=$SO target/preload/thread_exit
 
+# Signal handlers that malloc and free while the interrupted call uses the
+# thread's handle take the shared path (preload/tests/reentry.c).
+cc -O1 -fno-builtin -g -Wall -Wextra -o target/preload/reentry preload/tests/reentry.c -ldl
+LD_PRELOAD=$SO target/preload/reentry
+
 # Memory comes back: malloc_trim returns free areas, calloc of 1 GiB touches
 # nothing (RSS asserted, not time).
 cc -O1 -fno-builtin -g -Wall -Wextra -pthread -o target/preload/memory_return preload/tests/memory_return.c

@@ -19,7 +19,7 @@ declare -A REEXPORT=(
   [buddy]='Geometry'
   [slab]='MAX_SMALL|SMALL_CLASSES'
   [magazine]='MAG_ROUNDS'
-  [heap]='Heap|Handle|HeapConfig|CpuStats|ValidateError'
+  [heap]='Heap|Handle|HeapConfig|CpuStats|ValidateError|Overflow'
 )
 BOTTOM=(sync cas cpu stack mutant probe error limits stats)
 

@@ -216,7 +216,7 @@ pub use error::{FreeError, InitError};
 pub use global::{MagbuddyAlloc, ThreadSlot};
 #[cfg(not(any(loom, shuttle)))]
 pub use global_heap::{BadFreeFn, CurrentCpu, GlobalHeap, NoCpu, OomFn};
-pub use heap::{CpuStats, Handle, Heap, HeapConfig, ValidateError};
+pub use heap::{CpuStats, Handle, Heap, HeapConfig, Overflow, ValidateError};
 pub use limits::{MAX_CPUS, MAX_REGIONS, PAGE_SHIFT, PAGE_SIZE};
 pub use magazine::{MAG_ROUNDS, MAX_CACHED};
 pub use slab::{MAX_SMALL, SMALL_CLASSES};

@@ -10,9 +10,12 @@
 //! * Each thread claims a magbuddy `Handle` on first use, kept in a static
 //!   array indexed by CPU slot and found through one word of initial-exec
 //!   TLS, the thread's state (module `tls`: fresh, claiming, no slot,
-//!   exited, or its slot). A pthread key whose value is set at the claim
-//!   only makes glibc call `thread_exit`, which releases the handle and
-//!   marks the thread exited. Threads beyond the pool, calls re-entered
+//!   exited, busy, or its slot). `malloc` and `free` read it once: a slot's
+//!   address means "has a handle that no call of this thread is using";
+//!   they store busy over it while they use the handle and put it back
+//!   after, with no call in between on their fast paths. A pthread key
+//!   whose value is set at the claim only makes glibc call `thread_exit`,
+//!   which releases the handle and marks the thread exited. Threads beyond the pool, calls re-entered
 //!   during a claim (`pthread_setspecific`'s `calloc`, a signal handler) or
 //!   while the handle is in use, and exited threads use the heap's shared
 //!   path. So the frees glibc makes after the key destructors
@@ -39,7 +42,8 @@
 //!   `{ size_t slots_claimed, slots_total, thread; }`: handle slots held by
 //!   threads now, the pool's size, and the calling thread's state (0 no
 //!   handle yet, 1 has a handle, 2 shared path: the pool was full, 3 shared
-//!   path: exited, 4 inside its own claim). It neither allocates nor claims
+//!   path: exited, 4 inside its own claim, 5 inside a call that uses its
+//!   handle: seen only from a signal handler). It neither allocates nor claims
 //!   a handle. Programs find it with
 //!   `dlsym(RTLD_DEFAULT, "magbuddy_preload_stats")`.
 
@@ -49,9 +53,9 @@ use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
 use core::fmt::Write as _;
 use core::ptr::{self, null_mut};
-use core::sync::atomic::{compiler_fence, AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use magbuddy::{FreeError, Handle, Heap, HeapConfig, MAX_CACHED, MAX_CPUS};
+use magbuddy::{FreeError, Handle, Heap, HeapConfig, Overflow, MAX_CACHED, MAX_CPUS};
 
 const DEFAULT_HEAP: usize = 4 << 30;
 /// Smallest block handed out: malloc must return 16-byte aligned memory.
@@ -98,8 +102,11 @@ static KEY_CLAIMED: AtomicBool = AtomicBool::new(false);
 /// Handle slots held by threads now (for `magbuddy_preload_stats`).
 static CLAIMED: AtomicUsize = AtomicUsize::new(0);
 
-// The thread's state word (zero in every new thread); any value above
-// `EXITED` is the address of the thread's `Slot`.
+// The thread's state word (zero in every new thread): one of the sentinels
+// below, `BUSY`, or the address of the thread's `Slot`. Slot addresses are
+// positive as `isize` (`claim` checks), the sentinels are 0..=3 and `BUSY`
+// is negative, so one signed compare (`is_slot`) tells "has a handle that no
+// call of this thread is using" from everything else.
 /// Never claimed: the next call claims.
 const FRESH: usize = 0;
 /// Inside its own claim: re-entrant calls take the shared path.
@@ -110,6 +117,17 @@ const NO_SLOT: usize = 2;
 /// The key destructor ran: shared path until the thread is gone (glibc's
 /// `__libc_thread_freeres` frees after the key table is cleared).
 const EXITED: usize = 3;
+/// A call of this thread is using its handle (stored over the slot's
+/// address, which the call keeps in a register and puts back when done): a
+/// re-entrant call, e.g. from a signal handler, takes the shared path. `-1`,
+/// so that `tls::set_busy` stores an immediate.
+const BUSY: usize = usize::MAX;
+
+/// Whether state `s` is a slot's address (ready and not in use).
+#[inline(always)]
+fn is_slot(s: usize) -> bool {
+    s as isize > EXITED as isize
+}
 
 /// One word of initial-exec TLS: the thread's state.
 ///
@@ -140,16 +158,35 @@ mod tls {
         ".popsection",
     );
 
+    /// The word's offset from the thread pointer (its GOT entry, filled in
+    /// once by the dynamic linker): `pure`, so the fast paths load it once
+    /// for the `get` and both `set`s of a call.
+    #[inline(always)]
+    fn offset() -> usize {
+        let t: usize;
+        // SAFETY: reads the GOT entry of our own TLS symbol, which the
+        // dynamic linker wrote before any code of ours ran and nothing
+        // writes since (so `pure, nomem`: no memory the program changes).
+        unsafe {
+            core::arch::asm!(
+                "mov {t}, qword ptr [rip + magbuddy_preload_state@GOTTPOFF]",
+                t = out(reg) t,
+                options(pure, nomem, nostack, preserves_flags),
+            )
+        };
+        t
+    }
+
     #[inline(always)]
     pub(crate) fn get() -> usize {
         let v: usize;
         // SAFETY: reads this thread's 8-byte TLS word at its initial-exec
-        // offset (the GOT entry the dynamic linker filled in).
+        // offset.
         unsafe {
             core::arch::asm!(
-                "mov {v}, qword ptr [rip + magbuddy_preload_state@GOTTPOFF]",
-                "mov {v}, qword ptr fs:[{v}]",
-                v = out(reg) v,
+                "mov {v}, qword ptr fs:[{t}]",
+                t = in(reg) offset(),
+                v = lateout(reg) v,
                 options(nostack, preserves_flags, readonly),
             )
         };
@@ -163,10 +200,23 @@ mod tls {
         // SAFETY: writes this thread's 8-byte TLS word, as in `get`.
         unsafe {
             core::arch::asm!(
-                "mov {t}, qword ptr [rip + magbuddy_preload_state@GOTTPOFF]",
                 "mov qword ptr fs:[{t}], {v}",
-                t = out(reg) _,
+                t = in(reg) offset(),
                 v = in(reg) v,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
+
+    /// `set(BUSY)` with an immediate operand (one instruction).
+    #[inline(always)]
+    pub(crate) fn set_busy() {
+        const _: () = assert!(super::BUSY as isize == -1);
+        // SAFETY: writes this thread's 8-byte TLS word, as in `set`.
+        unsafe {
+            core::arch::asm!(
+                "mov qword ptr fs:[{t}], -1",
+                t = in(reg) offset(),
                 options(nostack, preserves_flags),
             )
         };
@@ -197,73 +247,64 @@ mod tls {
         STATE.with(|s| s.set(v));
         compiler_fence(Ordering::SeqCst);
     }
+
+    #[inline(always)]
+    pub(crate) fn set_busy() {
+        set(super::BUSY);
+    }
 }
 
 /// A thread's handle, owned by the thread whose state word points here.
 struct Slot {
     handle: UnsafeCell<Option<Handle<'static>>>,
-    /// Set while the owner uses the handle (a re-entrant call, e.g. from a
-    /// signal handler, then takes the shared path).
-    busy: AtomicBool,
 }
 
 // SAFETY: a slot is used only by the thread that claimed its handle.
 unsafe impl Sync for Slot {}
 
-impl Slot {
-    /// Marks the slot in use; false if it already is (a signal handler
-    /// that interrupted its owner inside a call then takes the shared path).
+/// A call's use of its thread's handle: made by [`enter`], which stored
+/// `BUSY` in the state word, and ended by [`Entered::leave`], which puts
+/// the slot's address back (so a re-entrant call, from a signal handler
+/// for instance, never uses the handle meanwhile).
+struct Entered(&'static Slot);
+
+impl Entered {
+    /// The handle, for this call alone.
     #[inline(always)]
-    fn enter(&self) -> bool {
-        // Relaxed plus compiler fences: only this thread (and its signal
-        // handlers, which run on it) touches `busy`.
-        if self.busy.load(Ordering::Relaxed) {
-            return false;
-        }
-        self.busy.store(true, Ordering::Relaxed);
-        compiler_fence(Ordering::SeqCst);
-        true
+    fn handle(&mut self) -> &mut Handle<'static> {
+        // SAFETY: the state word pointed at this slot, so it holds the
+        // thread's handle (`claim` stores the handle before the address,
+        // `thread_exit` changes the state before taking it), and it is BUSY
+        // until `leave`, so no other call of this thread uses the handle.
+        unsafe { (*self.0.handle.get()).as_mut().unwrap_unchecked() }
     }
 
-    /// The handle of a slot this thread entered.
-    ///
-    /// # Safety
-    /// The caller entered the slot ([`Self::enter`]) and has not left it; a
-    /// thread's state word points at its slot only while the slot holds its
-    /// handle (`claim` stores the handle first, `thread_exit` changes the
-    /// state before taking it).
+    /// Ends the use: the state word is the slot's address again. Consumes
+    /// `self`, so the handle borrowed from it is no longer in use.
     #[inline(always)]
-    #[allow(clippy::mut_from_ref)]
-    unsafe fn handle(&self) -> &mut Handle<'static> {
-        // SAFETY: see above; nothing else uses the handle meanwhile.
-        unsafe { (*self.handle.get()).as_mut().unwrap_unchecked() }
-    }
-
-    #[inline(always)]
-    fn leave(&self) {
-        compiler_fence(Ordering::SeqCst);
-        // Relaxed: as in `enter`.
-        self.busy.store(false, Ordering::Relaxed);
+    fn leave(self) {
+        tls::set(self.0 as *const Slot as usize);
     }
 }
 
-/// This thread's slot, entered, if the thread has one (claims none).
+/// Marks this thread's handle in use and returns it, if the thread has one
+/// that no call of it is using (claims none). A signal handler that runs
+/// between the load and the store finds the slot too, but has put its
+/// address back by the time it returns.
 #[inline(always)]
-fn entered() -> Option<&'static Slot> {
+fn enter() -> Option<Entered> {
     let s = tls::get();
-    if s <= EXITED {
+    if !is_slot(s) {
         return None;
     }
-    // SAFETY: a state above the sentinels is the slot this thread claimed
-    // (static, so it lives forever).
-    let slot = unsafe { &*(s as *const Slot) };
-    slot.enter().then_some(slot)
+    tls::set_busy();
+    // SAFETY: a slot's address (`is_slot`), static, so it lives forever.
+    Some(Entered(unsafe { &*(s as *const Slot) }))
 }
 
 static SLOTS: [Slot; MAX_CPUS] = [const {
     Slot {
         handle: UnsafeCell::new(None),
-        busy: AtomicBool::new(false),
     }
 }; MAX_CPUS];
 
@@ -491,17 +532,14 @@ unsafe extern "C" fn thread_exit(_v: *mut c_void) {
     // First: a signal handler that runs from here on takes the shared path
     // instead of using the handle we are dropping.
     tls::set(EXITED);
-    if s <= EXITED {
+    // `BUSY` only if the thread left a call without finishing (a signal
+    // handler that called pthread_exit): the handle may be mid-update, so
+    // leak the slot rather than drop it.
+    if !is_slot(s) {
         return;
     }
-    // SAFETY: a state above the sentinels is the slot this thread claimed.
+    // SAFETY: a slot's address (`is_slot`): the slot this thread claimed.
     let slot = unsafe { &*(s as *const Slot) };
-    if slot.busy.load(Ordering::Relaxed) {
-        // Only if the thread left `with_handle` without finishing (a signal
-        // handler that called pthread_exit): the handle may be mid-update,
-        // so leak the slot rather than drop it.
-        return;
-    }
     // SAFETY: only this thread uses the slot, and nothing uses it now.
     let h = unsafe { (*slot.handle.get()).take() };
     if h.is_some() {
@@ -511,76 +549,64 @@ unsafe extern "C" fn thread_exit(_v: *mut c_void) {
     }
 }
 
-/// This thread's slot, claiming one on first use; `None` for the shared path.
-#[inline]
-fn my_slot(g: &'static Globals) -> Option<&'static Slot> {
-    let s = tls::get();
-    if s > EXITED {
-        // SAFETY: a state above the sentinels is the slot this thread
-        // claimed (static, so it lives forever).
-        return Some(unsafe { &*(s as *const Slot) });
-    }
-    if s == FRESH {
-        return claim(g);
-    }
-    None
-}
-
-/// Claims a handle for this thread. Needs no table of claimers: the
-/// thread's own state says it is claiming, so a re-entrant call (the
-/// `calloc` inside `pthread_setspecific` for keys past the first 32, a
-/// signal handler) takes the shared path, however many threads claim.
+/// Claims a handle for this thread; the state word says how it went (the
+/// slot's address, `NO_SLOT`, or still `FRESH` before the key exists).
+/// Needs no table of claimers: the thread's own state says it is claiming,
+/// so a re-entrant call (the `calloc` inside `pthread_setspecific` for keys
+/// past the first 32, a signal handler) takes the shared path, however many
+/// threads claim.
 #[cold]
 #[inline(never)]
-fn claim(g: &'static Globals) -> Option<&'static Slot> {
+fn claim(g: &'static Globals) {
     // Acquire: pairs with the Release in `finish_init`.
     let key = KEY.load(Ordering::Acquire);
     if key == NO_KEY {
         // Before the key exists (or if it could not be created) no
         // destructor could release a slot: shared path, state still fresh.
-        return None;
+        return;
     }
     tls::set(CLAIMING);
-    let r = match g.heap.handle() {
-        Some(h) => {
-            let slot = &SLOTS[h.cpu()];
-            // SAFETY: the heap gave us this CPU slot exclusively; its
-            // previous owner dropped its handle (taking it out) before
-            // releasing the slot.
-            unsafe { *slot.handle.get() = Some(h) };
-            // A non-null value makes glibc call `thread_exit` at exit.
-            // SAFETY: valid key; may allocate (re-entering as CLAIMING).
-            if unsafe { libc::pthread_setspecific(key, (slot as *const Slot).cast()) } == 0 {
-                // Relaxed: a statistic.
-                CLAIMED.fetch_add(1, Ordering::Relaxed);
-                Some(slot)
-            } else {
-                // No destructor would release it: give it back now.
-                // SAFETY: ours, and nobody else's yet.
-                drop(unsafe { (*slot.handle.get()).take() });
-                None
-            }
+    let mut state = NO_SLOT;
+    if let Some(h) = g.heap.handle() {
+        let slot = &SLOTS[h.cpu()];
+        let addr = slot as *const Slot as usize;
+        // SAFETY: the heap gave us this CPU slot exclusively; its previous
+        // owner dropped its handle (taking it out) before releasing the
+        // slot.
+        unsafe { *slot.handle.get() = Some(h) };
+        // A non-null value makes glibc call `thread_exit` at exit. A slot
+        // whose address the state word cannot tell from `BUSY` (never on
+        // x86_64 Linux, where user addresses are below 2^47) is not used.
+        // SAFETY: valid key; may allocate (re-entering as CLAIMING).
+        if is_slot(addr) && unsafe { libc::pthread_setspecific(key, slot as *const Slot as _) } == 0
+        {
+            // Relaxed: a statistic.
+            CLAIMED.fetch_add(1, Ordering::Relaxed);
+            state = addr;
+        } else {
+            // No destructor would release it: give it back now.
+            // SAFETY: ours, and nobody else's yet.
+            drop(unsafe { (*slot.handle.get()).take() });
         }
-        None => None,
-    };
-    tls::set(r.map_or(NO_SLOT, |s| s as *const Slot as usize));
-    r
+    }
+    tls::set(state);
 }
 
-/// Runs `f` with this thread's handle, or `shared` on the shared path.
+/// Runs `f` with this thread's handle (claiming one on first use), or
+/// `shared` on the shared path.
 #[inline]
 fn with_handle<R>(
     g: &'static Globals,
     f: impl FnOnce(&mut Handle<'static>) -> R,
     shared: impl FnOnce(&'static Heap) -> R,
 ) -> R {
-    if let Some(slot) = my_slot(g) {
-        if slot.enter() {
-            // SAFETY: entered just now.
-            let r = f(unsafe { slot.handle() });
-            slot.leave();
-            return r;
-        }
+    if tls::get() == FRESH {
+        claim(g);
+    }
+    if let Some(mut e) = enter() {
+        let r = f(e.handle());
+        e.leave();
+        return r;
     }
     shared(g.heap)
 }
@@ -590,9 +616,10 @@ fn with_handle<R>(
 
 /// A block of at least `size` bytes aligned to `align` (at least 16, what
 /// malloc promises), in the smallest fitted class (`Handle::alloc_fit`), or
-/// null with errno = ENOMEM.
+/// null with errno = ENOMEM. `extern "C"` so that `malloc` can jump to it
+/// (see `malloc_rest`).
 #[inline(never)]
-fn alloc_block(size: usize, align: usize) -> *mut c_void {
+extern "C" fn alloc_block(size: usize, align: usize) -> *mut c_void {
     let Some(g) = globals() else {
         return enomem();
     };
@@ -651,32 +678,72 @@ fn aligned(align: usize, size: usize) -> *mut c_void {
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: usize) -> *mut c_void {
     // The fast path: a thread with a handle allocates through it, with
-    // nothing else in between.
-    if let Some(slot) = entered() {
-        // SAFETY: entered just now.
-        // `alloc_fit` serves sizes 0..16 from the 16-byte class.
-        let p = unsafe { slot.handle() }.alloc_fit(size, MALLOC_ALIGN);
-        slot.leave();
-        return p.map_or_else(enomem, |p| p.as_ptr().cast());
+    // nothing else in between and no call (so no stack frame); the rest of
+    // the call (`malloc_rest`, `alloc_block`) is a tail call.
+    if let Some(mut e) = enter() {
+        // `alloc_fit*` serve sizes 0..16 from the 16-byte class.
+        if let Some(p) = e.handle().alloc_fit_cached(size, MALLOC_ALIGN) {
+            e.leave();
+            return p.as_ptr().cast();
+        }
+        return malloc_rest(size, e);
     }
     alloc_block(size.max(1), MALLOC_ALIGN)
+}
+
+/// `malloc` when the loaded magazine has nothing for `size`, with the
+/// handle still entered. `size` comes first, where `malloc` has it, so the
+/// jump needs no register move (likewise `free_overflow`'s order and
+/// `Overflow`'s fields: the pointer stays in the first register).
+///
+/// `extern "C"` here and below: it cannot unwind (a panic aborts), so its
+/// caller needs no landing pad and can jump to it (a tail call). Only
+/// called from Rust.
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+extern "C" fn malloc_rest(size: usize, mut e: Entered) -> *mut c_void {
+    let p = e.handle().alloc_fit(size, MALLOC_ALIGN);
+    e.leave();
+    p.map_or_else(enomem, |p| p.as_ptr().cast())
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn free(p: *mut c_void) {
     // The fast path: an object or a block of up to 16 KiB freed through the
-    // thread's handle (never one the OS gets back, see `init`); everything
-    // else, bad pointers included, goes down `free_block`.
-    if let Some(slot) = entered() {
-        // SAFETY: entered just now; the caller gives up `p`, and the handle
-        // changes nothing unless `p` is a live block it takes back.
-        let done = unsafe { slot.handle().free_fast(p.cast()) };
-        slot.leave();
-        if done {
-            return;
+    // thread's handle (never one the OS gets back, see `init`), with no
+    // call, as `malloc`'s; a full magazine (`free_overflow`) and everything
+    // else, bad pointers included (`free_rest`, `free_block`), are tail
+    // calls.
+    if let Some(mut e) = enter() {
+        // SAFETY: the caller gives up `p`, and the handle changes nothing
+        // unless `p` is a live block it takes back.
+        match unsafe { e.handle().free_cached(p.cast()) } {
+            Ok(true) => return e.leave(),
+            Ok(false) => e.leave(),
+            Err(full) => return free_overflow(full, e),
         }
     }
+    free_rest(p)
+}
+
+/// `free` of everything its fast path declines (see `malloc_rest` for the
+/// `extern "C"`).
+#[cold]
+#[inline(never)]
+extern "C" fn free_rest(p: *mut c_void) {
     free_block("free", p)
+}
+
+/// `free` of a block the handle took back while its loaded magazine is
+/// full, with the handle still entered.
+#[cold]
+#[inline(never)]
+#[allow(improper_ctypes_definitions)]
+extern "C" fn free_overflow(full: Overflow, mut e: Entered) {
+    // SAFETY: `free` got `full` from this handle's `free_cached`.
+    unsafe { e.handle().free_overflow(full) };
+    e.leave();
 }
 
 /// Same as `free` (old SunOS name, still exported by glibc).
@@ -861,7 +928,8 @@ pub struct MagbuddyPreloadStats {
     /// Handle slots in the pool.
     pub slots_total: usize,
     /// The calling thread: 0 no handle yet, 1 has a handle, 2 shared path
-    /// (the pool was full), 3 shared path (exited), 4 inside its own claim.
+    /// (the pool was full), 3 shared path (exited), 4 inside its own claim,
+    /// 5 inside a call that uses its handle (from a signal handler).
     pub thread: usize,
 }
 
@@ -878,6 +946,7 @@ pub unsafe extern "C" fn magbuddy_preload_stats(out: *mut MagbuddyPreloadStats) 
         NO_SLOT => 2,
         EXITED => 3,
         CLAIMING => 4,
+        BUSY => 5,
         _ => 1,
     };
     // SAFETY: the caller passes a valid, writable struct.

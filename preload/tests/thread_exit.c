@@ -31,18 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct magbuddy_preload_stats {
-  size_t slots_claimed; // handle slots held by threads now
-  size_t slots_total;   // handle slots in the pool
-  size_t thread;        // 0 no handle yet, 1 handle, 2 shared (pool full), 3 shared (exiting)
-};
-static void (*stats_fn)(struct magbuddy_preload_stats *);
-
-static struct magbuddy_preload_stats stats(void) {
-  struct magbuddy_preload_stats s;
-  stats_fn(&s);
-  return s;
-}
+#include "shim_stats.h"
 
 static int failures;
 #define CHECK(c, ...)                                                          \
@@ -253,17 +242,8 @@ static int first_key_set(void) {
 }
 
 int main(void) {
-  stats_fn = (void (*)(struct magbuddy_preload_stats *))dlsym(RTLD_DEFAULT,
-                                                              "magbuddy_preload_stats");
-  if (!stats_fn) {
-    fprintf(stderr, "thread_exit: run under LD_PRELOAD of the magbuddy shim\n");
-    return 2;
-  }
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGUSR1, &sa, NULL);
+  if (shim_stats_init("thread_exit")) return 2;
+  on_signal_run(SIGUSR1, on_signal);
   c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
   free(malloc(1)); // the main thread holds a handle from here on
   struct magbuddy_preload_stats s = stats();

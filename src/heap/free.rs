@@ -159,27 +159,27 @@ impl Heap {
     }
 
     /// A handle's free fast path: the cache class of `addr` if it is an
-    /// object or a block of up to 16 KiB in the first region, at its start,
+    /// object or a block of up to 16 KiB in the first region (`first`, which
+    /// the handle keeps so as to skip a load), at its start,
     /// and not free, after claiming it (the tag of an object, the `cached`
     /// descriptor of a block). `None` sends every other case down the general
     /// path ([`Heap::claim_cached`]), which decides it and names the error;
     /// so do all objects in `checked` builds.
     #[inline(always)]
-    pub(crate) fn fast_claim(&self, addr: usize) -> Option<usize> {
-        let first = self.table.first();
-        if addr.wrapping_sub(first.usable_lo) >= first.usable_len {
+    pub(crate) fn fast_claim(first: &Region, addr: usize) -> Option<usize> {
+        let off = addr.wrapping_sub(first.usable_lo);
+        if off >= first.usable_len {
             return None;
         }
-        let page = first.page_of(addr);
-        let desc_word = first.desc(page);
+        let cell = first.usable_desc(off);
         // Acquire: as in `locate`.
-        let desc = PageDesc(desc_word.load(Ordering::Acquire));
+        let desc = PageDesc(cell.load(Ordering::Acquire));
         let Some(c) = desc.slab_class() else {
             let k = desc.order()?;
             if (k as usize) >= PAGE_CLASSES || addr % PAGE_SIZE != 0 {
                 return None;
             }
-            if !Self::claim_block(desc_word, desc, k) {
+            if !Self::claim_block(cell, desc, k) {
                 return None;
             }
             return Some(SMALL_CLASSES + k as usize);
@@ -201,7 +201,7 @@ impl Heap {
         // A stale free whose slab was released and reused meanwhile: the
         // general path decides (see `Heap::claim_object`).
         // Relaxed: ordered after the Acquire load of the tag.
-        if desc_word.load(Ordering::Relaxed) != desc.0
+        if cell.load(Ordering::Relaxed) != desc.0
             || crate::mutant::on(crate::mutant::Mutant::ClaimSkipsRecheck)
         {
             return None;
@@ -224,8 +224,8 @@ impl Heap {
                 Ok(Some(c))
             }
             (reg, page, Block::Pages(k)) if (k as usize) < PAGE_CLASSES => {
-                let word = reg.desc(page);
-                if !Self::claim_block(word, PageDesc(word.load(Ordering::Relaxed)), k) {
+                let cell = reg.desc(page);
+                if !Self::claim_block(cell, PageDesc(cell.load(Ordering::Relaxed)), k) {
                     return Err(self.classify(reg, page, addr));
                 }
                 Ok(Some(SMALL_CLASSES + k as usize))
@@ -234,12 +234,12 @@ impl Heap {
         }
     }
 
-    /// A handle takes the block of order `k` whose head page's descriptor is
-    /// `word` (last seen as `seen`) for its magazine: `head -> cached` in one CAS, so exactly
+    /// A handle takes the block of order `k` whose head's descriptor is
+    /// `cell` (last seen as `seen`) for its magazine: `head -> cached` in one CAS, so exactly
     /// one of racing frees wins. False if the descriptor is anything else
     /// (a cached block is free).
     #[inline(always)]
-    fn claim_block(word: &AtomicU32, seen: PageDesc, k: u32) -> bool {
+    fn claim_block(cell: &AtomicU32, seen: PageDesc, k: u32) -> bool {
         // Mutant: any head of order k, cached ones included, is claimed.
         let expect = if crate::mutant::on(crate::mutant::Mutant::CachedAsLive) {
             seen
@@ -248,7 +248,7 @@ impl Heap {
         };
         // AcqRel: as the descriptor CAS in `release_block`; Acquire on
         // failure: the caller may then classify the descriptor it found.
-        word.compare_exchange(
+        cell.compare_exchange(
             expect.0,
             PageDesc::cached(k).0,
             Ordering::AcqRel,

@@ -9,6 +9,7 @@ use super::stats::{Counters, Event, Tally};
 use super::Heap;
 use crate::cpu::CpuId;
 use crate::magazine::{cache_class, CpuCache, Magazine, MAX_CACHED};
+use crate::region::Region;
 use crate::slab::{self, Owner, MAX_SMALL, SMALL_CLASSES};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
@@ -80,6 +81,9 @@ impl CpuSlot {
 pub struct Handle<'h> {
     pub(crate) heap: &'h Heap,
     pub(crate) slot: &'h CpuSlot,
+    /// The heap's first region, where the free fast path looks (one load
+    /// fewer than through `heap`).
+    first: &'h Region,
     pub(crate) cpu: CpuId,
     pub(crate) home: usize,
     _not_sync: PhantomData<*mut ()>,
@@ -96,6 +100,7 @@ impl<'h> Handle<'h> {
         Self {
             heap,
             slot: heap.slot(cpu.index()),
+            first: heap.table.first(),
             cpu,
             home,
             _not_sync: PhantomData,
@@ -210,6 +215,30 @@ impl<'h> Handle<'h> {
         self.alloc_unfitted(size, align)
     }
 
+    /// [`Self::alloc_fit`] without its slow paths: an object from the
+    /// loaded magazine, or `None` having changed nothing (the magazine is
+    /// empty, a drain is due, or the size or alignment is not fitted), and
+    /// then the caller calls `alloc_fit`. For wrappers that keep per-call
+    /// state in registers: with no call in it, their fast path needs no
+    /// stack frame (the C shim's `malloc`).
+    ///
+    /// ```
+    /// # use magbuddy::Heap;
+    /// # let mut mem = vec![0u8; 8 << 20];
+    /// # let heap = unsafe { Heap::init(mem.as_mut_ptr(), mem.len(), 1) }.unwrap();
+    /// let mut h = heap.handle().unwrap();
+    /// let p = h.alloc_fit(24, 8).unwrap();
+    /// // SAFETY: a live block of this heap, not used afterwards.
+    /// unsafe { h.free(p.as_ptr()) };
+    /// // The object went to the loaded magazine: the next one comes from it.
+    /// assert_eq!(h.alloc_fit_cached(24, 8), Some(p));
+    /// assert_eq!(h.alloc_fit_cached(64 << 10, 8), None, "not fitted");
+    /// ```
+    #[inline(always)]
+    pub fn alloc_fit_cached(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
+        self.alloc_cached(slab::fit_class(size, align)?)
+    }
+
     /// `alloc_fit`'s other sizes and alignments (the multi-page classes,
     /// then page blocks), out of line so that the fast path inlined into
     /// callers stays as small as before those classes.
@@ -225,10 +254,10 @@ impl<'h> Handle<'h> {
     /// slow path.
     #[inline(always)]
     fn alloc_object(&mut self, c: usize) -> Option<NonNull<u8>> {
-        match self.pop_object(c) {
-            Some(p) => NonNull::new(p as *mut u8),
-            None => self.alloc_slow(c),
+        if let Some(p) = self.alloc_cached(c) {
+            return Some(p);
         }
+        self.alloc_slow(c)
     }
 
     /// An object of small class `c` from the loaded magazine, handed out,
@@ -239,6 +268,14 @@ impl<'h> Handle<'h> {
         let p = self.pop_loaded(c)?;
         self.heap.hand_out_object(c, p);
         Some(p)
+    }
+
+    /// [`Self::pop_object`] as a pointer.
+    #[inline(always)]
+    fn alloc_cached(&mut self, c: usize) -> Option<NonNull<u8>> {
+        let p = self.pop_object(c)?;
+        // SAFETY: a round is an object's address in the heap, never null.
+        Some(unsafe { NonNull::new_unchecked(p as *mut u8) })
     }
 
     /// Blocks above 16 KiB (and `size == 0`): straight from the buddy tree.
@@ -388,14 +425,64 @@ impl<'h> Handle<'h> {
     /// Same as [`Heap::try_free`].
     #[inline(always)]
     pub unsafe fn free_fast(&mut self, ptr: *mut u8) -> bool {
+        // SAFETY: forwarded from the caller.
+        match unsafe { self.free_cached(ptr) } {
+            Ok(done) => done,
+            Err(full) => {
+                // SAFETY: from this handle's `free_cached`.
+                unsafe { self.free_overflow(full) };
+                true
+            }
+        }
+    }
+
+    /// [`Self::free_fast`] without its slow path: `Ok(true)` if `ptr` went
+    /// to the loaded magazine, `Ok(false)` having changed nothing where
+    /// `free_fast` returns false, and `Err` if the block was taken back
+    /// but the loaded magazine is full: the caller must then pass the
+    /// [`Overflow`] to [`Self::free_overflow`] (until then the block is in
+    /// no cache and reads as free). For wrappers that keep per-call state
+    /// in registers: with no call in it, their fast path needs no stack
+    /// frame (the C shim's `free`).
+    ///
+    /// ```
+    /// # use magbuddy::Heap;
+    /// # let mut mem = vec![0u8; 8 << 20];
+    /// # let heap = unsafe { Heap::init(mem.as_mut_ptr(), mem.len(), 1) }.unwrap();
+    /// let mut h = heap.handle().unwrap();
+    /// let p = h.alloc(64).unwrap().as_ptr();
+    /// // SAFETY: a live block of this heap, not used afterwards.
+    /// match unsafe { h.free_cached(p) } {
+    ///     Ok(done) => assert!(done),
+    ///     // SAFETY: from this handle.
+    ///     Err(full) => unsafe { h.free_overflow(full) },
+    /// }
+    /// assert!(unsafe { h.try_free(p) }.is_err(), "freed once");
+    /// ```
+    ///
+    /// # Safety
+    /// Same as [`Heap::try_free`].
+    #[inline(always)]
+    pub unsafe fn free_cached(&mut self, ptr: *mut u8) -> Result<bool, Overflow> {
         let p = ptr as usize;
-        let Some(cc) = self.heap.fast_claim(p) else {
-            return false;
+        let Some(cc) = Heap::fast_claim(self.first, p) else {
+            return Ok(false);
         };
         if !self.push_loaded(cc, p) {
-            self.free_slow(cc, p);
+            return Err(Overflow { p, cc });
         }
-        true
+        Ok(true)
+    }
+
+    /// Finishes a free that [`Self::free_cached`] left for the slow path:
+    /// the block goes to a fresh magazine (or its slab, or the tree).
+    ///
+    /// # Safety
+    /// `full` came from `free_cached` on a handle of this handle's heap
+    /// (another heap's block would end in this heap's caches).
+    #[inline(always)]
+    pub unsafe fn free_overflow(&mut self, full: Overflow) {
+        self.free_slow(full.cc, full.p);
     }
 
     /// Every other free: null, blocks above 16 KiB, other regions, bad
@@ -452,6 +539,16 @@ impl<'h> Handle<'h> {
             crate::error::free_failed(e);
         }
     }
+}
+
+/// A block that [`Handle::free_cached`] took back from its user but found
+/// no room for in the loaded magazine; [`Handle::free_overflow`] puts it
+/// away. Not `Clone`: it is freed once.
+#[must_use = "the block is in no cache until passed to `Handle::free_overflow`"]
+#[derive(Debug)]
+pub struct Overflow {
+    p: usize,
+    cc: usize,
 }
 
 impl core::fmt::Debug for Handle<'_> {

@@ -24,7 +24,7 @@ use core::ptr::{self, NonNull};
 
 use crossbeam_utils::CachePadded;
 
-pub use handle::Handle;
+pub use handle::{Handle, Overflow};
 pub use inspect::ValidateError;
 pub use stats::CpuStats;
 

@@ -217,6 +217,8 @@ pub(crate) struct Region {
     frees: *const AtomicU64,
     chunks: *const AtomicU64,
     descs: *const AtomicU32,
+    /// The descriptor of the page at `usable_lo` (see `usable_desc`).
+    usable_descs: *const AtomicU32,
     /// The slab descriptor table (cells of the type given to `init`; see
     /// `slab_cell`).
     slabs: usize,
@@ -321,6 +323,8 @@ impl Region {
             frees: l.frees as *const AtomicU64,
             chunks: l.chunks as *const AtomicU64,
             descs: l.descs as *const AtomicU32,
+            // In bounds: `usable_lo` is a page of the grid.
+            usable_descs: (l.descs as *const AtomicU32).wrapping_add(lo),
             slabs: l.slabs,
         };
         // SAFETY: `l.region` is aligned for Region and inside our memory.
@@ -369,6 +373,18 @@ impl Region {
         debug_assert!(p < self.pages());
         // SAFETY: `p < pages()`, initialized in `init`.
         unsafe { &*self.descs.add(p) }
+    }
+
+    /// Descriptor of the page `off` bytes into the usable range (`off <
+    /// usable_len`): for callers that have `off` from their range check,
+    /// one subtraction fewer than `desc(page_of(addr))` (`usable_lo` is a
+    /// page boundary).
+    #[inline(always)]
+    pub(crate) fn usable_desc(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off < self.usable_len);
+        // SAFETY: `usable_lo + off` is a usable address, so its grid page is
+        // below `pages()`; initialized in `init`.
+        unsafe { &*self.usable_descs.add(off >> PAGE_SHIFT) }
     }
 
     /// Cell of the slab descriptor table that holds grid page `p`.
