@@ -445,9 +445,10 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         Some(r)
     }
 
-    /// `alloc`'s fast path on slot `cpu`: an object of a fitted class from
-    /// the loaded magazine of its ready handle, or `None` (then
-    /// [`Self::alloc_other`]). Nothing in it calls out.
+    /// `alloc`'s fast path on slot `cpu`: an object of a fitted class of up
+    /// to 2 KiB from the loaded magazine of its ready handle, or `None`
+    /// (then [`Self::alloc_other`], which also serves the larger classes).
+    /// Nothing in it calls out.
     ///
     /// # Safety
     /// As [`Self::with_ready_handle`].
@@ -457,7 +458,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         cpu: Option<usize>,
         layout: Layout,
     ) -> Option<NonNull<u8>> {
-        let c = slab::fit_class(layout.size(), layout.align())?;
+        let c = slab::fit_small(layout.size(), layout.align())?;
         // SAFETY: forwarded.
         let p = unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.pop_object(c)) }??;
         NonNull::new(p as *mut u8)

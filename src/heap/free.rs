@@ -201,7 +201,7 @@ impl Heap {
         // A stale free whose slab was released and reused meanwhile: the
         // general path decides (see `Heap::claim_object`).
         // Relaxed: ordered after the Acquire load of the tag.
-        if cell.load(Ordering::Relaxed) != desc.0
+        if cell.load(Ordering::Relaxed) != PageDesc::slab(c).0
             || crate::mutant::on(crate::mutant::Mutant::ClaimSkipsRecheck)
         {
             return None;

@@ -217,8 +217,8 @@ impl<'h> Handle<'h> {
 
     /// [`Self::alloc_fit`] without its slow paths: an object from the
     /// loaded magazine, or `None` having changed nothing (the magazine is
-    /// empty, a drain is due, or the size or alignment is not fitted), and
-    /// then the caller calls `alloc_fit`. For wrappers that keep per-call
+    /// empty, a drain is due, or the size or alignment is not fitted up to
+    /// 2 KiB), and then the caller calls `alloc_fit`. For wrappers that keep per-call
     /// state in registers: with no call in it, their fast path needs no
     /// stack frame (the C shim's `malloc`).
     ///
@@ -236,7 +236,9 @@ impl<'h> Handle<'h> {
     /// ```
     #[inline(always)]
     pub fn alloc_fit_cached(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        self.alloc_cached(slab::fit_class(size, align)?)
+        // `fit_small`: the classes above 2 KiB take `alloc_fit`, keeping
+        // this path as short as it was before them.
+        self.alloc_cached(slab::fit_small(size, align)?)
     }
 
     /// `alloc_fit`'s other sizes and alignments (the multi-page classes,

@@ -60,7 +60,9 @@ fn churn_small_areas_pct_depth3() {
     });
     t.require(name, "concurrent calls on one chunk", 1000);
     t.require(name, "area claims", 5000);
-    t.require(name, "cas retries", 1);
+    // No "cas retries" minimum: PCT seldom switches inside a CAS window
+    // here (0 to 4 in 10,000 schedules, depending on where the region
+    // lies in the address space; the random test requires 500).
 }
 
 #[test]
