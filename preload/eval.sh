@@ -19,6 +19,7 @@
 #   preload/eval.sh 1 --quick  a smoke pass (each program once, one --quick
 #                              report run per allocator)
 #   preload/eval.sh 3 --rss    only the RSS-over-time stage (3 runs each)
+#   preload/eval.sh 3 --programs  only the real programs (3 runs each)
 # Writes into target/preload/: eval.md (both tables), eval.csv (program x
 # allocator), workloads.csv (workload x threads x allocator), eval.svg and
 # workloads.svg (ratios to glibc), report/<allocator>/<round>/ (each
@@ -27,12 +28,13 @@
 # ms, rss_mib, stage: the first run's samples) and rss.svg (RSS over time).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=3 QUICK="" RSS_ONLY=""
+RUNS=3 QUICK="" RSS_ONLY="" PROGRAMS_ONLY=""
 for a in "$@"; do
   case $a in
     --quick) QUICK=--quick ;;
     --rss) RSS_ONLY=1 ;;
-    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick] [--rss]" >&2; exit 2 ;;
+    --programs) PROGRAMS_ONLY=1 ;;
+    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick] [--rss | --programs]" >&2; exit 2 ;;
     *) RUNS=$a ;;
   esac
 done
@@ -111,6 +113,13 @@ back = json.loads(s)
 trees = [{"k": i, "v": str(i) * (i % 13), "c": [j for j in range(i % 11)]} for i in range(300000)]
 print(len(words), len(c), len(s), len(back), sum(len(t["v"]) for t in trees), c.most_common(3))
 EOF
+cat > "$W/words.pl" <<'EOF'
+my %c;
+while (<>) { $c{$_}++ for split; }
+my @k = sort { $c{$b} <=> $c{$a} || $a cmp $b } keys %c;
+my %len; push @{ $len{length $_} }, $_ for @k;
+print scalar(@k), " ", join(",", @k[0 .. 9]), " ", join(",", map { scalar @{ $len{$_} } } sort { $a <=> $b } keys %len), "\n";
+EOF
 cat > "$W/pythreads.py" <<'EOF'
 import threading, hashlib
 out = [None] * 4
@@ -148,6 +157,8 @@ PROGRAMS=(
   "xz -T2 -6|2 threads|xz -T2 -6 -c $W/data.txt | sha256sum"
   "zstd -T2 -15|2 threads|zstd -q -T2 -15 -c $W/data.txt | sha256sum"
   "python3 (4 threads, dicts)|4 threads|$PY $W/pythreads.py"
+  "perl (word counts, hashes)|1 thread|perl $W/words.pl $W/data.txt"
+  "sort (two keys, 31 MB)|1 thread|LC_ALL=C sort -k2,2 -k13,13n $W/data.txt | sha256sum"
 )
 
 # run <preload or empty> <heap size> <command>: prints "seconds maxrss_kb",
@@ -221,6 +232,28 @@ for p in "${PROGRAMS[@]}"; do
   done
   echo "done: $name (output identical, $RUNS runs each)" >&2
 done
+# Geometric means of the ratios over the programs, per allocator column.
+awk -F, 'NR > 1 && $3 != "glibc" { t[$3] += log($6); r[$3] += log($7); n[$3]++ }
+  END {
+    printf "| geometric mean | | | |"
+    split("magbuddy magbuddy-1g mimalloc", al, " ")
+    for (i = 1; i <= 3; i++) printf " %.2f | %.2f |", exp(t[al[i]] / n[al[i]]), exp(r[al[i]] / n[al[i]])
+    print ""
+  }' "$CSV" >>"$PROG_MD"
+if [ -n "$PROGRAMS_ONLY" ]; then
+  cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$CSV" "$OUT/eval.svg"
+  {
+    echo "# magbuddy as LD_PRELOAD malloc: real programs"
+    echo
+    echo "$(date -u +%F), $(nproc) CPUs, $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), mimalloc $(dpkg-query -W -f '${Version}' libmimalloc2.0). Command: \`preload/eval.sh $*\`."
+    echo
+    echo "Median of $RUNS run(s) per program and allocator; outputs checked identical. magbuddy and mimalloc columns are ratios to glibc (lower is better)."
+    echo
+    cat "$PROG_MD"
+  } >"$OUT/eval-programs.md"
+  cat "$OUT/eval-programs.md"
+  exit 0
+fi
 
 # The report's workloads on libc malloc: glibc (and, in the same process,
 # in-process magbuddy with handles), then under each preload. Rounds

@@ -14,7 +14,7 @@ use magbuddy_checkers::Event;
 use shuttle::rand::{thread_rng, Rng};
 
 use super::heap::{drain_and_finish, finish, free, Mailbox};
-use super::SMALL;
+use super::{small_config, SMALL};
 use crate::{Run, Tally, Via, World};
 
 /// A fast-path workload.
@@ -226,12 +226,7 @@ fn wait_for(cond: impl Fn() -> bool) {
 /// retry must succeed (the contract: memory a CPU keeps away is bounded
 /// only for CPUs that do not call in).
 pub fn drain_oom(tally: &Tally) {
-    let config = HeapConfig {
-        cpus: 2,
-        geometry: SMALL,
-        magazine_rounds: Some(1),
-        ..HeapConfig::new(2)
-    };
+    let config = small_config(2);
     let world = Arc::new(World::with_config(config, 1));
     let start_blocks = world.heap().stats().free_blocks;
     // The heap has a few more pages: the main thread holds them (shared

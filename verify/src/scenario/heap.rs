@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use magbuddy::testing::{probe_count, Probe};
-use magbuddy::{FreeError, Geometry, PAGE_SIZE};
+use magbuddy::{FreeError, Geometry, HeapConfig, PAGE_SIZE};
 use magbuddy_checkers::Event;
 use shuttle::rand::{thread_rng, Rng};
 
@@ -16,6 +16,17 @@ pub const SMALL: Geometry = match Geometry::new(1, 2) {
     Some(g) => g,
     None => panic!("geometry"),
 };
+
+/// `cpus` CPU slots on [`SMALL`] areas with one round per magazine, so that
+/// caches fill and spill after a call or two: the focused suites' heap.
+pub fn small_config(cpus: usize) -> HeapConfig {
+    HeapConfig {
+        cpus,
+        geometry: SMALL,
+        magazine_rounds: Some(1),
+        ..HeapConfig::new(cpus)
+    }
+}
 
 /// 4-page chunks in 16-page areas: an order-1 request can find a chunk whose
 /// count has room but no free pair (the fall-through).

@@ -19,7 +19,9 @@ mod reuse;
 pub use area::{area_double_free, r_observer};
 pub use fast::{drain_oom, fast, fast_events, Fast};
 pub use grow::grow_races;
-pub use heap::{churn, double_free, oom, runs, runs_undone, shared_path, Mix, SMALL, WIDE};
+pub use heap::{
+    churn, double_free, oom, runs, runs_undone, shared_path, small_config, Mix, SMALL, WIDE,
+};
 pub use lin::{lin_history, prepare, Fill, Lin};
 pub use race::{exactly_one_promised, pair_name, racing_frees, Kind, Side, PAIRS};
 pub use reclaim::reclaim_races_shared_alloc;

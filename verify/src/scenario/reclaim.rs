@@ -7,24 +7,19 @@
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
-use magbuddy::{HeapConfig, PAGE_SIZE};
+use magbuddy::PAGE_SIZE;
 
-use super::SMALL;
+use super::small_config;
 use crate::{OwnedHeap, Tally};
 
-/// One schedule: a heap of three [`SMALL`] areas (one 16 KiB slab each)
+/// One schedule: a heap of three [`super::SMALL`] areas (one 16 KiB slab each)
 /// filled with 2 KiB objects (8 per slab) on the shared path, then one
 /// object of each slab freed, so every slab is abandoned with one free
 /// object and the tree has no room for another slab. Thread R runs
 /// `reclaim()` once while thread A allocates a 2 KiB object on the shared
 /// path, which must succeed (the no-false-OOM contract), and frees it.
 pub fn reclaim_races_shared_alloc(tally: &Tally) {
-    let config = HeapConfig {
-        cpus: 1,
-        geometry: SMALL,
-        magazine_rounds: Some(1),
-        ..HeapConfig::new(1)
-    };
+    let config = small_config(1);
     let owned = Arc::new(OwnedHeap::with_config(config, 3));
     let heap = owned.heap();
     let slab = 4 * PAGE_SIZE;

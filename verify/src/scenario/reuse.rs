@@ -16,10 +16,10 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 use magbuddy::testing::yield_in_claims;
-use magbuddy::{FreeError, HeapConfig, PAGE_SIZE};
+use magbuddy::{FreeError, PAGE_SIZE};
 use shuttle::rand::{thread_rng, Rng};
 
-use super::SMALL;
+use super::small_config;
 use crate::{OwnedHeap, Tally};
 
 /// What the racing allocation turns the block into.
@@ -38,12 +38,7 @@ pub enum Reuse {
 /// whole: `validate()`, no corruption, no slab left after `reclaim()`, and
 /// as many free blocks as at the start.
 pub fn stale_free_races_reuse(reuse: Reuse, tally: &Tally) {
-    let config = HeapConfig {
-        cpus: 1,
-        geometry: SMALL,
-        magazine_rounds: Some(1),
-        ..HeapConfig::new(1)
-    };
+    let config = small_config(1);
     let owned = Arc::new(OwnedHeap::with_config(config, 2));
     let heap = owned.heap();
     let start = heap.stats().free_blocks;
@@ -131,12 +126,7 @@ pub fn stale_object_free_races_slab_reuse(handle: bool, tally: &Tally) {
     }
     yield_in_claims(true);
     let _yielding = Yielding;
-    let config = HeapConfig {
-        cpus: 1,
-        geometry: SMALL,
-        magazine_rounds: Some(1),
-        ..HeapConfig::new(1)
-    };
+    let config = small_config(1);
     let owned = Arc::new(OwnedHeap::with_config(config, 1));
     let heap = owned.heap();
     let start = heap.stats().free_blocks;
