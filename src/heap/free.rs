@@ -262,12 +262,18 @@ impl Heap {
     #[inline(never)]
     pub(crate) fn hand_out_block(&self, cc: usize, p: usize) -> Option<NonNull<u8>> {
         let reg = self.region_of(p).expect("cached block in the heap");
+        Self::hand_out_block_at(reg.desc(reg.page_of(p)), cc, p)
+    }
+
+    /// [`Self::hand_out_block`] given the block's head descriptor `cell`.
+    #[inline(always)]
+    pub(crate) fn hand_out_block_at(cell: &AtomicU32, cc: usize, p: usize) -> Option<NonNull<u8>> {
         let k = (cc - SMALL_CLASSES) as u32;
         // Release: a free that reads the head with Acquire sees the block as
         // ours; only the holder of the round touches its descriptor now.
-        reg.desc(reg.page_of(p))
-            .store(PageDesc::head(k).0, Ordering::Release);
-        NonNull::new(p as *mut u8)
+        cell.store(PageDesc::head(k).0, Ordering::Release);
+        // SAFETY: a round is a block's address in the heap, never null.
+        Some(unsafe { NonNull::new_unchecked(p as *mut u8) })
     }
 
     /// Frees the buddy block whose head page is `page` and whose descriptor

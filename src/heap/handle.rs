@@ -173,7 +173,7 @@ impl<'h> Handle<'h> {
         if size.wrapping_sub(1) < MAX_CACHED {
             let cc = cache_class(size);
             if let Some(p) = self.pop_loaded(cc) {
-                return self.heap.hand_out_block(cc, p);
+                return self.hand_out_block(cc, p);
             }
             return self.alloc_slow(cc);
         }
@@ -321,7 +321,18 @@ impl<'h> Handle<'h> {
             self.heap.hand_out_object(cc, p);
             return NonNull::new(p as *mut u8);
         }
-        self.heap.hand_out_block(cc, p)
+        self.hand_out_block(cc, p)
+    }
+
+    /// [`Heap::hand_out_block`] with the handle's first region: no region
+    /// lookup and no call for a block there.
+    #[inline(always)]
+    fn hand_out_block(&self, cc: usize, p: usize) -> Option<NonNull<u8>> {
+        let off = p.wrapping_sub(self.first.usable_lo);
+        if off >= self.first.usable_len {
+            return self.heap.hand_out_block(cc, p);
+        }
+        Heap::hand_out_block_at(self.first.usable_desc(off), cc, p)
     }
 
     /// Where this handle's searches start, asked as its CPU.
