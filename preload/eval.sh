@@ -158,7 +158,7 @@ PROGRAMS=(
   "zstd -T2 -15|2 threads|zstd -q -T2 -15 -c $W/data.txt | sha256sum"
   "python3 (4 threads, dicts)|4 threads|$PY $W/pythreads.py"
   "perl (word counts, hashes)|1 thread|perl $W/words.pl $W/data.txt"
-  "sort (two keys, 31 MB)|1 thread|LC_ALL=C sort -k2,2 -k13,13n $W/data.txt | sha256sum"
+  "sort (two keys, 31 MB)|2 threads|LC_ALL=C sort -k2,2 -k13,13n $W/data.txt | sha256sum"
 )
 
 # run <preload or empty> <heap size> <command>: prints "seconds maxrss_kb",
