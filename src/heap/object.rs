@@ -39,7 +39,10 @@ impl Heap {
     /// objects and bits. So the descriptor is read again once the mark is
     /// decided ([`still_slab`]): the slab can no longer change under a
     /// claim that passes (it counts `p` as handed out), and one that fails
-    /// changed nothing but a tag or bit it puts back.
+    /// changed nothing but a tag or bit it puts back. (While a `checked`
+    /// build's bit is set and not yet put back, a legitimate free of the
+    /// new slab's object under it is refused: the price of a double free
+    /// racing the reuse, which is bad input.)
     #[inline(always)]
     pub(crate) fn claim_object(
         &self,
