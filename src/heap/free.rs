@@ -200,10 +200,7 @@ impl Heap {
         }
         // A stale free whose slab was released and reused meanwhile: the
         // general path decides (see `Heap::claim_object`).
-        // Relaxed: ordered after the Acquire load of the tag.
-        if cell.load(Ordering::Relaxed) != PageDesc::slab(c).0
-            || crate::mutant::on(crate::mutant::Mutant::ClaimSkipsRecheck)
-        {
+        if !super::object::still_slab(cell, c) {
             return None;
         }
         // Relaxed: published with the magazine push that follows.
@@ -262,7 +259,7 @@ impl Heap {
     #[inline(never)]
     pub(crate) fn hand_out_block(&self, cc: usize, p: usize) -> Option<NonNull<u8>> {
         let reg = self.region_of(p).expect("cached block in the heap");
-        Self::hand_out_block_at(reg.desc(reg.page_of(p)), cc, p)
+        Self::hand_out_block_at(reg.desc_of(p), cc, p)
     }
 
     /// [`Self::hand_out_block`] given the block's head descriptor `cell`.

@@ -14,17 +14,17 @@
 use super::Heap;
 use crate::region::{PageDesc, Region};
 use crate::slab::{self, slab_at, tag_of, tag_word, SlabDesc, MARK_AT_USER};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU32, Ordering};
 use crate::FreeError;
 
-/// Whether the pages of `page` still are a slab of class `c`: a free that
-/// read the class earlier and then found the object's mark in use is
-/// stale if not (the slab was released, its pages reused).
+/// Whether the page whose descriptor is `cell` still is in a slab of class
+/// `c`: a free that read the class earlier and then found the object's mark
+/// in use is stale if not (the slab was released, its pages reused).
 #[inline(always)]
-pub(crate) fn still_slab(reg: &Region, page: usize, c: usize) -> bool {
+pub(crate) fn still_slab(cell: &AtomicU32, c: usize) -> bool {
     // Relaxed: ordered after the caller's Acquire access to the object's
     // tag or bit; a new owner's write there implies the release before it.
-    reg.desc(page).load(Ordering::Relaxed) == PageDesc::slab(c).0
+    cell.load(Ordering::Relaxed) == PageDesc::slab(c).0
         || crate::mutant::on(crate::mutant::Mutant::ClaimSkipsRecheck)
 }
 
@@ -58,7 +58,7 @@ impl Heap {
             if !unsafe { s.mark_free(base, c, p) } {
                 return Err(self.free_object_error(s, base, c, p));
             }
-            if !still_slab(reg, page, c) {
+            if !still_slab(reg.desc(page), c) {
                 // SAFETY: as above; we set the bit just now.
                 unsafe { s.mark_taken(base, c, p) };
                 return Err(FreeError::DoubleFree(p));
@@ -74,7 +74,7 @@ impl Heap {
         if tag.load(Ordering::Acquire) == tag_of(p) {
             self.confirm_not_free(reg, page, c, p)?;
         }
-        if !still_slab(reg, page, c) {
+        if !still_slab(reg.desc(page), c) {
             return Err(FreeError::DoubleFree(p));
         }
         // Relaxed: published with the magazine push or the slab push.

@@ -93,13 +93,11 @@ impl Heap {
     /// tree.
     #[inline]
     pub(super) fn publish_head(&self, p: NonNull<u8>, desc: PageDesc) {
-        let reg = self
-            .region_of(p.as_ptr() as usize)
-            .expect("block inside the heap");
+        let p = p.as_ptr() as usize;
+        let reg = self.region_of(p).expect("block inside the heap");
         // Release: a free that reads this head with Acquire also sees the
         // tree CAS that allocated the block (and a slab's set-up).
-        reg.desc(reg.page_of(p.as_ptr() as usize))
-            .store(desc.0, Ordering::Release);
+        reg.desc_of(p).store(desc.0, Ordering::Release);
     }
 
     /// Takes a block of order `k` from the tree; its descriptor is still the

@@ -375,6 +375,12 @@ impl Region {
         unsafe { &*self.descs.add(p) }
     }
 
+    /// Descriptor of the page holding address `p` (in this region).
+    #[inline(always)]
+    pub(crate) fn desc_of(&self, p: usize) -> &AtomicU32 {
+        self.desc(self.page_of(p))
+    }
+
     /// Descriptor of the page `off` bytes into the usable range (`off <
     /// usable_len`): for callers that have `off` from their range check,
     /// one subtraction fewer than `desc(page_of(addr))` (`usable_lo` is a
