@@ -9,7 +9,7 @@ use std::sync::{Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{block_size, Mem, MIB};
-use magbuddy::Heap;
+use magbuddy::{Heap, HeapConfig};
 use magbuddy_checkers::canary;
 use magbuddy_checkers::{words_needed, ShadowBitmap};
 use rand::{rngs::SmallRng, Rng, SeedableRng};
@@ -30,7 +30,13 @@ fn seed_mix_8_threads_half_the_frees_remote() {
     const OPS: usize = 150_000;
     let len = 256 * MIB;
     let mem = Mem::new(len);
-    let heap = unsafe { Heap::init(mem.ptr(), len, THREADS) }.unwrap();
+    // A depot of one full magazine per thread: most full magazines go home,
+    // so remote frees, abandoned and adopted slabs happen in every run.
+    let config = HeapConfig {
+        depot_magazines: Some(THREADS),
+        ..HeapConfig::new(THREADS)
+    };
+    let heap = unsafe { Heap::init_with(mem.ptr(), len, config) }.unwrap();
     let free_at_start = heap.stats().free_bytes;
     let words: Vec<std::sync::atomic::AtomicU64> = (0..words_needed(len, 8))
         .map(|_| Default::default())
@@ -112,6 +118,8 @@ fn seed_mix_8_threads_half_the_frees_remote() {
         sum(|s| s.cas_retries)
     );
     assert!(sum(|s| s.depot_exchanges) > 0 && sum(|s| s.adopted_slabs) > 0);
+    // Every block was freed once, through a handle, and counted once.
+    assert_eq!(sum(|s| s.allocs), sum(|s| s.frees));
     // Released handles hold nothing; slabs were given back by the reclaim.
     assert_eq!(sum(|s| s.cached_bytes), 0);
     assert_eq!(heap.slabs_in_use(), 0);

@@ -310,7 +310,6 @@ impl<'h> Handle<'h> {
         let mut tally = Tally::default();
         self.free_cached_slow(cc, p, &mut tally);
         self.slot.counters.record(&tally, true);
-        self.slot.counters.bump_owned(Event::Free, 1);
         self.publish_counts();
     }
 

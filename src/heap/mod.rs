@@ -30,7 +30,9 @@ pub use stats::CpuStats;
 
 use crate::buddy::Geometry;
 use crate::cpu::CpuId;
-use crate::magazine::{self, round_size, Depot, Magazine, MagazinePool, CACHE_CLASSES, MAG_ROUNDS};
+use crate::magazine::{
+    self, round_size, Depot, DepotLimit, Magazine, MagazinePool, CACHE_CLASSES, MAG_ROUNDS,
+};
 use crate::region::{Layout, Region, RegionTable};
 use crate::slab::{self, SlabDesc, SlabPool, MAX_SMALL, SLAB_BYTES, SLAB_ORDER, SMALL_CLASSES};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering};
@@ -69,6 +71,11 @@ pub struct HeapConfig {
     /// `None` sizes them from the heap and CPU count (see
     /// [`Heap::cpu_cache_cap`]). For measuring magazine sizes.
     pub magazine_rounds: Option<usize>,
+    /// Full magazines the depot may hold, all classes together (one class
+    /// may use them all); `None`: `min(cpus, 8)` per cache class. Either way
+    /// their bytes stay within `min(cpus, 8)` full magazines of every class.
+    /// For tests that must fill the depot and measurements of its size.
+    pub depot_magazines: Option<usize>,
     /// The caller promises the region reads as zeros (a fresh anonymous
     /// mapping): init then skips writing metadata whose initial value is
     /// zero (page and slab descriptors, most area and chunk words), so those
@@ -86,6 +93,7 @@ impl HeapConfig {
             cpus,
             geometry: Geometry::DEFAULT,
             magazine_rounds: None,
+            depot_magazines: None,
             zeroed: false,
         }
     }
@@ -155,10 +163,28 @@ unsafe impl Sync for Heap {}
 // SAFETY: as above; nothing is tied to the creating thread.
 unsafe impl Send for Heap {}
 
-/// Magazines in the pool: two per class per CPU, the depot's share, spares.
-const fn magazine_count(cpus: usize) -> usize {
-    let depot = if cpus < 8 { cpus } else { 8 };
-    cpus * 2 * CACHE_CLASSES + depot * CACHE_CLASSES + CACHE_CLASSES
+/// Magazines in the pool: two per class per CPU, the depot's, spares.
+const fn magazine_count(config: &HeapConfig) -> usize {
+    config.cpus * 2 * CACHE_CLASSES + depot_magazines(config) + CACHE_CLASSES
+}
+
+/// The depot's share of full magazines per class: the bytes it may hold are
+/// this many full magazines of every class (see [`DepotLimit`]).
+const fn depot_share(cpus: usize) -> usize {
+    if cpus < 8 {
+        cpus
+    } else {
+        8
+    }
+}
+
+/// Full magazines the depot may hold, all classes together (one class may
+/// use them all).
+const fn depot_magazines(config: &HeapConfig) -> usize {
+    match config.depot_magazines {
+        Some(n) => n,
+        None => depot_share(config.cpus) * CACHE_CLASSES,
+    }
 }
 
 const fn pack(region: usize, area: usize) -> usize {
@@ -237,7 +263,7 @@ impl Heap {
         let heap_at = s.next_multiple_of(align_of::<Heap>());
         let slots_at =
             (heap_at + size_of::<Heap>()).next_multiple_of(align_of::<CachePadded<CpuSlot>>());
-        let n_mags = magazine_count(config.cpus);
+        let n_mags = magazine_count(&config);
         let mags_at = (slots_at + config.cpus * size_of::<CachePadded<CpuSlot>>())
             .next_multiple_of(align_of::<Magazine>());
         // The pool plus one: the sentinel loaded where no magazine is.
@@ -267,7 +293,10 @@ impl Heap {
         }
         let usable = layout.usable_hi - layout.usable_lo;
         let (mag_cap, cpu_cap) = Self::cache_sizes(usable, config.cpus, config.magazine_rounds);
-        let depot_limit = config.cpus.min(8) as u32;
+        let depot_limit = DepotLimit {
+            magazines: depot_magazines(&config) as u32,
+            bytes: DepotLimit::bytes_for(depot_share(config.cpus), &mag_cap),
+        };
         // SAFETY: the pool and its sentinel lie in [mags_at, cursor), inside
         // our range, aligned for Magazine.
         let mags =
@@ -368,7 +397,7 @@ impl Heap {
         let area_bytes = (g.area_pages() as usize) << PAGE_SHIFT;
         let header = size_of::<Heap>()
             + (config.cpus + 1) * size_of::<CachePadded<CpuSlot>>()
-            + (magazine_count(config.cpus) + 2) * size_of::<Magazine>();
+            + (magazine_count(&config) + 2) * size_of::<Magazine>();
         let mut len = 2 * area_bytes + PAGE_SIZE;
         loop {
             let areas = len.div_ceil(area_bytes) + 1;

@@ -330,6 +330,8 @@ impl Handle<'_> {
                 if !self.send_loaded_home(cc, tally) {
                     let heap = self.heap;
                     heap.flush_round(Some(self.owner()), cc, p, tally);
+                    // A magazine push counts its free; this one is counted here.
+                    tally.add(Event::Free, 1);
                     return;
                 }
             }

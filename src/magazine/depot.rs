@@ -2,9 +2,9 @@
 
 use core::num::NonZeroU32;
 
-use super::{Magazine, CACHE_CLASSES};
+use super::{round_size, Magazine, CACHE_CLASSES};
 use crate::stack::IndexStack;
-use crate::sync::{AtomicU32, Ordering};
+use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
 /// A magazine of the pool: its index plus one, so that `Option<MagId>` is a
 /// `u32` with 0 = none. The depot's stacks hold [`MagId::index`].
@@ -36,8 +36,10 @@ pub(crate) struct MagazinePool {
     cap: [u32; CACHE_CLASSES],
     empty: IndexStack,
     full: [IndexStack; CACHE_CLASSES],
-    full_count: [AtomicU32; CACHE_CLASSES],
-    limit: u32,
+    /// Full magazines in the depot, all classes together, and their bytes.
+    full_count: AtomicU32,
+    full_bytes: AtomicUsize,
+    limit: DepotLimit,
     /// Magazines `fresh..n` were never used: empty, on no stack. Taking
     /// them in order instead of stacking all of them at init leaves the
     /// pool's pages untouched until used (64 CPU slots: 4,658 magazines,
@@ -47,8 +49,8 @@ pub(crate) struct MagazinePool {
 
 impl MagazinePool {
     /// Constructs `n` empty magazines and the sentinel at `at` (nothing to
-    /// write if the range reads as zeros: `zeroed`) and a depot holding
-    /// `limit` full magazines per class at most.
+    /// write if the range reads as zeros: `zeroed`) and a depot within
+    /// `limit`.
     ///
     /// # Safety
     /// `[at, at + (n + 1) * size_of::<Magazine>())` is aligned for
@@ -58,7 +60,7 @@ impl MagazinePool {
         at: usize,
         n: usize,
         cap: [u32; CACHE_CLASSES],
-        limit: u32,
+        limit: DepotLimit,
         zeroed: bool,
     ) -> Self {
         // All-zero bytes are an empty magazine, except for a model
@@ -75,7 +77,8 @@ impl MagazinePool {
             cap,
             empty: IndexStack::new(),
             full: core::array::from_fn(|_| IndexStack::new()),
-            full_count: core::array::from_fn(|_| AtomicU32::new(0)),
+            full_count: AtomicU32::new(0),
+            full_bytes: AtomicUsize::new(0),
             limit,
             fresh: AtomicU32::new(0),
         }
@@ -115,20 +118,48 @@ impl MagazinePool {
             empty: &self.empty,
             full: &self.full,
             full_count: &self.full_count,
+            full_bytes: &self.full_bytes,
             limit: self.limit,
             fresh: &self.fresh,
         }
     }
 }
 
-/// The depot: per cache class a stack of full magazines (with a soft count
-/// for its limit), and one shared stack of empty magazines.
+/// What the depot may hold: full magazines of all classes together, counted
+/// and in bytes.
+///
+/// The limit is on the depot as a whole, not per class: a producer/consumer
+/// pair moves its class's objects as whole magazines, as many as it has in
+/// flight, instead of the consumer sending most of them home object by
+/// object (one return-list CAS each) once a per-class share is full. The
+/// bytes are bounded as by a share of `per_class` full magazines for every
+/// class, and the count by the pool's magazines set aside for the depot (so
+/// the CPUs' own two per class stay available).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DepotLimit {
+    pub(crate) magazines: u32,
+    pub(crate) bytes: usize,
+}
+
+impl DepotLimit {
+    /// The bytes of `per_class` full magazines of every class, with `cap`
+    /// rounds per magazine.
+    pub(crate) fn bytes_for(per_class: usize, cap: &[u32; CACHE_CLASSES]) -> usize {
+        (0..CACHE_CLASSES)
+            .map(|cc| per_class * cap[cc] as usize * round_size(cc))
+            .sum()
+    }
+}
+
+/// The depot: per cache class a stack of full magazines, soft counts of
+/// them (for its [`DepotLimit`]), and one shared stack of empty magazines.
 pub(crate) struct Depot<'a> {
     pub(crate) pool: &'a [Magazine],
     pub(crate) empty: &'a IndexStack,
     pub(crate) full: &'a [IndexStack],
-    pub(crate) full_count: &'a [AtomicU32],
-    pub(crate) limit: u32,
+    full_count: &'a AtomicU32,
+    full_bytes: &'a AtomicUsize,
+    limit: DepotLimit,
     fresh: &'a AtomicU32,
 }
 
@@ -164,8 +195,11 @@ impl<'a> Depot<'a> {
     #[inline]
     pub(crate) fn get_full(&self, c: usize) -> Option<MagId> {
         let m = self.full[c].pop(self.link())?;
-        // Relaxed: the count is a soft limit; it orders nothing.
-        self.full_count[c].fetch_sub(1, Ordering::Relaxed);
+        // Relaxed: the counts are a soft limit; they order nothing. The
+        // magazine is unchanged since `put_full` counted its bytes.
+        self.full_count.fetch_sub(1, Ordering::Relaxed);
+        self.full_bytes
+            .fetch_sub(self.bytes_of(c, m), Ordering::Relaxed);
         Some(MagId::from_index(m))
     }
 
@@ -175,16 +209,26 @@ impl<'a> Depot<'a> {
         self.pool.iter().any(|m| m.holds(p))
     }
 
+    /// Bytes of the rounds magazine `i` of class `c` holds.
+    fn bytes_of(&self, c: usize, i: u32) -> usize {
+        self.pool[i as usize].len() as usize * round_size(c)
+    }
+
     /// Stores a full magazine of class `c` unless the depot is at its limit
     /// (then the caller returns the rounds to their slabs or pages).
     #[inline]
     pub(crate) fn put_full(&self, c: usize, m: MagId) -> bool {
-        // Relaxed: as in `get_full`; a race may overshoot the limit by a few.
-        if self.full_count[c].load(Ordering::Relaxed) >= self.limit {
+        let i = m.index();
+        let bytes = self.bytes_of(c, i);
+        // Relaxed: as in `get_full`; a race may overshoot the limit by a few
+        // magazines.
+        if self.full_count.load(Ordering::Relaxed) >= self.limit.magazines
+            || self.full_bytes.load(Ordering::Relaxed) + bytes > self.limit.bytes
+        {
             return false;
         }
-        self.full_count[c].fetch_add(1, Ordering::Relaxed);
-        let i = m.index();
+        self.full_count.fetch_add(1, Ordering::Relaxed);
+        self.full_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.full[c].push(i, &self.pool[i as usize].link);
         true
     }

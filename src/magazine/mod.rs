@@ -16,7 +16,7 @@ mod depot;
 mod rounds;
 
 pub(crate) use cache::CpuCache;
-pub(crate) use depot::{Depot, MagId, MagazinePool};
+pub(crate) use depot::{Depot, DepotLimit, MagId, MagazinePool};
 pub(crate) use rounds::Magazine;
 
 use crate::slab::{self, MAX_SMALL, SMALL_CLASSES};

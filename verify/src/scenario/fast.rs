@@ -111,6 +111,9 @@ pub fn fast(f: Fast, tally: &Tally) {
         cpus: f.cpus,
         geometry: SMALL,
         magazine_rounds: Some(f.rounds),
+        // A depot of one magazine per CPU: full magazines also go home, so
+        // remote frees, abandoned and adopted slabs happen in every history.
+        depot_magazines: Some(f.cpus),
         ..HeapConfig::new(f.cpus)
     };
     let world = Arc::new(World::with_config(config, f.areas));

@@ -17,13 +17,15 @@ pub const SMALL: Geometry = match Geometry::new(1, 2) {
     None => panic!("geometry"),
 };
 
-/// `cpus` CPU slots on [`SMALL`] areas with one round per magazine, so that
-/// caches fill and spill after a call or two: the focused suites' heap.
+/// `cpus` CPU slots on [`SMALL`] areas with one round per magazine and a
+/// depot of one magazine per CPU, so that caches fill and spill home after
+/// a call or two: the focused suites' heap.
 pub fn small_config(cpus: usize) -> HeapConfig {
     HeapConfig {
         cpus,
         geometry: SMALL,
         magazine_rounds: Some(1),
+        depot_magazines: Some(cpus),
         ..HeapConfig::new(cpus)
     }
 }
