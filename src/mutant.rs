@@ -65,11 +65,14 @@ pub enum Mutant {
     /// descriptor again, so a stale free acts on a slab reused for another
     /// class with the old class's bit and index.
     ClaimSkipsRecheck = 17,
+    /// Buddy: a batch allocation reserves the pages of one block on the
+    /// area word, however many it then takes in the chunk word.
+    BatchReservesOne = 18,
 }
 
 impl Mutant {
     /// Every seeded defect, in order.
-    pub const ALL: [Mutant; 17] = [
+    pub const ALL: [Mutant; 18] = [
         Mutant::FreeWithoutCheck,
         Mutant::TwoStepUpdate,
         Mutant::UnreserveFirst,
@@ -87,6 +90,7 @@ impl Mutant {
         Mutant::GrowIgnoresBuddy,
         Mutant::PublishLiveFirst,
         Mutant::ClaimSkipsRecheck,
+        Mutant::BatchReservesOne,
     ];
 }
 

@@ -14,10 +14,13 @@ pub enum Probe {
     /// A whole area (order `H`) was taken in its area word: an area-sized
     /// block, one area of a multi-area run, or a claim a run undoes.
     AreaClaim = 1,
+    /// One chunk CAS took several blocks at once (a page-magazine refill,
+    /// `Area::alloc_many`).
+    Batch = 2,
 }
 
 #[cfg(all(any(shuttle, loom), feature = "std"))]
-const PROBES: usize = 2;
+const PROBES: usize = 3;
 
 #[cfg(all(any(shuttle, loom), feature = "std"))]
 std::thread_local! {

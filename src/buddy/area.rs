@@ -17,6 +17,33 @@ pub(crate) struct Taken {
     pub(crate) fell: u32,
 }
 
+/// What [`Area::alloc_many`] took: blocks of one order in one chunk, as a
+/// mask over the chunk's level of that order (empty: none here), plus the
+/// CAS attempts that lost a race and the reservations given back, as in
+/// [`Taken`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Many {
+    chunk: u32,
+    nodes: u64,
+    pub(crate) retries: u32,
+    pub(crate) fell: u32,
+}
+
+impl Many {
+    /// The first page offsets of the blocks (order `k`) in the area.
+    pub(crate) fn offsets(self, g: Geometry, k: u32) -> impl Iterator<Item = u32> {
+        let base = self.chunk << g.chunk_order();
+        let mut nodes = self.nodes;
+        core::iter::from_fn(move || {
+            let i = nodes.trailing_zeros();
+            (nodes != 0).then(|| {
+                nodes &= nodes - 1;
+                base | (i << k)
+            })
+        })
+    }
+}
+
 /// One area's words, borrowed from the region's metadata.
 #[derive(Clone, Copy)]
 pub(crate) struct Area<'a> {
@@ -51,6 +78,29 @@ impl Area<'_> {
             t.offset = Some(up.out << k);
             return t;
         }
+        let many = self.alloc_many(k, 1);
+        t.offset = many.offsets(g, k).next();
+        t.retries = many.retries;
+        t.fell = many.fell;
+        t
+    }
+
+    /// Allocates up to `max` (at least one) blocks of order `k <= c`, all
+    /// in one chunk, with the two steps of a single allocation: step 1
+    /// reserves the pages of as many as the chunk's count has room for,
+    /// step 2 takes that many nodes with one chunk CAS (the linearization
+    /// point of every block taken) and gives back the pages of any it could
+    /// not take. For order 0 it takes all it reserved (invariant R).
+    #[inline]
+    pub(crate) fn alloc_many(&self, k: u32, max: u32) -> Many {
+        let g = self.g;
+        debug_assert!(k <= g.chunk_order() && max >= 1);
+        let mut many = Many {
+            chunk: 0,
+            nodes: 0,
+            retries: 0,
+            fell: 0,
+        };
         let pages = 1 << k;
         let d = g.chunk_order() - k;
         let mut fragmented = 0u64;
@@ -58,24 +108,42 @@ impl Area<'_> {
             // Step 1: reserve the pages in the fullest chunk with room.
             let Ok(up) = cas_update(self.top, |w: AreaWord| {
                 let j = w.pick_chunk(g, pages, fragmented)?;
-                Some((w.reserve(g, j, pages)?, j))
+                let n = max.min((g.chunk_pages() - w.used(g, j)) / pages);
+                // Mutant: the count shows one block of a batch.
+                let held = if crate::mutant::on(crate::mutant::Mutant::BatchReservesOne) {
+                    pages
+                } else {
+                    n * pages
+                };
+                Some((w.reserve(g, j, held)?, (j, n)))
             }) else {
-                return t;
+                return many;
             };
-            t.retries += up.retries;
-            let j = up.out;
-            // Step 2: take a node of order k in that chunk (linearization point).
-            match cas_update(&self.chunks[j as usize], |w: ChunkWord| w.alloc(g, d)) {
+            many.retries += up.retries;
+            let (j, n) = up.out;
+            // Step 2: take the nodes in that chunk (linearization point).
+            match cas_update(&self.chunks[j as usize], |w: ChunkWord| {
+                w.alloc_many(g, d, n)
+            }) {
                 Ok(node) => {
-                    t.retries += node.retries;
-                    t.offset = Some((j << g.chunk_order()) | (node.out << k));
-                    return t;
+                    many.retries += node.retries;
+                    (many.chunk, many.nodes) = (j, node.out);
+                    if node.out.count_ones() > 1 {
+                        crate::probe::note(crate::probe::Probe::Batch);
+                    }
+                    let short = n - node.out.count_ones();
+                    if short > 0 {
+                        // Fewer aligned runs than pages: give the rest back.
+                        many.retries += self.unreserve(j, short * pages);
+                        many.fell += 1;
+                    }
+                    return many;
                 }
                 Err(_) => {
                     // Enough pages but no aligned run of them: give them back.
                     crate::probe::note(crate::probe::Probe::FallThrough);
-                    t.retries += self.unreserve(j, pages);
-                    t.fell += 1;
+                    many.retries += self.unreserve(j, n * pages);
+                    many.fell += 1;
                     fragmented |= 1 << j;
                 }
             }

@@ -19,7 +19,9 @@ pub(crate) const fn low_mask(width: u32) -> u64 {
 /// The `2^d` bits of level `d`, shifted down to bit 0.
 #[inline]
 pub(crate) const fn level(tree: u64, d: u32) -> u64 {
-    (tree >> ((1u32 << d) - 1)) & low_mask(1 << d)
+    // At most 32 nodes (d <= 5), so the mask needs no 64-bit case.
+    debug_assert!(d <= 5);
+    (tree >> ((1u32 << d) - 1)) & ((1u64 << (1u32 << d)) - 1)
 }
 
 /// `tree` with the bit of node `j` (index within level `d`) set.
@@ -68,7 +70,10 @@ pub(crate) fn used_at(tree: u64, levels: u32, below: u64, d: u32) -> u64 {
     let mut l = levels;
     while l > d {
         l -= 1;
-        used = level(tree, l) | or_pairs(used);
+        // Nothing used below is common (a chunk of single pages has only
+        // leaves): skip the halving then.
+        let from_below = if used == 0 { 0 } else { or_pairs(used) };
+        used = level(tree, l) | from_below;
     }
     used
 }
@@ -79,7 +84,10 @@ pub(crate) fn used_at(tree: u64, levels: u32, below: u64, d: u32) -> u64 {
 pub(crate) fn covered_at(tree: u64, d: u32) -> u64 {
     let mut covered = level(tree, 0);
     for l in 1..=d {
-        covered = level(tree, l) | spread(covered);
+        // Nothing allocated above is common (no block larger than a few
+        // pages): skip the doubling then.
+        let from_above = if covered == 0 { 0 } else { spread(covered) };
+        covered = level(tree, l) | from_above;
     }
     covered
 }

@@ -38,7 +38,7 @@
 //! | `unreserve(j, n)`      | area  | `used(j) >= n`                                   | `used(j) -= n`   |
 //! | `AreaWord::alloc(d)`   | area  | node free: nothing above/below, its chunks idle  | set node bit     |
 //! | `AreaWord::release`    | area  | node bit set                                     | clear node bit   |
-//! | `ChunkWord::alloc(d)`  | chunk | node free: nothing allocated above or below      | set node bit     |
+//! | `ChunkWord::alloc_many(d, n)` | chunk | up to `n` nodes free: nothing allocated above or below | set their bits |
 //! | `ChunkWord::release`   | chunk | node bit set                                     | clear node bit   |
 //! | `ChunkWord::grow(d,j)` | chunk | node set, `j` even, buddy's subtree empty        | node -> parent   |
 //! | `ChunkWord::split`     | chunk | node set, not a leaf                             | node -> lower child |
@@ -51,9 +51,15 @@
 //!
 //! * Block of order `k > c`: one CAS on the area word (`alloc` / `release`).
 //! * Block of order `k <= c`, allocation: (1) `reserve(j, 2^k)` on the area
-//!   word for a chunk `j` with room, (2) `ChunkWord::alloc` on chunk `j`; if
-//!   the chunk is too fragmented for order `k`, `unreserve` and try the next
-//!   chunk. Free: (1) `ChunkWord::release`, (2) `unreserve(j, 2^k)`.
+//!   word for a chunk `j` with room, (2) `ChunkWord::alloc_many(d, 1)` on
+//!   chunk `j`; if the chunk is too fragmented for order `k`, `unreserve`
+//!   and try the next chunk. Free: (1) `ChunkWord::release`,
+//!   (2) `unreserve(j, 2^k)`.
+//! * Up to `n` blocks of order `k <= c` at once (a page-magazine refill,
+//!   `Area::alloc_many`): the same two steps, (1) reserving `m * 2^k` pages
+//!   for the `m <= n` blocks chunk `j`'s count has room for, (2) taking up
+//!   to `m` nodes with one CAS, then `unreserve` of the pages of any it
+//!   could not take (order 0 takes all `m`: see below).
 //!
 //! * In-place grow of a block of order `k < c` (`Heap::resize_in_place`):
 //!   (1) `reserve(j, 2^k)` for the buddy's pages, (2) `ChunkWord::grow`; if
@@ -95,7 +101,8 @@
 //!
 //! # Linearization points
 //!
-//! * alloc, `k <= c`: the successful chunk CAS (step 2); `k > c`: the area CAS.
+//! * alloc, `k <= c`: the successful chunk CAS (step 2), for every block a
+//!   batch takes; `k > c`: the area CAS.
 //! * free, `k <= c`: the `unreserve` CAS (step 2), when the pages become
 //!   obtainable again; `k > c`: the area CAS.
 //!

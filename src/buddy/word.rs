@@ -47,14 +47,33 @@ pub(crate) struct ChunkWord(pub(crate) u64);
 
 impl ChunkWord {
     /// Allocates a free node of level `d` (order `c - d`); returns its index.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn alloc(self, g: Geometry, d: u32) -> Option<(Self, u32)> {
-        let free = bits::free_at(self.0, g.chunk_levels(), 0, d);
+        self.alloc_many(g, d, 1)
+            .map(|(w, nodes)| (w, nodes.trailing_zeros()))
+    }
+
+    /// Allocates up to `max` (at least one) free nodes of level `d`; returns
+    /// them as a mask over the level. Nodes of one level are disjoint, so
+    /// any free ones can be taken together; each pick prefers a node whose
+    /// buddy is taken, so pairs fill up before whole ones are broken.
+    #[inline]
+    pub(crate) fn alloc_many(self, g: Geometry, d: u32, max: u32) -> Option<(Self, u64)> {
+        let mut free = bits::free_at(self.0, g.chunk_levels(), 0, d);
         if free == 0 {
             return None;
         }
-        let j = bits::pick(free, d);
-        Some((Self(self.0 | node_bit(d, j)), j))
+        let (mut tree, mut nodes) = (self.0, 0u64);
+        for _ in 0..max {
+            if free == 0 {
+                break;
+            }
+            let j = bits::pick(free, d);
+            free &= !(1 << j);
+            nodes |= 1 << j;
+            tree |= node_bit(d, j);
+        }
+        Some((Self(tree), nodes))
     }
 
     /// Grows allocated node `j` of level `d` into its parent (in-place
@@ -340,6 +359,27 @@ mod tests {
                         }
                     }
                     None => assert!(!by_scan, "{raw:#b} d={d}"),
+                }
+                // Several at once: exactly the free blocks of the level (as
+                // many as asked), all of them free before, each allocated after.
+                let free = (0..(4 / pages))
+                    .filter(|&b| {
+                        (b * pages..(b + 1) * pages).all(|leaf| w.block_of(g, leaf).is_none())
+                    })
+                    .fold(0u64, |m, b| m | 1 << b);
+                for max in 1..=4u32 {
+                    let Some((n, nodes)) = w.alloc_many(g, d, max) else {
+                        assert_eq!(free, 0);
+                        continue;
+                    };
+                    n.check(g).unwrap();
+                    assert_eq!(nodes.count_ones(), max.min(free.count_ones()));
+                    assert_eq!(nodes & !free, 0, "{raw:#b} d={d} took a used node");
+                    for j in (0..(4 / pages)).filter(|j| nodes & (1 << j) != 0) {
+                        for leaf in j * pages..(j + 1) * pages {
+                            assert_eq!(n.block_of(g, leaf), Some((d, j)));
+                        }
+                    }
                 }
             }
         }

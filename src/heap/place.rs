@@ -80,13 +80,58 @@ impl Heap {
         tally: &mut Tally,
     ) -> Option<NonNull<u8>> {
         let p = self.take_order(k, hint, tally)?;
+        self.publish_fresh(p, k, fresh);
+        Some(p)
+    }
+
+    /// Fills `out` (not empty) with blocks of order `k <= 2` for a page
+    /// magazine, published as cached rounds; returns how many (0: out of
+    /// memory). Several come from one chunk of the home area with one
+    /// reservation and one chunk CAS (`Area::alloc_many`); failing that,
+    /// one comes from the full search.
+    pub(crate) fn alloc_rounds(
+        &self,
+        k: u32,
+        out: &mut [usize],
+        hint: &mut Hint,
+        tally: &mut Tally,
+    ) -> usize {
+        let (r, a) = unpack(hint.home);
+        let mut n = 0;
+        if let Some(reg) = self
+            .region(r)
+            .filter(|reg| a < reg.areas && out.len() > 1 && k <= self.g.chunk_order())
+        {
+            let many = reg.area(a).alloc_many(k, out.len() as u32);
+            tally.add(Event::Retries, many.retries);
+            hint.fell += many.fell as u64;
+            for off in many.offsets(self.g, k) {
+                let page = (a << self.g.area_order()) + off as usize;
+                let p = NonNull::new(reg.addr_of(page) as *mut u8).expect("a heap address");
+                self.publish_fresh(p, k, Fresh::Round);
+                out[n] = p.as_ptr() as usize;
+                n += 1;
+            }
+        }
+        if n == 0 {
+            if let Some(p) = self.alloc_order(k, Fresh::Round, hint, tally) {
+                out[0] = p.as_ptr() as usize;
+                n = 1;
+            }
+        }
+        n
+    }
+
+    /// Publishes block `p` of order `k`, fresh from the tree, as what it
+    /// becomes (see [`Fresh`]).
+    #[inline]
+    fn publish_fresh(&self, p: NonNull<u8>, k: u32, fresh: Fresh) {
         if crate::mutant::on(crate::mutant::Mutant::PublishLiveFirst) {
             self.publish_head(p, PageDesc::head(k));
         }
         if let Some(desc) = fresh.head(k) {
             self.publish_head(p, desc);
         }
-        Some(p)
     }
 
     /// Publishes `desc` as the head descriptor of block `p`, fresh from the

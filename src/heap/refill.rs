@@ -30,7 +30,7 @@
 //! reclaims is smaller than the request plus the caps of CPUs that do not
 //! call in.
 
-use super::place::{Fresh, Hint};
+use super::place::Hint;
 use super::stats::{Event, Tally};
 use super::Handle;
 use crate::magazine::{MagId, CACHE_CLASSES, MAG_ROUNDS};
@@ -248,7 +248,8 @@ impl Handle<'_> {
         self.refill_objects(cc, out, hint, tally)
     }
 
-    /// Fills `out` with blocks of order `k` from the tree, marked as cached.
+    /// Fills `out` with blocks of order `k` from the tree, marked as cached
+    /// (several per tree search where the home area has them).
     fn refill_pages(
         &mut self,
         k: u32,
@@ -258,11 +259,10 @@ impl Handle<'_> {
     ) -> usize {
         let mut n = 0;
         while n < out.len() {
-            match self.heap.alloc_order(k, Fresh::Round, hint, tally) {
-                Some(p) => out[n] = p.as_ptr() as usize,
-                None => break,
+            match self.heap.alloc_rounds(k, &mut out[n..], hint, tally) {
+                0 => break,
+                got => n += got,
             }
-            n += 1;
         }
         n
     }

@@ -120,7 +120,8 @@ where
 }
 
 /// A suite: runs `body` (one schedule) `schedules(base)` times under
-/// `sched`, adds the tree's probe counts ("fall-throughs", "area claims"),
+/// `sched`, adds the tree's probe counts ("fall-throughs", "area claims", "blocks
+/// taken several at once"),
 /// prints the schedule count and every event count, and returns the tally
 /// for the caller's minimums.
 pub fn suite<F>(name: &str, sched: Sched, base: usize, body: F) -> Arc<crate::Tally>
@@ -136,6 +137,7 @@ where
     tally.add("schedules", n as u64);
     tally.add("fall-throughs", probe_count(Probe::FallThrough));
     tally.add("area claims", probe_count(Probe::AreaClaim));
+    tally.add("blocks taken several at once", probe_count(Probe::Batch));
     tally.print(name);
     tally
 }

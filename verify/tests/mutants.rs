@@ -26,10 +26,17 @@ const MIX: Mix = Mix {
     ops: 8,
     max_live: 3,
     weights: &[6, 3, 1],
+    rounds: None,
 };
 
 fn churn_wide(t: &Tally) {
     churn(WIDE, 1, MIX, t)
+}
+
+/// Page-magazine refills that take two blocks per tree search (four
+/// rounds per magazine), racing frees and single allocations.
+fn churn_batched(t: &Tally) {
+    churn(WIDE, 2, Mix::BATCHED, t)
 }
 
 fn churn_small(t: &Tally) {
@@ -119,6 +126,7 @@ const SCENARIOS: &[(&str, Body)] = &[
     ("r_observer", r_observer),
     ("churn_wide", churn_wide),
     ("churn_small", churn_small),
+    ("churn_batched", churn_batched),
     ("runs", runs),
     ("shared_path", shared_path),
     ("oom", oom),
@@ -317,6 +325,14 @@ const CASES: &[Case] = &[
         mutant: Mutant::ClaimSkipsRecheck,
         scenario: "stale_object_handle",
         sched: Sched::Pct { depth: 3 },
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::BatchReservesOne,
+        scenario: "churn_batched",
+        sched: Sched::Random,
         seed: SEED,
         max: MAX,
         claim: Claim::Catches,

@@ -8,7 +8,8 @@
 //! threads interleave. Every block goes through the online shadow bitmap and
 //! canaries; the client-side trace is replayed at the end; the heap must
 //! validate, give every byte back and be coalesced into exactly the free
-//! blocks it started with.
+//! blocks it started with. `churn_batched_*`: page-magazine refills that
+//! take two blocks per chunk CAS (`Area::alloc_many`) race all of that.
 #![cfg(shuttle)]
 
 use verify::scenario::{churn, Mix, SMALL, WIDE};
@@ -20,6 +21,7 @@ const SMALL_MIX: Mix = Mix {
     ops: 6,
     max_live: 2,
     weights: &[1, 1, 1],
+    rounds: None,
 };
 
 /// Mostly pages, some pairs and quads, three live per thread: frees leave
@@ -29,6 +31,7 @@ const WIDE_MIX: Mix = Mix {
     ops: 8,
     max_live: 3,
     weights: &[6, 3, 1],
+    rounds: None,
 };
 
 /// Four threads (three handles, one shared), pages and pairs only, in one
@@ -38,6 +41,7 @@ const FOUR_MIX: Mix = Mix {
     ops: 6,
     max_live: 2,
     weights: &[3, 2, 1],
+    rounds: None,
 };
 
 const BASE: usize = 10_000;
@@ -101,5 +105,26 @@ fn churn_four_threads_pct_depth3() {
         churn(WIDE, 1, FOUR_MIX, t)
     });
     t.require(name, "cas retries", 40);
+    t.require(name, "concurrent calls on one chunk", 2000);
+}
+
+#[test]
+fn churn_batched_refills_random() {
+    let name = "churn_batched_refills_random";
+    let t = suite(name, Sched::Random, BASE, |t| {
+        churn(WIDE, 2, Mix::BATCHED, t)
+    });
+    t.require(name, "blocks taken several at once", 4000);
+    t.require(name, "concurrent calls on one chunk", 5000);
+    t.require(name, "cas retries", 500);
+}
+
+#[test]
+fn churn_batched_refills_pct_depth3() {
+    let name = "churn_batched_refills_pct_depth3";
+    let t = suite(name, Sched::Pct { depth: 3 }, BASE, |t| {
+        churn(WIDE, 2, Mix::BATCHED, t)
+    });
+    t.require(name, "blocks taken several at once", 2000);
     t.require(name, "concurrent calls on one chunk", 2000);
 }

@@ -49,9 +49,24 @@ pub struct Mix {
     pub max_live: usize,
     /// Weight of each order, from 0.
     pub weights: &'static [u32],
+    /// Rounds per magazine; `None`: sized from the heap (one, in these
+    /// small heaps). Four make page-magazine refills take two blocks per
+    /// tree search.
+    pub rounds: Option<usize>,
 }
 
 impl Mix {
+    /// Pages, pairs and quads (the page-magazine orders) with four rounds
+    /// per magazine: refills take two blocks per tree search
+    /// (`Area::alloc_many`), racing frees and other threads' allocations.
+    pub const BATCHED: Mix = Mix {
+        threads: 3,
+        ops: 8,
+        max_live: 3,
+        weights: &[4, 2, 1],
+        rounds: Some(4),
+    };
+
     fn order(&self, rng: &mut impl Rng) -> u32 {
         let mut x = rng.gen_range(0..self.weights.iter().sum::<u32>());
         for (k, &w) in self.weights.iter().enumerate() {
@@ -131,7 +146,13 @@ pub(super) fn finish(
 /// Page and buddy-block churn with merges: `mix.threads` threads (all but
 /// the last with a handle) do `mix` in a heap of `areas` areas of `g`.
 pub fn churn(g: Geometry, areas: usize, mix: Mix, tally: &Tally) {
-    let world = Arc::new(World::new(g, mix.threads - 1, areas));
+    let cpus = mix.threads - 1;
+    let config = HeapConfig {
+        geometry: g,
+        magazine_rounds: mix.rounds,
+        ..HeapConfig::new(cpus)
+    };
+    let world = Arc::new(World::with_config(config, areas));
     let start_blocks = world.heap().stats().free_blocks;
     let run = world.run(mix.threads, 4 * mix.ops + 8, move |t, c| {
         let mut via = Via::for_thread(c.world_heap(), t);
