@@ -443,3 +443,47 @@ fn list(v: &[(usize, f64)], digits: usize) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(wl: Workload, threads: usize, alloc: &str, mops: &[f64]) -> Point {
+        let ns: Vec<f64> = mops.iter().map(|m| 2e3 / m).collect();
+        Point {
+            wl,
+            threads,
+            alloc: alloc.into(),
+            ns_pair: Spread::of(&ns),
+            mops: Spread::of(mops),
+            reps: mops.len(),
+            p99: 0,
+            p999: 0,
+            max: 0,
+            cas_per_op: None,
+            failed: 0,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn summary_lists_wins_and_losses() {
+        let (s, p) = (Workload::Small, Workload::Page);
+        let points = [
+            point(s, 1, "magbuddy", &[20.0, 21.0, 22.0]),
+            point(s, 1, "mimalloc", &[9.0, 10.0, 11.0]),
+            point(p, 2, "magbuddy", &[9.0, 10.0, 11.0]),
+            point(p, 2, "mimalloc", &[8.0, 12.5, 14.0]),
+            // No mimalloc at 4 threads: no cell.
+            point(p, 4, "magbuddy", &[1.0]),
+        ];
+        let text = summary(&points);
+        assert!(text.contains("magbuddy is faster at small/1 (2.10×)."));
+        assert!(text.contains("magbuddy is slower at page/2 (0.80×†)."));
+        assert!(text.contains("† where"));
+        let runs = runs(&points, &[1, 2, 4], &[Kind::Magbuddy, Kind::Xv6Pages]);
+        assert!(runs.contains("| 1 | magbuddy | 95.2 [93.1–97.6] | 21.00 | – | 2.10 |"));
+        assert!(runs.contains("| 4 | magbuddy | 2000.0 | 1.00 |"));
+        assert!(runs.contains("Not run: xv6-percpu"));
+    }
+}
