@@ -284,7 +284,9 @@ for r in $(seq "$ROUNDS"); do
   echo "done: workloads round $r of $ROUNDS" >&2
 done
 # runs.csv: workload,threads,allocator,ns_per_pair,mops,p99_ns,p999_ns,
-# max_ns,cas_per_op,failed,truncated (benches/src/bin/report/table.rs).
+# max_ns,cas_per_op,failed,truncated,ns_per_pair_q1,ns_per_pair_q3,mops_q1,
+# mops_q3,reps (ns_per_pair and mops are medians over reps runs;
+# benches/src/bin/report/table.rs).
 WL_CSV=$OUT/workloads.csv WL_MD=$W/workloads.md
 for alloc in glibc magbuddy mimalloc; do
   for f in "$OUT/report/$alloc"/*/runs.csv; do

@@ -15,6 +15,7 @@
 mod callgrind;
 mod memory;
 mod plot;
+mod spread;
 mod table;
 
 use std::path::PathBuf;
@@ -23,16 +24,22 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use magbuddy_bench::{
-    BenchAlloc, Kind, Latency, NoProbe, RunConfig, Workload, MAX_THREADS, REGION,
+    BenchAlloc, Kind, Latency, NoProbe, RunConfig, RunResult, Workload, MAX_THREADS, REGION,
 };
+use spread::Spread;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
 #[command(about = "magbuddy benchmark report: tables, CSV, plots, memory, instructions")]
 pub struct Args {
-    /// Less work per point and one repetition (≤ 3 minutes on 2 cores).
+    /// Less work per point and three throughput runs per point instead of
+    /// five (≤ 3 minutes on 2 cores): the median of three still drops a lone
+    /// cold or preempted run, which one run would report as the figure.
     #[arg(long)]
     quick: bool,
+    /// Throughput runs per point (default 5, or 3 with `--quick`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    reps: Option<u32>,
     /// Thread counts, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     threads: Vec<usize>,
@@ -73,7 +80,7 @@ pub struct Args {
 pub struct Plan {
     /// Pairs per thread per run.
     pairs: usize,
-    /// Throughput runs per point (the median is reported).
+    /// Throughput runs per point (median and quartiles are reported).
     reps: usize,
     /// Cap on one run (see `RunConfig::time_limit`).
     limit: Duration,
@@ -84,13 +91,21 @@ pub struct Point {
     pub wl: Workload,
     pub threads: usize,
     pub alloc: String,
-    pub ns_pair: f64,
-    pub mops: f64,
+    /// Over the throughput runs.
+    pub ns_pair: Spread,
+    /// Over the throughput runs (each run's own Mops/s, so the quartiles are
+    /// those of the runs, not reciprocals of interpolated ns/pair).
+    pub mops: Spread,
+    /// Throughput runs behind `ns_pair` and `mops`.
+    pub reps: usize,
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
     pub cas_per_op: Option<f64>,
+    /// Failed allocations: the most of any throughput run plus the latency
+    /// run's.
     pub failed: u64,
+    /// Whether any of the point's runs hit the time limit.
     pub truncated: bool,
 }
 
@@ -109,10 +124,10 @@ fn main() {
         }
         return;
     }
-    let plan = if args.quick {
+    let mut plan = if args.quick {
         Plan {
             pairs: 16_000,
-            reps: 1,
+            reps: 3,
             limit: Duration::from_millis(500),
         }
     } else {
@@ -122,6 +137,9 @@ fn main() {
             limit: Duration::from_secs(4),
         }
     };
+    if let Some(r) = args.reps {
+        plan.reps = r as usize;
+    }
     let pick = |names: &[String], all: &[&'static str]| -> Vec<&'static str> {
         all.iter()
             .copied()
@@ -139,10 +157,15 @@ fn main() {
     let t0 = Instant::now();
     let allocs: Vec<Box<dyn BenchAlloc>> =
         kinds.iter().map(|k| k.build(REGION, MAX_THREADS)).collect();
+    // The load around the runs, so a reader sees whether other work shared
+    // the machine with them.
+    let load_start = table::loadavg();
     let points = measure(&allocs, &wls, &args.threads, plan);
+    let load = [load_start, table::loadavg()];
     drop(allocs);
-    let mut md = table::header(&args, plan);
-    md += &table::runs(&points, &args.threads);
+    let mut md = table::header(&args, plan, &load);
+    md += &table::summary(&points);
+    md += &table::runs(&points, &args.threads, &kinds);
     table::write_csv(&args.out.join("runs.csv"), &points);
     plot::scaling(&args.out.join("scaling.svg"), &points, &args.threads);
     plot::latency(&args.out.join("latency.svg"), &points, &args.threads);
@@ -167,33 +190,37 @@ fn main() {
     println!("{md}");
 }
 
-/// Runs every point: per workload and thread count, each allocator in turn
-/// (so slow drifts of a noisy machine hit all of them alike), `reps`
-/// throughput runs (median kept) and one latency run.
+/// Runs every point. Per workload and thread count, the throughput runs
+/// interleave the allocators (run 1 of each, then run 2 of each, ...), so a
+/// slow drift or a burst of load on a shared machine hits all of them alike
+/// rather than whichever allocator's runs it happened to fall on; then one
+/// latency run each.
 fn measure(
     allocs: &[Box<dyn BenchAlloc>],
     wls: &[Workload],
     threads: &[usize],
     plan: Plan,
 ) -> Vec<Point> {
-    let todo: Vec<_> = wls
+    let groups: Vec<(Workload, usize, Vec<&dyn BenchAlloc>)> = wls
         .iter()
         .flat_map(|&wl| threads.iter().map(move |&t| (wl, t)))
-        .flat_map(|(wl, t)| {
-            allocs
+        .map(|(wl, t)| {
+            let here = allocs
                 .iter()
-                .filter(move |a| wl.fits(a.as_ref()))
-                .map(move |a| (wl, t, a))
+                .map(|a| a.as_ref())
+                .filter(|a| wl.fits(*a))
+                .collect();
+            (wl, t, here)
         })
         .collect();
-    let bar = ProgressBar::new(todo.len() as u64);
+    let runs: usize = groups.iter().map(|g| g.2.len() * (plan.reps + 1)).sum();
+    let bar = ProgressBar::new(runs as u64);
     bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} {msg}")
+        ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs {msg}")
             .expect("progress template"),
     );
     let mut points = Vec::new();
-    for (wl, t, a) in todo {
-        bar.set_message(format!("{}/{}/{t}", wl.name(), a.name()));
+    for (wl, t, here) in groups {
         let cfg = RunConfig {
             threads: t,
             pairs: plan.pairs,
@@ -201,32 +228,40 @@ fn measure(
             time_limit: Some(plan.limit),
             keep: false,
         };
-        let before = a.counters();
-        let mut runs: Vec<_> = (0..plan.reps)
-            .map(|_| wl.run::<NoProbe>(a.as_ref(), &cfg))
-            .collect();
-        let after = a.counters();
-        runs.sort_by(|x, y| x.ns_per_pair().total_cmp(&y.ns_per_pair()));
-        let mid = runs.swap_remove(runs.len() / 2);
-        let lat = wl.run::<Latency>(a.as_ref(), &cfg);
-        let h = lat.hist.expect("latency histogram");
-        let cas_per_op = before
-            .zip(after)
-            .map(|(b, a)| (a.cas_retries - b.cas_retries) as f64 / (a.ops - b.ops).max(1) as f64);
-        points.push(Point {
-            wl,
-            threads: t,
-            alloc: a.name().to_string(),
-            ns_pair: mid.ns_per_pair(),
-            mops: mid.mops(),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-            cas_per_op,
-            failed: mid.failed + lat.failed,
-            truncated: mid.truncated || lat.truncated,
-        });
-        bar.inc(1);
+        let before: Vec<_> = here.iter().map(|a| a.counters()).collect();
+        let mut reps: Vec<Vec<RunResult>> = here.iter().map(|_| Vec::new()).collect();
+        for rep in 1..=plan.reps {
+            for (a, out) in here.iter().zip(&mut reps) {
+                bar.set_message(format!("{}/{t} {} run {rep}", wl.name(), a.name()));
+                out.push(wl.run::<NoProbe>(*a, &cfg));
+                bar.inc(1);
+            }
+        }
+        for ((a, runs), before) in here.iter().zip(reps).zip(before) {
+            let after = a.counters();
+            bar.set_message(format!("{}/{t} {} latency", wl.name(), a.name()));
+            let lat = wl.run::<Latency>(*a, &cfg);
+            bar.inc(1);
+            let h = lat.hist.expect("latency histogram");
+            let cas_per_op = before.zip(after).map(|(b, a)| {
+                (a.cas_retries - b.cas_retries) as f64 / (a.ops - b.ops).max(1) as f64
+            });
+            let of = |f: fn(&RunResult) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
+            points.push(Point {
+                wl,
+                threads: t,
+                alloc: a.name().to_string(),
+                ns_pair: of(RunResult::ns_per_pair),
+                mops: of(RunResult::mops),
+                reps: runs.len(),
+                p99: h.value_at_quantile(0.99),
+                p999: h.value_at_quantile(0.999),
+                max: h.max(),
+                cas_per_op,
+                failed: runs.iter().map(|r| r.failed).max().unwrap_or(0) + lat.failed,
+                truncated: lat.truncated || runs.iter().any(|r| r.truncated),
+            });
+        }
     }
     bar.finish();
     points

@@ -1,15 +1,17 @@
 //! SVG plots (plotters' SVG backend: text is left to the viewer's fonts, so
 //! no font files are needed here). One panel per workload, one line per
-//! allocator, thread counts on the x axis.
+//! allocator, thread counts on the x axis; where a point has several runs,
+//! a vertical bar spans their interquartile range.
 
 use std::path::Path;
 
 use magbuddy_bench::Workload;
 use plotters::prelude::*;
 
+use crate::spread::Spread;
 use crate::Point;
 
-/// Throughput (Mops/s) against threads.
+/// Median throughput (Mops/s) against threads, with IQR error bars.
 pub fn scaling(path: &Path, points: &[Point], threads: &[usize]) {
     grid(path, points, threads, "Mops/s", false, |p| p.mops);
 }
@@ -17,7 +19,7 @@ pub fn scaling(path: &Path, points: &[Point], threads: &[usize]) {
 /// p99.9 latency per call (ns, log scale) against threads.
 pub fn latency(path: &Path, points: &[Point], threads: &[usize]) {
     grid(path, points, threads, "p99.9 ns per call", true, |p| {
-        p.p999 as f64
+        Spread::one(p.p999 as f64)
     });
 }
 
@@ -27,7 +29,7 @@ fn grid(
     threads: &[usize],
     y_label: &str,
     log: bool,
-    y: impl Fn(&Point) -> f64,
+    y: impl Fn(&Point) -> Spread,
 ) {
     let wls: Vec<Workload> = Workload::ALL
         .into_iter()
@@ -45,8 +47,13 @@ fn grid(
     root.fill(&WHITE).expect("svg fill");
     for (panel, wl) in root.split_evenly((rows, cols)).iter().zip(&wls) {
         let pts: Vec<&Point> = points.iter().filter(|p| p.wl == *wl).collect();
-        let top = pts.iter().map(|p| y(p)).fold(1e-9, f64::max) * 1.1;
-        let bottom = pts.iter().map(|p| y(p)).fold(f64::MAX, f64::min).max(1.0) * 0.8;
+        let top = pts.iter().map(|p| y(p).q3).fold(1e-9, f64::max) * 1.1;
+        let bottom = pts
+            .iter()
+            .map(|p| y(p).q1)
+            .fold(f64::MAX, f64::min)
+            .max(1.0)
+            * 0.8;
         let x_range = 0f64..(threads.len().max(2) - 1) as f64;
         let mut chart = ChartBuilder::on(panel);
         chart
@@ -62,7 +69,7 @@ fn grid(
                 .filter(|_| (x - x.round()).abs() < 1e-6)
                 .map_or(String::new(), |t| format!("{t} thr"))
         };
-        let series = |alloc: &str| -> Vec<(f64, f64)> {
+        let series = |alloc: &str| -> Vec<(f64, Spread)> {
             threads
                 .iter()
                 .enumerate()
@@ -90,7 +97,13 @@ fn grid(
                     }
                     let color = Palette99::pick(i).to_rgba();
                     chart
-                        .draw_series(LineSeries::new(data, color.stroke_width(2)))
+                        .draw_series(data.iter().filter(|(_, s)| s.q1 < s.q3).map(|&(x, s)| {
+                            ErrorBar::new_vertical(x, s.q1, s.median, s.q3, color, 6)
+                        }))
+                        .expect("error bars");
+                    let line = data.iter().map(|&(x, s)| (x, s.median));
+                    chart
+                        .draw_series(LineSeries::new(line, color.stroke_width(2)))
                         .expect("series")
                         .label(*alloc)
                         .legend(move |(x, y)| {

@@ -4,14 +4,36 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use magbuddy_bench::Workload;
+use magbuddy_bench::{Kind, Workload};
 
 use crate::callgrind::Instructions;
 use crate::memory::Metadata;
+use crate::spread::Spread;
 use crate::{Args, Plan, Point};
 
-/// Date, machine and settings of the run.
-pub fn header(args: &Args, plan: Plan) -> String {
+/// The 1, 5 and 15 minute load averages now, as `a/b/c`.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |_| "unknown".into(),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join("/"),
+    )
+}
+
+/// Date, machine (with the load average at the start and end of the runs)
+/// and settings of the run.
+pub fn header(args: &Args, plan: Plan, load: &[String; 2]) -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map_or_else(|_| "unknown".into(), |s| s.trim().to_string());
+    // The rustc on PATH (rust-toolchain.toml pins it in the repository);
+    // omitted if there is none.
+    let rustc = std::process::Command::new("rustc")
+        .arg("-V")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(String::new(), |o| {
+            format!(", {}", String::from_utf8_lossy(&o.stdout).trim())
+        });
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -32,6 +54,9 @@ pub fn header(args: &Args, plan: Plan) -> String {
             let _ = write!(more, " --{flag} {}", v.join(","));
         }
     }
+    if let Some(r) = args.reps {
+        let _ = write!(more, " --reps {r}");
+    }
     if args.runs_only {
         more += " --runs-only";
     }
@@ -46,15 +71,22 @@ pub fn header(args: &Args, plan: Plan) -> String {
         });
     format!(
         "# magbuddy benchmark report\n\n\
-         Date {date} (UTC). Machine: {cores} cores ({cpu}); shared and noisy, so compare \
-         allocators as ratios within this run, not across runs. Mode: {mode}, {pairs} pairs per \
-         thread per run, median of {reps} throughput run(s) per point, one latency run per point \
+         Date {date} (UTC). Machine: {cores} cores ({cpu}), Linux {kernel}{rustc}; load average \
+         (1/5/15 min) {load0} at the start of the runs and {load1} at the end. The machine is \
+         shared and noisy, so compare allocators as ratios within this run, not across runs. \
+         Mode: {mode}, {pairs} pairs per thread per run, {reps} throughput run(s) per point, \
+         interleaved (run 1 of every allocator, then run 2, ...), one latency run per point \
          (clock read around every call), runs cut at {limit:?} (marked `cut`).\n\n\
          Command: `cargo run --release -p magbuddy-bench --bin report --{q} --threads {threads}{more}`{preload}\n\n\
-         ns/pair = wall time / all threads' alloc+free pairs (the inverse of throughput); Mops/s \
-         counts allocations and frees; ×spin and ×mi are throughput ratios to `spinheap` and \
-         `mimalloc` (higher is better); p99/p99.9/max are per call (alloc or free), in ns.\n",
+         ns/pair = wall time / all threads' alloc+free pairs (the inverse of throughput), the \
+         median over the runs with the interquartile range in brackets (quartiles interpolated \
+         between the sorted runs; none with one run); Mops/s (median) counts allocations and \
+         frees; ×spin and ×mi are ratios of median throughput to `spinheap`'s and `mimalloc`'s \
+         in this same run (higher is better); p99/p99.9/max are per call (alloc or free), in ns, \
+         from the latency run.\n",
         date = today(),
+        load0 = load[0],
+        load1 = load[1],
         mode = if args.quick { "--quick" } else { "full" },
         pairs = plan.pairs,
         reps = plan.reps,
@@ -89,7 +121,7 @@ fn today() -> String {
 
 /// Throughput of `alloc` at `(wl, threads)`, if measured.
 pub fn mops(points: &[Point], wl: Workload, threads: usize, alloc: &str) -> Option<f64> {
-    find(points, wl, threads, alloc).map(|p| p.mops)
+    find(points, wl, threads, alloc).map(|p| p.mops.median)
 }
 
 fn find<'a>(points: &'a [Point], wl: Workload, threads: usize, alloc: &str) -> Option<&'a Point> {
@@ -102,8 +134,10 @@ fn ratio(x: f64, base: Option<f64>) -> String {
     base.map_or("–".into(), |b| format!("{:.2}", x / b))
 }
 
-/// One markdown table per workload.
-pub fn runs(points: &[Point], threads: &[usize]) -> String {
+/// One markdown table per workload: every thread count × allocator that ran,
+/// whoever wins, and a line naming the allocators of `kinds` that cannot run
+/// the workload.
+pub fn runs(points: &[Point], threads: &[usize], kinds: &[Kind]) -> String {
     let mut s = String::from("\n## Throughput and latency\n");
     for wl in Workload::ALL {
         if !points.iter().any(|p| p.wl == wl) {
@@ -111,7 +145,7 @@ pub fn runs(points: &[Point], threads: &[usize]) -> String {
         }
         let _ = write!(
             s,
-            "\n### {}\n\n| threads | allocator | ns/pair | Mops/s | ×spin | ×mi | p99 | p99.9 | max | CAS/op | notes |\n\
+            "\n### {}\n\n| threads | allocator | ns/pair [IQR] | Mops/s | ×spin | ×mi | p99 | p99.9 | max | CAS/op | notes |\n\
              |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
             wl.name()
         );
@@ -131,12 +165,12 @@ pub fn runs(points: &[Point], threads: &[usize]) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "| {t} | {} | {:.1} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {t} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                     p.alloc,
-                    p.ns_pair,
-                    p.mops,
-                    ratio(p.mops, mops(points, wl, t, "spinheap")),
-                    ratio(p.mops, mops(points, wl, t, "mimalloc")),
+                    with_iqr(&p.ns_pair, p.reps),
+                    p.mops.median,
+                    ratio(p.mops.median, mops(points, wl, t, "spinheap")),
+                    ratio(p.mops.median, mops(points, wl, t, "mimalloc")),
                     p.p99,
                     p.p999,
                     p.max,
@@ -145,30 +179,107 @@ pub fn runs(points: &[Point], threads: &[usize]) -> String {
                 );
             }
         }
+        let unfit: Vec<&str> = kinds
+            .iter()
+            .filter(|k| !wl.fits_kind(**k))
+            .map(|k| k.name())
+            .collect();
+        if !unfit.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nNot run: {} (serves single pages only).",
+                unfit.join(", ")
+            );
+        }
     }
     s
 }
 
-/// All points as CSV.
+/// `median [q1–q3]` to one decimal, or the median alone from one run.
+fn with_iqr(x: &Spread, reps: usize) -> String {
+    if reps > 1 {
+        format!("{:.1} [{:.1}–{:.1}]", x.median, x.q1, x.q3)
+    } else {
+        format!("{:.1}", x.median)
+    }
+}
+
+/// Where magbuddy's median throughput beats mimalloc's and where it loses,
+/// one sentence each, from this run's points only.
+pub fn summary(points: &[Point]) -> String {
+    let (mut wins, mut losses, mut close) = (Vec::new(), Vec::new(), false);
+    for m in points.iter().filter(|p| p.alloc == "magbuddy") {
+        let Some(o) = find(points, m.wl, m.threads, "mimalloc") else {
+            continue;
+        };
+        let r = m.mops.median / o.mops.median;
+        // Marked when the runs' interquartile ranges overlap.
+        let near = m.reps > 1 && o.reps > 1 && m.mops.overlaps(&o.mops);
+        close |= near;
+        let cell = format!(
+            "{}/{} ({r:.2}×{})",
+            m.wl.name(),
+            m.threads,
+            if near { "†" } else { "" }
+        );
+        if r > 1.0 {
+            wins.push(cell);
+        } else if r < 1.0 {
+            losses.push(cell);
+        }
+    }
+    if wins.is_empty() && losses.is_empty() {
+        return String::new();
+    }
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "nowhere in this run".to_string()
+        } else {
+            format!("at {}", v.join(", "))
+        }
+    };
+    format!(
+        "\n## Summary: magbuddy against mimalloc\n\n\
+         Each cell is workload/threads (magbuddy's median throughput over mimalloc's{}). \
+         magbuddy is faster {}. \
+         magbuddy is slower {}.\n",
+        if close {
+            "; † where the two allocators' interquartile ranges overlap"
+        } else {
+            ""
+        },
+        list(&wins),
+        list(&losses)
+    )
+}
+
+/// All points as CSV. The columns after `truncated` were added later, so
+/// scripts that read columns by position (preload/eval.sh) still work.
 pub fn write_csv(path: &Path, points: &[Point]) {
     let mut s = String::from(
-        "workload,threads,allocator,ns_per_pair,mops,p99_ns,p999_ns,max_ns,cas_per_op,failed,truncated\n",
+        "workload,threads,allocator,ns_per_pair,mops,p99_ns,p999_ns,max_ns,cas_per_op,failed,truncated,\
+         ns_per_pair_q1,ns_per_pair_q3,mops_q1,mops_q3,reps\n",
     );
     for p in points {
         let _ = writeln!(
             s,
-            "{},{},{},{:.3},{:.4},{},{},{},{},{},{}",
+            "{},{},{},{:.3},{:.4},{},{},{},{},{},{},{:.3},{:.3},{:.4},{:.4},{}",
             p.wl.name(),
             p.threads,
             p.alloc,
-            p.ns_pair,
-            p.mops,
+            p.ns_pair.median,
+            p.mops.median,
             p.p99,
             p.p999,
             p.max,
             p.cas_per_op.map_or(String::new(), |c| format!("{c:.6}")),
             p.failed,
-            p.truncated
+            p.truncated,
+            p.ns_pair.q1,
+            p.ns_pair.q3,
+            p.mops.q1,
+            p.mops.q3,
+            p.reps
         );
     }
     std::fs::write(path, s).expect("write runs.csv");
@@ -183,7 +294,7 @@ impl Check {
     fn new() -> Self {
         Self {
             s: String::from(
-                "\n## Targets (issue 5), checked against this run\n\n| target | measured | verdict |\n|---|---|---|\n",
+                "\n## Targets (issue 5), checked against this run\n\nThroughput and time figures are the medians above; p99.9 is from the latency run.\n\n| target | measured | verdict |\n|---|---|---|\n",
             ),
         }
     }
@@ -215,7 +326,7 @@ pub fn targets(points: &[Point], instr: Option<&Instructions>, mem: &Metadata) -
     let mut c = Check::new();
     let (small, page) = (Workload::Small, Workload::Page);
     // Small pair, 1 thread: time and instructions vs mimalloc.
-    let ns = |a| find(points, small, 1, a).map(|p| p.ns_pair);
+    let ns = |a| find(points, small, 1, a).map(|p| p.ns_pair.median);
     let r = ns("magbuddy").zip(ns("mimalloc"));
     c.row(
         "small pair, 1 thread: time ≤ mimalloc",
@@ -331,4 +442,48 @@ fn list(v: &[(usize, f64)], digits: usize) -> String {
         .map(|(t, x)| format!("{t}: {x:.digits$}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(wl: Workload, threads: usize, alloc: &str, mops: &[f64]) -> Point {
+        let ns: Vec<f64> = mops.iter().map(|m| 2e3 / m).collect();
+        Point {
+            wl,
+            threads,
+            alloc: alloc.into(),
+            ns_pair: Spread::of(&ns),
+            mops: Spread::of(mops),
+            reps: mops.len(),
+            p99: 0,
+            p999: 0,
+            max: 0,
+            cas_per_op: None,
+            failed: 0,
+            truncated: false,
+        }
+    }
+
+    #[test]
+    fn summary_lists_wins_and_losses() {
+        let (s, p) = (Workload::Small, Workload::Page);
+        let points = [
+            point(s, 1, "magbuddy", &[20.0, 21.0, 22.0]),
+            point(s, 1, "mimalloc", &[9.0, 10.0, 11.0]),
+            point(p, 2, "magbuddy", &[9.0, 10.0, 11.0]),
+            point(p, 2, "mimalloc", &[8.0, 12.5, 14.0]),
+            // No mimalloc at 4 threads: no cell.
+            point(p, 4, "magbuddy", &[1.0]),
+        ];
+        let text = summary(&points);
+        assert!(text.contains("magbuddy is faster at small/1 (2.10×)."));
+        assert!(text.contains("magbuddy is slower at page/2 (0.80×†)."));
+        assert!(text.contains("† where"));
+        let runs = runs(&points, &[1, 2, 4], &[Kind::Magbuddy, Kind::Xv6Pages]);
+        assert!(runs.contains("| 1 | magbuddy | 95.2 [93.1–97.6] | 21.00 | – | 2.10 |"));
+        assert!(runs.contains("| 4 | magbuddy | 2000.0 | 1.00 |"));
+        assert!(runs.contains("Not run: xv6-percpu"));
+    }
 }
