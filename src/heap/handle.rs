@@ -9,7 +9,7 @@ use super::stats::{Counters, Event, Tally};
 use super::Heap;
 use crate::cpu::CpuId;
 use crate::magazine::{cache_class, CpuCache, Magazine, MAX_CACHED};
-use crate::region::Region;
+use crate::region::Usable;
 use crate::slab::{self, Owner, MAX_SMALL, SMALL_CLASSES};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
@@ -81,9 +81,9 @@ impl CpuSlot {
 pub struct Handle<'h> {
     pub(crate) heap: &'h Heap,
     pub(crate) slot: &'h CpuSlot,
-    /// The heap's first region, where the free fast path looks (one load
-    /// fewer than through `heap`).
-    first: &'h Region,
+    /// The heap's first region's usable range, where the fast paths look
+    /// for descriptors (copied: no load of the region first).
+    first: Usable<'h>,
     pub(crate) cpu: CpuId,
     pub(crate) home: usize,
     _not_sync: PhantomData<*mut ()>,
@@ -100,7 +100,7 @@ impl<'h> Handle<'h> {
         Self {
             heap,
             slot: heap.slot(cpu.index()),
-            first: heap.table.first(),
+            first: heap.table.first().usable_range(),
             cpu,
             home,
             _not_sync: PhantomData,
@@ -328,11 +328,10 @@ impl<'h> Handle<'h> {
     /// lookup and no call for a block there.
     #[inline(always)]
     fn hand_out_block(&self, cc: usize, p: usize) -> Option<NonNull<u8>> {
-        let off = p.wrapping_sub(self.first.usable_lo);
-        if off >= self.first.usable_len {
-            return self.heap.hand_out_block(cc, p);
+        match self.first.desc_of(p) {
+            Some(cell) => Heap::hand_out_block_at(cell, cc, p),
+            None => self.heap.hand_out_block(cc, p),
         }
-        Heap::hand_out_block_at(self.first.usable_desc(off), cc, p)
     }
 
     /// Where this handle's searches start, asked as its CPU.
