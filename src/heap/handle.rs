@@ -17,6 +17,11 @@ use crate::FreeError;
 /// State of one CPU slot, in the heap's metadata (one cache line pair each).
 pub(crate) struct CpuSlot {
     claimed: AtomicBool,
+    /// Set to ask the holder to flush its magazines ([`Heap::reclaim`]);
+    /// its next allocation that reaches a slow path honours and clears it.
+    /// A flag in the slot, not a heap-wide epoch: the fast path tests it
+    /// with one compare, through the slot it loads anyway.
+    drain: AtomicBool,
     /// Magazines and current slabs, touched only by the slot's holder.
     pub(crate) cache: UnsafeCell<CpuCache>,
     /// Home area (packed region/area), kept across claims.
@@ -29,6 +34,7 @@ impl CpuSlot {
     pub(crate) fn new(home: usize, sentinel: *const Magazine) -> Self {
         Self {
             claimed: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
             cache: UnsafeCell::new(CpuCache::new(sentinel)),
             home: AtomicUsize::new(home),
             counters: Counters::default(),
@@ -43,6 +49,28 @@ impl CpuSlot {
                 .claimed
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    /// Asks the slot's holder (present or next) to flush its magazines.
+    pub(crate) fn request_drain(&self) {
+        // Relaxed: a request flag; a late view only delays the flush by
+        // one call.
+        self.drain.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a drain was requested and not yet honoured.
+    #[inline(always)]
+    pub(crate) fn drain_requested(&self) -> bool {
+        // Relaxed: as in `request_drain`.
+        self.drain.load(Ordering::Relaxed)
+    }
+
+    /// The holder honours the requests made so far: cleared before it
+    /// flushes, so a request made meanwhile is served by that flush or
+    /// stays set for the next allocation (no read-modify-write needed).
+    pub(crate) fn clear_drain(&self) {
+        // Relaxed: as in `request_drain`.
+        self.drain.store(false, Ordering::Relaxed);
     }
 
     /// Releases the slot. Release: pairs with the Acquire in `try_claim`.
@@ -131,10 +159,10 @@ impl<'h> Handle<'h> {
     /// only: a CPU that allocates honours drains on its next allocation).
     #[inline(always)]
     pub(crate) fn pop_loaded(&mut self, cc: usize) -> Option<usize> {
-        // Relaxed: the epoch is a request flag; a late view only delays the
-        // flush by one call.
-        let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
-        self.cache(|c| c.pop(cc, epoch))
+        if self.slot.drain_requested() {
+            return None;
+        }
+        self.cache(|c| c.pop(cc))
     }
 
     /// Pushes a round of class `cc` onto the loaded magazine (the fast path):
