@@ -8,7 +8,7 @@ use super::place::{Fresh, Hint};
 use super::stats::{Counters, Event, Tally};
 use super::Heap;
 use crate::cpu::CpuId;
-use crate::magazine::{cache_class, CpuCache, Magazine, MAX_CACHED};
+use crate::magazine::{cache_class, fit_cached, CpuCache, Magazine, MAX_CACHED};
 use crate::region::Usable;
 use crate::slab::{self, Owner, MAX_SMALL, SMALL_CLASSES};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
@@ -274,10 +274,13 @@ impl<'h> Handle<'h> {
     /// callers stays as small as before those classes.
     #[inline(never)]
     fn alloc_unfitted(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        if let Some(c) = slab::fit_big(size, align) {
-            return self.alloc_object(c);
+        let Some(cc) = fit_cached(size, align) else {
+            return self.alloc(size.max(align));
+        };
+        match self.pop_loaded(cc) {
+            Some(p) => self.hand_out(cc, p),
+            None => self.alloc_slow(cc),
         }
-        self.alloc(size.max(align))
     }
 
     /// An object of small class `c`: from the loaded magazine, else the
@@ -344,6 +347,7 @@ impl<'h> Handle<'h> {
 
     /// Last step of a cached allocation: the round stops counting as free
     /// (its tag or bit for an object, its descriptor for a block).
+    #[inline(always)]
     fn hand_out(&mut self, cc: usize, p: usize) -> Option<NonNull<u8>> {
         if cc < SMALL_CLASSES {
             self.heap.hand_out_object(cc, p);
