@@ -6,7 +6,7 @@ use super::Heap;
 use core::ptr::NonNull;
 
 use crate::magazine::PAGE_CLASSES;
-use crate::region::{PageDesc, Region};
+use crate::region::{PageDesc, Region, Usable};
 use crate::slab::{self, SMALL_CLASSES};
 use crate::sync::{AtomicU32, Ordering};
 use crate::{FreeError, PAGE_SIZE};
@@ -159,24 +159,24 @@ impl Heap {
     }
 
     /// A handle's free fast path: the cache class of `addr` if it is an
-    /// object or a block of up to 16 KiB in the first region (`first`, which
-    /// the handle keeps so as to skip a load), at its start,
+    /// object or a block of up to 16 KiB in the first region (`first`, whose
+    /// range the handle keeps so as to skip a load), at its start,
     /// and not free, after claiming it (the tag of an object, the `cached`
     /// descriptor of a block). `None` sends every other case down the general
     /// path ([`Heap::claim_cached`]), which decides it and names the error;
     /// so do all objects in `checked` builds.
     #[inline(always)]
-    pub(crate) fn fast_claim(first: &Region, addr: usize) -> Option<usize> {
-        let off = addr.wrapping_sub(first.usable_lo);
-        if off >= first.usable_len {
-            return None;
-        }
-        let cell = first.usable_desc(off);
+    pub(crate) fn fast_claim(first: Usable<'_>, addr: usize) -> Option<usize> {
+        let cell = first.desc_of(addr)?;
         // Acquire: as in `locate`.
         let desc = PageDesc(cell.load(Ordering::Acquire));
         let Some(c) = desc.slab_class() else {
-            let k = desc.order()?;
-            if (k as usize) >= PAGE_CLASSES || addr % PAGE_SIZE != 0 {
+            // A live head of a cached order: cached heads (free), larger
+            // blocks and non-heads go to the general path.
+            let k = desc
+                .live_order_below(PAGE_CLASSES as u32)
+                .or_else(|| Self::cached_as_live(desc))?;
+            if addr % PAGE_SIZE != 0 {
                 return None;
             }
             if !Self::claim_block(cell, desc, k) {
@@ -206,6 +206,16 @@ impl Heap {
         // Relaxed: published with the magazine push that follows.
         word.store(tag, Ordering::Relaxed);
         Some(c)
+    }
+
+    /// Mutant `CachedAsLive`: the fast path takes a cached head of a cached
+    /// order for a live one (never, in real builds).
+    #[inline(always)]
+    fn cached_as_live(desc: PageDesc) -> Option<u32> {
+        if !crate::mutant::on(crate::mutant::Mutant::CachedAsLive) {
+            return None;
+        }
+        desc.order().filter(|&k| (k as usize) < PAGE_CLASSES)
     }
 
     /// A handle takes back block `addr` for its magazines: refuses bad and

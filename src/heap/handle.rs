@@ -8,8 +8,8 @@ use super::place::{Fresh, Hint};
 use super::stats::{Counters, Event, Tally};
 use super::Heap;
 use crate::cpu::CpuId;
-use crate::magazine::{cache_class, CpuCache, Magazine, MAX_CACHED};
-use crate::region::Region;
+use crate::magazine::{cache_class, fit_cached, CpuCache, Magazine, MAX_CACHED};
+use crate::region::Usable;
 use crate::slab::{self, Owner, MAX_SMALL, SMALL_CLASSES};
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
@@ -17,6 +17,11 @@ use crate::FreeError;
 /// State of one CPU slot, in the heap's metadata (one cache line pair each).
 pub(crate) struct CpuSlot {
     claimed: AtomicBool,
+    /// Set to ask the holder to flush its magazines ([`Heap::reclaim`]);
+    /// its next allocation that reaches a slow path honours and clears it.
+    /// A flag in the slot, not a heap-wide epoch: the fast path tests it
+    /// with one compare, through the slot it loads anyway.
+    drain: AtomicBool,
     /// Magazines and current slabs, touched only by the slot's holder.
     pub(crate) cache: UnsafeCell<CpuCache>,
     /// Home area (packed region/area), kept across claims.
@@ -29,6 +34,7 @@ impl CpuSlot {
     pub(crate) fn new(home: usize, sentinel: *const Magazine) -> Self {
         Self {
             claimed: AtomicBool::new(false),
+            drain: AtomicBool::new(false),
             cache: UnsafeCell::new(CpuCache::new(sentinel)),
             home: AtomicUsize::new(home),
             counters: Counters::default(),
@@ -43,6 +49,28 @@ impl CpuSlot {
                 .claimed
                 .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
+    }
+
+    /// Asks the slot's holder (present or next) to flush its magazines.
+    pub(crate) fn request_drain(&self) {
+        // Relaxed: a request flag; a late view only delays the flush by
+        // one call.
+        self.drain.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a drain was requested and not yet honoured.
+    #[inline(always)]
+    pub(crate) fn drain_requested(&self) -> bool {
+        // Relaxed: as in `request_drain`.
+        self.drain.load(Ordering::Relaxed)
+    }
+
+    /// The holder honours the requests made so far: cleared before it
+    /// flushes, so a request made meanwhile is served by that flush or
+    /// stays set for the next allocation (no read-modify-write needed).
+    pub(crate) fn clear_drain(&self) {
+        // Relaxed: as in `request_drain`.
+        self.drain.store(false, Ordering::Relaxed);
     }
 
     /// Releases the slot. Release: pairs with the Acquire in `try_claim`.
@@ -81,9 +109,9 @@ impl CpuSlot {
 pub struct Handle<'h> {
     pub(crate) heap: &'h Heap,
     pub(crate) slot: &'h CpuSlot,
-    /// The heap's first region, where the free fast path looks (one load
-    /// fewer than through `heap`).
-    first: &'h Region,
+    /// The heap's first region's usable range, where the fast paths look
+    /// for descriptors (copied: no load of the region first).
+    first: Usable<'h>,
     pub(crate) cpu: CpuId,
     pub(crate) home: usize,
     _not_sync: PhantomData<*mut ()>,
@@ -100,7 +128,7 @@ impl<'h> Handle<'h> {
         Self {
             heap,
             slot: heap.slot(cpu.index()),
-            first: heap.table.first(),
+            first: heap.table.first().usable_range(),
             cpu,
             home,
             _not_sync: PhantomData,
@@ -131,10 +159,10 @@ impl<'h> Handle<'h> {
     /// only: a CPU that allocates honours drains on its next allocation).
     #[inline(always)]
     pub(crate) fn pop_loaded(&mut self, cc: usize) -> Option<usize> {
-        // Relaxed: the epoch is a request flag; a late view only delays the
-        // flush by one call.
-        let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
-        self.cache(|c| c.pop(cc, epoch))
+        if self.slot.drain_requested() {
+            return None;
+        }
+        self.cache(|c| c.pop(cc))
     }
 
     /// Pushes a round of class `cc` onto the loaded magazine (the fast path):
@@ -246,10 +274,13 @@ impl<'h> Handle<'h> {
     /// callers stays as small as before those classes.
     #[inline(never)]
     fn alloc_unfitted(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        if let Some(c) = slab::fit_big(size, align) {
-            return self.alloc_object(c);
+        let Some(cc) = fit_cached(size, align) else {
+            return self.alloc(size.max(align));
+        };
+        match self.pop_loaded(cc) {
+            Some(p) => self.hand_out(cc, p),
+            None => self.alloc_slow(cc),
         }
-        self.alloc(size.max(align))
     }
 
     /// An object of small class `c`: from the loaded magazine, else the
@@ -315,6 +346,7 @@ impl<'h> Handle<'h> {
 
     /// Last step of a cached allocation: the round stops counting as free
     /// (its tag or bit for an object, its descriptor for a block).
+    #[inline(always)]
     fn hand_out(&mut self, cc: usize, p: usize) -> Option<NonNull<u8>> {
         if cc < SMALL_CLASSES {
             self.heap.hand_out_object(cc, p);
@@ -327,11 +359,10 @@ impl<'h> Handle<'h> {
     /// lookup and no call for a block there.
     #[inline(always)]
     fn hand_out_block(&self, cc: usize, p: usize) -> Option<NonNull<u8>> {
-        let off = p.wrapping_sub(self.first.usable_lo);
-        if off >= self.first.usable_len {
-            return self.heap.hand_out_block(cc, p);
+        match self.first.desc_of(p) {
+            Some(cell) => Heap::hand_out_block_at(cell, cc, p),
+            None => self.heap.hand_out_block(cc, p),
         }
-        Heap::hand_out_block_at(self.first.usable_desc(off), cc, p)
     }
 
     /// Where this handle's searches start, asked as its CPU.

@@ -148,8 +148,6 @@ pub struct Heap {
     mags: MagazinePool,
     /// Abandoned slabs and the count of slabs carved from the tree.
     slabs: SlabPool,
-    /// Raised to ask every active CPU to flush its magazines.
-    drain_epoch: AtomicU64,
     cpu_cap: usize,
     corruptions: AtomicU64,
     first_corruption: AtomicUsize,
@@ -314,7 +312,6 @@ impl Heap {
             slots: slots_at as *const CachePadded<CpuSlot>,
             mags,
             slabs: SlabPool::new(),
-            drain_epoch: AtomicU64::new(0),
             cpu_cap,
             corruptions: AtomicU64::new(0),
             first_corruption: AtomicUsize::new(0),

@@ -13,8 +13,8 @@
 //!        list CAS), pages (buddy tree)
 //! ```
 //!
-//! A hit on the loaded magazine reads one shared word (the drain epoch,
-//! Relaxed) and performs no atomic read-modify-write.
+//! A hit on the loaded magazine reads one word others write (its slot's
+//! drain flag, Relaxed) and performs no atomic read-modify-write.
 //!
 //! # No false out-of-memory
 //!
@@ -24,8 +24,8 @@
 //! and CPU count at init. Everything else is reclaimable by anyone: full
 //! magazines in the depot, abandoned slabs, released handles' caches (flushed
 //! at release). When the buddy tree cannot serve, the allocating thread
-//! flushes its own caches, raises the drain epoch (active CPUs flush on their
-//! next call), empties the depot and sweeps abandoned slabs, then searches
+//! flushes its own caches, raises every slot's drain flag (active CPUs flush
+//! on their next call), empties the depot and sweeps abandoned slabs, then searches
 //! again. So an allocation fails only when free memory plus what that
 //! reclaims is smaller than the request plus the caps of CPUs that do not
 //! call in.
@@ -35,7 +35,6 @@ use super::stats::{Event, Tally};
 use super::Handle;
 use crate::magazine::{MagId, CACHE_CLASSES, MAG_ROUNDS};
 use crate::slab::{self, SlabId, SMALL_CLASSES};
-use crate::sync::Ordering;
 
 impl Handle<'_> {
     /// Makes magazine `m` (or none) the loaded one of class `cc`; returns
@@ -68,16 +67,15 @@ impl Handle<'_> {
         counters.set_cached(cached as u64);
     }
 
-    /// Flushes this CPU's magazines if the drain epoch moved.
+    /// Flushes this CPU's magazines if a drain was requested.
     fn honour_drain(&mut self, tally: &mut Tally) {
-        // Relaxed: see `pop_loaded`.
-        let epoch = self.heap.drain_epoch.load(Ordering::Relaxed);
-        if self.cache(|c| c.epoch) != epoch {
-            if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu.index() == 0) {
-                self.flush_magazines(tally, false);
-                tally.add(Event::Drain, 1);
-            }
-            self.cache(|c| c.epoch = epoch);
+        if !self.slot.drain_requested() {
+            return;
+        }
+        self.slot.clear_drain();
+        if !(crate::mutant::on(crate::mutant::Mutant::DrainSkipsCpu) && self.cpu.index() == 0) {
+            self.flush_magazines(tally, false);
+            tally.add(Event::Drain, 1);
         }
     }
 
@@ -194,7 +192,8 @@ impl Handle<'_> {
         let heap = self.heap;
         self.flush_magazines(tally, false);
         heap.reclaim();
-        self.cache(|c| c.epoch = heap.drain_epoch.load(Ordering::Relaxed));
+        // Our own flush above honoured the request `reclaim` just made.
+        self.slot.clear_drain();
         self.refill_one(cc, hint, tally)
     }
 

@@ -138,8 +138,8 @@ impl Heap {
     }
 
     /// Empties the depot and sweeps the abandoned slabs: empty ones go back
-    /// to the buddy tree. Also raises the drain epoch, so every active CPU
-    /// flushes its magazines on its next call. Safe to call at any time;
+    /// to the buddy tree. Also raises every CPU slot's drain flag, so every
+    /// active CPU flushes its magazines on its next call. Safe to call at any time;
     /// the allocator calls it before it reports out-of-memory.
     ///
     /// # Example
@@ -159,9 +159,9 @@ impl Heap {
     /// assert_eq!(heap.slabs_in_use(), 0);
     /// ```
     pub fn reclaim(&self) {
-        // Release: a CPU that sees the new epoch also sees why (nothing to
-        // order, but cheap); Relaxed would do.
-        self.drain_epoch.fetch_add(1, Ordering::Release);
+        for cpu in 0..self.cpus {
+            self.slot(cpu).request_drain();
+        }
         self.empty_depot();
         self.slabs.sweep_all(&self.table);
     }

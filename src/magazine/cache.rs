@@ -28,8 +28,6 @@ pub(crate) struct CpuCache {
     pub(crate) previous: [Option<MagId>; CACHE_CLASSES],
     /// The current slab per small class.
     pub(crate) current: [Option<SlabId>; SMALL_CLASSES],
-    /// The drain epoch this cache last honoured.
-    pub(crate) epoch: u64,
     /// Bit `cc` set once class `cc` had a loaded magazine (only then can it
     /// have a previous one): what `cached_bytes` visits, so slow paths cost
     /// the classes a CPU uses, not all 31.
@@ -47,19 +45,14 @@ impl CpuCache {
             loaded: [None; CACHE_CLASSES],
             previous: [None; CACHE_CLASSES],
             current: [None; SMALL_CLASSES],
-            epoch: 0,
             touched: 0,
         }
     }
 
     /// Pops a round of class `cc` from the loaded magazine (the fast path):
-    /// `None` if it is empty or missing, or the drain epoch moved from the
-    /// one this cache honoured (`epoch` is the heap's current one).
+    /// `None` if it is empty or missing.
     #[inline(always)]
-    pub(crate) fn pop(&mut self, cc: usize, epoch: u64) -> Option<usize> {
-        if self.epoch != epoch {
-            return None;
-        }
+    pub(crate) fn pop(&mut self, cc: usize) -> Option<usize> {
         debug_assert!(cc < CACHE_CLASSES);
         // SAFETY: `cc` is a cache class (callers derive it from a size or
         // a descriptor we wrote); the loaded magazine (held by this CPU)

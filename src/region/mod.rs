@@ -25,6 +25,7 @@ mod table;
 
 pub(crate) use table::RegionTable;
 
+use core::marker::PhantomData;
 use core::mem::{align_of, size_of};
 use core::ptr;
 
@@ -94,6 +95,20 @@ impl PageDesc {
     pub(crate) const fn slab_class(self) -> Option<usize> {
         if self.0 & Self::SLAB != 0 {
             Some((self.0 & Self::ORDER_MASK) as usize)
+        } else {
+            None
+        }
+    }
+
+    /// The order `k < n` if this is the head of a live block (not cached, not
+    /// a slab page): one subtraction and one compare, for the free fast path.
+    #[inline(always)]
+    pub(crate) const fn live_order_below(self, n: u32) -> Option<u32> {
+        // Wrapping: anything but HEAD with a small order (a cached head, a
+        // slab page, NONE) lands at or above `n`.
+        let k = self.0.wrapping_sub(Self::HEAD);
+        if k < n {
+            Some(k)
         } else {
             None
         }
@@ -196,6 +211,37 @@ impl Layout {
 /// Most slabs a region's grid may hold (see [`Layout::ids_fit`]).
 pub(crate) const MAX_GRID_SLABS: usize = (1 << 28) - 1;
 
+/// A region's usable range and the descriptor of its first page: what a
+/// fast path needs to go from an address to its descriptor. A handle keeps
+/// a copy of its heap's first region's, which saves loading the region.
+#[derive(Clone, Copy)]
+pub(crate) struct Usable<'r> {
+    /// `usable_lo`, a page boundary.
+    lo: usize,
+    /// `usable_hi - usable_lo`, for one-compare range checks.
+    len: usize,
+    /// The descriptor of the page at `lo`.
+    descs: *const AtomicU32,
+    _region: PhantomData<&'r Region>,
+}
+
+impl<'r> Usable<'r> {
+    /// The descriptor of the page holding `addr`, if `addr` is in the
+    /// range: one compare (wrapping: below the range is huge), and one
+    /// subtraction fewer than `desc(page_of(addr))`.
+    #[inline(always)]
+    pub(crate) fn desc_of(&self, addr: usize) -> Option<&'r AtomicU32> {
+        let off = addr.wrapping_sub(self.lo);
+        if off >= self.len {
+            return None;
+        }
+        // SAFETY: `lo + off` is a usable address, so its grid page is below
+        // the region's `pages()`; initialized in `Region::init`, and the
+        // region outlives `'r`.
+        Some(unsafe { &*self.descs.add(off >> PAGE_SHIFT) })
+    }
+}
+
 /// Immutable description of one region plus pointers to its metadata arrays.
 pub(crate) struct Region {
     pub(crate) start: usize,
@@ -217,7 +263,7 @@ pub(crate) struct Region {
     frees: *const AtomicU64,
     chunks: *const AtomicU64,
     descs: *const AtomicU32,
-    /// The descriptor of the page at `usable_lo` (see `usable_desc`).
+    /// The descriptor of the page at `usable_lo` (see [`Usable`]).
     usable_descs: *const AtomicU32,
     /// The slab descriptor table (cells of the type given to `init`; see
     /// `slab_cell`).
@@ -381,16 +427,16 @@ impl Region {
         self.desc(self.page_of(p))
     }
 
-    /// Descriptor of the page `off` bytes into the usable range (`off <
-    /// usable_len`): for callers that have `off` from their range check,
-    /// one subtraction fewer than `desc(page_of(addr))` (`usable_lo` is a
-    /// page boundary).
-    #[inline(always)]
-    pub(crate) fn usable_desc(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off < self.usable_len);
-        // SAFETY: `usable_lo + off` is a usable address, so its grid page is
-        // below `pages()`; initialized in `init`.
-        unsafe { &*self.usable_descs.add(off >> PAGE_SHIFT) }
+    /// The usable range and its descriptors, for a copy kept where a fast
+    /// path runs (see [`Usable`]).
+    #[inline]
+    pub(crate) fn usable_range(&self) -> Usable<'_> {
+        Usable {
+            lo: self.usable_lo,
+            len: self.usable_len,
+            descs: self.usable_descs,
+            _region: PhantomData,
+        }
     }
 
     /// Cell of the slab descriptor table that holds grid page `p`.
