@@ -126,15 +126,17 @@ fn lin_gray_mixed_random() {
 }
 
 /// The workload a replay names: `shared`, `mixed` or `full`, after
-/// optional `strict-` (the strict specification) and `gray-` (double frees
-/// may race allocations) prefixes.
+/// optional `strict-` (the strict specification), `gray-` (double frees
+/// may race allocations) and `judged-` (a gray history's `None`s judged
+/// too) prefixes.
 fn workload(name: &str) -> Lin {
     let mut w = None;
-    let (mut strict, mut gray) = (false, false);
+    let (mut strict, mut gray, mut judged) = (false, false, false);
     for part in name.split('-') {
         match part {
             "strict" => strict = true,
             "gray" => gray = true,
+            "judged" => judged = true,
             "shared" => w = Some(Lin::SHARED),
             "mixed" => w = Some(Lin::MIXED),
             "full" => w = Some(Lin::FULL),
@@ -144,6 +146,7 @@ fn workload(name: &str) -> Lin {
     Lin {
         strict,
         gray,
+        judged,
         ..w.expect("a workload: shared, mixed or full")
     }
 }

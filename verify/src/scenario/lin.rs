@@ -75,6 +75,9 @@ pub struct Lin {
     /// Double frees may race allocations (which may reallocate the block:
     /// outside the bad-input guarantee, see [`Shared::enter_double`]).
     pub gray: bool,
+    /// Judge `None`s in a [`Self::gray`] history too (the hunt's
+    /// `gray-judged-*` workloads; the suites leave them unjudged).
+    pub judged: bool,
 }
 
 impl Lin {
@@ -92,6 +95,7 @@ impl Lin {
         fill: Fill::Empty,
         strict: false,
         gray: false,
+        judged: false,
     };
 
     /// Three tasks, two CPU slots: tasks claim and drop handles as they go
@@ -108,6 +112,7 @@ impl Lin {
         fill: Fill::Empty,
         strict: false,
         gray: false,
+        judged: false,
     };
 
     /// Two tasks and two slots on a heap whose tree is full of slabs of
@@ -125,6 +130,7 @@ impl Lin {
         fill: Fill::Objects(2048),
         strict: false,
         gray: false,
+        judged: false,
     };
 
     /// Three tasks on the shared path of a heap full of page blocks with
@@ -143,6 +149,7 @@ impl Lin {
         fill: Fill::Objects(4096),
         strict: false,
         gray: false,
+        judged: false,
     };
 
     /// The heap configuration (one round per magazine: caches fill and
@@ -682,7 +689,7 @@ pub fn lin_history(w: Lin, tally: &Tally) {
         }),
         // A double free racing an allocation is outside the no-false-OOM
         // contract (the PCT hunts find `None`s there; see shuttle_lin.rs).
-        judge_nones: !w.gray,
+        judge_nones: !w.gray || w.judged,
     };
     let clock = Arc::new(LinClock::new());
     let main = w.tasks;
