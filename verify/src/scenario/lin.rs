@@ -75,9 +75,6 @@ pub struct Lin {
     /// Double frees may race allocations (which may reallocate the block:
     /// outside the bad-input guarantee, see [`Shared::enter_double`]).
     pub gray: bool,
-    /// Judge `None`s in a [`Self::gray`] history too (the hunt's
-    /// `gray-judged-*` workloads; the suites leave them unjudged).
-    pub judged: bool,
 }
 
 impl Lin {
@@ -95,7 +92,6 @@ impl Lin {
         fill: Fill::Empty,
         strict: false,
         gray: false,
-        judged: false,
     };
 
     /// Three tasks, two CPU slots: tasks claim and drop handles as they go
@@ -112,7 +108,6 @@ impl Lin {
         fill: Fill::Empty,
         strict: false,
         gray: false,
-        judged: false,
     };
 
     /// Two tasks and two slots on a heap whose tree is full of slabs of
@@ -130,7 +125,6 @@ impl Lin {
         fill: Fill::Objects(2048),
         strict: false,
         gray: false,
-        judged: false,
     };
 
     /// Three tasks on the shared path of a heap full of page blocks with
@@ -149,7 +143,6 @@ impl Lin {
         fill: Fill::Objects(4096),
         strict: false,
         gray: false,
-        judged: false,
     };
 
     /// The heap configuration (one round per magazine: caches fill and
@@ -687,9 +680,9 @@ pub fn lin_history(w: Lin, tally: &Tally) {
                 .unwrap_or(0),
             area: (SMALL.area_pages() as usize) * PAGE_SIZE,
         }),
-        // A double free racing an allocation is outside the no-false-OOM
-        // contract (the PCT hunts find `None`s there; see shuttle_lin.rs).
-        judge_nones: !w.gray || w.judged,
+        // Gray histories too: what a double free racing an allocation may
+        // hide is the racing free's hold (`lin::Transient`).
+        judge_nones: true,
     };
     let clock = Arc::new(LinClock::new());
     let main = w.tasks;
