@@ -120,8 +120,13 @@ fn lin_full_pct_depth3() {
 /// `gray-shared` failed 23 ways in 20,000 schedules (overlapping blocks,
 /// `validate()` failures; `verify/regressions/README.md`).
 fn gray(name: &str, w: Lin) {
-    let t = run(name, Sched::Random, Lin { gray: true, ..w });
+    let w = Lin { gray: true, ..w };
+    let t = run(name, Sched::Random, w);
     t.require(name, "frees racing the allocation of their address", 1000);
+    t.require(name, "exact Nones (no memory could be hidden)", 20);
+    if w.doubles() {
+        t.require(name, "Nones during a racing free's hold", 30);
+    }
 }
 
 #[test]

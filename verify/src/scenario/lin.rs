@@ -617,6 +617,19 @@ fn tally_history(ops: &[Op], tally: &Tally) {
         })
         .sum();
     tally.add("frees racing the allocation of their address", reuse_races);
+    // A `None` while a free that won a race with another free of its
+    // pointer was in flight: the hold `lin::Transient` allows it.
+    tally.add(
+        "Nones during a racing free's hold",
+        ops.iter()
+            .filter(|a| a.ret == Ret::OutOfMemory)
+            .filter(|a| {
+                frees
+                    .iter()
+                    .any(|f| f.thread != a.thread && overlap(a, f) && lin::races_free(ops, f))
+            })
+            .count() as u64,
+    );
     tally.add("racing frees of one block, handle and shared", cross);
     tally.add("racing frees of one object", small);
     let during = |what: &dyn Fn(&Call) -> bool, ret: Option<Ret>| {
