@@ -23,18 +23,18 @@
 //! Double frees racing allocations (`gray-*`, `lin_gray_*`) are checked
 //! for everything, `None`s included. Judged on f59d1d0, the `checked`
 //! PCT hunts of 60,000 schedules each found false `None`s in `gray-shared`
-//! (3 kinds by request size, 6 failures), `gray-mixed` (1) and
-//! `gray-full` (4), all of one shape: a free that wins a race with another
-//! free of its pointer (the legitimate free or a stale one, which then
-//! frees a new owner's block) claims the block, which the other free's
-//! `Err` makes visible, and gives the memory back only later (the object
-//! to its slab, which cannot go home before; the pages to the tree), so a
-//! `None` in between finds it gone although the history says it is free.
-//! A moment's hold of bad input, nothing lost: `lin::Transient` allows it
-//! while that free is in flight. What the suites leave out, because the
-//! current code fails it: the strict specification (workloads `strict-*`:
-//! no allowance for memory an operation in flight holds for a moment,
-//! `lin::Transient`).
+//! (3 kinds by request size, 6 failures), `gray-mixed` (1) and `gray-full`
+//! (4); none in random schedules or the default build. All were of one
+//! shape: a free that wins a race with another free of its pointer (the
+//! legitimate free, or a stale one that frees a new owner's block) claims
+//! the block, which the other free's `Err` makes visible, and gives the
+//! memory back only later (the object to its slab, which cannot go home
+//! before; the pages to the tree), so a `None` in between finds it gone
+//! although the history says it is free. A moment's hold caused by bad
+//! input, nothing lost: `lin::Transient` allows it while that free is in
+//! flight. What the suites leave out, because the current code fails it:
+//! the strict specification (workloads `strict-*`: no allowance for memory
+//! an operation in flight holds for a moment, `lin::Transient`).
 #![cfg(shuttle)]
 
 use verify::scenario::{lin_history, prepare, Lin};

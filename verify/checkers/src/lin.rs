@@ -337,8 +337,8 @@ pub struct HeapModel {
 /// * the free of a run of areas: the areas it has not released yet (it
 ///   releases them one by one, and the first may be reused before the last
 ///   is free);
-/// * a free that returns `Ok` while another thread frees the same pointer
-///   (a double free: bad input): its whole block. It claims the block
+/// * a free that returns `Ok` while another thread's free of the same
+///   pointer returns `Err` (a double free: bad input): its whole block. It claims the block
 ///   first (the object's mark, the block's descriptor), which the racing
 ///   free's error reveals, and gives the memory back after (the object to
 ///   its slab, which cannot go home before; the pages to the tree). Only a
@@ -359,8 +359,8 @@ pub struct Transient {
 impl Transient {
     /// Ranges `op` may hold while in flight; `freed`: for a free, the bytes
     /// of the block its pointer was last allocated as; `racing`: a free
-    /// that returned `Ok` while another thread freed its pointer too
-    /// ([`races_free`]).
+    /// that returned `Ok` while another thread's free of its pointer was
+    /// refused ([`races_free`]).
     pub fn ranges(&self, op: &Op, freed: Option<usize>, racing: bool) -> usize {
         let reclaim = 1 + self.rounds;
         let run = |bytes: usize| bytes.saturating_sub(self.area).div_ceil(SLAB);
@@ -873,7 +873,10 @@ fn freed_bytes(ops: &[Op], free: &Op) -> Option<usize> {
 }
 
 /// Whether `free` returned `Ok` while another thread's free of the same
-/// pointer was in flight (a racing double free, [`Transient`]).
+/// pointer, which returned `Err`, was in flight: a racing double free
+/// whose error reveals the claim ([`Transient`]). Two frees of a pointer
+/// that both return `Ok` (the block was reallocated in between) hold
+/// nothing: the reallocation shows the memory was back.
 pub fn races_free(ops: &[Op], free: &Op) -> bool {
     let Call::Free { addr, .. } = free.call else {
         return false;
@@ -882,6 +885,7 @@ pub fn races_free(ops: &[Op], free: &Op) -> bool {
         && ops.iter().any(|p| {
             p.thread != free.thread
                 && matches!(p.call, Call::Free { addr: a, .. } if a == addr)
+                && matches!(p.ret, Ret::Refused { .. })
                 && p.invoke < free.ret_at
                 && free.invoke < p.ret_at
         })
@@ -1160,6 +1164,16 @@ mod tests {
         h.0[2].ret = Ret::Freed;
         h.0[3].invoke = 5;
         h.0[3].ret_at = 6;
+        let e = check(&m, &h.0).unwrap_err();
+        assert!(e.report.contains("false out-of-memory: 1 "), "{e}");
+        // Two legitimate frees of the pointer (it was reallocated between
+        // them) while the first is in flight: nothing is held.
+        let mut h = H(Vec::new());
+        h.op(0, alloc(64), Ret::Block(0x10000), 0, 1);
+        h.op(0, free(0x10000), Ret::Freed, 2, 9);
+        h.op(1, alloc(64), Ret::Block(0x10000), 3, 4);
+        h.op(1, free(0x10000), Ret::Freed, 5, 6);
+        h.op(2, alloc(32768), Ret::OutOfMemory, 7, 8);
         let e = check(&m, &h.0).unwrap_err();
         assert!(e.report.contains("false out-of-memory: 1 "), "{e}");
     }

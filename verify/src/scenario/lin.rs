@@ -617,7 +617,7 @@ fn tally_history(ops: &[Op], tally: &Tally) {
         })
         .sum();
     tally.add("frees racing the allocation of their address", reuse_races);
-    // A `None` while a free that won a race with another free of its
+    // A `None` while a free that won a race with a refused free of its
     // pointer was in flight: the hold `lin::Transient` allows it.
     tally.add(
         "Nones during a racing free's hold",
