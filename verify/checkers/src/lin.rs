@@ -336,7 +336,14 @@ pub struct HeapModel {
 ///   one was taken;
 /// * the free of a run of areas: the areas it has not released yet (it
 ///   releases them one by one, and the first may be reused before the last
-///   is free).
+///   is free);
+/// * a free that returns `Ok` while another thread's free of the same
+///   pointer returns `Err` (a double free: bad input): its whole block. It claims the block
+///   first (the object's mark, the block's descriptor), which the racing
+///   free's error reveals, and gives the memory back after (the object to
+///   its slab, which cannot go home before; the pages to the tree). Only a
+///   racing free of the pointer can see the claim before the memory is
+///   back, so without one the free linearizes at its end and holds nothing.
 ///
 /// Allocation is not linearizable without this allowance: a `None` can be
 /// returned while such a hold hides free memory the whole time the caller
@@ -351,14 +358,18 @@ pub struct Transient {
 
 impl Transient {
     /// Ranges `op` may hold while in flight; `freed`: for a free, the bytes
-    /// of the block its pointer was last allocated as.
-    pub fn ranges(&self, op: &Op, freed: Option<usize>) -> usize {
+    /// of the block its pointer was last allocated as; `racing`: a free
+    /// that returned `Ok` while another thread's free of its pointer was
+    /// refused ([`races_free`]).
+    pub fn ranges(&self, op: &Op, freed: Option<usize>, racing: bool) -> usize {
         let reclaim = 1 + self.rounds;
         let run = |bytes: usize| bytes.saturating_sub(self.area).div_ceil(SLAB);
+        let whole = |bytes: usize| bytes.div_ceil(SLAB);
         match op.call {
             Call::Reclaim => reclaim,
             Call::Alloc { size, .. } if size <= MAX_SMALL => reclaim + 1,
             Call::Alloc { size, .. } => reclaim + run(block_bytes(size)),
+            Call::Free { .. } if racing => freed.map_or(0, whole),
             Call::Free { .. } => freed.map_or(0, run),
             _ => 0,
         }
@@ -861,6 +872,25 @@ fn freed_bytes(ops: &[Op], free: &Op) -> Option<usize> {
         .max()
 }
 
+/// Whether `free` returned `Ok` while another thread's free of the same
+/// pointer, which returned `Err`, was in flight: a racing double free
+/// whose error reveals the claim ([`Transient`]). Two frees of a pointer
+/// that both return `Ok` (the block was reallocated in between) hold
+/// nothing: the reallocation shows the memory was back.
+pub fn races_free(ops: &[Op], free: &Op) -> bool {
+    let Call::Free { addr, .. } = free.call else {
+        return false;
+    };
+    free.ret == Ret::Freed
+        && ops.iter().any(|p| {
+            p.thread != free.thread
+                && matches!(p.call, Call::Free { addr: a, .. } if a == addr)
+                && matches!(p.ret, Ret::Refused { .. })
+                && p.invoke < free.ret_at
+                && free.invoke < p.ret_at
+        })
+}
+
 /// Decides whether `ops` (any order; each thread's calls must not overlap
 /// in stamps) is linearizable with respect to `model`, starting in
 /// `model.initial()`.
@@ -901,7 +931,7 @@ pub fn check(model: &HeapModel, ops: &[Op]) -> Result<Linearization, NotLineariz
             (Ret::OutOfMemory, Some(t)) => ops
                 .iter()
                 .filter(|p| p.thread != o.thread && p.invoke < o.ret_at && o.invoke < p.ret_at)
-                .map(|p| t.ranges(p, freed_bytes(ops, p)))
+                .map(|p| t.ranges(p, freed_bytes(ops, p), races_free(ops, p)))
                 .sum(),
             _ => 0,
         })
@@ -1092,6 +1122,60 @@ mod tests {
         // The strict specification allows no hold.
         m.transient = None;
         assert!(check(&m, &h.0).is_err());
+    }
+
+    /// A free that wins a race with another free of its pointer holds its
+    /// block while in flight (the loser's error shows it linearized first);
+    /// the loser holds nothing, and neither does a free that returned.
+    #[test]
+    fn a_racing_free_holds_its_block_in_flight() {
+        let mut m = model();
+        m.transient = Some(Transient {
+            rounds: 0,
+            area: SLAB,
+        });
+        let mut h = H(Vec::new());
+        h.op(0, alloc(64), Ret::Block(0x10000), 0, 1);
+        h.op(1, free(0x10000), Ret::Freed, 2, 9);
+        h.op(0, free(0x10000), Ret::Refused { named: true }, 3, 4);
+        h.op(0, alloc(32768), Ret::OutOfMemory, 5, 6);
+        check(&m, &h.0).unwrap();
+        // The strict specification allows no hold.
+        m.transient = None;
+        assert!(check(&m, &h.0).is_err());
+        m.transient = Some(Transient {
+            rounds: 0,
+            area: SLAB,
+        });
+        // The winner returned before the None: nothing is held.
+        h.0[1].ret_at = 5;
+        h.0[3].invoke = 6;
+        h.0[3].ret_at = 7;
+        let e = check(&m, &h.0).unwrap_err();
+        assert!(e.report.contains("false out-of-memory: 1 "), "{e}");
+        // The loser in flight, the winner returned: nothing is held.
+        h.0[1] = Op {
+            thread: 1,
+            call: free(0x10000),
+            ret: Ret::Refused { named: true },
+            invoke: 2,
+            ret_at: 9,
+        };
+        h.0[2].ret = Ret::Freed;
+        h.0[3].invoke = 5;
+        h.0[3].ret_at = 6;
+        let e = check(&m, &h.0).unwrap_err();
+        assert!(e.report.contains("false out-of-memory: 1 "), "{e}");
+        // Two legitimate frees of the pointer (it was reallocated between
+        // them) while the first is in flight: nothing is held.
+        let mut h = H(Vec::new());
+        h.op(0, alloc(64), Ret::Block(0x10000), 0, 1);
+        h.op(0, free(0x10000), Ret::Freed, 2, 9);
+        h.op(1, alloc(64), Ret::Block(0x10000), 3, 4);
+        h.op(1, free(0x10000), Ret::Freed, 5, 6);
+        h.op(2, alloc(32768), Ret::OutOfMemory, 7, 8);
+        let e = check(&m, &h.0).unwrap_err();
+        assert!(e.report.contains("false out-of-memory: 1 "), "{e}");
     }
 
     #[test]
