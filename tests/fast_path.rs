@@ -275,3 +275,37 @@ fn exhaust_then_refill_with_idle_cpus() {
 fn guarantee(usable: usize, cap: usize, idle: usize) -> usize {
     (usable as f64 * 0.95) as usize - idle * cap
 }
+
+/// Full magazines of a class nobody allocates any more must not keep the
+/// depot's budget, which all classes share: a burst of pages after a burst
+/// of small objects still trades its magazines through the depot (the
+/// small class's are sent home to make room).
+#[test]
+fn stale_magazines_do_not_lock_the_depot() {
+    let len = 64 * MIB;
+    let mem = Mem::new(len);
+    let heap = unsafe { Heap::init(mem.ptr(), len, 1) }.unwrap();
+    let mut h = heap.handle().unwrap();
+    let burst = |h: &mut magbuddy::Handle, size: usize, magazines: usize| {
+        let n = magazines * heap.magazine_capacity(size).unwrap();
+        let blocks: Vec<_> = (0..n).map(|_| h.alloc(size).unwrap()).collect();
+        for p in blocks {
+            unsafe { h.free(p.as_ptr()) };
+        }
+    };
+    // More full magazines of 64 B objects than the depot takes (one CPU:
+    // one per cache class, all classes together).
+    burst(&mut h, 64, 100);
+    let before = heap.cpu_stats(0).depot_exchanges;
+    burst(&mut h, 4096, 8);
+    let exchanges = heap.cpu_stats(0).depot_exchanges - before;
+    // Eight magazines' worth freed: all but the two a CPU keeps can go to
+    // the depot (0 before the eviction, 7 with it).
+    assert!(
+        exchanges >= 4,
+        "the page burst traded {exchanges} magazines through the depot"
+    );
+    drop(h);
+    heap.reclaim();
+    heap.validate().unwrap();
+}

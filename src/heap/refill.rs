@@ -350,7 +350,7 @@ impl Handle<'_> {
             return previous;
         }
         if let Some(m) = previous {
-            if depot.put_full(cc, m) {
+            if depot.put_full(cc, m) || (self.evict_for(cc, tally) && depot.put_full(cc, m)) {
                 tally.add(Event::Exchange, 1);
             } else {
                 heap.flush_rounds(Some(self.owner()), cc, heap.mags.mag(m), tally);
@@ -358,6 +358,21 @@ impl Handle<'_> {
             }
         }
         depot.get_empty()
+    }
+
+    /// The depot is at its limit: sends home a full magazine of a class
+    /// that holds more there than class `cc` ([`Depot::evict_for`]); false
+    /// if none does.
+    fn evict_for(&mut self, cc: usize, tally: &mut Tally) -> bool {
+        let heap = self.heap;
+        let depot = heap.mags.depot();
+        let Some((victim, m)) = depot.evict_for(cc) else {
+            return false;
+        };
+        // Taken from the depot: ours until given back.
+        heap.flush_rounds(Some(self.owner()), victim, heap.mags.mag(m), tally);
+        depot.put_empty(m);
+        true
     }
 
     /// No magazine to spare: sends the loaded magazine's rounds home and

@@ -39,6 +39,8 @@ pub(crate) struct MagazinePool {
     /// Full magazines in the depot, all classes together, and their bytes.
     full_count: AtomicU32,
     full_bytes: AtomicUsize,
+    /// Full magazines in the depot per class (see [`Depot::evict_for`]).
+    class_count: [AtomicU32; CACHE_CLASSES],
     limit: DepotLimit,
     /// Magazines `fresh..n` were never used: empty, on no stack. Taking
     /// them in order instead of stacking all of them at init leaves the
@@ -79,6 +81,7 @@ impl MagazinePool {
             full: core::array::from_fn(|_| IndexStack::new()),
             full_count: AtomicU32::new(0),
             full_bytes: AtomicUsize::new(0),
+            class_count: core::array::from_fn(|_| AtomicU32::new(0)),
             limit,
             fresh: AtomicU32::new(0),
         }
@@ -119,6 +122,7 @@ impl MagazinePool {
             full: &self.full,
             full_count: &self.full_count,
             full_bytes: &self.full_bytes,
+            class_count: &self.class_count,
             limit: self.limit,
             fresh: &self.fresh,
         }
@@ -159,6 +163,7 @@ pub(crate) struct Depot<'a> {
     pub(crate) full: &'a [IndexStack],
     full_count: &'a AtomicU32,
     full_bytes: &'a AtomicUsize,
+    class_count: &'a [AtomicU32; CACHE_CLASSES],
     limit: DepotLimit,
     fresh: &'a AtomicU32,
 }
@@ -198,9 +203,35 @@ impl<'a> Depot<'a> {
         // Relaxed: the counts are a soft limit; they order nothing. The
         // magazine is unchanged since `put_full` counted its bytes.
         self.full_count.fetch_sub(1, Ordering::Relaxed);
+        self.class_count[c].fetch_sub(1, Ordering::Relaxed);
         self.full_bytes
             .fetch_sub(self.bytes_of(c, m), Ordering::Relaxed);
         Some(MagId::from_index(m))
+    }
+
+    /// Makes room for a full magazine of class `c` when the depot is at its
+    /// limit: takes a full magazine of the class that holds the most, if it
+    /// holds more than `c` does, for the caller to send home. Without this,
+    /// magazines of classes nobody allocates any more would keep the budget
+    /// that all classes share (a page burst after a run of small objects
+    /// got no depot exchange at all); with it, classes that compete for
+    /// the depot end with equal shares.
+    pub(crate) fn evict_for(&self, c: usize) -> Option<(usize, MagId)> {
+        // Relaxed: soft counts; a stale one only picks another victim.
+        let count = |d: usize| self.class_count[d].load(Ordering::Relaxed);
+        // Holding half the depot already, `c` would find no larger share to
+        // take from: skip the search (a single class's burst hits this).
+        if 2 * count(c) >= self.full_count.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (victim, most) = (0..CACHE_CLASSES)
+            .filter(|&d| d != c)
+            .map(|d| (d, count(d)))
+            .max_by_key(|&(_, n)| n)?;
+        if most <= count(c) {
+            return None;
+        }
+        Some((victim, self.get_full(victim)?))
     }
 
     /// Whether any magazine of the pool holds round `p` (cold: the exact
@@ -228,6 +259,7 @@ impl<'a> Depot<'a> {
             return false;
         }
         self.full_count.fetch_add(1, Ordering::Relaxed);
+        self.class_count[c].fetch_add(1, Ordering::Relaxed);
         self.full_bytes.fetch_add(bytes, Ordering::Relaxed);
         self.full[c].push(i, &self.pool[i as usize].link);
         true
