@@ -211,7 +211,7 @@ const CASES: &[Case] = &[
     },
     Case {
         mutant: Mutant::TwoStepUpdate,
-        scenario: "churn_small",
+        scenario: "churn_wide",
         sched: Sched::Pct { depth: 3 },
         seed: SEED,
         max: MAX,
