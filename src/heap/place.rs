@@ -80,7 +80,10 @@ impl Heap {
         tally: &mut Tally,
     ) -> Option<NonNull<u8>> {
         let p = self.take_order(k, hint, tally)?;
-        self.publish_fresh(p, k, fresh);
+        let reg = self
+            .region_of(p.as_ptr() as usize)
+            .expect("block inside the heap");
+        publish_fresh(reg, p, k, fresh);
         Some(p)
     }
 
@@ -108,7 +111,7 @@ impl Heap {
             for off in many.offsets(self.g, k) {
                 let page = (a << self.g.area_order()) + off as usize;
                 let p = NonNull::new(reg.addr_of(page) as *mut u8).expect("a heap address");
-                self.publish_fresh(p, k, Fresh::Round);
+                publish_fresh(reg, p, k, Fresh::Round);
                 out[n] = p.as_ptr() as usize;
                 n += 1;
             }
@@ -120,29 +123,6 @@ impl Heap {
             }
         }
         n
-    }
-
-    /// Publishes block `p` of order `k`, fresh from the tree, as what it
-    /// becomes (see [`Fresh`]).
-    #[inline]
-    fn publish_fresh(&self, p: NonNull<u8>, k: u32, fresh: Fresh) {
-        if crate::mutant::on(crate::mutant::Mutant::PublishLiveFirst) {
-            self.publish_head(p, PageDesc::head(k));
-        }
-        if let Some(desc) = fresh.head(k) {
-            self.publish_head(p, desc);
-        }
-    }
-
-    /// Publishes `desc` as the head descriptor of block `p`, fresh from the
-    /// tree.
-    #[inline]
-    pub(super) fn publish_head(&self, p: NonNull<u8>, desc: PageDesc) {
-        let p = p.as_ptr() as usize;
-        let reg = self.region_of(p).expect("block inside the heap");
-        // Release: a free that reads this head with Acquire also sees the
-        // tree CAS that allocated the block (and a slab's set-up).
-        reg.desc_of(p).store(desc.0, Ordering::Release);
     }
 
     /// Takes a block of order `k` from the tree; its descriptor is still the
@@ -379,11 +359,11 @@ impl Heap {
         /// doubles): room for six doublings in place.
         const ROOM: u32 = 6;
         let top = (k + ROOM).min(crate::ORDERS as u32 - 1);
-        let p = (k + 1..=top).rev().find_map(|span| {
+        let (reg, p) = (k + 1..=top).rev().find_map(|span| {
             self.regions()
-                .find_map(|reg| self.alloc_run_in(reg, k, span, tally).0)
+                .find_map(|reg| Some((reg, self.alloc_run_in(reg, k, span, tally).0?)))
         })?;
-        self.publish_head(p, PageDesc::head(k));
+        publish_head(reg, p, PageDesc::head(k));
         Some(p)
     }
 
@@ -442,4 +422,27 @@ impl Heap {
         }
         Ok(())
     }
+}
+
+/// Publishes block `p` of order `k` in `reg`, fresh from the tree, as what
+/// it becomes (see [`Fresh`]). The caller passes the region it already
+/// knows: a refill publishes many blocks of one area.
+#[inline]
+fn publish_fresh(reg: &Region, p: NonNull<u8>, k: u32, fresh: Fresh) {
+    if crate::mutant::on(crate::mutant::Mutant::PublishLiveFirst) {
+        publish_head(reg, p, PageDesc::head(k));
+    }
+    if let Some(desc) = fresh.head(k) {
+        publish_head(reg, p, desc);
+    }
+}
+
+/// Publishes `desc` as the head descriptor of block `p` in `reg`, fresh from
+/// the tree.
+#[inline]
+fn publish_head(reg: &Region, p: NonNull<u8>, desc: PageDesc) {
+    // Release: a free that reads this head with Acquire also sees the tree
+    // CAS that allocated the block (and a slab's set-up).
+    reg.desc_of(p.as_ptr() as usize)
+        .store(desc.0, Ordering::Release);
 }
