@@ -73,6 +73,10 @@ pub enum Kind {
     Magbuddy,
     /// magbuddy's handle-less shared path (`Heap::alloc` / `Heap::free`).
     MagbuddyShared,
+    /// magbuddy as a Rust program calls it: `MagbuddyAlloc`'s `GlobalAlloc`
+    /// (a thread-local slot index per thread), the boundary mimalloc and
+    /// glibc are called at here.
+    MagbuddyGlobal,
     /// The seed's slab + buddy design under one pure spinlock.
     SpinHeap,
     /// The same with spin-then-`yield_now` waiting.
@@ -93,9 +97,10 @@ pub enum Kind {
 
 impl Kind {
     /// Every allocator, in table order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 11] = [
         Kind::Magbuddy,
         Kind::MagbuddyShared,
+        Kind::MagbuddyGlobal,
         Kind::SpinHeap,
         Kind::SpinHeapYield,
         Kind::Xv6Pages,
@@ -111,6 +116,7 @@ impl Kind {
         match self {
             Kind::Magbuddy => "magbuddy",
             Kind::MagbuddyShared => "magbuddy-shared",
+            Kind::MagbuddyGlobal => "magbuddy-global",
             Kind::SpinHeap => "spinheap",
             Kind::SpinHeapYield => "spinheap-yield",
             Kind::Xv6Pages => "xv6-percpu",
@@ -170,6 +176,7 @@ impl Kind {
             Kind::Branch => Box::new(Branch::new(Region::new(region_len), cpus)),
             Kind::System => Box::new(Shared::new(name, Global(System), None)),
             Kind::Mimalloc => Box::new(Shared::new(name, Global(mimalloc::MiMalloc), None)),
+            Kind::MagbuddyGlobal => Box::new(Shared::new(name, ProcessAdapter, None)),
         }
     }
 }
@@ -198,6 +205,27 @@ impl<G: GlobalAlloc + Sync> SharedAlloc for Global<G> {
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
         // SAFETY: the caller's promise, passed on.
         unsafe { self.0.dealloc(p, layout) }
+    }
+}
+
+/// The process's one `MagbuddyAlloc`, as a program declares it (a `static`:
+/// its heap is `'static` and never given back, so every run of the report
+/// shares it, as they share mimalloc's and glibc's). 1 GiB of address space,
+/// reserved on the first allocation and mapped lazily; a slot for every
+/// thread the harness may run.
+static PROCESS_ADAPTER: magbuddy::MagbuddyAlloc = magbuddy::MagbuddyAlloc::new(1 << 30, 64);
+
+/// [`PROCESS_ADAPTER`] called through its `GlobalAlloc` impl.
+struct ProcessAdapter;
+
+impl SharedAlloc for ProcessAdapter {
+    fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the workloads never ask for zero bytes.
+        unsafe { PROCESS_ADAPTER.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
+        // SAFETY: the caller's promise, passed on.
+        unsafe { PROCESS_ADAPTER.dealloc(p, layout) }
     }
 }
 
