@@ -89,11 +89,16 @@ pub enum Kind {
     System,
     /// mimalloc (crate `mimalloc`).
     Mimalloc,
+    /// jemalloc (crate `tikv-jemallocator`, its symbols prefixed so glibc's
+    /// malloc stays the process's own).
+    Jemalloc,
+    /// snmalloc (crate `snmalloc-rs`, built with the `cc` crate: no cmake).
+    Snmalloc,
 }
 
 impl Kind {
     /// Every allocator, in table order.
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Magbuddy,
         Kind::MagbuddyShared,
         Kind::SpinHeap,
@@ -104,6 +109,8 @@ impl Kind {
         Kind::Branch,
         Kind::System,
         Kind::Mimalloc,
+        Kind::Jemalloc,
+        Kind::Snmalloc,
     ];
 
     /// Name in tables and benchmark ids.
@@ -119,6 +126,8 @@ impl Kind {
             Kind::Branch => "branch",
             Kind::System => "system",
             Kind::Mimalloc => "mimalloc",
+            Kind::Jemalloc => "jemalloc",
+            Kind::Snmalloc => "snmalloc",
         }
     }
 
@@ -168,8 +177,10 @@ impl Kind {
                 Box::new(Shared::new(name, Global(talc), Some(region)))
             }
             Kind::Branch => Box::new(Branch::new(Region::new(region_len), cpus)),
-            Kind::System => Box::new(Shared::new(name, Global(System), None)),
-            Kind::Mimalloc => Box::new(Shared::new(name, Global(mimalloc::MiMalloc), None)),
+            Kind::System => global(name, System),
+            Kind::Mimalloc => global(name, mimalloc::MiMalloc),
+            Kind::Jemalloc => global(name, tikv_jemallocator::Jemalloc),
+            Kind::Snmalloc => global(name, snmalloc_rs::SnMalloc),
         }
     }
 }
@@ -199,6 +210,15 @@ impl<G: GlobalAlloc + Sync> SharedAlloc for Global<G> {
         // SAFETY: the caller's promise, passed on.
         unsafe { self.0.dealloc(p, layout) }
     }
+}
+
+/// A process-wide `GlobalAlloc` (glibc, mimalloc, jemalloc, snmalloc) as an
+/// allocator of the suite: called as an explicit object, never installed as
+/// `#[global_allocator]`, so every allocator of one report runs in the same
+/// process beside the others, and the harness's own `Vec`s and threads keep
+/// using glibc whichever allocator is measured. Such allocators get no region.
+fn global<G: GlobalAlloc + Sync + 'static>(name: &'static str, g: G) -> Box<dyn BenchAlloc> {
+    Box::new(Shared::new(name, Global(g), None))
 }
 
 /// Adapts a `&dyn SharedAlloc` to a thread's view.
