@@ -93,11 +93,16 @@ pub enum Kind {
     System,
     /// mimalloc (crate `mimalloc`).
     Mimalloc,
+    /// jemalloc (crate `tikv-jemallocator`, its symbols prefixed so glibc's
+    /// malloc stays the process's own).
+    Jemalloc,
+    /// snmalloc (crate `snmalloc-rs`, built with the `cc` crate: no cmake).
+    Snmalloc,
 }
 
 impl Kind {
     /// Every allocator, in table order.
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 13] = [
         Kind::Magbuddy,
         Kind::MagbuddyShared,
         Kind::MagbuddyGlobal,
@@ -109,6 +114,8 @@ impl Kind {
         Kind::Branch,
         Kind::System,
         Kind::Mimalloc,
+        Kind::Jemalloc,
+        Kind::Snmalloc,
     ];
 
     /// Name in tables and benchmark ids.
@@ -125,6 +132,8 @@ impl Kind {
             Kind::Branch => "branch",
             Kind::System => "system",
             Kind::Mimalloc => "mimalloc",
+            Kind::Jemalloc => "jemalloc",
+            Kind::Snmalloc => "snmalloc",
         }
     }
 
@@ -174,8 +183,10 @@ impl Kind {
                 Box::new(Shared::new(name, Global(talc), Some(region)))
             }
             Kind::Branch => Box::new(Branch::new(Region::new(region_len), cpus)),
-            Kind::System => Box::new(Shared::new(name, Global(System), None)),
-            Kind::Mimalloc => Box::new(Shared::new(name, Global(mimalloc::MiMalloc), None)),
+            Kind::System => global(name, System),
+            Kind::Mimalloc => global(name, mimalloc::MiMalloc),
+            Kind::Jemalloc => global(name, tikv_jemallocator::Jemalloc),
+            Kind::Snmalloc => global(name, snmalloc_rs::SnMalloc),
             Kind::MagbuddyGlobal => Box::new(Shared::new(name, ProcessAdapter, None)),
         }
     }
@@ -227,6 +238,15 @@ impl SharedAlloc for ProcessAdapter {
         // SAFETY: the caller's promise, passed on.
         unsafe { PROCESS_ADAPTER.dealloc(p, layout) }
     }
+}
+
+/// A process-wide `GlobalAlloc` (glibc, mimalloc, jemalloc, snmalloc) as an
+/// allocator of the suite: called as an explicit object, never installed as
+/// `#[global_allocator]`, so every allocator of one report runs in the same
+/// process beside the others, and the harness's own `Vec`s and threads keep
+/// using glibc whichever allocator is measured. Such allocators get no region.
+fn global<G: GlobalAlloc + Sync + 'static>(name: &'static str, g: G) -> Box<dyn BenchAlloc> {
+    Box::new(Shared::new(name, Global(g), None))
 }
 
 /// Adapts a `&dyn SharedAlloc` to a thread's view.

@@ -56,12 +56,14 @@ pub struct Args {
     /// Skip the callgrind instruction counts (they need valgrind).
     #[arg(long)]
     no_callgrind: bool,
-    /// Only the callgrind instruction table (magbuddy, SpinHeap, mimalloc on
-    /// small and page pairs), printed and written to `instructions.csv`.
+    /// Only the callgrind instruction table (magbuddy, SpinHeap, mimalloc,
+    /// jemalloc on small and page pairs), printed and written to
+    /// `instructions.csv`.
     #[arg(long)]
     instructions: bool,
     /// Callgrind mode: run ALLOCATOR on WORKLOAD once and exit (what
-    /// `valgrind --tool=callgrind` runs; see the instruction table).
+    /// `valgrind --tool=callgrind` runs; see the instruction table). Any
+    /// allocator but `snmalloc`, which valgrind cannot start.
     #[arg(long, num_args = 2, value_names = ["ALLOCATOR", "WORKLOAD"])]
     callgrind: Option<Vec<String>>,
     /// Pairs per thread in callgrind mode.
