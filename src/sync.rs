@@ -8,6 +8,7 @@
 //! | normal (`cargo build`, the kernel)      | `portable_atomic` / `core`      |
 //! | `RUSTFLAGS="--cfg loom"`                | `loom` (exhaustive, orderings)  |
 //! | `RUSTFLAGS="--cfg shuttle"` (`cargo test -p verify`) | `shuttle` (random/PCT schedules) |
+//! | `RUSTFLAGS="--cfg magbuddy_count_atomics"` (feature `std`) | `portable_atomic`, each access counted per thread ([`counts`]) |
 //!
 //! loom's and shuttle's atomics are not plain integers and have no `const fn
 //! new` guarantee we rely on, so metadata is always constructed in place with
@@ -30,7 +31,7 @@ mod imp {
     };
 }
 
-#[cfg(not(any(loom, shuttle)))]
+#[cfg(all(not(any(loom, shuttle)), not(magbuddy_count_atomics)))]
 mod imp {
     pub use super::cell::UnsafeCell;
     pub use core::hint::spin_loop;
@@ -38,7 +39,120 @@ mod imp {
     pub use portable_atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
 }
 
+#[cfg(all(not(any(loom, shuttle)), magbuddy_count_atomics))]
+mod imp {
+    pub use super::cell::UnsafeCell;
+    pub use super::counted::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize};
+    pub use core::hint::spin_loop;
+    pub use core::sync::atomic::{fence, Ordering};
+}
+
 pub use imp::*;
+
+// The counters are thread-locals, which need `std` (see `counted`): without
+// it the cfg would count nothing, so it does not build.
+#[cfg(all(
+    magbuddy_count_atomics,
+    not(any(loom, shuttle)),
+    not(any(test, feature = "std"))
+))]
+compile_error!("`--cfg magbuddy_count_atomics` needs feature `std` (thread-local counters)");
+
+#[cfg(all(magbuddy_count_atomics, not(any(loom, shuttle))))]
+mod counted;
+
+/// Whether this build counts atomic accesses (`--cfg magbuddy_count_atomics`
+/// with the normal backend): then [`counts`] returns `Some`.
+pub const COUNTING_ATOMICS: bool = cfg!(all(magbuddy_count_atomics, not(any(loom, shuttle))));
+
+/// Atomic accesses made by one thread through this facade: what [`counts`]
+/// returns (defined in every build, so callers need no cfg of their own).
+///
+/// Read-modify-writes include failed CASes (a failed `lock cmpxchg` still
+/// takes its cache line exclusively); `cas_failed` counts those again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AtomicCounts {
+    /// Swaps, CASes (strong and weak, failed ones included) and `fetch_*`.
+    pub rmw: u64,
+    /// The CASes among `rmw` that failed.
+    pub cas_failed: u64,
+    /// Plain atomic stores.
+    pub stores: u64,
+    /// Plain atomic loads.
+    pub loads: u64,
+}
+
+impl AtomicCounts {
+    /// What happened between `before` and `self` (two readings of
+    /// [`counts`] on one thread).
+    pub fn since(self, before: Self) -> Self {
+        Self {
+            rmw: self.rmw - before.rmw,
+            cas_failed: self.cas_failed - before.cas_failed,
+            stores: self.stores - before.stores,
+            loads: self.loads - before.loads,
+        }
+    }
+
+    /// The sum of two threads' (or phases') counts.
+    pub fn plus(self, o: Self) -> Self {
+        Self {
+            rmw: self.rmw + o.rmw,
+            cas_failed: self.cas_failed + o.cas_failed,
+            stores: self.stores + o.stores,
+            loads: self.loads + o.loads,
+        }
+    }
+}
+
+/// The calling thread's atomic accesses through this facade so far, or
+/// `None` unless the build counts them ([`COUNTING_ATOMICS`]). Take the
+/// difference of two readings around the calls of interest.
+///
+/// # Example
+///
+/// ```
+/// # use magbuddy::{Heap, HeapConfig};
+/// # let len = Heap::min_region_len(HeapConfig::new(1));
+/// # let mut ram = vec![0u8; len];
+/// # // SAFETY: `ram` is ours and outlives the heap's use.
+/// # let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+/// let before = magbuddy::sync::counts();
+/// let p = heap.alloc(64).unwrap();
+/// // SAFETY: `p` came from this heap and is not used afterwards.
+/// unsafe { heap.try_free(p.as_ptr()) }.unwrap();
+/// if let (Some(b), Some(a)) = (before, magbuddy::sync::counts()) {
+///     println!("{} read-modify-writes", a.since(b).rmw);
+/// }
+/// ```
+pub fn counts() -> Option<AtomicCounts> {
+    #[cfg(all(magbuddy_count_atomics, not(any(loom, shuttle))))]
+    {
+        Some(counted::counts())
+    }
+    #[cfg(not(all(magbuddy_count_atomics, not(any(loom, shuttle)))))]
+    {
+        None
+    }
+}
+
+/// Calls `f` with each call site (a line of `src/`, through
+/// `#[track_caller]`) of the calling thread's counted atomic accesses since
+/// its last [`reset_sites`], and the site's counts: which atomics a path
+/// touches. Calls nothing unless the build counts ([`COUNTING_ATOMICS`]).
+pub fn for_each_site(f: impl FnMut(&'static core::panic::Location<'static>, AtomicCounts)) {
+    #[cfg(all(magbuddy_count_atomics, not(any(loom, shuttle))))]
+    counted::for_each_site(f);
+    #[cfg(not(all(magbuddy_count_atomics, not(any(loom, shuttle)))))]
+    let _ = f;
+}
+
+/// Forgets the calling thread's per-site counts ([`for_each_site`]), not
+/// its totals ([`counts`]). Nothing unless the build counts.
+pub fn reset_sites() {
+    #[cfg(all(magbuddy_count_atomics, not(any(loom, shuttle))))]
+    counted::reset_sites();
+}
 
 /// Atomics laid over the heap's own memory: the free tag inside a freed
 /// object and the free bitmaps of slabs (see `crate::slab`). They are always
@@ -50,6 +164,9 @@ pub use imp::*;
 /// as ordinary, never-interleaved memory operations; each is a single load,
 /// store or read-modify-write whose atomicity the hardware guarantees.
 pub mod raw {
+    #[cfg(all(magbuddy_count_atomics, not(any(loom, shuttle))))]
+    pub use super::counted::raw::AtomicU32;
+    #[cfg(not(all(magbuddy_count_atomics, not(any(loom, shuttle)))))]
     pub use core::sync::atomic::AtomicU32;
 }
 

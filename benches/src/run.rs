@@ -13,10 +13,12 @@
 //! nothing (the probe is a type parameter, not a runtime flag).
 
 use std::alloc::Layout;
+use std::collections::BTreeMap;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use magbuddy::sync::AtomicCounts;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 
@@ -94,7 +96,12 @@ pub struct ThreadResult {
     truncated: bool,
     hist: Option<Histogram<u64>>,
     leftover: Vec<(usize, Layout)>,
+    atomics: Option<AtomicCounts>,
+    sites: Sites,
 }
+
+/// Atomic accesses per call site in `src/` of magbuddy (file, line).
+pub type Sites = BTreeMap<(&'static str, u32), AtomicCounts>;
 
 /// The outcome of one run.
 #[derive(Default)]
@@ -111,6 +118,13 @@ pub struct RunResult {
     pub hist: Option<Histogram<u64>>,
     /// Objects left allocated (with `keep`): address and layout.
     pub leftover: Vec<(usize, Layout)>,
+    /// Atomic accesses through magbuddy's facade (magbuddy and SpinHeap)
+    /// by all threads, from building each thread's view to dropping it (a
+    /// handle's claim and release included); only in a build with `--cfg
+    /// magbuddy_count_atomics` (see `report --atomics`).
+    pub atomics: Option<AtomicCounts>,
+    /// The same per call site (`magbuddy::sync::for_each_site`).
+    pub sites: Sites,
 }
 
 impl RunResult {
@@ -140,6 +154,14 @@ impl RunResult {
             _ => {}
         }
         self.leftover.extend(t.leftover);
+        self.atomics = match (self.atomics, t.atomics) {
+            (Some(a), Some(b)) => Some(a.plus(b)),
+            (a, b) => a.or(b),
+        };
+        for (k, v) in t.sites {
+            let e = self.sites.entry(k).or_default();
+            *e = e.plus(v);
+        }
     }
 }
 
@@ -241,6 +263,8 @@ impl<'a, P: Probe> Ctx<'a, P> {
             truncated: self.truncated,
             hist: self.probe.into_histogram(),
             leftover: self.leftover,
+            atomics: None,
+            sites: Sites::new(),
         }
     }
 }
@@ -265,13 +289,26 @@ where
 {
     let barrier = Barrier::new(threads);
     let job = |i: usize| {
+        // Per thread (the counters are thread-locals), around the whole
+        // life of the thread's view, so its claim and release are in.
+        let before = magbuddy::sync::counts();
+        magbuddy::sync::reset_sites();
         let mut ctx = Ctx::<P>::new(alloc, i, cfg, stream);
         barrier.wait();
         let start = Instant::now();
         ctx.deadline = cfg.time_limit.map(|l| start + l);
         body(i, &mut ctx);
         let end = Instant::now();
-        ctx.into_result(start, end)
+        // Drops the view (`ctx.a`): a magbuddy handle releases its slot.
+        let mut r = ctx.into_result(start, end);
+        r.atomics = before
+            .zip(magbuddy::sync::counts())
+            .map(|(b, a)| a.since(b));
+        magbuddy::sync::for_each_site(|loc, n| {
+            let e = r.sites.entry((loc.file(), loc.line())).or_default();
+            *e = e.plus(n);
+        });
+        r
     };
     if fresh || threads > pool::SIZE {
         std::thread::scope(|s| {

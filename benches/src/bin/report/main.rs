@@ -7,11 +7,14 @@
 //! ```
 //!
 //! Writes `report.md`, `runs.csv`, `memory.csv`, `fragmentation.csv`,
-//! `instructions.csv`, `scaling.svg` and `latency.svg` into `--out`, and
-//! prints `report.md` (`--runs-only`: only the runs table, `runs.csv` and the
-//! plots). `--callgrind <allocator> <workload>` is the mode that
-//! `valgrind --tool=callgrind` runs (see `callgrind.rs`).
+//! `instructions.csv`, `atomics.csv`, `scaling.svg` and `latency.svg` into
+//! `--out`, and prints `report.md` (`--runs-only`: only the runs table,
+//! `runs.csv` and the plots). `--callgrind <allocator> <workload>` is the mode that
+//! `valgrind --tool=callgrind` runs (see `callgrind.rs`). `--atomics` prints
+//! and writes (`atomics.md`, `atomics.csv`) atomic accesses per pair,
+//! rebuilding itself with the counting cfg (see `atomics.rs`).
 
+mod atomics;
 mod callgrind;
 mod memory;
 mod plot;
@@ -40,8 +43,9 @@ pub struct Args {
     /// Throughput runs per point (default 5, or 3 with `--quick`).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     reps: Option<u32>,
-    /// Thread counts, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    /// Thread counts, comma-separated (default 1,2,4,8; 1,2,4 with
+    /// `--atomics`).
+    #[arg(long, value_delimiter = ',')]
     threads: Vec<usize>,
     /// Directory for tables, CSV and plots (`--out papers/figures` replaces
     /// the committed ones the paper cites).
@@ -56,6 +60,9 @@ pub struct Args {
     /// Skip the callgrind instruction counts (they need valgrind).
     #[arg(long)]
     no_callgrind: bool,
+    /// Skip the atomic accesses per pair (their build with the counting cfg).
+    #[arg(long)]
+    no_atomics: bool,
     /// Only the callgrind instruction table (magbuddy, SpinHeap, mimalloc,
     /// jemalloc on small and page pairs), printed and written to
     /// `instructions.csv`.
@@ -66,13 +73,20 @@ pub struct Args {
     /// allocator but `snmalloc`, which valgrind cannot start.
     #[arg(long, num_args = 2, value_names = ["ALLOCATOR", "WORKLOAD"])]
     callgrind: Option<Vec<String>>,
-    /// Pairs per thread in callgrind mode.
+    /// Pairs per thread in callgrind and atomics modes.
     #[arg(long, default_value_t = 20_000)]
     pairs: usize,
+    /// Only the table of atomic read-modify-writes, stores and loads per
+    /// pair (magbuddy, magbuddy-shared, SpinHeap; every workload or
+    /// `--workloads`), printed and written to `atomics.md` and
+    /// `atomics.csv`. A normal build rebuilds and re-runs itself with
+    /// `--cfg magbuddy_count_atomics` in `target/count-atomics`.
+    #[arg(long)]
+    atomics: bool,
     /// Only the runs (report.md with the runs table, runs.csv and the two
     /// plots): what `preload/eval.sh` needs under LD_PRELOAD, where the
-    /// memory, fragmentation, callgrind and target sections would only
-    /// measure the in-process allocators again and cost minutes.
+    /// memory, fragmentation, callgrind, atomics and target sections would
+    /// only measure the in-process allocators again and cost minutes.
     #[arg(long)]
     runs_only: bool,
 }
@@ -112,7 +126,18 @@ pub struct Point {
 }
 
 fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
+    if args.threads.is_empty() {
+        args.threads = if args.atomics {
+            vec![1, 2, 4]
+        } else {
+            vec![1, 2, 4, 8]
+        };
+    }
+    if args.atomics && !magbuddy::sync::COUNTING_ATOMICS {
+        let forwarded: Vec<String> = std::env::args().skip(1).collect();
+        std::process::exit(atomics::rerun_counting(&forwarded, false));
+    }
     if let Some(v) = &args.callgrind {
         callgrind::child(&v[0], &v[1], args.pairs, args.threads[0]);
         return;
@@ -156,6 +181,10 @@ fn main() {
         .into_iter()
         .filter_map(Kind::parse)
         .collect();
+    if args.atomics {
+        atomics::table(&args.out, &wls, &args.threads, args.pairs);
+        return;
+    }
     let t0 = Instant::now();
     let allocs: Vec<Box<dyn BenchAlloc>> =
         kinds.iter().map(|k| k.build(REGION, MAX_THREADS)).collect();
@@ -184,6 +213,12 @@ fn main() {
         };
         if let Some(i) = &instr {
             md += &i.markdown;
+        }
+        if !args.no_atomics {
+            eprintln!("atomic accesses ...");
+            if let Some(a) = atomics::embedded(&args.out, &args.workloads) {
+                md += &a;
+            }
         }
         md += &table::targets(&points, instr.as_ref(), &mem);
     }
