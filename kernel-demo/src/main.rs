@@ -22,6 +22,7 @@ mod check;
 mod demo;
 mod early;
 mod global;
+mod irqcost;
 mod kalloc;
 mod report;
 mod sync;
@@ -221,6 +222,7 @@ fn run_all(c: usize, mode: &str) {
         cfg.inject.fire(c);
     }
     let mag = demo::run::<adapters::Mag>(cfg, c, 0x5eed_0001);
+    let irq_cost = irqcost::run(cfg, c);
     let spin = demo::run::<adapters::Spin>(cfg, c, 0x5eed_0002);
     #[cfg(feature = "bringup")]
     let bringup = demo::run::<bringup::Bringup>(cfg, c, 0x5eed_0003);
@@ -235,6 +237,9 @@ fn run_all(c: usize, mode: &str) {
             b.print(mode);
         }
         report::print_ratio(&mag, &spin);
+        if let Some(i) = irq_cost {
+            i.print(mode);
+        }
         let (ticks, allocs, fails, skips) = demo::timer_summary(cfg.n);
         println!();
         println!("timer interrupts (all phases): {ticks} ticks, {allocs} shared-path alloc/free pairs, {fails} failed (heap full), {skips} skipped (CPU-time budget)");

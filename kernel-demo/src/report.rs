@@ -1,5 +1,8 @@
-//! The result tables: one per allocator, then magbuddy / SpinHeap ratios.
+//! The result tables: one per allocator, then magbuddy / SpinHeap ratios,
+//! then the cost of toggling interrupts around magbuddy's handle.
 
+use crate::arch::tsc;
+use crate::irqcost::REPS;
 use crate::println;
 use crate::workload::MODULES;
 
@@ -126,5 +129,100 @@ pub fn print_ratio(a: &Table, b: &Table) {
             q(1),
             q(2)
         );
+    }
+}
+
+/// One way of making the pairs in `irqcost.rs`: TSC ticks per pair.
+#[derive(Clone, Copy)]
+pub struct Way {
+    /// Median over the repetitions.
+    pub median: f64,
+    /// Fastest repetition.
+    pub min: f64,
+    /// Slowest repetition.
+    pub max: f64,
+}
+
+impl Way {
+    /// From each repetition's ticks per pair.
+    pub fn new(mut per_pair: [f64; REPS]) -> Way {
+        per_pair.sort_unstable_by(f64::total_cmp);
+        Way {
+            median: per_pair[REPS / 2],
+            min: per_pair[0],
+            max: per_pair[REPS - 1],
+        }
+    }
+}
+
+/// Interrupt toggling around magbuddy's per-CPU handle (`irqcost.rs`).
+pub struct IrqCost {
+    /// Pairs per timed loop.
+    pub pairs: usize,
+    /// Handle calls alone, interrupts off around the whole loop.
+    pub bare: Way,
+    /// Handle calls through the harness's adapter: each call wrapped in
+    /// `irq_save`/`irq_restore`.
+    pub toggled: Way,
+    /// The handle-less shared path, interrupts off around the whole loop.
+    pub shared: Way,
+    /// Each round's own `toggled - bare`, per pair: its median is steadier
+    /// than the difference of the medians, since a round's two loops run
+    /// back to back, under the same host load.
+    pub paired: Way,
+}
+
+/// Instructions one `irq_off` adds around a handle call in this build,
+/// counted in `objdump -d` (`make -C kernel-demo disasm-irq` prints them):
+/// `pushfq; pop; cli` before the call, and after it the saved flag's test
+/// and branch and `sti`: 12 per pair.
+const TOGGLE_INSNS: &str = "6 (pushfq; pop; cli | test; jcc; sti)";
+
+impl IrqCost {
+    /// Prints the table.
+    pub fn print(&self, mode: &str) {
+        println!();
+        println!(
+            "== interrupt toggling around the handle | CPU 0 | TCG {mode} | 64 B alloc+free pairs, ring of 64 live, {} pairs per loop, median of {REPS} interleaved loops ==",
+            self.pairs
+        );
+        println!("QEMU TCG: cycles are emulated, indicative only (TSC ticks at the calibrated rate; CPU 0's timer stopped meanwhile)");
+        println!("way                                                | ticks/pair | ns/pair | ticks/pair min..max");
+        let ns = |t: f64| t * 1e9 / tsc::hz() as f64;
+        for (name, w) in [
+            (
+                "(a) handle alone, interrupts off around the loop",
+                self.bare,
+            ),
+            (
+                "(b) handle, irq_save/irq_restore around each call",
+                self.toggled,
+            ),
+            ("(c) shared path (no handle), interrupts off", self.shared),
+        ] {
+            println!(
+                "{name:<50} | {:>10.1} | {:>7.1} | {:.1}..{:.1}",
+                w.median,
+                ns(w.median),
+                w.min,
+                w.max
+            );
+        }
+        let d = self.toggled.median - self.bare.median;
+        println!(
+            "(b) - (a): {d:.1} ticks ({:.1} ns) per pair for 2 toggles, {:.1} ticks per toggle, {:.0} % of (b)",
+            ns(d),
+            d / 2.0,
+            100.0 * d / self.toggled.median
+        );
+        let p = self.paired;
+        println!(
+            "(b) - (a) within each round: median {:.1} ticks ({:.1} ns) per pair, {:.1}..{:.1}",
+            p.median,
+            ns(p.median),
+            p.min,
+            p.max
+        );
+        println!("one toggle = {TOGGLE_INSNS} instructions (objdump of this build; make -C kernel-demo disasm-irq)");
     }
 }
