@@ -35,7 +35,10 @@ fn magazines_depot_remote_frees_random() {
     t.require(name, "remote frees", 500);
     t.require(name, "magazine misses", 10000);
     t.require(name, "frees by another thread", 1500);
-    t.require(name, "drains", 200);
+    // 122-159 over seeds 1-5: the depot's eviction sends rounds home, so
+    // fewer allocations fail into a drain here (the drain suites below
+    // reach thousands).
+    t.require(name, "drains", 60);
 }
 
 #[test]
