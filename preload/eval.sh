@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Runs real programs under glibc malloc, magbuddy (this shim) and mimalloc
-# (Debian's libmimalloc2.0), checks each program's output is identical under
-# all three (magbuddy twice: the default 4 GiB heap and MAGBUDDY_HEAP=1G),
-# and tabulates median wall time and peak RSS (/usr/bin/time) as ratios to
-# glibc. Then runs the benchmark report's larson, remote (producer/consumer)
+# Runs real programs under glibc malloc, magbuddy (this shim), mimalloc
+# (Debian's libmimalloc2.0), and jemalloc (libjemalloc2) and tcmalloc
+# (libtcmalloc-minimal4) when their Debian packages are installed (else their
+# columns are left out, with a note under the table); checks each program's
+# output is identical under all of them (magbuddy twice: the default 4 GiB
+# heap and MAGBUDDY_HEAP=1G), and tabulates median wall time and peak RSS
+# (/usr/bin/time) as ratios to glibc. The runs are interleaved: run 1 under
+# every allocator, then run 2, ..., so drift on a shared machine hits all
+# alike. Then runs the benchmark report's larson, remote (producer/consumer)
 # and churn (thread churn) workloads on its `system` allocator, i.e. libc
-# malloc, so under LD_PRELOAD on the shim and on mimalloc, and beside them
-# in-process magbuddy with per-thread handles (no preload) for the shim's
-# per-call overhead. Last, resident memory over time
+# malloc, so under LD_PRELOAD on the shim, mimalloc, jemalloc and tcmalloc,
+# and beside them in-process magbuddy with per-thread handles (no preload)
+# for the shim's per-call overhead. Last, resident memory over time
 # (preload/bench/rss_phases.c: phases of 256 MiB freed without malloc_trim,
 # waves of short threads, then 300 fork()s) under glibc, the shim (with and
 # without its own trimming), mimalloc, and jemalloc and tcmalloc if their
@@ -20,6 +24,8 @@
 #                              report run per allocator)
 #   preload/eval.sh 3 --rss    only the RSS-over-time stage (3 runs each)
 #   preload/eval.sh 3 --programs  only the real programs (3 runs each)
+# The allocators: ALLOCS below (glibc first, the baseline), each selected by
+# alloc_env; jemalloc and tcmalloc join when $JE and $TC exist.
 # Writes into target/preload/: eval.md (both tables), eval.csv (program x
 # allocator), workloads.csv (workload x threads x allocator), eval.svg and
 # workloads.svg (ratios to glibc), report/<allocator>/<round>/ (each
@@ -50,27 +56,64 @@ OUT=$PWD/target/preload
 JE=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 TC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 
+# alloc_env <allocator>: sets ALLOC_ENV to the env(1) assignments that select it.
+alloc_env() {
+  case $1 in
+    glibc) ALLOC_ENV=() ;;
+    magbuddy) ALLOC_ENV=(LD_PRELOAD="$MB" MAGBUDDY_HEAP=4G) ;;
+    magbuddy-1g) ALLOC_ENV=(LD_PRELOAD="$MB" MAGBUDDY_HEAP=1G) ;;
+    magbuddy-no-auto-trim) ALLOC_ENV=(LD_PRELOAD="$MB" MAGBUDDY_TRIM_EVERY=0) ;;
+    mimalloc) ALLOC_ENV=(LD_PRELOAD="$MI") ;;
+    jemalloc) ALLOC_ENV=(LD_PRELOAD="$JE") ;;
+    tcmalloc) ALLOC_ENV=(LD_PRELOAD="$TC") ;;
+    *) echo "alloc_env: unknown allocator $1" >&2; exit 1 ;;
+  esac
+}
+# Column titles in the Markdown tables.
+alloc_title() {
+  case $1 in
+    magbuddy-1g) echo "magbuddy 1 GiB heap" ;;
+    *) echo "$1" ;;
+  esac
+}
+# The preloaded allocators beside glibc and the shim, in column order; those
+# whose library is missing are named in MISSING instead.
+OTHERS=(mimalloc) MISSING=()
+if [ -e "$JE" ]; then OTHERS+=(jemalloc); else MISSING+=("jemalloc (no $JE: apt-get install -y libjemalloc2)"); fi
+if [ -e "$TC" ]; then OTHERS+=(tcmalloc); else MISSING+=("tcmalloc (no $TC: apt-get install -y libtcmalloc-minimal4)"); fi
+# The real programs' allocators (glibc first: the baseline of the ratios).
+ALLOCS=(glibc magbuddy magbuddy-1g "${OTHERS[@]}")
+# The workloads' (the report's `system` allocator under each preload).
+WL_ALLOCS=(glibc magbuddy "${OTHERS[@]}")
+# commas <word>...: "a, b, c".
+commas() { local IFS=, s; s="$*"; echo "${s//,/, }"; }
+# "mimalloc 2.0.9+ds-2, jemalloc 5.3.0-1, ..." for the tables' headings.
+versions() {
+  local a pkg v=()
+  for a in "${OTHERS[@]}"; do
+    case $a in mimalloc) pkg=libmimalloc2.0 ;; jemalloc) pkg=libjemalloc2 ;; tcmalloc) pkg=libtcmalloc-minimal4 ;; esac
+    v+=("$a $(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null || echo '?')")
+  done
+  commas "${v[@]}"
+}
+# A note line per allocator left out (nothing when all are there).
+missing_notes() {
+  local m
+  for m in "${MISSING[@]}"; do echo; echo "Not run: $m."; done
+}
+
 # RSS over time: rss_phases under each allocator, $RUNS runs; writes
 # $OUT/rss.{md,csv,svg}. No malloc_trim anywhere: what comes back is the
 # allocator's own doing.
 rss_over_time() {
   cc -O2 -fno-builtin -Wall -Wextra -pthread -o "$W/rss_phases" preload/bench/rss_phases.c
   cargo build -q --release -p magbuddy-bench --bin rss_plot
-  local allocs=(glibc magbuddy magbuddy-no-auto-trim mimalloc) alloc r
-  [ -e "$JE" ] && allocs+=(jemalloc)
-  [ -e "$TC" ] && allocs+=(tcmalloc)
+  local allocs=(glibc magbuddy magbuddy-no-auto-trim "${OTHERS[@]}") alloc r
   echo "allocator,ms,rss_mib,stage" >"$OUT/rss.csv"
   for alloc in "${allocs[@]}"; do
-    local vars=()
-    case $alloc in
-      magbuddy) vars=(LD_PRELOAD="$MB") ;;
-      magbuddy-no-auto-trim) vars=(LD_PRELOAD="$MB" MAGBUDDY_TRIM_EVERY=0) ;;
-      mimalloc) vars=(LD_PRELOAD="$MI") ;;
-      jemalloc) vars=(LD_PRELOAD="$JE") ;;
-      tcmalloc) vars=(LD_PRELOAD="$TC") ;;
-    esac
+    alloc_env "$alloc"
     for r in $(seq "$RUNS"); do
-      env "${vars[@]}" "$W/rss_phases" >"$W/rss.$alloc.$r.csv" 2>"$W/rss.$alloc.$r.log"
+      env "${ALLOC_ENV[@]}" "$W/rss_phases" >"$W/rss.$alloc.$r.csv" 2>"$W/rss.$alloc.$r.log"
     done
     tail -n +2 "$W/rss.$alloc.1.csv" | sed "s/^/$alloc,/" >>"$OUT/rss.csv"
     echo "done: RSS over time under $alloc ($RUNS runs)" >&2
@@ -161,16 +204,11 @@ PROGRAMS=(
   "sort (two keys, 31 MB)|2 threads|LC_ALL=C sort -k2,2 -k13,13n $W/data.txt | sha256sum"
 )
 
-# run <preload or empty> <heap size> <command>: prints "seconds maxrss_kb",
-# stdout to $W/out
+# run <allocator> <command>: prints "seconds maxrss_kb", stdout to $W/out.
+# Every allocator goes through the same env(1) exec, glibc too.
 run() {
-  local pre=$1 heap=$2 cmd=$3
-  if [ -n "$pre" ]; then
-    /usr/bin/time -f "%e %M" -o "$W/time" env LD_PRELOAD="$pre" MAGBUDDY_HEAP="$heap" \
-      sh -c "$cmd" >"$W/out"
-  else
-    /usr/bin/time -f "%e %M" -o "$W/time" sh -c "$cmd" >"$W/out"
-  fi
+  alloc_env "$1"
+  /usr/bin/time -f "%e %M" -o "$W/time" env "${ALLOC_ENV[@]}" sh -c "$2" >"$W/out"
   tail -1 "$W/time"
 }
 
@@ -195,59 +233,74 @@ if [ -n "$RSS_ONLY" ]; then
   exit 0
 fi
 PROG_MD=$W/programs.md CSV=$OUT/eval.csv
+# Header and every row are built from ALLOCS: glibc's absolute time and RSS,
+# then a time and an RSS ratio column per other allocator.
 {
-  echo "| program | threads | glibc time (s) | glibc RSS (MiB) | magbuddy time | magbuddy RSS | magbuddy 1 GiB heap: time | RSS | mimalloc time | mimalloc RSS |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  head="| program | threads | glibc time (s) | glibc RSS (MiB) |" rule="|---|---|---|---|"
+  for alloc in "${ALLOCS[@]:1}"; do
+    title=$(alloc_title "$alloc")
+    head="$head $title time | $title RSS |" rule="$rule---|---|"
+  done
+  echo "$head"
+  echo "$rule"
 } >"$PROG_MD"
 echo "program,threads,allocator,seconds,rss_kib,time_ratio,rss_ratio" >"$CSV"
 for p in "${PROGRAMS[@]}"; do
   IFS='|' read -r name kind cmd <<<"$p"
-  declare -A T R
+  # Runs interleaved across allocators (run 1 of each, then run 2, ...);
+  # T and R collect each allocator's times and RSSs, one per line.
+  declare -A T=() R=()
   ref=""
-  for alloc in glibc magbuddy mb1g mimalloc; do
-    heap=4G
-    case $alloc in glibc) pre="" ;; magbuddy) pre=$MB ;; mb1g) pre=$MB heap=1G ;; mimalloc) pre=$MI ;; esac
-    ts=() rs=()
-    for _ in $(seq "$RUNS"); do
-      read -r t r < <(run "$pre" "$heap" "$cmd")
-      ts+=("$t") rs+=("$r")
+  for r in $(seq "$RUNS"); do
+    for alloc in "${ALLOCS[@]}"; do
+      read -r t rss < <(run "$alloc" "$cmd")
+      T[$alloc]+="$t"$'\n' R[$alloc]+="$rss"$'\n'
       sum=$(sha256sum <"$W/out" | cut -c1-16)
       if [ -z "$ref" ]; then ref=$sum; elif [ "$sum" != "$ref" ]; then
-        echo "OUTPUT DIFFERS: $name under $alloc" >&2; exit 1
+        echo "OUTPUT DIFFERS: $name under $alloc (run $r)" >&2; exit 1
       fi
     done
-    T[$alloc]=$(printf '%s\n' "${ts[@]}" | median)
-    R[$alloc]=$(printf '%s\n' "${rs[@]}" | median)
   done
-  printf '| %s | %s | %s | %.1f | %s | %s | %s | %s | %s | %s |\n' "$name" "$kind" "${T[glibc]}" \
-    "$(awk -v r="${R[glibc]}" 'BEGIN { print r / 1024 }')" \
-    "$(ratio "${T[magbuddy]}" "${T[glibc]}")" "$(ratio "${R[magbuddy]}" "${R[glibc]}")" \
-    "$(ratio "${T[mb1g]}" "${T[glibc]}")" "$(ratio "${R[mb1g]}" "${R[glibc]}")" \
-    "$(ratio "${T[mimalloc]}" "${T[glibc]}")" "$(ratio "${R[mimalloc]}" "${R[glibc]}")" >>"$PROG_MD"
+  for alloc in "${ALLOCS[@]}"; do
+    T[$alloc]=$(printf '%s' "${T[$alloc]}" | median)
+    R[$alloc]=$(printf '%s' "${R[$alloc]}" | median)
+  done
+  row="| $name | $kind | ${T[glibc]} | $(awk -v r="${R[glibc]}" 'BEGIN { printf "%.1f", r / 1024 }') |"
+  for alloc in "${ALLOCS[@]:1}"; do
+    row="$row $(ratio "${T[$alloc]}" "${T[glibc]}") | $(ratio "${R[$alloc]}" "${R[glibc]}") |"
+  done
+  echo "$row" >>"$PROG_MD"
   # Names hold commas: quoted, with any " doubled.
-  for alloc in glibc magbuddy mb1g mimalloc; do
-    case $alloc in mb1g) label=magbuddy-1g ;; *) label=$alloc ;; esac
-    printf '"%s",%s,%s,%s,%s,%s,%s\n' "${name//\"/\"\"}" "${kind%% *}" "$label" "${T[$alloc]}" "${R[$alloc]}" \
+  for alloc in "${ALLOCS[@]}"; do
+    printf '"%s",%s,%s,%s,%s,%s,%s\n' "${name//\"/\"\"}" "${kind%% *}" "$alloc" "${T[$alloc]}" "${R[$alloc]}" \
       "$(ratio "${T[$alloc]}" "${T[glibc]}")" "$(ratio "${R[$alloc]}" "${R[glibc]}")" >>"$CSV"
   done
-  echo "done: $name (output identical, $RUNS runs each)" >&2
+  echo "done: $name (output identical under ${#ALLOCS[@]} allocators, $RUNS run(s) each, interleaved)" >&2
 done
-# Geometric means of the ratios over the programs, per allocator column.
-awk -F, 'NR > 1 && $3 != "glibc" { t[$3] += log($6); r[$3] += log($7); n[$3]++ }
+# Geometric means of the ratios over the programs, per allocator column, in
+# ALLOCS's order (the awk reads the list from it; "n/a" ratios are skipped).
+# Fields are counted from the end: program names hold commas (quoted), so
+# $3, $6 and $7 would miss every program whose name has one.
+awk -F, -v allocs="${ALLOCS[*]:1}" '
+  NR > 1 { a = $(NF - 4); tr = $(NF - 1); rr = $NF }
+  NR > 1 && a != "glibc" { if (tr + 0 > 0) { t[a] += log(tr); nt[a]++ }
+                           if (rr + 0 > 0) { r[a] += log(rr); nr[a]++ } }
+  function gm(s, n) { return n > 0 ? sprintf("%.2f", exp(s / n)) : "n/a" }
   END {
-    printf "| geometric mean | | | |"
-    split("magbuddy magbuddy-1g mimalloc", al, " ")
-    for (i = 1; i <= 3; i++) printf " %.2f | %.2f |", exp(t[al[i]] / n[al[i]]), exp(r[al[i]] / n[al[i]])
-    print ""
+    row = "| geometric mean | | | |"
+    na = split(allocs, al, " ")
+    for (i = 1; i <= na; i++) row = row " " gm(t[al[i]], nt[al[i]]) " | " gm(r[al[i]], nr[al[i]]) " |"
+    print row
   }' "$CSV" >>"$PROG_MD"
+missing_notes >>"$PROG_MD"
 if [ -n "$PROGRAMS_ONLY" ]; then
   cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$CSV" "$OUT/eval.svg"
   {
     echo "# magbuddy as LD_PRELOAD malloc: real programs"
     echo
-    echo "$(date -u +%F), $(nproc) CPUs, $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), mimalloc $(dpkg-query -W -f '${Version}' libmimalloc2.0). Command: \`preload/eval.sh $*\`."
+    echo "$(date -u +%F), $(nproc) CPUs, $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), $(versions). Command: \`preload/eval.sh $*\`."
     echo
-    echo "Median of $RUNS run(s) per program and allocator; outputs checked identical. magbuddy and mimalloc columns are ratios to glibc (lower is better)."
+    echo "Median of $RUNS run(s) per program and allocator, the runs interleaved across allocators; outputs checked identical under all of them. The columns after glibc's are ratios to glibc (lower is better); magbuddy 1 GiB heap: the shim with \`MAGBUDDY_HEAP=1G\`."
     echo
     cat "$PROG_MD"
   } >"$OUT/eval-programs.md"
@@ -261,21 +314,21 @@ fi
 # point is the median over rounds of the report's own median.
 cargo build -q --release -p magbuddy-bench --bin report --bin preload_plot
 REPORT=$PWD/target/release/report
-# A full round is ~5 s for all three on 2 cores, so 9 rounds stay well
-# under a minute.
+# A full round was ~5 s for glibc, the shim and mimalloc on 2 cores; with
+# jemalloc and tcmalloc, 9 rounds stay around a minute and a half.
 if [ -n "$QUICK" ]; then ROUNDS=1; else ROUNDS=9; fi
 WORKLOADS="larson remote churn" THREADS="1 2 4"
 WL_ARGS=(--runs-only --workloads "${WORKLOADS// /,}" --threads "${THREADS// /,}" ${QUICK:+"$QUICK"})
 rm -rf "$OUT/report"
 for r in $(seq "$ROUNDS"); do
-  for alloc in glibc magbuddy mimalloc; do
+  for alloc in "${WL_ALLOCS[@]}"; do
     dir=$OUT/report/$alloc/$r
     mkdir -p "$dir"
-    case $alloc in
-      glibc) "$REPORT" "${WL_ARGS[@]}" --allocators system,magbuddy --out "$dir" ;;
-      magbuddy) LD_PRELOAD=$MB MAGBUDDY_HEAP=4G "$REPORT" "${WL_ARGS[@]}" --allocators system --out "$dir" ;;
-      mimalloc) LD_PRELOAD=$MI "$REPORT" "${WL_ARGS[@]}" --allocators system --out "$dir" ;;
-    esac >"$dir/stdout" 2>"$dir/stderr" || {
+    # glibc's process also runs in-process magbuddy (handles, no preload).
+    case $alloc in glibc) which=system,magbuddy ;; *) which=system ;; esac
+    alloc_env "$alloc"
+    env "${ALLOC_ENV[@]}" "$REPORT" "${WL_ARGS[@]}" --allocators "$which" --out "$dir" \
+      >"$dir/stdout" 2>"$dir/stderr" || {
       echo "report FAILED under $alloc (round $r); see $dir/stderr:" >&2
       tail -5 "$dir/stderr" >&2
       exit 1
@@ -288,7 +341,7 @@ done
 # mops_q3,reps (ns_per_pair and mops are medians over reps runs;
 # benches/src/bin/report/table.rs).
 WL_CSV=$OUT/workloads.csv WL_MD=$W/workloads.md
-for alloc in glibc magbuddy mimalloc; do
+for alloc in "${WL_ALLOCS[@]}"; do
   for f in "$OUT/report/$alloc"/*/runs.csv; do
     awk -F, -v a="$alloc" 'NR > 1 {
       print $1 "," $2 "," ($3 == "magbuddy" ? "magbuddy-handles" : a) "," $4 "," $10 "," $11 }' "$f"
@@ -305,15 +358,21 @@ done | awk -F, '
   }
   END {
     nw = split(wls, wl, " "); nt = split(ths, th, " ")
-    split("glibc magbuddy mimalloc magbuddy-handles", al, " ")
+    # The columns: WL_ALLOCS (glibc first), then the in-process handles.
+    na = split(allocs " magbuddy-handles", al, " ")
     print "workload,threads,allocator,ns_pair,ratio,notes" > csv
-    print "| workload | threads | glibc ns/pair | magbuddy (shim) | mimalloc | magbuddy handles, in-process |" > md
-    print "|---|---:|---:|---:|---:|---:|" > md
+    head = "| workload | threads | glibc ns/pair |"; rule = "|---|---:|---:|"
+    for (i = 2; i <= na; i++) {
+      head = head " " (al[i] == "magbuddy" ? "magbuddy (shim)" : al[i] == "magbuddy-handles" ? "magbuddy handles, in-process" : al[i]) " |"
+      rule = rule "---:|"
+    }
+    print head > md
+    print rule > md
     for (w = 1; w <= nw; w++) for (t = 1; t <= nt; t++) {
       g = wl[w] SUBSEP th[t] SUBSEP "glibc"
       if (!(g in n)) continue
       base = med(g); row = "| " wl[w] " | " th[t] " | " sprintf("%.1f", base)
-      for (i = 1; i <= 4; i++) {
+      for (i = 1; i <= na; i++) {
         k = wl[w] SUBSEP th[t] SUBSEP al[i]
         if (!(k in n)) { if (i > 1) row = row " | –"; continue }
         x = med(k); r = sprintf("%.2f", x / base)
@@ -323,7 +382,7 @@ done | awk -F, '
       }
       print row " |" > md
     }
-  }' wls="$WORKLOADS" ths="$THREADS" csv="$WL_CSV" md="$WL_MD"
+  }' wls="$WORKLOADS" ths="$THREADS" allocs="${WL_ALLOCS[*]}" csv="$WL_CSV" md="$WL_MD"
 
 cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$CSV" "$OUT/eval.svg"
 cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$WL_CSV" "$OUT/workloads.svg"
@@ -332,11 +391,11 @@ rss_over_time
 {
   echo "# magbuddy as LD_PRELOAD malloc: real programs and allocator workloads"
   echo
-  echo "$(date -u +%F), $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), mimalloc $(dpkg-query -W -f '${Version}' libmimalloc2.0). Command: \`preload/eval.sh $*\`."
+  echo "$(date -u +%F), $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), $(versions). Command: \`preload/eval.sh $*\`."
   echo
   echo "## Real programs"
   echo
-  echo "Median of $RUNS run(s) per program and allocator; outputs checked identical. magbuddy and mimalloc columns are ratios to glibc (lower is better)."
+  echo "Median of $RUNS run(s) per program and allocator, the runs interleaved across allocators; outputs checked identical under all of them. The columns after glibc's are ratios to glibc (lower is better); magbuddy 1 GiB heap: the shim with \`MAGBUDDY_HEAP=1G\`."
   echo
   cat "$PROG_MD"
   echo
@@ -347,9 +406,10 @@ rss_over_time
   else
     echo "Median of $ROUNDS full report runs per allocator (each the median of its 5 repetitions)."
   fi
-  echo "glibc in ns per alloc+free pair; the other columns are ratios to glibc (lower is better): the shim and mimalloc under LD_PRELOAD, and in-process magbuddy with per-thread handles (the report's \`magbuddy\` allocator, run beside glibc without preload), i.e. the same heap without the malloc interface's cost. Notes: failed allocations or runs cut at the report's time limit."
+  echo "glibc in ns per alloc+free pair; the other columns are ratios to glibc (lower is better): the shim, $(commas "${OTHERS[@]}") under LD_PRELOAD, and in-process magbuddy with per-thread handles (the report's \`magbuddy\` allocator, run beside glibc without preload), i.e. the same heap without the malloc interface's cost. Notes: failed allocations or runs cut at the report's time limit."
   echo
   cat "$WL_MD"
+  missing_notes
   echo
   echo "## Resident memory over time"
   echo

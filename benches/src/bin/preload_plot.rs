@@ -8,7 +8,10 @@
 //!
 //! `eval.csv` (one row per program × allocator) gives two panels, time and
 //! peak RSS; `workloads.csv` (one row per workload × threads × allocator) one
-//! panel, ns per pair. glibc's own rows (ratio 1) are left out.
+//! panel, ns per pair. glibc's own rows (ratio 1) are left out. The series
+//! (bars per group, their colours and the legend) are the CSV's allocator
+//! names in the order they first appear, so any allocators the script adds
+//! show up without changes here; the figure widens with the number of bars.
 
 use std::path::{Path, PathBuf};
 
@@ -94,6 +97,13 @@ fn bars(csv: &Csv, group: impl Fn(&[String]) -> (String, String), ratio: &str) -
         b.value[g][s] = v.filter(|v| *v > 0.0);
     }
     b
+}
+
+/// The SVG's width for `b`: 1200 px, or more when the bars (groups x series)
+/// would get narrower than about 26 px, the width of a value label.
+fn width(b: &Bars) -> u32 {
+    let bars = u32::try_from(b.groups.len() * b.series.len()).unwrap_or(u32::MAX);
+    1200u32.max(bars.saturating_mul(26).saturating_add(160))
 }
 
 /// One panel: grouped bars from 1.0 to each ratio on a log axis, a line at
@@ -212,19 +222,15 @@ fn main() {
             };
             (a.to_string(), b)
         };
-        let root = SVGBackend::new(output, (1200, 900)).into_drawing_area();
+        let (time, rss) = (
+            bars(&csv, group, "time_ratio"),
+            bars(&csv, group, "rss_ratio"),
+        );
+        let root = SVGBackend::new(output, (width(&time), 900)).into_drawing_area();
         root.fill(&WHITE).expect("svg fill");
         let (top, bottom) = root.split_vertically(450);
-        panel(
-            &top,
-            "wall time, ratio to glibc (lower is better)",
-            &bars(&csv, group, "time_ratio"),
-        );
-        panel(
-            &bottom,
-            "peak RSS, ratio to glibc (lower is better)",
-            &bars(&csv, group, "rss_ratio"),
-        );
+        panel(&top, "wall time, ratio to glibc (lower is better)", &time);
+        panel(&bottom, "peak RSS, ratio to glibc (lower is better)", &rss);
         root.present().expect("write svg");
     } else {
         let group = |row: &[String]| {
@@ -233,12 +239,13 @@ fn main() {
                 format!("{} thr", csv.get(row, "threads")),
             )
         };
-        let root = SVGBackend::new(output, (1200, 450)).into_drawing_area();
+        let ns = bars(&csv, group, "ratio");
+        let root = SVGBackend::new(output, (width(&ns), 450)).into_drawing_area();
         root.fill(&WHITE).expect("svg fill");
         panel(
             &root,
             "ns per alloc+free pair, ratio to glibc (lower is better)",
-            &bars(&csv, group, "ratio"),
+            &ns,
         );
         root.present().expect("write svg");
     }
