@@ -117,8 +117,8 @@ fn measure(alloc: &str, wl: &str, pairs: usize, threads: usize) -> Option<(u64, 
     Some((total, done))
 }
 
-/// Instructions per pair for magbuddy, SpinHeap, mimalloc and jemalloc on
-/// small and page pairs at one thread, and magbuddy's at 2, 4 and 8 threads
+/// Instructions per pair for magbuddy (handle and `GlobalAlloc`), SpinHeap,
+/// mimalloc and jemalloc on small and page pairs at one thread, and magbuddy's at 2, 4 and 8 threads
 /// (snmalloc cannot start under valgrind: see the module's note). `None` when
 /// valgrind is missing.
 pub fn table(csv: &Path, quick: bool) -> Option<Instructions> {
@@ -133,7 +133,13 @@ pub fn table(csv: &Path, quick: bool) -> Option<Instructions> {
     };
     let mut cases: Vec<(&str, &str, usize)> = Vec::new();
     for wl in ["small", "page"] {
-        for alloc in ["magbuddy", "spinheap", "mimalloc", "jemalloc"] {
+        for alloc in [
+            "magbuddy",
+            "magbuddy-global",
+            "spinheap",
+            "mimalloc",
+            "jemalloc",
+        ] {
             cases.push((alloc, wl, 1));
         }
         for t in [2, 4, 8] {

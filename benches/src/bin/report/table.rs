@@ -311,7 +311,7 @@ impl Check {
     fn new() -> Self {
         Self {
             s: String::from(
-                "\n## Targets (issue 5), checked against this run\n\nThroughput and time figures are the medians above; p99.9 is from the latency run.\n\n| target | measured | verdict |\n|---|---|---|\n",
+                "\n## Targets set by the benchmark issues, checked against this run\n\nThroughput and time figures are the medians above; p99.9 is from the latency run.\n\n| target | measured | verdict |\n|---|---|---|\n",
             ),
         }
     }
