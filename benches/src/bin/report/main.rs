@@ -15,10 +15,13 @@
 //! rebuilding itself with the counting cfg (see `atomics.rs`).
 
 mod atomics;
+mod boundaries;
 mod callgrind;
+mod external;
 mod memory;
 mod plot;
 mod spread;
+mod stages;
 mod table;
 
 use std::path::PathBuf;
@@ -89,6 +92,20 @@ pub struct Args {
     /// only measure the in-process allocators again and cost minutes.
     #[arg(long)]
     runs_only: bool,
+    /// Skip the C benchmark programs (`bench-c/run.sh`).
+    #[arg(long)]
+    no_bench_c: bool,
+    /// Skip the real programs through LD_PRELOAD (`preload/eval.sh
+    /// --programs`, the longest stage: ≈ 16 min in full).
+    #[arg(long)]
+    no_programs: bool,
+    /// Skip the kernel on QEMU (`make -C kernel-demo run`).
+    #[arg(long)]
+    no_kernel: bool,
+    /// Skip the instructions at the program boundaries (`Box`, 4 KiB and
+    /// `bench-c/pairs.sh` pairs under callgrind).
+    #[arg(long)]
+    no_boundaries: bool,
 }
 
 /// Work per point.
@@ -194,6 +211,9 @@ fn main() {
     let points = measure(&allocs, &wls, &args.threads, plan);
     let load = [load_start, table::loadavg()];
     drop(allocs);
+    // Set when a stage's script fails: the report still writes everything,
+    // then exits non-zero so CI notices.
+    let mut failed = false;
     let mut md = table::header(&args, plan, &load);
     md += &table::summary(&points);
     md += &table::runs(&points, &args.threads, &kinds);
@@ -221,10 +241,18 @@ fn main() {
             }
         }
         md += &table::targets(&points, instr.as_ref(), &mem);
+        // Last, so the in-process tables are written whatever they do.
+        let ext = stages::run_all(&args, &args.out);
+        md += &ext.markdown;
+        failed |= ext.failed;
     }
     md += &format!("\nReport took {:.0} s.\n", t0.elapsed().as_secs_f64());
     std::fs::write(args.out.join("report.md"), &md).expect("write report.md");
     println!("{md}");
+    if failed {
+        eprintln!("a stage failed (see report.md): exit status 1");
+        std::process::exit(1);
+    }
 }
 
 /// Runs every point. Per workload and thread count, the throughput runs
