@@ -1,17 +1,42 @@
-//! The report: fixed-work runs of every workload × threads × allocator, then
+//! The report: one command regenerates every table and plot of the paper.
+//! First fixed-work runs of every workload × threads × allocator, then
 //! tables (markdown and CSV), plots, memory and fragmentation, callgrind
-//! instruction counts, and the issue's targets checked against this run.
+//! instruction counts, atomic accesses and the issue's targets checked
+//! against this run; then the stages that run outside this process (the C
+//! benchmark programs and ten real programs through `LD_PRELOAD`, the kernel
+//! on QEMU, instructions at the program boundaries), each through the
+//! repository's own script (`stages.rs`, `external.rs`, `boundaries.rs`).
 //!
 //! ```text
 //! cargo run --release -p magbuddy-bench --bin report -- [--quick] [--threads 1,2,4,8] [--out target/report]
 //! ```
 //!
-//! Writes `report.md`, `runs.csv`, `memory.csv`, `fragmentation.csv`,
-//! `instructions.csv`, `atomics.csv`, `scaling.svg` and `latency.svg` into
-//! `--out`, and prints `report.md` (`--runs-only`: only the runs table,
-//! `runs.csv` and the plots). `--callgrind <allocator> <workload>` is the mode that
-//! `valgrind --tool=callgrind` runs (see `callgrind.rs`). `--atomics` prints
-//! and writes (`atomics.md`, `atomics.csv`) atomic accesses per pair,
+//! Full: ≈ 35–40 min on the 2-core VM (the in-process sections ≈ 9 min,
+//! `preload/eval.sh 3 --programs` ≈ 16 min, `bench-c/run.sh 3` ≈ 4 min, the
+//! kernel and the boundaries ≈ 1 min each). `--quick`: each stage's smoke
+//! variant (`bench-c/run.sh --quick`, `preload/eval.sh 1 --quick
+//! --programs`, the kernel on 2 vCPUs with 256 MiB), for CI.
+//!
+//! Writes into `--out`: `report.md` (every section below, and the command
+//! behind each external table), `runs.csv`, `memory.csv`,
+//! `fragmentation.csv`, `instructions.csv`, `atomics.md`, `atomics.csv`,
+//! `atomics_sites.csv`, `scaling.svg`, `latency.svg`; from the stages
+//! `bench-c-summary.md`, `bench-c-results.csv`, `bench-c-machine.txt`,
+//! `bench-c-failures.txt`, `programs.md`, `programs.csv`, `programs.svg`,
+//! `kernel.txt`, `pairs.txt`, and each script's stdout and stderr as
+//! `<stage>.log`, `<stage>.err.log`; and prints `report.md`. A stage whose
+//! tools are missing writes a `skipped:` line naming the packages; a
+//! script that fails is reported there and the report exits with status 1
+//! after writing everything else. `--no-callgrind`, `--no-atomics`,
+//! `--no-bench-c`, `--no-programs`, `--no-kernel`, `--no-boundaries` leave a
+//! section out.
+//!
+//! Other modes, which never run the stages: `--runs-only` (only the runs
+//! table, `runs.csv` and the plots: what `preload/eval.sh` runs under
+//! LD_PRELOAD). `--callgrind <allocator> <workload>` is the mode that
+//! `valgrind --tool=callgrind` runs (see `callgrind.rs`). `--instructions`
+//! prints and writes only the callgrind table. `--atomics` prints and
+//! writes (`atomics.md`, `atomics.csv`) atomic accesses per pair,
 //! rebuilding itself with the counting cfg (see `atomics.rs`).
 
 mod atomics;
@@ -36,11 +61,15 @@ use spread::Spread;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(about = "magbuddy benchmark report: tables, CSV, plots, memory, instructions")]
+#[command(
+    about = "magbuddy benchmark report: every table and plot of the paper (runs, memory, \
+             instructions, atomics, C and real programs through LD_PRELOAD, kernel on QEMU)"
+)]
 pub struct Args {
     /// Less work per point and three throughput runs per point instead of
     /// five (≤ 3 minutes on 2 cores): the median of three still drops a lone
-    /// cold or preempted run, which one run would report as the figure.
+    /// cold or preempted run, which one run would report as the figure. The
+    /// external stages run their scripts' smoke variants (a CI run).
     #[arg(long)]
     quick: bool,
     /// Throughput runs per point (default 5, or 3 with `--quick`).
@@ -89,7 +118,8 @@ pub struct Args {
     /// Only the runs (report.md with the runs table, runs.csv and the two
     /// plots): what `preload/eval.sh` needs under LD_PRELOAD, where the
     /// memory, fragmentation, callgrind, atomics and target sections would
-    /// only measure the in-process allocators again and cost minutes.
+    /// only measure the in-process allocators again and cost minutes, and
+    /// the external stages would run eval.sh inside itself.
     #[arg(long)]
     runs_only: bool,
     /// Skip the C benchmark programs (`bench-c/run.sh`).
