@@ -342,6 +342,9 @@ pub fn stage(stage: &Stage, out: &Path, bar: &ProgressBar) -> Section {
             continue;
         }
         let text = std::fs::read_to_string(out.join(name)).unwrap_or_default();
+        if text.trim().is_empty() {
+            continue;
+        }
         md.push('\n');
         if name.ends_with(".md") {
             md += &demote(&text);

@@ -15,7 +15,9 @@
 //! `preload/eval.sh 3 --programs` ≈ 16 min, `bench-c/run.sh 3` ≈ 4 min, the
 //! kernel and the boundaries ≈ 1 min each). `--quick`: each stage's smoke
 //! variant (`bench-c/run.sh --quick`, `preload/eval.sh 1 --quick
-//! --programs`, the kernel on 2 vCPUs with 256 MiB), for CI.
+//! --programs`, the kernel on 2 vCPUs with 256 MiB), for CI: ≈ 12 min, of
+//! which eval.sh's ten programs, once each at full size, take ≈ 8 (≈ 4 min
+//! with `--no-programs`).
 //!
 //! Writes into `--out`: `report.md` (every section below, and the command
 //! behind each external table), `runs.csv`, `memory.csv`,
