@@ -27,7 +27,7 @@
 //! [`table`] leaves it out for that reason.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use magbuddy_bench::{Kind, NoProbe, RunConfig, Workload, MAX_THREADS};
@@ -67,31 +67,50 @@ impl Instructions {
     }
 }
 
-/// Total instructions and pairs of one child run under callgrind.
-fn measure(alloc: &str, wl: &str, pairs: usize, threads: usize) -> Option<(u64, u64)> {
-    let exe = std::env::current_exe().ok()?;
-    let out = std::env::temp_dir().join(format!(
-        "magbuddy-cg-{}-{alloc}-{wl}-{pairs}-{threads}",
-        std::process::id()
-    ));
+/// One program's run under callgrind: its total instruction count, its
+/// stdout, and the callgrind file (removed on drop), which
+/// [`inclusive`] reads for a per-function count.
+pub struct Counted {
+    pub total: u64,
+    pub stdout: String,
+    file: PathBuf,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.file);
+    }
+}
+
+/// Whether `valgrind` can be started.
+pub fn valgrind_found() -> bool {
+    Command::new("valgrind").arg("--version").output().is_ok()
+}
+
+/// Runs `exe args` under `valgrind --tool=callgrind`; `None` (with the last
+/// line of valgrind's stderr printed) when it fails. `tag` names the
+/// callgrind file, so concurrent reports and cases never share one.
+pub fn count(exe: &Path, args: &[&str], tag: &str) -> Option<Counted> {
+    let file = std::env::temp_dir().join(format!("magbuddy-cg-{}-{tag}", std::process::id()));
     let run = Command::new("valgrind")
         .arg("--tool=callgrind")
-        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(format!("--callgrind-out-file={}", file.display()))
         .arg(exe)
-        .args(["--callgrind", alloc, wl])
-        .args([
-            "--pairs",
-            &pairs.to_string(),
-            "--threads",
-            &threads.to_string(),
-        ])
+        .args(args)
         .output()
         .ok()?;
-    let text = std::fs::read_to_string(&out).ok();
-    let _ = std::fs::remove_file(&out);
+    let total = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| parse_total(&t));
+    // Built before the checks, so the file goes whichever way this returns.
+    let counted = Counted {
+        total: total.unwrap_or(0),
+        stdout: String::from_utf8_lossy(&run.stdout).into_owned(),
+        file,
+    };
     if !run.status.success() {
         eprintln!(
-            "callgrind {alloc} {wl}: {}",
+            "callgrind {tag}: {}",
             String::from_utf8_lossy(&run.stderr)
                 .lines()
                 .last()
@@ -99,22 +118,89 @@ fn measure(alloc: &str, wl: &str, pairs: usize, threads: usize) -> Option<(u64, 
         );
         return None;
     }
-    let total = text?
-        .lines()
+    total.map(|_| counted)
+}
+
+/// The total instruction count of a callgrind output file (its `totals:`
+/// or `summary:` line; both hold the same number).
+pub fn parse_total(text: &str) -> Option<u64> {
+    text.lines()
         .find_map(|l| {
             l.strip_prefix("totals:")
                 .or_else(|| l.strip_prefix("summary:"))
         })?
-        .trim()
+        .split_whitespace()
+        .next()?
         .parse()
+        .ok()
+}
+
+/// Instructions per pair from two runs, `(instructions, pairs)` each: the
+/// difference cancels start-up and every other fixed cost.
+pub fn per_pair((i1, p1): (u64, u64), (i2, p2): (u64, u64)) -> f64 {
+    (i2 as f64 - i1 as f64) / (p2 as f64 - p1 as f64).max(1.0)
+}
+
+/// The sum of the inclusive instruction counts of `functions` in a run
+/// (`callgrind_annotate --inclusive=yes`): what the calls cost without the
+/// loop around them. `None` if one of them is not in the annotation.
+pub fn inclusive(run: &Counted, functions: &[&str]) -> Option<u64> {
+    let out = Command::new("callgrind_annotate")
+        .arg("--inclusive=yes")
+        .arg(&run.file)
+        .output()
         .ok()?;
-    let stdout = String::from_utf8_lossy(&run.stdout);
-    let done = stdout
+    let text = String::from_utf8_lossy(&out.stdout);
+    functions
+        .iter()
+        .map(|f| parse_inclusive(&text, f))
+        .sum::<Option<u64>>()
+}
+
+/// `function`'s count in `callgrind_annotate` output: the first line of the
+/// function list (sorted by count, before the annotated sources) that names
+/// it, `1,650,330 (27.86%)  src.rs:__rustc::__rust_dealloc [/path/bin]`.
+/// Its object file is printed only where it changes from the line above, so
+/// it cannot be relied on. A function inlined from several source files has
+/// one line per file; the first, largest, is the one whose calls the
+/// inclusive count follows (the figures in `examples/box_pairs.rs`'s notes).
+pub fn parse_inclusive(text: &str, function: &str) -> Option<u64> {
+    text.lines()
+        .take_while(|l| {
+            !l.starts_with("-- Auto-annotated source") && !l.starts_with("-- User-annotated")
+        })
+        .find_map(|l| {
+            let (count, rest) = l.trim_start().split_once(' ')?;
+            let count: u64 = count.replace(',', "").parse().ok()?;
+            let (_percent, name) = rest.split_once(")  ")?;
+            let name = name
+                .rsplit_once(" [")
+                .map_or(name, |(n, _object)| n)
+                .trim_end();
+            let whole = name == function
+                || name
+                    .strip_suffix(function)
+                    .is_some_and(|head| head.ends_with(':'));
+            whole.then_some(count)
+        })
+}
+
+/// Total instructions and pairs of one child run under callgrind.
+fn measure(alloc: &str, wl: &str, pairs: usize, threads: usize) -> Option<(u64, u64)> {
+    let exe = std::env::current_exe().ok()?;
+    let (p, t) = (pairs.to_string(), threads.to_string());
+    let run = count(
+        &exe,
+        &["--callgrind", alloc, wl, "--pairs", &p, "--threads", &t],
+        &format!("{alloc}-{wl}-{pairs}-{threads}"),
+    )?;
+    let done = run
+        .stdout
         .split_whitespace()
         .find_map(|w| w.strip_prefix("pairs="))?
         .parse()
         .ok()?;
-    Some((total, done))
+    Some((run.total, done))
 }
 
 /// Instructions per pair for magbuddy (handle and `GlobalAlloc`), SpinHeap,
@@ -122,7 +208,7 @@ fn measure(alloc: &str, wl: &str, pairs: usize, threads: usize) -> Option<(u64, 
 /// (snmalloc cannot start under valgrind: see the module's note). `None` when
 /// valgrind is missing.
 pub fn table(csv: &Path, quick: bool) -> Option<Instructions> {
-    if Command::new("valgrind").arg("--version").output().is_err() {
+    if !valgrind_found() {
         eprintln!("valgrind not found: no instruction counts");
         return None;
     }
@@ -159,15 +245,52 @@ pub fn table(csv: &Path, quick: bool) -> Option<Instructions> {
     let mut rows = Vec::new();
     let mut out = String::from("workload,allocator,threads,instructions_per_pair\n");
     for (alloc, wl, t) in cases {
-        let Some(((i1, p1), (i2, p2))) = measure(alloc, wl, n1, t).zip(measure(alloc, wl, n2, t))
-        else {
+        let Some((a, b)) = measure(alloc, wl, n1, t).zip(measure(alloc, wl, n2, t)) else {
             continue;
         };
-        let per = (i2 as f64 - i1 as f64) / (p2 as f64 - p1 as f64).max(1.0);
+        let per = per_pair(a, b);
         let _ = writeln!(md, "| {wl} | {alloc} | {t} | {per:.0} |");
         let _ = writeln!(out, "{wl},{alloc},{t},{per:.1}");
         rows.push((alloc.to_string(), wl.to_string(), t, per));
     }
     std::fs::write(csv, out).expect("write instructions.csv");
     Some(Instructions { markdown: md, rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn total_from_either_line() {
+        assert_eq!(parse_total("events: Ir\nsummary: 3018231\n"), Some(3018231));
+        assert_eq!(parse_total("totals: 5923241 \n"), Some(5923241));
+        assert_eq!(parse_total("events: Ir\n"), None);
+    }
+
+    #[test]
+    fn per_pair_cancels_start_up() {
+        assert_eq!(per_pair((3_018_231, 10_000), (5_923_241, 30_000)), 145.2505);
+    }
+
+    #[test]
+    fn inclusive_takes_the_function_line() {
+        let text = "\
+1,650,330 (27.86%)  /w/examples/box_pairs.rs:__rustc::__rust_dealloc [/w/target/release/examples/box_pairs]
+1,539,299 (25.99%)  /w/examples/box_pairs.rs:__rustc::__rust_alloc_zeroed
+  339,367 ( 5.73%)  /w/src/global.rs:__rustc::__rust_alloc_zeroed
+  630,662 (15.21%)  /r/internal.h:mi_free [/w/box_pairs_mimalloc]
+--------------------------------------------------------------------------------
+-- Auto-annotated source: /w/src/heap/shared.rs
+   60,000 ( 1.45%)  => /r/internal.h:my_free (30,000x)
+";
+        assert_eq!(
+            parse_inclusive(text, "__rust_alloc_zeroed"),
+            Some(1_539_299)
+        );
+        assert_eq!(parse_inclusive(text, "__rust_dealloc"), Some(1_650_330));
+        assert_eq!(parse_inclusive(text, "mi_free"), Some(630_662));
+        assert_eq!(parse_inclusive(text, "free"), None);
+        assert_eq!(parse_inclusive(text, "my_free"), None);
+    }
 }

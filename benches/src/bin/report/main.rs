@@ -1,24 +1,54 @@
-//! The report: fixed-work runs of every workload × threads × allocator, then
+//! The report: one command regenerates every table and plot of the paper.
+//! First fixed-work runs of every workload × threads × allocator, then
 //! tables (markdown and CSV), plots, memory and fragmentation, callgrind
-//! instruction counts, and the issue's targets checked against this run.
+//! instruction counts, atomic accesses and the issue's targets checked
+//! against this run; then the stages that run outside this process (the C
+//! benchmark programs and ten real programs through `LD_PRELOAD`, the kernel
+//! on QEMU, instructions at the program boundaries), each through the
+//! repository's own script (`stages.rs`, `external.rs`, `boundaries.rs`).
 //!
 //! ```text
 //! cargo run --release -p magbuddy-bench --bin report -- [--quick] [--threads 1,2,4,8] [--out target/report]
 //! ```
 //!
-//! Writes `report.md`, `runs.csv`, `memory.csv`, `fragmentation.csv`,
-//! `instructions.csv`, `atomics.csv`, `scaling.svg` and `latency.svg` into
-//! `--out`, and prints `report.md` (`--runs-only`: only the runs table,
-//! `runs.csv` and the plots). `--callgrind <allocator> <workload>` is the mode that
-//! `valgrind --tool=callgrind` runs (see `callgrind.rs`). `--atomics` prints
-//! and writes (`atomics.md`, `atomics.csv`) atomic accesses per pair,
+//! Full: ≈ 35–40 min on the 2-core VM (the in-process sections ≈ 9 min,
+//! `preload/eval.sh 3 --programs` ≈ 16 min, `bench-c/run.sh 3` ≈ 4 min, the
+//! kernel and the boundaries ≈ 1 min each). `--quick`: each stage's smoke
+//! variant (`bench-c/run.sh --quick`, `preload/eval.sh 1 --quick
+//! --programs`, the kernel on 2 vCPUs with 256 MiB), for CI: ≈ 12 min, of
+//! which eval.sh's ten programs, once each at full size, take ≈ 8 (≈ 4 min
+//! with `--no-programs`).
+//!
+//! Writes into `--out`: `report.md` (every section below, and the command
+//! behind each external table), `runs.csv`, `memory.csv`,
+//! `fragmentation.csv`, `instructions.csv`, `atomics.md`, `atomics.csv`,
+//! `atomics_sites.csv`, `scaling.svg`, `latency.svg`; from the stages
+//! `bench-c-summary.md`, `bench-c-results.csv`, `bench-c-machine.txt`,
+//! `bench-c-failures.txt`, `programs.md`, `programs.csv`, `programs.svg`,
+//! `kernel.txt`, `pairs.txt`, and each script's stdout and stderr as
+//! `<stage>.log`, `<stage>.err.log`; and prints `report.md`. A stage whose
+//! tools are missing writes a `skipped:` line naming the packages; a
+//! script that fails is reported there and the report exits with status 1
+//! after writing everything else. `--no-callgrind`, `--no-atomics`,
+//! `--no-bench-c`, `--no-programs`, `--no-kernel`, `--no-boundaries` leave a
+//! section out.
+//!
+//! Other modes, which never run the stages: `--runs-only` (only the runs
+//! table, `runs.csv` and the plots: what `preload/eval.sh` runs under
+//! LD_PRELOAD). `--callgrind <allocator> <workload>` is the mode that
+//! `valgrind --tool=callgrind` runs (see `callgrind.rs`). `--instructions`
+//! prints and writes only the callgrind table. `--atomics` prints and
+//! writes (`atomics.md`, `atomics.csv`) atomic accesses per pair,
 //! rebuilding itself with the counting cfg (see `atomics.rs`).
 
 mod atomics;
+mod boundaries;
 mod callgrind;
+mod external;
 mod memory;
 mod plot;
 mod spread;
+mod stages;
 mod table;
 
 use std::path::PathBuf;
@@ -33,11 +63,15 @@ use spread::Spread;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(about = "magbuddy benchmark report: tables, CSV, plots, memory, instructions")]
+#[command(
+    about = "magbuddy benchmark report: every table and plot of the paper (runs, memory, \
+             instructions, atomics, C and real programs through LD_PRELOAD, kernel on QEMU)"
+)]
 pub struct Args {
     /// Less work per point and three throughput runs per point instead of
     /// five (≤ 3 minutes on 2 cores): the median of three still drops a lone
-    /// cold or preempted run, which one run would report as the figure.
+    /// cold or preempted run, which one run would report as the figure. The
+    /// external stages run their scripts' smoke variants (a CI run).
     #[arg(long)]
     quick: bool,
     /// Throughput runs per point (default 5, or 3 with `--quick`).
@@ -86,9 +120,24 @@ pub struct Args {
     /// Only the runs (report.md with the runs table, runs.csv and the two
     /// plots): what `preload/eval.sh` needs under LD_PRELOAD, where the
     /// memory, fragmentation, callgrind, atomics and target sections would
-    /// only measure the in-process allocators again and cost minutes.
+    /// only measure the in-process allocators again and cost minutes, and
+    /// the external stages would run eval.sh inside itself.
     #[arg(long)]
     runs_only: bool,
+    /// Skip the C benchmark programs (`bench-c/run.sh`).
+    #[arg(long)]
+    no_bench_c: bool,
+    /// Skip the real programs through LD_PRELOAD (`preload/eval.sh
+    /// --programs`, the longest stage: ≈ 16 min in full).
+    #[arg(long)]
+    no_programs: bool,
+    /// Skip the kernel on QEMU (`make -C kernel-demo run`).
+    #[arg(long)]
+    no_kernel: bool,
+    /// Skip the instructions at the program boundaries (`Box`, 4 KiB and
+    /// `bench-c/pairs.sh` pairs under callgrind).
+    #[arg(long)]
+    no_boundaries: bool,
 }
 
 /// Work per point.
@@ -194,6 +243,9 @@ fn main() {
     let points = measure(&allocs, &wls, &args.threads, plan);
     let load = [load_start, table::loadavg()];
     drop(allocs);
+    // Set when a stage's script fails: the report still writes everything,
+    // then exits non-zero so CI notices.
+    let mut failed = false;
     let mut md = table::header(&args, plan, &load);
     md += &table::summary(&points);
     md += &table::runs(&points, &args.threads, &kinds);
@@ -221,10 +273,18 @@ fn main() {
             }
         }
         md += &table::targets(&points, instr.as_ref(), &mem);
+        // Last, so the in-process tables are written whatever they do.
+        let ext = stages::run_all(&args, &args.out);
+        md += &ext.markdown;
+        failed |= ext.failed;
     }
     md += &format!("\nReport took {:.0} s.\n", t0.elapsed().as_secs_f64());
     std::fs::write(args.out.join("report.md"), &md).expect("write report.md");
     println!("{md}");
+    if failed {
+        eprintln!("a stage failed (see report.md): exit status 1");
+        std::process::exit(1);
+    }
 }
 
 /// Runs every point. Per workload and thread count, the throughput runs
