@@ -115,6 +115,18 @@ impl Row {
     fn per_pair(&self, n: u64) -> f64 {
         n as f64 / self.pairs.max(1) as f64
     }
+
+    /// `c`'s RMWs, failed CASes, stores and loads per pair: the CSV columns
+    /// that `atomics.csv` and `atomics_sites.csv` share.
+    fn csv_per_pair(&self, c: AtomicCounts) -> String {
+        format!(
+            "{:.4},{:.4},{:.4},{:.4}",
+            self.per_pair(c.rmw),
+            self.per_pair(c.cas_failed),
+            self.per_pair(c.stores),
+            self.per_pair(c.loads)
+        )
+    }
 }
 
 /// In the counting build: per workload and thread count, each allocator
@@ -162,18 +174,14 @@ pub fn table(out: &Path, wls: &[Workload], threads: &[usize], pairs: usize) {
          stores_per_pair,loads_per_pair,truncated\n",
     );
     for r in &rows {
-        let c = r.counts;
         let _ = writeln!(
             csv,
-            "{},{},{},{},{:.4},{:.4},{:.4},{:.4},{}",
+            "{},{},{},{},{},{}",
             r.wl.name(),
             r.threads,
             r.alloc,
             r.pairs,
-            r.per_pair(c.rmw),
-            r.per_pair(c.cas_failed),
-            r.per_pair(c.stores),
-            r.per_pair(c.loads),
+            r.csv_per_pair(r.counts),
             r.truncated
         );
     }
@@ -187,14 +195,11 @@ pub fn table(out: &Path, wls: &[Workload], threads: &[usize], pairs: usize) {
         for ((file, line), c) in &r.sites {
             let _ = writeln!(
                 sites,
-                "{},{},{},{file},{line},{:.4},{:.4},{:.4},{:.4}",
+                "{},{},{},{file},{line},{}",
                 r.wl.name(),
                 r.threads,
                 r.alloc,
-                r.per_pair(c.rmw),
-                r.per_pair(c.cas_failed),
-                r.per_pair(c.stores),
-                r.per_pair(c.loads)
+                r.csv_per_pair(*c)
             );
         }
     }
