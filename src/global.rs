@@ -164,11 +164,14 @@ unsafe fn zero_short(p: *mut u8, size: usize) {
         }
     }
     // SAFETY: each branch's `W` is at most `size` and at least `size / 2`.
+    // Two compares reach any of the four widths.
     unsafe {
-        if size <= 16 {
-            ends::<8>(p, size)
-        } else if size <= 32 {
-            ends::<16>(p, size)
+        if size <= 32 {
+            if size <= 16 {
+                ends::<8>(p, size)
+            } else {
+                ends::<16>(p, size)
+            }
         } else if size <= 64 {
             ends::<32>(p, size)
         } else {

@@ -52,7 +52,7 @@ use core::marker::PhantomData;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{compiler_fence, AtomicPtr, AtomicU8, Ordering};
 
-use crate::{slab, FreeError, Handle, Heap, HeapConfig, InitError, MAX_CPUS};
+use crate::{slab, FreeError, Handle, Heap, HeapConfig, InitError, Overflow, MAX_CPUS};
 
 /// Which CPU runs the current call: the kernel's answer (a per-CPU
 /// variable, the APIC id mapped to a slot, ...).
@@ -158,6 +158,31 @@ impl Slot {
             // nothing for the holder.
             self.state.swap(BUSY, Ordering::Acquire) != BUSY
         }
+    }
+
+    /// The handle of a slot this call took in the `READY` state.
+    ///
+    /// # Safety
+    /// The caller took the slot with [`Self::enter_ready`] and has not left
+    /// it (so the handle is set up and no other call uses it).
+    #[inline(always)]
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn ready_handle(&self) -> &mut Handle<'static> {
+        // SAFETY: as the caller promises.
+        unsafe { (*self.handle.get()).as_mut().unwrap_unchecked() }
+    }
+
+    /// Finishes a free whose magazine was full and leaves the slot `READY`:
+    /// out of line and last, so `dealloc`'s fast path ends in a jump and
+    /// keeps nothing across a call (no stack frame).
+    ///
+    /// # Safety
+    /// As [`Self::ready_handle`], and `full` came from its `free_cached`.
+    #[inline(never)]
+    unsafe fn overflow_and_leave(&self, pinned: bool, full: Overflow) {
+        // SAFETY: forwarded.
+        unsafe { self.ready_handle().free_overflow(full) };
+        self.leave(pinned, READY);
     }
 
     /// Gives the slot back in `state`: `READY` if it holds a handle, else
@@ -434,15 +459,18 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         cpu: Option<usize>,
         f: impl FnOnce(&mut Handle<'static>) -> R,
     ) -> Option<R> {
-        let slot = self.slots.get(cpu?)?;
-        if !slot.enter_ready(PINNED) {
-            return None;
-        }
-        // SAFETY: the slot is ours until `leave`, and READY meant that its
-        // handle is set up.
-        let r = f(unsafe { (*slot.handle.get()).as_mut().unwrap_unchecked() });
+        let slot = self.enter_ready::<PINNED>(cpu)?;
+        // SAFETY: the slot is ours until `leave`.
+        let r = f(unsafe { slot.ready_handle() });
         slot.leave(PINNED, READY);
         Some(r)
+    }
+
+    /// Slot `cpu`, taken for this call if its handle is ready.
+    #[inline(always)]
+    fn enter_ready<const PINNED: bool>(&self, cpu: Option<usize>) -> Option<&Slot> {
+        let slot = self.slots.get(cpu?)?;
+        slot.enter_ready(PINNED).then_some(slot)
     }
 
     /// `alloc`'s fast path on slot `cpu`: an object of a fitted class of up
@@ -461,7 +489,8 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         let c = slab::fit_small(layout.size(), layout.align())?;
         // SAFETY: forwarded.
         let p = unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.pop_object(c)) }??;
-        NonNull::new(p as *mut u8)
+        // SAFETY: a round is an object's address in the heap, never null.
+        Some(unsafe { NonNull::new_unchecked(p as *mut u8) })
     }
 
     /// Every allocation [`Self::alloc_fast`] leaves: larger sizes and
@@ -512,9 +541,21 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         cpu: Option<usize>,
         p: *mut u8,
     ) -> bool {
-        // SAFETY: forwarded.
-        let freed = unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.free_fast(p)) };
-        freed == Some(true)
+        let Some(slot) = self.enter_ready::<PINNED>(cpu) else {
+            return false;
+        };
+        // SAFETY: the slot is ours until `leave`; `p` as the caller promises.
+        match unsafe { slot.ready_handle().free_cached(p) } {
+            Ok(done) => {
+                slot.leave(PINNED, READY);
+                done
+            }
+            Err(full) => {
+                // SAFETY: the slot is still ours; `full` is its handle's.
+                unsafe { slot.overflow_and_leave(PINNED, full) };
+                true
+            }
+        }
     }
 }
 
