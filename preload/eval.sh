@@ -338,8 +338,9 @@ for r in $(seq "$ROUNDS"); do
 done
 # runs.csv: workload,threads,allocator,ns_per_pair,mops,p99_ns,p999_ns,
 # max_ns,cas_per_op,failed,truncated,ns_per_pair_q1,ns_per_pair_q3,mops_q1,
-# mops_q3,reps (ns_per_pair and mops are medians over reps runs;
-# benches/src/bin/report/table.rs).
+# mops_q3,reps,p99_ns_q1,p99_ns_q3,p999_ns_q1,p999_ns_q3,max_ns_q1,max_ns_q3,
+# latency_reps (ns_per_pair and mops are medians over reps runs, the
+# latency columns over latency_reps runs; benches/src/bin/report/table.rs).
 WL_CSV=$OUT/workloads.csv WL_MD=$W/workloads.md
 for alloc in "${WL_ALLOCS[@]}"; do
   for f in "$OUT/report/$alloc"/*/runs.csv; do

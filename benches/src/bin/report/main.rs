@@ -57,9 +57,10 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use magbuddy_bench::{
-    BenchAlloc, Kind, Latency, NoProbe, RunConfig, RunResult, Workload, MAX_THREADS, REGION,
+    run::Probe, BenchAlloc, Kind, Latency, NoProbe, RunConfig, RunResult, Workload, MAX_THREADS,
+    REGION,
 };
-use spread::Spread;
+use spread::{Spread, Tail};
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -68,13 +69,15 @@ use spread::Spread;
              instructions, atomics, C and real programs through LD_PRELOAD, kernel on QEMU)"
 )]
 pub struct Args {
-    /// Less work per point and three throughput runs per point instead of
-    /// five (≤ 3 minutes on 2 cores): the median of three still drops a lone
-    /// cold or preempted run, which one run would report as the figure. The
+    /// Less work per point, three throughput runs per point instead of five
+    /// and one latency run instead of five (≤ 3 minutes on 2 cores): the
+    /// median of three still drops a lone cold or preempted run, which one
+    /// run would report as the figure; the latency run is a smoke pass. The
     /// external stages run their scripts' smoke variants (a CI run).
     #[arg(long)]
     quick: bool,
-    /// Throughput runs per point (default 5, or 3 with `--quick`).
+    /// Throughput runs and latency runs per point (default 5 of each; with
+    /// `--quick` 3 throughput runs and 1 latency run).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     reps: Option<u32>,
     /// Thread counts, comma-separated (default 1,2,4,8; 1,2,4 with
@@ -147,8 +150,45 @@ pub struct Plan {
     pairs: usize,
     /// Throughput runs per point (median and quartiles are reported).
     reps: usize,
+    /// Latency runs per point (median and quartiles of each percentile).
+    latency_reps: usize,
+    /// Pairs per thread per latency run: fewer than a throughput run's,
+    /// because reading the clock around every call makes a call cost about
+    /// twice as much; see [`Plan::full`].
+    latency_pairs: usize,
     /// Cap on one run (see `RunConfig::time_limit`).
     limit: Duration,
+}
+
+impl Plan {
+    /// The full report. A latency run does a quarter of a throughput run's
+    /// pairs: a call with the clock read around it costs about twice as much
+    /// (≈ 1.8× per run on the 2-core VM), so five full-size latency runs
+    /// would add ≈ 4 × 1.8 = 7 throughput runs' time to every point (the
+    /// in-process sections would take about twice as long), while five
+    /// quarter-size ones cost a quarter more than the one full-size latency
+    /// run did (≈ +5 % in all). A quarter is still 100,000 calls per thread
+    /// and run, 100 of them above p99.9.
+    fn full() -> Self {
+        Self {
+            pairs: 200_000,
+            reps: 5,
+            latency_reps: 5,
+            latency_pairs: 50_000,
+            limit: Duration::from_secs(4),
+        }
+    }
+
+    /// `--quick`: a smoke pass, one latency run of the throughput runs' size.
+    fn quick() -> Self {
+        Self {
+            pairs: 16_000,
+            reps: 3,
+            latency_reps: 1,
+            latency_pairs: 16_000,
+            limit: Duration::from_millis(500),
+        }
+    }
 }
 
 /// One measured point.
@@ -163,12 +203,13 @@ pub struct Point {
     pub mops: Spread,
     /// Throughput runs behind `ns_pair` and `mops`.
     pub reps: usize,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
+    /// Over the latency runs.
+    pub tail: Tail,
+    /// Latency runs behind `tail`.
+    pub latency_reps: usize,
     pub cas_per_op: Option<f64>,
-    /// Failed allocations: the most of any throughput run plus the latency
-    /// run's.
+    /// Failed allocations: the most of any throughput run plus the most of
+    /// any latency run.
     pub failed: u64,
     /// Whether any of the point's runs hit the time limit.
     pub truncated: bool,
@@ -201,20 +242,13 @@ fn main() {
         return;
     }
     let mut plan = if args.quick {
-        Plan {
-            pairs: 16_000,
-            reps: 3,
-            limit: Duration::from_millis(500),
-        }
+        Plan::quick()
     } else {
-        Plan {
-            pairs: 200_000,
-            reps: 5,
-            limit: Duration::from_secs(4),
-        }
+        Plan::full()
     };
     if let Some(r) = args.reps {
         plan.reps = r as usize;
+        plan.latency_reps = r as usize;
     }
     let pick = |names: &[String], all: &[&'static str]| -> Vec<&'static str> {
         all.iter()
@@ -290,8 +324,8 @@ fn main() {
 /// Runs every point. Per workload and thread count, the throughput runs
 /// interleave the allocators (run 1 of each, then run 2 of each, ...), so a
 /// slow drift or a burst of load on a shared machine hits all of them alike
-/// rather than whichever allocator's runs it happened to fall on; then one
-/// latency run each.
+/// rather than whichever allocator's runs it happened to fall on; then the
+/// latency runs, interleaved the same way.
 fn measure(
     allocs: &[Box<dyn BenchAlloc>],
     wls: &[Workload],
@@ -310,7 +344,10 @@ fn measure(
             (wl, t, here)
         })
         .collect();
-    let runs: usize = groups.iter().map(|g| g.2.len() * (plan.reps + 1)).sum();
+    let runs: usize = groups
+        .iter()
+        .map(|g| g.2.len() * (plan.reps + plan.latency_reps))
+        .sum();
     let bar = ProgressBar::new(runs as u64);
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} runs {msg}")
@@ -325,25 +362,34 @@ fn measure(
             time_limit: Some(plan.limit),
             keep: false,
         };
+        let latency_cfg = RunConfig {
+            pairs: plan.latency_pairs,
+            ..cfg
+        };
+        let group = Group {
+            wl,
+            allocs: &here,
+            bar: &bar,
+        };
         let before: Vec<_> = here.iter().map(|a| a.counters()).collect();
-        let mut reps: Vec<Vec<RunResult>> = here.iter().map(|_| Vec::new()).collect();
-        for rep in 1..=plan.reps {
-            for (a, out) in here.iter().zip(&mut reps) {
-                bar.set_message(format!("{}/{t} {} run {rep}", wl.name(), a.name()));
-                out.push(wl.run::<NoProbe>(*a, &cfg));
-                bar.inc(1);
-            }
-        }
-        for ((a, runs), before) in here.iter().zip(reps).zip(before) {
-            let after = a.counters();
-            bar.set_message(format!("{}/{t} {} latency", wl.name(), a.name()));
-            let lat = wl.run::<Latency>(*a, &cfg);
-            bar.inc(1);
-            let h = lat.hist.expect("latency histogram");
+        let thr = group.interleaved::<NoProbe>(&cfg, plan.reps, "run");
+        let after: Vec<_> = here.iter().map(|a| a.counters()).collect();
+        let lat = group.interleaved::<Latency>(&latency_cfg, plan.latency_reps, "latency");
+        for (((a, runs), lat), (before, after)) in here
+            .iter()
+            .zip(thr)
+            .zip(lat)
+            .zip(before.into_iter().zip(after))
+        {
             let cas_per_op = before.zip(after).map(|(b, a)| {
                 (a.cas_retries - b.cas_retries) as f64 / (a.ops - b.ops).max(1) as f64
             });
             let of = |f: fn(&RunResult) -> f64| Spread::of(&runs.iter().map(f).collect::<Vec<_>>());
+            let hists: Vec<_> = lat
+                .iter()
+                .map(|r| r.hist.as_ref().expect("latency histogram"))
+                .collect();
+            let most_failed = |v: &[RunResult]| v.iter().map(|r| r.failed).max().unwrap_or(0);
             points.push(Point {
                 wl,
                 threads: t,
@@ -351,15 +397,47 @@ fn measure(
                 ns_pair: of(RunResult::ns_per_pair),
                 mops: of(RunResult::mops),
                 reps: runs.len(),
-                p99: h.value_at_quantile(0.99),
-                p999: h.value_at_quantile(0.999),
-                max: h.max(),
+                tail: Tail::of(&hists),
+                latency_reps: lat.len(),
                 cas_per_op,
-                failed: runs.iter().map(|r| r.failed).max().unwrap_or(0) + lat.failed,
-                truncated: lat.truncated || runs.iter().any(|r| r.truncated),
+                failed: most_failed(&runs) + most_failed(&lat),
+                truncated: runs.iter().chain(&lat).any(|r| r.truncated),
             });
         }
     }
     bar.finish();
     points
+}
+
+/// The allocators that run one workload at one thread count.
+struct Group<'a> {
+    wl: Workload,
+    allocs: &'a [&'a dyn BenchAlloc],
+    bar: &'a ProgressBar,
+}
+
+impl Group<'_> {
+    /// `reps` runs of each allocator with probe `P`, interleaved (run 1 of
+    /// every allocator, then run 2, ...); per allocator, in `allocs` order.
+    fn interleaved<P: Probe>(
+        &self,
+        cfg: &RunConfig,
+        reps: usize,
+        what: &str,
+    ) -> Vec<Vec<RunResult>> {
+        let mut out: Vec<Vec<RunResult>> = self.allocs.iter().map(|_| Vec::new()).collect();
+        for rep in 1..=reps {
+            for (a, runs) in self.allocs.iter().zip(&mut out) {
+                self.bar.set_message(format!(
+                    "{}/{} {} {what} {rep}",
+                    self.wl.name(),
+                    cfg.threads,
+                    a.name()
+                ));
+                runs.push(self.wl.run::<P>(*a, cfg));
+                self.bar.inc(1);
+            }
+        }
+        out
+    }
 }

@@ -16,10 +16,11 @@ pub fn scaling(path: &Path, points: &[Point], threads: &[usize]) {
     grid(path, points, threads, "Mops/s", false, |p| p.mops);
 }
 
-/// p99.9 latency per call (ns, log scale) against threads.
+/// Median p99.9 latency per call (ns, log scale) against threads, with IQR
+/// error bars over the latency runs.
 pub fn latency(path: &Path, points: &[Point], threads: &[usize]) {
     grid(path, points, threads, "p99.9 ns per call", true, |p| {
-        Spread::one(p.p999 as f64)
+        p.tail.p999
     });
 }
 

@@ -75,21 +75,25 @@ pub fn header(args: &Args, plan: Plan, load: &[String; 2]) -> String {
          (1/5/15 min) {load0} at the start of the runs and {load1} at the end. The machine is \
          shared and noisy, so compare allocators as ratios within this run, not across runs. \
          Mode: {mode}, {pairs} pairs per thread per run, {reps} throughput run(s) per point, \
-         interleaved (run 1 of every allocator, then run 2, ...), one latency run per point \
-         (clock read around every call), runs cut at {limit:?} (marked `cut`).\n\n\
+         interleaved (run 1 of every allocator, then run 2, ...), then {latency_reps} latency \
+         run(s) per point of {latency_pairs} pairs per thread, interleaved the same way (clock \
+         read around every call), runs cut at {limit:?} (marked `cut`).\n\n\
          Command: `cargo run --release -p magbuddy-bench --bin report --{q} --threads {threads}{more}`{preload}\n\n\
          ns/pair = wall time / all threads' alloc+free pairs (the inverse of throughput), the \
          median over the runs with the interquartile range in brackets (quartiles interpolated \
          between the sorted runs; none with one run); Mops/s (median) counts allocations and \
          frees; ×spin and ×mi are ratios of median throughput to `spinheap`'s and `mimalloc`'s \
-         in this same run (higher is better); p99/p99.9/max are per call (alloc or free), in ns, \
-         from the latency run.\n",
+         in this same run (higher is better); p99/p99.9/max are per call (alloc or free), in ns: \
+         each latency run's own, then the median over the latency runs with the interquartile \
+         range in brackets (none with one run).\n",
         date = today(),
         load0 = load[0],
         load1 = load[1],
         mode = if args.quick { "--quick" } else { "full" },
         pairs = plan.pairs,
         reps = plan.reps,
+        latency_reps = plan.latency_reps,
+        latency_pairs = plan.latency_pairs,
         limit = plan.limit,
         q = if args.quick { " --quick" } else { "" },
         threads = args
@@ -145,7 +149,7 @@ pub fn runs(points: &[Point], threads: &[usize], kinds: &[Kind]) -> String {
         }
         let _ = write!(
             s,
-            "\n### {}\n\n| threads | allocator | ns/pair [IQR] | Mops/s | ×spin | ×mi | p99 | p99.9 | max | CAS/op | notes |\n\
+            "\n### {}\n\n| threads | allocator | ns/pair [IQR] | Mops/s | ×spin | ×mi | p99 [IQR] | p99.9 [IQR] | max [IQR] | CAS/op | notes |\n\
              |---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
             wl.name()
         );
@@ -167,13 +171,13 @@ pub fn runs(points: &[Point], threads: &[usize], kinds: &[Kind]) -> String {
                     s,
                     "| {t} | {} | {} | {:.2} | {} | {} | {} | {} | {} | {} | {} |",
                     p.alloc,
-                    with_iqr(&p.ns_pair, p.reps),
+                    with_iqr(&p.ns_pair, p.reps, 1),
                     p.mops.median,
                     ratio(p.mops.median, mops(points, wl, t, "spinheap")),
                     ratio(p.mops.median, mops(points, wl, t, "mimalloc")),
-                    p.p99,
-                    p.p999,
-                    p.max,
+                    with_iqr(&p.tail.p99, p.latency_reps, 0),
+                    with_iqr(&p.tail.p999, p.latency_reps, 0),
+                    with_iqr(&p.tail.max, p.latency_reps, 0),
                     p.cas_per_op.map_or("–".into(), |c| format!("{c:.4}")),
                     notes.trim()
                 );
@@ -195,12 +199,15 @@ pub fn runs(points: &[Point], threads: &[usize], kinds: &[Kind]) -> String {
     s
 }
 
-/// `median [q1–q3]` to one decimal, or the median alone from one run.
-fn with_iqr(x: &Spread, reps: usize) -> String {
+/// `median [q1–q3]` to `digits` decimals, or the median alone from one run.
+fn with_iqr(x: &Spread, reps: usize, digits: usize) -> String {
     if reps > 1 {
-        format!("{:.1} [{:.1}–{:.1}]", x.median, x.q1, x.q3)
+        format!(
+            "{:.digits$} [{:.digits$}–{:.digits$}]",
+            x.median, x.q1, x.q3
+        )
     } else {
-        format!("{:.1}", x.median)
+        format!("{:.digits$}", x.median)
     }
 }
 
@@ -272,23 +279,27 @@ fn summary_of(points: &[Point], name: &str, how: &str) -> String {
 
 /// All points as CSV. The columns after `truncated` were added later, so
 /// scripts that read columns by position (preload/eval.sh) still work.
+/// Latency columns are medians over the latency runs (an integer but for an
+/// even run count), with their quartiles among the later columns.
 pub fn write_csv(path: &Path, points: &[Point]) {
     let mut s = String::from(
         "workload,threads,allocator,ns_per_pair,mops,p99_ns,p999_ns,max_ns,cas_per_op,failed,truncated,\
-         ns_per_pair_q1,ns_per_pair_q3,mops_q1,mops_q3,reps\n",
+         ns_per_pair_q1,ns_per_pair_q3,mops_q1,mops_q3,reps,\
+         p99_ns_q1,p99_ns_q3,p999_ns_q1,p999_ns_q3,max_ns_q1,max_ns_q3,latency_reps\n",
     );
     for p in points {
+        let t = &p.tail;
         let _ = writeln!(
             s,
-            "{},{},{},{:.3},{:.4},{},{},{},{},{},{},{:.3},{:.3},{:.4},{:.4},{}",
+            "{},{},{},{:.3},{:.4},{},{},{},{},{},{},{:.3},{:.3},{:.4},{:.4},{},{},{},{},{},{},{},{}",
             p.wl.name(),
             p.threads,
             p.alloc,
             p.ns_pair.median,
             p.mops.median,
-            p.p99,
-            p.p999,
-            p.max,
+            t.p99.median,
+            t.p999.median,
+            t.max.median,
             p.cas_per_op.map_or(String::new(), |c| format!("{c:.6}")),
             p.failed,
             p.truncated,
@@ -296,7 +307,14 @@ pub fn write_csv(path: &Path, points: &[Point]) {
             p.ns_pair.q3,
             p.mops.q1,
             p.mops.q3,
-            p.reps
+            p.reps,
+            t.p99.q1,
+            t.p99.q3,
+            t.p999.q1,
+            t.p999.q3,
+            t.max.q1,
+            t.max.q3,
+            p.latency_reps
         );
     }
     std::fs::write(path, s).expect("write runs.csv");
@@ -311,7 +329,7 @@ impl Check {
     fn new() -> Self {
         Self {
             s: String::from(
-                "\n## Targets set by the benchmark issues, checked against this run\n\nThroughput and time figures are the medians above; p99.9 is from the latency run.\n\n| target | measured | verdict |\n|---|---|---|\n",
+                "\n## Targets set by the benchmark issues, checked against this run\n\nThroughput, time and p99.9 figures are the medians above (p99.9 over the latency runs).\n\n| target | measured | verdict |\n|---|---|---|\n",
             ),
         }
     }
@@ -429,14 +447,14 @@ pub fn targets(points: &[Point], instr: Option<&Instructions>, mem: &Metadata) -
         c.faster(points, wl, 2, "buddy_system", 5.0);
     }
     for wl in [small, page] {
-        let tail = |a| find(points, wl, 8, a).map(|p| p.p999);
+        let tail = |a| find(points, wl, 8, a).map(|p| p.tail.p999.median);
         let r = tail("magbuddy").zip(tail("spinheap"));
         c.row(
             &format!("{}, 8 threads: p99.9 ≤ 1/10 of spinheap's", wl.name()),
             r.map_or("–".into(), |(m, o)| {
-                format!("{m} vs {o} ns ({:.2} of it)", m as f64 / o.max(1) as f64)
+                format!("{m:.0} vs {o:.0} ns ({:.2} of it)", m / o.max(1.0))
             }),
-            r.map(|(m, o)| m * 10 <= o),
+            r.map(|(m, o)| m * 10.0 <= o),
         );
     }
     for t in [2, 4, 8] {
@@ -473,6 +491,7 @@ fn list(v: &[(usize, f64)], digits: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spread::Tail;
 
     fn point(wl: Workload, threads: usize, alloc: &str, mops: &[f64]) -> Point {
         let ns: Vec<f64> = mops.iter().map(|m| 2e3 / m).collect();
@@ -483,9 +502,12 @@ mod tests {
             ns_pair: Spread::of(&ns),
             mops: Spread::of(mops),
             reps: mops.len(),
-            p99: 0,
-            p999: 0,
-            max: 0,
+            tail: Tail {
+                p99: Spread::of(&[0.0]),
+                p999: Spread::of(&[0.0]),
+                max: Spread::of(&[0.0]),
+            },
+            latency_reps: 1,
             cas_per_op: None,
             failed: 0,
             truncated: false,
@@ -495,8 +517,11 @@ mod tests {
     #[test]
     fn summary_lists_wins_and_losses() {
         let (s, p) = (Workload::Small, Workload::Page);
+        let mut fast = point(s, 1, "magbuddy", &[20.0, 21.0, 22.0]);
+        fast.tail.p999 = Spread::of(&[150.0, 120.0, 900.0, 130.0, 100.0]);
+        fast.latency_reps = 5;
         let points = [
-            point(s, 1, "magbuddy", &[20.0, 21.0, 22.0]),
+            fast,
             point(s, 1, "mimalloc", &[9.0, 10.0, 11.0]),
             point(p, 2, "magbuddy", &[9.0, 10.0, 11.0]),
             point(p, 2, "mimalloc", &[8.0, 12.5, 14.0]),
@@ -508,7 +533,9 @@ mod tests {
         assert!(text.contains("magbuddy is slower at page/2 (0.80×†)."));
         assert!(text.contains("† where"));
         let runs = runs(&points, &[1, 2, 4], &[Kind::Magbuddy, Kind::Xv6Pages]);
-        assert!(runs.contains("| 1 | magbuddy | 95.2 [93.1–97.6] | 21.00 | – | 2.10 |"));
+        assert!(runs.contains(
+            "| 1 | magbuddy | 95.2 [93.1–97.6] | 21.00 | – | 2.10 | 0 [0–0] | 130 [120–150] |"
+        ));
         assert!(runs.contains("| 4 | magbuddy | 2000.0 | 1.00 |"));
         assert!(runs.contains("Not run: xv6-percpu"));
     }
