@@ -187,9 +187,10 @@ pub fn kernel(quick: bool) -> Stage {
 }
 
 /// The two examples the paper and `design.md` cite: magazine sizes against
-/// producer/consumer cost (`design.md` §5, ≈ 1 min) and the `Vec` patterns
-/// under `MagbuddyAlloc` and the system allocator (§2.2). Neither has a
-/// smaller variant, so `--quick` runs them as they are.
+/// producer/consumer cost (`design.md` §5) and the `Vec` patterns under
+/// `MagbuddyAlloc` and the system allocator (§2.2). Neither has a smaller
+/// variant, so `--quick` runs them as they are: seconds each once built
+/// (≈ 1 min with their build).
 pub fn examples() -> Vec<Stage> {
     vec![
         printed(

@@ -4,8 +4,6 @@
 //! per suite, each mutant's verdict and the mutant matrix. The logs stay
 //! whole in `--out`.
 
-use std::fmt::Write as _;
-
 /// What the tests printed: the lines of libtest's `---- <test> stdout ----`
 /// blocks (`--show-output`), without the harness's lines and blank lines.
 fn printed(log: &str) -> Vec<&str> {
@@ -65,7 +63,9 @@ fn matrix_cell(line: &str) -> Option<(&str, bool)> {
 /// mutant's verdict), the matrix folded into one line per mutant ("caught
 /// by k of n scenarios", the figures §3.3 quotes), in the order first seen.
 pub fn suites(log: &str) -> String {
-    let mut out = String::new();
+    let mut out: Vec<String> = Vec::new();
+    // Where the matrix's heading is: its folded lines go under it.
+    let mut heading = None;
     let mut matrix: Vec<(&str, usize, usize)> = Vec::new();
     for l in printed(log) {
         if let Some((m, caught)) = matrix_cell(l) {
@@ -79,14 +79,18 @@ pub fn suites(log: &str) -> String {
             matrix[i].1 += usize::from(caught);
             matrix[i].2 += 1;
         } else if wanted(l) {
-            out += l;
-            out.push('\n');
+            if l.starts_with("matrix (") {
+                heading = Some(out.len() + 1);
+            }
+            out.push(format!("{l}\n"));
         }
     }
-    for (m, caught, n) in matrix {
-        let _ = writeln!(out, "  {m}: caught by {caught} of {n} scenarios");
-    }
-    out
+    let folded = matrix
+        .iter()
+        .map(|(m, caught, n)| format!("  {m}: caught by {caught} of {n} scenarios\n"));
+    let at = heading.unwrap_or(out.len());
+    out.splice(at..at, folded);
+    out.concat()
 }
 
 /// `scripts/mutants.sh`'s excerpt: its table (`mutant | test | verdict`)
@@ -110,7 +114,8 @@ mod tests {
         M | s | random seed 0x1 | CAUGHT after 1 schedules: bad\n\
         \nmatrix (shuttle random, seed 0x1, up to 9 schedules):\n\
         \x20 M x s: caught after 1: bad\n  M x t: not caught in 9\n\
-        \x20 N x s: not caught in 9\n\nsuccesses:\n    a\n    b\n\n\
+        \x20 N x s: not caught in 9\n\n---- c stdout ----\nc: 5 schedules (pct, seed 2)\n\n\
+        successes:\n    a\n    b\n\n\
         test result: ok. 2 passed; 0 failed\n";
 
     #[test]
@@ -121,7 +126,8 @@ mod tests {
              mutant | scenario | tool | verdict\n\
              M | s | random seed 0x1 | CAUGHT after 1 schedules: bad\n\
              matrix (shuttle random, seed 0x1, up to 9 schedules):\n\
-             \x20 M: caught by 1 of 2 scenarios\n  N: caught by 0 of 1 scenarios\n"
+             \x20 M: caught by 1 of 2 scenarios\n  N: caught by 0 of 1 scenarios\n\
+             c: 5 schedules (pct, seed 2)\n"
         );
     }
 
