@@ -21,9 +21,10 @@
 //! each stage's smoke variant (`bench-c/run.sh --quick`, `preload/eval.sh 1
 //! --quick --programs`, `--quick --workloads` and `1 --rss`, the kernel on
 //! 2 vCPUs with 256 MiB, the examples as they are; the model checkers,
-//! which have no smaller variant, are skipped), for CI: ≈ 16 min, of which
-//! eval.sh's ten programs, once each at full size, take ≈ 8 and the
-//! workloads, RSS and examples stages ≈ 3.5 (≈ 8 min with `--no-programs`).
+//! which have no smaller variant, are skipped), for CI: ≈ 13–16 min, of
+//! which eval.sh's ten programs, once each at full size, take ≈ 8 and the
+//! workloads, RSS and examples stages ≈ 1 once built (≈ 3.5 with their
+//! builds on a loaded machine); ≈ 5–8 min with `--no-programs`.
 //!
 //! Writes into `--out`: `report.md` (every section below, and the command
 //! behind each external table), `runs.csv`, `memory.csv`,
