@@ -17,13 +17,15 @@
 # without its own trimming), mimalloc, and jemalloc and tcmalloc if their
 # Debian packages are installed.
 #
-# Usage: preload/eval.sh [runs, default 3] [--quick] [--rss]
+# Usage: preload/eval.sh [runs, default 3] [--quick] [--rss | --programs | --workloads]
 #   preload/eval.sh 3          the full evaluation (programs: median of 3 runs;
 #                              workloads: median of 9 full report runs)
 #   preload/eval.sh 1 --quick  a smoke pass (each program once, one --quick
 #                              report run per allocator)
 #   preload/eval.sh 3 --rss    only the RSS-over-time stage (3 runs each)
 #   preload/eval.sh 3 --programs  only the real programs (3 runs each)
+#   preload/eval.sh --workloads   only the workloads (9 report runs each; with
+#                              --quick one --quick report run each)
 # The allocators: ALLOCS below (glibc first, the baseline), each selected by
 # alloc_env; jemalloc and tcmalloc join when $JE and $TC exist.
 # Writes into target/preload/: eval.md (both tables), eval.csv (program x
@@ -31,16 +33,19 @@
 # workloads.svg (ratios to glibc), report/<allocator>/<round>/ (each
 # report run's own report.md, runs.csv and plots), and rss.md (RSS after
 # each stage, 300 fork()s' time; medians over runs), rss.csv (allocator,
-# ms, rss_mib, stage: the first run's samples) and rss.svg (RSS over time).
+# ms, rss_mib, stage: the first run's samples) and rss.svg (RSS over time);
+# --programs, --workloads and --rss write their table alone, with a heading
+# and the command, as eval-programs.md, eval-workloads.md and rss-eval.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=3 QUICK="" RSS_ONLY="" PROGRAMS_ONLY=""
+RUNS=3 QUICK="" RSS_ONLY="" PROGRAMS_ONLY="" WORKLOADS_ONLY=""
 for a in "$@"; do
   case $a in
     --quick) QUICK=--quick ;;
     --rss) RSS_ONLY=1 ;;
     --programs) PROGRAMS_ONLY=1 ;;
-    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick] [--rss | --programs]" >&2; exit 2 ;;
+    --workloads) WORKLOADS_ONLY=1 ;;
+    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick] [--rss | --programs | --workloads]" >&2; exit 2 ;;
     *) RUNS=$a ;;
   esac
 done
@@ -134,6 +139,88 @@ rss_over_time() {
   "$PWD/target/release/rss_plot" "$OUT/rss.csv" "$OUT/rss.svg"
 }
 
+# The report's workloads on libc malloc: glibc (and, in the same process,
+# in-process magbuddy with handles), then under each preload. Rounds
+# alternate the allocators so a noisy machine's drifts hit all alike; each
+# point is the median over rounds of the report's own median.
+# Writes $WL_CSV, $WL_MD and $OUT/workloads.svg.
+workloads() {
+  local r alloc dir which f
+  cargo build -q --release -p magbuddy-bench --bin report --bin preload_plot
+  REPORT=$PWD/target/release/report
+  # A full round was ~5 s for glibc, the shim and mimalloc on 2 cores; with
+  # jemalloc and tcmalloc, 9 rounds stay around a minute and a half.
+  if [ -n "$QUICK" ]; then ROUNDS=1; else ROUNDS=9; fi
+  WORKLOADS="larson remote churn" THREADS="1 2 4"
+  WL_ARGS=(--runs-only --workloads "${WORKLOADS// /,}" --threads "${THREADS// /,}" ${QUICK:+"$QUICK"})
+  rm -rf "$OUT/report"
+  for r in $(seq "$ROUNDS"); do
+    for alloc in "${WL_ALLOCS[@]}"; do
+      dir=$OUT/report/$alloc/$r
+      mkdir -p "$dir"
+      # glibc's process also runs in-process magbuddy (handles, no preload).
+      case $alloc in glibc) which=system,magbuddy ;; *) which=system ;; esac
+      alloc_env "$alloc"
+      env "${ALLOC_ENV[@]}" "$REPORT" "${WL_ARGS[@]}" --allocators "$which" --out "$dir" \
+        >"$dir/stdout" 2>"$dir/stderr" || {
+        echo "report FAILED under $alloc (round $r); see $dir/stderr:" >&2
+        tail -5 "$dir/stderr" >&2
+        exit 1
+      }
+    done
+    echo "done: workloads round $r of $ROUNDS" >&2
+  done
+  # runs.csv: workload,threads,allocator,ns_per_pair,mops,p99_ns,p999_ns,
+  # max_ns,cas_per_op,failed,truncated,ns_per_pair_q1,ns_per_pair_q3,mops_q1,
+  # mops_q3,reps,p99_ns_q1,p99_ns_q3,p999_ns_q1,p999_ns_q3,max_ns_q1,max_ns_q3,
+  # latency_reps (ns_per_pair and mops are medians over reps runs, the
+  # latency columns over latency_reps runs; benches/src/bin/report/table.rs).
+  WL_CSV=$OUT/workloads.csv WL_MD=$W/workloads.md
+  for alloc in "${WL_ALLOCS[@]}"; do
+    for f in "$OUT/report/$alloc"/*/runs.csv; do
+      awk -F, -v a="$alloc" 'NR > 1 {
+        print $1 "," $2 "," ($3 == "magbuddy" ? "magbuddy-handles" : a) "," $4 "," $10 "," $11 }' "$f"
+    done
+  done | awk -F, '
+    { k = $1 SUBSEP $2 SUBSEP $3; n[k]++; v[k, n[k]] = $4
+      if ($5 > 0) f[k] += $5
+      if ($6 == "true") c[k] = 1 }
+    function med(k,   i, j, t, m, a) {
+      m = n[k]
+      for (i = 1; i <= m; i++) a[i] = v[k, i]
+      for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return a[int((m + 1) / 2)]
+    }
+    END {
+      nw = split(wls, wl, " "); nt = split(ths, th, " ")
+      # The columns: WL_ALLOCS (glibc first), then the in-process handles.
+      na = split(allocs " magbuddy-handles", al, " ")
+      print "workload,threads,allocator,ns_pair,ratio,notes" > csv
+      head = "| workload | threads | glibc ns/pair |"; rule = "|---|---:|---:|"
+      for (i = 2; i <= na; i++) {
+        head = head " " (al[i] == "magbuddy" ? "magbuddy (shim)" : al[i] == "magbuddy-handles" ? "magbuddy handles, in-process" : al[i]) " |"
+        rule = rule "---:|"
+      }
+      print head > md
+      print rule > md
+      for (w = 1; w <= nw; w++) for (t = 1; t <= nt; t++) {
+        g = wl[w] SUBSEP th[t] SUBSEP "glibc"
+        if (!(g in n)) continue
+        base = med(g); row = "| " wl[w] " | " th[t] " | " sprintf("%.1f", base)
+        for (i = 1; i <= na; i++) {
+          k = wl[w] SUBSEP th[t] SUBSEP al[i]
+          if (!(k in n)) { if (i > 1) row = row " | –"; continue }
+          x = med(k); r = sprintf("%.2f", x / base)
+          note = (k in f ? f[k] " failed" : "") (k in c ? (k in f ? " " : "") "cut" : "")
+          printf "%s,%s,%s,%.3f,%s,%s\n", wl[w], th[t], al[i], x, r, note > csv
+          if (i > 1) row = row " | " r (note != "" ? " (" note ")" : "")
+        }
+        print row " |" > md
+      }
+    }' wls="$WORKLOADS" ths="$THREADS" allocs="${WL_ALLOCS[*]}" csv="$WL_CSV" md="$WL_MD"
+  cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$WL_CSV" "$OUT/workloads.svg"
+}
+
 # Inputs, made once and deterministically.
 if [ ! -e "$W/data.txt" ]; then
   "$PY" - "$W/data.txt" <<'EOF'
@@ -218,6 +305,14 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 rss_header() {
   echo "RSS in MiB after each stage of \`preload/bench/rss_phases.c\` (each stage frees all it allocated, then idles 300 ms; no \`malloc_trim\`), the peak of the 20 ms samples, and the wall time of 300 \`fork()\`s after the thread waves; medians of $RUNS run(s). magbuddy-no-auto-trim: the shim with \`MAGBUDDY_TRIM_EVERY=0\`. Plot: rss.svg (first run)."
 }
+workloads_header() {
+  if [ -n "$QUICK" ]; then
+    echo "One \`--quick\` report run per allocator (smoke pass, not a measurement)."
+  else
+    echo "Median of $ROUNDS full report runs per allocator (each the median of its 5 repetitions)."
+  fi
+  echo "glibc in ns per alloc+free pair; the other columns are ratios to glibc (lower is better): the shim, $(commas "${OTHERS[@]}") under LD_PRELOAD, and in-process magbuddy with per-thread handles (the report's \`magbuddy\` allocator, run beside glibc without preload), i.e. the same heap without the malloc interface's cost. Notes: failed allocations or runs cut at the report's time limit."
+}
 if [ -n "$RSS_ONLY" ]; then
   rss_over_time
   {
@@ -230,6 +325,21 @@ if [ -n "$RSS_ONLY" ]; then
     cat "$OUT/rss.md"
   } >"$OUT/rss-eval.md"
   cat "$OUT/rss-eval.md"
+  exit 0
+fi
+if [ -n "$WORKLOADS_ONLY" ]; then
+  workloads
+  {
+    echo "# magbuddy as LD_PRELOAD malloc: allocator workloads"
+    echo
+    echo "$(date -u +%F), $(nproc) CPUs, $(lscpu | sed -n 's/^Model name: *//p'), $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), $(versions). Command: \`preload/eval.sh $*\`."
+    echo
+    workloads_header
+    echo
+    cat "$WL_MD"
+    missing_notes
+  } >"$OUT/eval-workloads.md"
+  cat "$OUT/eval-workloads.md"
   exit 0
 fi
 PROG_MD=$W/programs.md CSV=$OUT/eval.csv
@@ -308,85 +418,9 @@ if [ -n "$PROGRAMS_ONLY" ]; then
   exit 0
 fi
 
-# The report's workloads on libc malloc: glibc (and, in the same process,
-# in-process magbuddy with handles), then under each preload. Rounds
-# alternate the allocators so a noisy machine's drifts hit all alike; each
-# point is the median over rounds of the report's own median.
-cargo build -q --release -p magbuddy-bench --bin report --bin preload_plot
-REPORT=$PWD/target/release/report
-# A full round was ~5 s for glibc, the shim and mimalloc on 2 cores; with
-# jemalloc and tcmalloc, 9 rounds stay around a minute and a half.
-if [ -n "$QUICK" ]; then ROUNDS=1; else ROUNDS=9; fi
-WORKLOADS="larson remote churn" THREADS="1 2 4"
-WL_ARGS=(--runs-only --workloads "${WORKLOADS// /,}" --threads "${THREADS// /,}" ${QUICK:+"$QUICK"})
-rm -rf "$OUT/report"
-for r in $(seq "$ROUNDS"); do
-  for alloc in "${WL_ALLOCS[@]}"; do
-    dir=$OUT/report/$alloc/$r
-    mkdir -p "$dir"
-    # glibc's process also runs in-process magbuddy (handles, no preload).
-    case $alloc in glibc) which=system,magbuddy ;; *) which=system ;; esac
-    alloc_env "$alloc"
-    env "${ALLOC_ENV[@]}" "$REPORT" "${WL_ARGS[@]}" --allocators "$which" --out "$dir" \
-      >"$dir/stdout" 2>"$dir/stderr" || {
-      echo "report FAILED under $alloc (round $r); see $dir/stderr:" >&2
-      tail -5 "$dir/stderr" >&2
-      exit 1
-    }
-  done
-  echo "done: workloads round $r of $ROUNDS" >&2
-done
-# runs.csv: workload,threads,allocator,ns_per_pair,mops,p99_ns,p999_ns,
-# max_ns,cas_per_op,failed,truncated,ns_per_pair_q1,ns_per_pair_q3,mops_q1,
-# mops_q3,reps,p99_ns_q1,p99_ns_q3,p999_ns_q1,p999_ns_q3,max_ns_q1,max_ns_q3,
-# latency_reps (ns_per_pair and mops are medians over reps runs, the
-# latency columns over latency_reps runs; benches/src/bin/report/table.rs).
-WL_CSV=$OUT/workloads.csv WL_MD=$W/workloads.md
-for alloc in "${WL_ALLOCS[@]}"; do
-  for f in "$OUT/report/$alloc"/*/runs.csv; do
-    awk -F, -v a="$alloc" 'NR > 1 {
-      print $1 "," $2 "," ($3 == "magbuddy" ? "magbuddy-handles" : a) "," $4 "," $10 "," $11 }' "$f"
-  done
-done | awk -F, '
-  { k = $1 SUBSEP $2 SUBSEP $3; n[k]++; v[k, n[k]] = $4
-    if ($5 > 0) f[k] += $5
-    if ($6 == "true") c[k] = 1 }
-  function med(k,   i, j, t, m, a) {
-    m = n[k]
-    for (i = 1; i <= m; i++) a[i] = v[k, i]
-    for (i = 2; i <= m; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-    return a[int((m + 1) / 2)]
-  }
-  END {
-    nw = split(wls, wl, " "); nt = split(ths, th, " ")
-    # The columns: WL_ALLOCS (glibc first), then the in-process handles.
-    na = split(allocs " magbuddy-handles", al, " ")
-    print "workload,threads,allocator,ns_pair,ratio,notes" > csv
-    head = "| workload | threads | glibc ns/pair |"; rule = "|---|---:|---:|"
-    for (i = 2; i <= na; i++) {
-      head = head " " (al[i] == "magbuddy" ? "magbuddy (shim)" : al[i] == "magbuddy-handles" ? "magbuddy handles, in-process" : al[i]) " |"
-      rule = rule "---:|"
-    }
-    print head > md
-    print rule > md
-    for (w = 1; w <= nw; w++) for (t = 1; t <= nt; t++) {
-      g = wl[w] SUBSEP th[t] SUBSEP "glibc"
-      if (!(g in n)) continue
-      base = med(g); row = "| " wl[w] " | " th[t] " | " sprintf("%.1f", base)
-      for (i = 1; i <= na; i++) {
-        k = wl[w] SUBSEP th[t] SUBSEP al[i]
-        if (!(k in n)) { if (i > 1) row = row " | –"; continue }
-        x = med(k); r = sprintf("%.2f", x / base)
-        note = (k in f ? f[k] " failed" : "") (k in c ? (k in f ? " " : "") "cut" : "")
-        printf "%s,%s,%s,%.3f,%s,%s\n", wl[w], th[t], al[i], x, r, note > csv
-        if (i > 1) row = row " | " r (note != "" ? " (" note ")" : "")
-      }
-      print row " |" > md
-    }
-  }' wls="$WORKLOADS" ths="$THREADS" allocs="${WL_ALLOCS[*]}" csv="$WL_CSV" md="$WL_MD"
+workloads
 
 cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$CSV" "$OUT/eval.svg"
-cargo run -q --release -p magbuddy-bench --bin preload_plot -- "$WL_CSV" "$OUT/workloads.svg"
 rss_over_time
 
 {
@@ -402,12 +436,7 @@ rss_over_time
   echo
   echo "## Workloads (benchmark report, \`system\` allocator = libc malloc)"
   echo
-  if [ -n "$QUICK" ]; then
-    echo "One \`--quick\` report run per allocator (smoke pass, not a measurement)."
-  else
-    echo "Median of $ROUNDS full report runs per allocator (each the median of its 5 repetitions)."
-  fi
-  echo "glibc in ns per alloc+free pair; the other columns are ratios to glibc (lower is better): the shim, $(commas "${OTHERS[@]}") under LD_PRELOAD, and in-process magbuddy with per-thread handles (the report's \`magbuddy\` allocator, run beside glibc without preload), i.e. the same heap without the malloc interface's cost. Notes: failed allocations or runs cut at the report's time limit."
+  workloads_header
   echo
   cat "$WL_MD"
   missing_notes

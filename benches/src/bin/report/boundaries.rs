@@ -180,13 +180,8 @@ pub fn section(out: &Path, bar: &ProgressBar) -> Section {
     }
     let pairs = Stage {
         id: "pairs",
-        heading: "",
         command: vec!["bench-c/pairs.sh".into()],
-        needs: vec![],
-        optional: vec![],
-        files: vec![],
-        stdout_as: None,
-        embed: vec![],
+        ..Stage::default()
     };
     let ran = external::run(&pairs, out, bar);
     let text = std::fs::read_to_string(&ran.log).unwrap_or_default();

@@ -1,10 +1,11 @@
-//! Stages that run one of the repository's own scripts (`bench-c/run.sh`,
-//! `preload/eval.sh`, `make -C kernel-demo run`, `bench-c/pairs.sh`) and fold
-//! its files into the report, so one command regenerates every table of the
-//! paper. The scripts stay the one definition of their measurements (they
-//! are also run by hand and in CI); this module only checks what they need,
-//! runs them, copies their fresh outputs into `--out` and embeds their
-//! markdown.
+//! Stages that run one of the repository's own scripts or commands
+//! (`bench-c/run.sh`, `preload/eval.sh`, `make -C kernel-demo run`, the
+//! examples, the model checkers' `cargo test`s, `scripts/mutants.sh`,
+//! `bench-c/pairs.sh`) and fold their output into the report, so one
+//! command regenerates every table of the paper. The scripts stay the one
+//! definition of their measurements (they are also run by hand and in CI);
+//! this module only checks what they need, runs them, copies their fresh
+//! outputs into `--out` and embeds their markdown.
 //!
 //! A stage whose prerequisites are missing writes one `skipped:` line naming
 //! the packages to install, instead of failing the whole report: a machine
@@ -102,15 +103,24 @@ pub fn skipped_line(missing: &[Need]) -> String {
 }
 
 /// One script run as a report stage.
+#[derive(Default)]
 pub struct Stage {
-    /// Short name: the `--no-<id>` flag, and `<id>.log` / `<id>.err.log`
-    /// (the script's stdout and stderr) in `--out`.
+    /// Short name: `<id>.log` / `<id>.err.log` (the script's stdout and
+    /// stderr) in `--out`, and the `--no-<id>` flag (or its group's:
+    /// `--no-examples`, `--no-verify`).
     pub id: &'static str,
     /// The section's heading in `report.md`.
     pub heading: &'static str,
     /// The program (a path relative to the root, or a name on `PATH`) and
     /// its arguments.
     pub command: Vec<String>,
+    /// Variables set for the command (the model checkers' cfgs and target
+    /// directories, as `scripts/test-all.sh` sets them, so the two share
+    /// their builds).
+    pub env: Vec<(&'static str, &'static str)>,
+    /// Why this run leaves the stage out although asked for (a `--quick`
+    /// run of a stage without a smaller variant), as its section says.
+    pub skip: Option<&'static str>,
     /// Without these the stage is skipped.
     pub needs: Vec<Need>,
     /// Without these the script still runs and leaves a part out (an
@@ -122,6 +132,10 @@ pub struct Stage {
     /// The script's stdout copied under this name (the kernel prints its
     /// tables on the serial console, not into a file).
     pub stdout_as: Option<&'static str>,
+    /// What of the stdout `stdout_as` keeps, when not all of it: the test
+    /// suites print thousands of lines around the few counts the paper
+    /// cites, which stay whole in `<id>.log`.
+    pub excerpt: Option<fn(&str) -> String>,
     /// Names in `--out` whose contents go into `report.md` (markdown as is,
     /// with its headings moved under the section's; anything else fenced).
     pub embed: Vec<&'static str>,
@@ -160,17 +174,27 @@ impl Ran {
     }
 }
 
-/// The stage's command as a reader would type it.
-pub fn shown(command: &[String]) -> String {
-    command.join(" ")
+/// The stage's command as a reader would type it, its variables first.
+pub fn shown(stage: &Stage) -> String {
+    let vars = stage.env.iter().map(|(k, v)| {
+        if v.contains(' ') {
+            format!("{k}=\"{v}\"")
+        } else {
+            format!("{k}={v}")
+        }
+    });
+    vars.chain(stage.command.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs `stage`'s command from the root, its stdout and stderr into
 /// `--out`, showing the last line either printed on `bar`.
 ///
-/// `CARGO_TARGET_DIR` is removed from its environment: the scripts find the
-/// shim and their binaries under the root's `target/` (and the kernel under
-/// `kernel-demo/target/`), where a `cargo build` without it puts them.
+/// `CARGO_TARGET_DIR` is removed from its environment (unless the stage sets
+/// it): the scripts find the shim and their binaries under the root's
+/// `target/` (and the kernel under `kernel-demo/target/`), where a `cargo
+/// build` without it puts them.
 pub fn run(stage: &Stage, out: &Path, bar: &ProgressBar) -> Ran {
     let root = root();
     let log = out.join(format!("{}.log", stage.id));
@@ -190,6 +214,7 @@ pub fn run(stage: &Stage, out: &Path, bar: &ProgressBar) -> Ran {
                 .args(&stage.command[1..])
                 .current_dir(&root)
                 .env_remove("CARGO_TARGET_DIR")
+                .envs(stage.env.iter().copied())
                 .stdin(Stdio::null())
                 .stdout(o)
                 .stderr(e)
@@ -220,7 +245,7 @@ pub fn run(stage: &Stage, out: &Path, bar: &ProgressBar) -> Ran {
                 std::thread::sleep(Duration::from_millis(300));
             }
         }
-        Err(e) => eprintln!("{}: cannot start {}: {e}", stage.id, shown(&stage.command)),
+        Err(e) => eprintln!("{}: cannot start {}: {e}", stage.id, shown(stage)),
     }
     Ran {
         code,
@@ -273,23 +298,36 @@ pub fn demote(md: &str) -> String {
         .collect()
 }
 
+/// The section of a stage not run: its command and why not.
+fn not_run(stage: &Stage, why: &str) -> Section {
+    Section {
+        markdown: format!("\n## {}\n\n`{}`: {why}", stage.heading, shown(stage)),
+        failed: false,
+    }
+}
+
 /// Runs one stage: prerequisites, the script, its files, its section.
 pub fn stage(stage: &Stage, out: &Path, bar: &ProgressBar) -> Section {
-    let mut md = format!("\n## {}\n\n", stage.heading);
-    let cmd = shown(&stage.command);
+    if let Some(why) = stage.skip {
+        return not_run(stage, &format!("skipped: {why}.\n"));
+    }
     let lacking = missing(&stage.needs);
     if !lacking.is_empty() {
-        let _ = write!(md, "`{cmd}`: {}", skipped_line(&lacking));
-        return Section {
-            markdown: md,
-            failed: false,
-        };
+        return not_run(stage, &skipped_line(&lacking));
     }
+    let mut md = format!("\n## {}\n\n", stage.heading);
+    let cmd = shown(stage);
     let partial = missing(&stage.optional);
     let ran = run(stage, out, bar);
     if let Some(name) = stage.stdout_as {
-        let text = std::fs::read_to_string(&ran.log).unwrap_or_default();
-        let _ = std::fs::write(out.join(name), text.replace('\r', ""));
+        let text = std::fs::read_to_string(&ran.log)
+            .unwrap_or_default()
+            .replace('\r', "");
+        let kept = match stage.excerpt {
+            Some(f) => f(&text),
+            None => text,
+        };
+        let _ = std::fs::write(out.join(name), kept);
     }
     // Only files this run wrote: a failed run must not pass off an older
     // run's tables as its own.
@@ -385,6 +423,19 @@ mod tests {
     #[test]
     fn demote_moves_headings_only() {
         assert_eq!(demote("# t\ntext #1\n## s\n"), "### t\ntext #1\n#### s\n");
+    }
+
+    #[test]
+    fn shown_puts_variables_first() {
+        let s = Stage {
+            command: vec!["cargo".into(), "test".into()],
+            env: vec![("RUSTFLAGS", "--cfg loom"), ("LOOM_MAX_PREEMPTIONS", "2")],
+            ..Stage::default()
+        };
+        assert_eq!(
+            shown(&s),
+            "RUSTFLAGS=\"--cfg loom\" LOOM_MAX_PREEMPTIONS=2 cargo test"
+        );
     }
 
     #[test]

@@ -3,21 +3,28 @@
 //! tables (markdown and CSV), plots, memory and fragmentation, callgrind
 //! instruction counts, atomic accesses and the issue's targets checked
 //! against this run; then the stages that run outside this process (the C
-//! benchmark programs and ten real programs through `LD_PRELOAD`, the kernel
-//! on QEMU, instructions at the program boundaries), each through the
-//! repository's own script (`stages.rs`, `external.rs`, `boundaries.rs`).
+//! benchmark programs, ten real programs, the allocator workloads and
+//! resident memory over time through `LD_PRELOAD`, the kernel on QEMU, the
+//! examples `magazine_sizes` and `vec_growth`, the shuttle and loom suites
+//! and the seeded bugs, instructions at the program boundaries), each
+//! through the repository's own script or command (`stages.rs`,
+//! `external.rs`, `verify.rs`, `boundaries.rs`).
 //!
 //! ```text
 //! cargo run --release -p magbuddy-bench --bin report -- [--quick] [--threads 1,2,4,8] [--out target/report]
 //! ```
 //!
-//! Full: ≈ 35–40 min on the 2-core VM (the in-process sections ≈ 9 min,
-//! `preload/eval.sh 3 --programs` ≈ 16 min, `bench-c/run.sh 3` ≈ 4 min, the
-//! kernel and the boundaries ≈ 1 min each). `--quick`: each stage's smoke
-//! variant (`bench-c/run.sh --quick`, `preload/eval.sh 1 --quick
-//! --programs`, the kernel on 2 vCPUs with 256 MiB), for CI: ≈ 12 min, of
-//! which eval.sh's ten programs, once each at full size, take ≈ 8 (≈ 4 min
-//! with `--no-programs`).
+//! Full: ≈ 50–55 min on the 2-core VM (the in-process sections ≈ 9 min,
+//! `preload/eval.sh 3 --programs` ≈ 16 min, the model checkers ≈ 8,
+//! `preload/eval.sh 3 --rss` ≈ 5, `bench-c/run.sh 3` ≈ 4, the workloads ≈ 2,
+//! the examples, the kernel and the boundaries ≈ 1 min each). `--quick`:
+//! each stage's smoke variant (`bench-c/run.sh --quick`, `preload/eval.sh 1
+//! --quick --programs`, `--quick --workloads` and `1 --rss`, the kernel on
+//! 2 vCPUs with 256 MiB, the examples as they are; the model checkers,
+//! which have no smaller variant, are skipped), for CI: ≈ 13–16 min, of
+//! which eval.sh's ten programs, once each at full size, take ≈ 8 and the
+//! workloads, RSS and examples stages ≈ 1 once built (≈ 3.5 with their
+//! builds on a loaded machine); ≈ 5–8 min with `--no-programs`.
 //!
 //! Writes into `--out`: `report.md` (every section below, and the command
 //! behind each external table), `runs.csv`, `memory.csv`,
@@ -25,13 +32,17 @@
 //! `atomics_sites.csv`, `scaling.svg`, `latency.svg`; from the stages
 //! `bench-c-summary.md`, `bench-c-results.csv`, `bench-c-machine.txt`,
 //! `bench-c-failures.txt`, `programs.md`, `programs.csv`, `programs.svg`,
-//! `kernel.txt`, `pairs.txt`, and each script's stdout and stderr as
-//! `<stage>.log`, `<stage>.err.log`; and prints `report.md`. A stage whose
-//! tools are missing writes a `skipped:` line naming the packages; a
-//! script that fails is reported there and the report exits with status 1
-//! after writing everything else. `--no-callgrind`, `--no-atomics`,
-//! `--no-bench-c`, `--no-programs`, `--no-kernel`, `--no-boundaries` leave a
-//! section out.
+//! `workloads.md`, `workloads.csv`, `workloads.svg`, `rss.md`, `rss.csv`,
+//! `rss.svg`, `kernel.txt`, `magazine_sizes.txt`, `vec_growth.txt`,
+//! `verify-shuttle.txt`, `verify-loom.txt`, `verify-mutants.txt` (excerpts
+//! of the logs below), `pairs.txt`, and each command's stdout and stderr as
+//! `<stage>.log`, `<stage>.err.log` (`verify-shuttle.log` etc. the whole
+//! test output); and prints `report.md`. A stage whose tools are missing
+//! writes a `skipped:` line naming the packages; a script that fails is
+//! reported there and the report exits with status 1 after writing
+//! everything else. `--no-callgrind`, `--no-atomics`, `--no-bench-c`,
+//! `--no-programs`, `--no-workloads`, `--no-rss`, `--no-kernel`,
+//! `--no-examples`, `--no-verify`, `--no-boundaries` leave a section out.
 //!
 //! Other modes, which never run the stages: `--runs-only` (only the runs
 //! table, `runs.csv` and the plots: what `preload/eval.sh` runs under
@@ -50,6 +61,7 @@ mod plot;
 mod spread;
 mod stages;
 mod table;
+mod verify;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -134,9 +146,23 @@ pub struct Args {
     /// --programs`, the longest stage: ≈ 16 min in full).
     #[arg(long)]
     no_programs: bool,
+    /// Skip the allocator workloads through LD_PRELOAD (`preload/eval.sh
+    /// --workloads`).
+    #[arg(long)]
+    no_workloads: bool,
+    /// Skip resident memory over time (`preload/eval.sh --rss`).
+    #[arg(long)]
+    no_rss: bool,
     /// Skip the kernel on QEMU (`make -C kernel-demo run`).
     #[arg(long)]
     no_kernel: bool,
+    /// Skip the examples `magazine_sizes` and `vec_growth`.
+    #[arg(long)]
+    no_examples: bool,
+    /// Skip the model checkers' suites and mutants (shuttle, loom,
+    /// `scripts/mutants.sh`; ≈ 8 min, always skipped with `--quick`).
+    #[arg(long)]
+    no_verify: bool,
     /// Skip the instructions at the program boundaries (`Box`, 4 KiB and
     /// `bench-c/pairs.sh` pairs under callgrind).
     #[arg(long)]

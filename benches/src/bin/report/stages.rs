@@ -1,16 +1,18 @@
 //! The stages after the in-process sections: the tables of the paper that
-//! come from outside this process (C programs and real programs through
-//! `LD_PRELOAD`, the kernel on QEMU, instructions at the program
-//! boundaries). One function per stage says what it runs, needs and keeps;
-//! `external.rs` runs it. Full mode runs what the paper's tables came from,
-//! `--quick` each script's smoke variant.
+//! come from outside this process (C programs, real programs, the
+//! allocator workloads and resident memory through `LD_PRELOAD`, the kernel
+//! on QEMU, the examples, the model checkers' suites and seeded bugs,
+//! instructions at the program boundaries). One function per stage says
+//! what it runs, needs and keeps; `external.rs` runs it. Full mode runs
+//! what the paper's tables came from, `--quick` each script's smoke variant
+//! (the model checkers, without one, are skipped).
 
 use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::external::{self, Need, Section, Stage};
-use crate::{boundaries, Args};
+use crate::{boundaries, verify, Args};
 
 /// Debian's shared libraries of the other allocators, as the scripts look
 /// for them.
@@ -50,26 +52,54 @@ pub fn bench_c(quick: bool) -> Stage {
             ("target/bench-c/machine.txt", "bench-c-machine.txt"),
             ("target/bench-c/failures.txt", "bench-c-failures.txt"),
         ],
-        stdout_as: None,
         embed: vec!["bench-c-summary.md"],
+        ..Stage::default()
+    }
+}
+
+/// A mode of `preload/eval.sh`, whose first file is its table (markdown):
+/// every mode makes its inputs with `/usr/bin/python3` and stops without
+/// mimalloc; jemalloc's and tcmalloc's columns are left out without them.
+fn eval_sh(
+    id: &'static str,
+    heading: &'static str,
+    args: &[&str],
+    needs: Vec<Need>,
+    files: Vec<(&'static str, &'static str)>,
+) -> Stage {
+    let mut command = strings(&["preload/eval.sh"]);
+    command.extend(strings(args));
+    Stage {
+        id,
+        heading,
+        command,
+        // eval.sh runs this python, not the first on PATH.
+        needs: [
+            needs,
+            vec![Need::File("/usr/bin/python3", "python3"), MIMALLOC],
+        ]
+        .concat(),
+        optional: vec![JEMALLOC, TCMALLOC],
+        embed: vec![files[0].1],
+        files,
+        ..Stage::default()
     }
 }
 
 /// Ten real programs under glibc, the shim, mimalloc, jemalloc, tcmalloc
 /// (§4.8): `preload/eval.sh 3 --programs` as in the paper, `1 --quick
-/// --programs` for a smoke run. Only the programs: eval.sh's other stages
-/// (workloads under LD_PRELOAD, RSS over time) are not tables of the paper.
+/// --programs` for a smoke run.
 pub fn programs(quick: bool) -> Stage {
-    let runs = if quick {
-        &["preload/eval.sh", "1", "--quick", "--programs"][..]
+    let args = if quick {
+        &["1", "--quick", "--programs"][..]
     } else {
-        &["preload/eval.sh", "3", "--programs"][..]
+        &["3", "--programs"][..]
     };
-    Stage {
-        id: "programs",
-        heading: "Real programs through malloc (LD_PRELOAD)",
-        command: strings(runs),
-        needs: vec![
+    eval_sh(
+        "programs",
+        "Real programs through malloc (LD_PRELOAD)",
+        args,
+        vec![
             Need::Program("sqlite3", "sqlite3"),
             Need::Program("xz", "xz-utils"),
             Need::Program("zstd", "zstd"),
@@ -77,20 +107,67 @@ pub fn programs(quick: bool) -> Stage {
             Need::Program("gcc", "gcc"),
             Need::Program("perl", "perl"),
             Need::Program("git", "git"),
-            // eval.sh runs this python, not the first on PATH.
-            Need::File("/usr/bin/python3", "python3"),
             TIME,
-            // eval.sh stops without it.
-            MIMALLOC,
         ],
-        optional: vec![JEMALLOC, TCMALLOC],
-        files: vec![
+        vec![
             ("target/preload/eval-programs.md", "programs.md"),
             ("target/preload/eval.csv", "programs.csv"),
             ("target/preload/eval.svg", "programs.svg"),
         ],
-        stdout_as: None,
-        embed: vec!["programs.md"],
+    )
+}
+
+/// The report's larson, remote and churn workloads on libc malloc under
+/// each preloaded allocator (`figures/preload-workloads.*`):
+/// `preload/eval.sh --workloads`, the median of 9 report runs each (≈ 2
+/// min); `--quick` one `--quick` report run each.
+pub fn workloads(quick: bool) -> Stage {
+    let args = if quick {
+        &["--quick", "--workloads"][..]
+    } else {
+        &["--workloads"][..]
+    };
+    eval_sh(
+        "workloads",
+        "Allocator workloads through malloc (LD_PRELOAD)",
+        args,
+        vec![],
+        vec![
+            ("target/preload/eval-workloads.md", "workloads.md"),
+            ("target/preload/workloads.csv", "workloads.csv"),
+            ("target/preload/workloads.svg", "workloads.svg"),
+        ],
+    )
+}
+
+/// Resident memory over time (§2.6): `preload/eval.sh 3 --rss` as in the
+/// paper (≈ 5 min); `--quick` one run per allocator, the smallest the
+/// script has (`rss_phases` has one size).
+pub fn rss(quick: bool) -> Stage {
+    eval_sh(
+        "rss",
+        "Resident memory over time (LD_PRELOAD)",
+        &[if quick { "1" } else { "3" }, "--rss"],
+        // rss_phases.c is compiled by eval.sh.
+        vec![Need::Program("cc", "gcc")],
+        vec![
+            ("target/preload/rss-eval.md", "rss.md"),
+            ("target/preload/rss.csv", "rss.csv"),
+            ("target/preload/rss.svg", "rss.svg"),
+        ],
+    )
+}
+
+/// A command (words split at spaces) whose stdout is its table, kept as
+/// `txt` and embedded.
+fn printed(id: &'static str, heading: &'static str, command: &str, txt: &'static str) -> Stage {
+    Stage {
+        id,
+        heading,
+        command: command.split_whitespace().map(String::from).collect(),
+        stdout_as: Some(txt),
+        embed: vec![txt],
+        ..Stage::default()
     }
 }
 
@@ -98,28 +175,92 @@ pub fn programs(quick: bool) -> Stage {
 /// boots 2 vCPUs with 256 MiB (`make test`'s size), about a minute.
 pub fn kernel(quick: bool) -> Stage {
     let (smp, mem) = if quick { ("2", "256M") } else { ("8", "2G") };
+    let command = format!("make -C kernel-demo run SMP={smp} MEM={mem} SCALE=1");
     Stage {
-        id: "kernel",
-        heading: "Kernel on QEMU",
-        command: vec![
-            "make".into(),
-            "-C".into(),
-            "kernel-demo".into(),
-            "run".into(),
-            format!("SMP={smp}"),
-            format!("MEM={mem}"),
-            "SCALE=1".into(),
-        ],
         needs: vec![
             Need::Program("make", "make"),
             Need::Program("qemu-system-x86_64", "qemu-system-x86"),
             Need::Target("x86_64-unknown-none"),
         ],
-        optional: vec![],
-        files: vec![],
-        stdout_as: Some("kernel.txt"),
-        embed: vec!["kernel.txt"],
+        ..printed("kernel", "Kernel on QEMU", &command, "kernel.txt")
     }
+}
+
+/// The two examples the paper and `design.md` cite: magazine sizes against
+/// producer/consumer cost (`design.md` §5) and the `Vec` patterns under
+/// `MagbuddyAlloc` and the system allocator (§2.2). Neither has a smaller
+/// variant, so `--quick` runs them as they are: seconds each once built
+/// (≈ 1 min with their build).
+pub fn examples() -> Vec<Stage> {
+    vec![
+        printed(
+            "magazine-sizes",
+            "Magazine sizes (examples/magazine_sizes.rs)",
+            "cargo run --release --example magazine_sizes",
+            "magazine_sizes.txt",
+        ),
+        printed(
+            "vec-growth",
+            "Vec growth under MagbuddyAlloc (examples/vec_growth.rs)",
+            "cargo run --release --features std --example vec_growth",
+            "vec_growth.txt",
+        ),
+    ]
+}
+
+/// Why `--quick` leaves the model checkers out.
+const VERIFY_QUICK: &str = "`--quick` leaves the model checkers out: they have no smaller \
+     variant than the paper's (`MAGBUDDY_VERIFY_SCALE` only multiplies the suites' \
+     schedules) and CI runs them in `scripts/test-all.sh`; ≈ 8 min without `--quick`";
+
+/// The model checkers' suites, whose printed counts are §3.2's and §3.3's
+/// tables, invoked as `scripts/test-all.sh` invokes them (same variables and
+/// target directories, so the two share their builds). Each log stays whole
+/// in `--out`; the report embeds the excerpt `verify.rs` takes of it.
+pub fn verify(quick: bool) -> Vec<Stage> {
+    let skip = quick.then_some(VERIFY_QUICK);
+    let loom_tests = "--test loom_area --test loom_buddy --test loom_fastpath --test loom_mutants";
+    vec![
+        Stage {
+            env: vec![
+                ("RUSTFLAGS", "--cfg shuttle"),
+                ("CARGO_TARGET_DIR", "target/shuttle"),
+            ],
+            skip,
+            excerpt: Some(verify::suites),
+            ..printed(
+                "verify-shuttle",
+                "Shuttle suites and mutants (§3.2, §3.3)",
+                "cargo test -p verify --profile verify -- --show-output",
+                "verify-shuttle.txt",
+            )
+        },
+        Stage {
+            env: vec![
+                ("RUSTFLAGS", "--cfg loom"),
+                ("LOOM_MAX_PREEMPTIONS", "2"),
+                ("CARGO_TARGET_DIR", "target/loom"),
+            ],
+            skip,
+            excerpt: Some(verify::suites),
+            ..printed(
+                "verify-loom",
+                "Loom models and mutants (§3.2, §3.3)",
+                &format!("cargo test -p verify --profile verify {loom_tests} -- --show-output"),
+                "verify-loom.txt",
+            )
+        },
+        Stage {
+            skip,
+            excerpt: Some(verify::verdicts),
+            ..printed(
+                "verify-mutants",
+                "Seeded soundness bugs (scripts/mutants.sh, §3.3)",
+                "scripts/mutants.sh",
+                "verify-mutants.txt",
+            )
+        },
+    ]
 }
 
 /// Runs the stages `args` leaves on, in order, under one progress bar;
@@ -133,8 +274,20 @@ pub fn run_all(args: &Args, out: &Path) -> Section {
     if !args.no_programs {
         scripts.push(programs(q));
     }
+    if !args.no_workloads {
+        scripts.push(workloads(q));
+    }
+    if !args.no_rss {
+        scripts.push(rss(q));
+    }
     if !args.no_kernel {
         scripts.push(kernel(q));
+    }
+    if !args.no_examples {
+        scripts.extend(examples());
+    }
+    if !args.no_verify {
+        scripts.extend(verify(q));
     }
     let n = scripts.len() + usize::from(!args.no_boundaries);
     let bar = ProgressBar::new(n as u64);
@@ -152,7 +305,7 @@ pub fn run_all(args: &Args, out: &Path) -> Section {
         bar.inc(1);
     };
     for s in &scripts {
-        bar.set_message(format!("{}: {}", s.id, external::shown(&s.command)));
+        bar.set_message(format!("{}: {}", s.id, external::shown(s)));
         add(external::stage(s, out, &bar));
     }
     if !args.no_boundaries {
@@ -161,4 +314,41 @@ pub fn run_all(args: &Args, out: &Path) -> Section {
     }
     bar.finish_with_message("done");
     all
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every stage of both modes.
+    fn all(quick: bool) -> Vec<Stage> {
+        let mut v = vec![
+            bench_c(quick),
+            programs(quick),
+            workloads(quick),
+            rss(quick),
+            kernel(quick),
+        ];
+        v.extend(examples());
+        v.extend(verify(quick));
+        v
+    }
+
+    #[test]
+    fn embedded_files_are_kept_files() {
+        for s in all(false).into_iter().chain(all(true)) {
+            for e in &s.embed {
+                let kept = s.files.iter().any(|f| f.1 == *e) || s.stdout_as == Some(*e);
+                assert!(kept, "{}: {e} is neither copied nor its stdout", s.id);
+            }
+        }
+    }
+
+    #[test]
+    fn quick_skips_only_the_model_checkers() {
+        for s in all(true) {
+            assert_eq!(s.skip.is_some(), s.id.starts_with("verify-"), "{}", s.id);
+        }
+        assert!(all(false).iter().all(|s| s.skip.is_none()));
+    }
 }
