@@ -9,6 +9,7 @@ repetitions of (allocator's time / glibc's time in the same repetition); the
 RSS ratio is median RSS / glibc's median RSS.
 """
 import csv
+import math
 import os
 import statistics
 import sys
@@ -23,6 +24,12 @@ def quartiles(xs):
         return xs[0], xs[0], xs[0]
     q = statistics.quantiles(xs, n=4, method="inclusive")
     return q[0], statistics.median(xs), q[2]
+
+
+def geomean(xs):
+    """Geometric mean of positive ratios, two decimals ("-" if none)."""
+    xs = [x for x in xs if x > 0]
+    return "%.2f" % math.exp(sum(map(math.log, xs)) / len(xs)) if xs else "-"
 
 
 def main(out):
@@ -95,14 +102,26 @@ def main(out):
     L.append("| program | threads | " + " | ".join(allocs_seen) + " |")
     L.append("|---|---:|" + "---:|" * len(allocs_seen))
     keys = sorted(t.keys(), key=lambda k: (progs.index(k[0]), k[1]))
+    time_ratios = {a: [] for a in allocs_seen}
+    rss_ratios = {a: [] for a in allocs_seen}
     for key in keys:
         cells = []
         g = t[key].get("glibc", {})
+        g_rss = [v[1] for v in g.values() if v[1] is not None]
         for a in allocs_seen:
             d = t[key].get(a, {})
             ratios = [d[r][0] / g[r][0] for r in d if r in g and g[r][0] > 0]
             cells.append("%.2f" % statistics.median(ratios) if ratios else "-")
+            if ratios:
+                time_ratios[a].append(statistics.median(ratios))
+            rss = [v[1] for v in d.values() if v[1] is not None]
+            if rss and g_rss:
+                rss_ratios[a].append(statistics.median(rss) / statistics.median(g_rss))
         L.append("| %s | %d | %s |" % (key[0], key[1], " | ".join(cells)))
+    L.append("| **geometric mean** | | %s |" % " | ".join(geomean(time_ratios[a]) for a in allocs_seen))
+    L.append("")
+    L.append("Geometric mean over the cells of the peak-RSS ratios to glibc (ratio of medians): "
+             + ", ".join("%s %s" % (a, geomean(rss_ratios[a])) for a in allocs_seen) + ".")
     L.append("")
 
     # where magbuddy stands: slowest of all, or heavy in peak RSS

@@ -53,11 +53,18 @@ impl Handle<'_> {
     /// refreshes the cached-bytes gauge.
     pub(crate) fn publish_counts(&mut self) {
         let pool = &self.heap.mags;
-        let n = self.cache(|c| c.take_counts(pool));
+        let (a, f, cached) = self.cache(|c| {
+            let cached = c.cached_bytes(pool);
+            (
+                core::mem::take(&mut c.allocs),
+                core::mem::take(&mut c.frees),
+                cached,
+            )
+        });
         let counters = &self.slot.counters;
-        counters.bump_owned(Event::Alloc, n.allocs);
-        counters.bump_owned(Event::Free, n.frees);
-        counters.set_cached(n.cached_bytes as u64);
+        counters.bump_owned(Event::Alloc, a);
+        counters.bump_owned(Event::Free, f);
+        counters.set_cached(cached as u64);
     }
 
     /// Flushes this CPU's magazines if a drain was requested.

@@ -9,13 +9,6 @@ use crate::slab::{SlabId, SMALL_CLASSES};
 
 const _: () = assert!(CACHE_CLASSES <= 64, "`touched` has a bit per class");
 
-/// What [`CpuCache::take_counts`] reports.
-pub(crate) struct Counts {
-    pub(crate) allocs: u64,
-    pub(crate) frees: u64,
-    pub(crate) cached_bytes: usize,
-}
-
 /// A CPU's cache, touched only by the holder of its slot.
 #[derive(Clone, Copy)]
 pub(crate) struct CpuCache {
@@ -26,18 +19,10 @@ pub(crate) struct CpuCache {
     /// Rounds a push may fill the loaded magazine to: its capacity, or 0
     /// when none is loaded, so a push needs one compare.
     limit: [u32; CACHE_CLASSES],
-    /// Frees into the loaded magazines since the counts were last taken,
-    /// counted without atomics (added to the slot's counters on slow paths
-    /// and at release).
-    frees: u64,
-    /// Rounds that entered the loaded magazines other than by a counted
-    /// push, minus those that left other than by a counted pop (wrapping),
-    /// since the counts were last taken: with the frees and the rounds
-    /// loaded now this gives the allocations, so a pop counts nothing.
-    moved_in: u64,
-    /// The allocations counted directly, to check the derived count.
-    #[cfg(debug_assertions)]
-    allocs_seen: u64,
+    /// Operations counted here without atomics and added to the slot's
+    /// counters on slow paths and at release.
+    pub(crate) allocs: u64,
+    pub(crate) frees: u64,
     /// The loaded and the previous magazine per class.
     pub(crate) loaded: [Option<MagId>; CACHE_CLASSES],
     pub(crate) previous: [Option<MagId>; CACHE_CLASSES],
@@ -55,10 +40,8 @@ impl CpuCache {
         Self {
             mag: [sentinel; CACHE_CLASSES],
             limit: [0; CACHE_CLASSES],
+            allocs: 0,
             frees: 0,
-            moved_in: 0,
-            #[cfg(debug_assertions)]
-            allocs_seen: 0,
             loaded: [None; CACHE_CLASSES],
             previous: [None; CACHE_CLASSES],
             current: [None; SMALL_CLASSES],
@@ -75,10 +58,7 @@ impl CpuCache {
         // a descriptor we wrote); the loaded magazine (held by this CPU)
         // or the sentinel lives in the heap's pool for its lifetime.
         let p = unsafe { &**self.mag.get_unchecked(cc) }.pop()?;
-        #[cfg(debug_assertions)]
-        {
-            self.allocs_seen += 1;
-        }
+        self.allocs += 1;
         Some(p)
     }
 
@@ -105,7 +85,6 @@ impl CpuCache {
         m: Option<MagId>,
     ) -> Option<MagId> {
         let old = self.loaded[cc];
-        let before = self.loaded_len(cc);
         self.loaded[cc] = m;
         (self.limit[cc], self.mag[cc]) = match m {
             None => (0, pool.sentinel()),
@@ -114,16 +93,13 @@ impl CpuCache {
                 (pool.cap(cc), pool.mag(m))
             }
         };
-        self.moved(before, self.loaded_len(cc));
         old
     }
 
     /// A round from the loaded magazine without the drain check (slow paths).
     pub(crate) fn take_round(&mut self, cc: usize) -> Option<usize> {
         // SAFETY: as in `pop`.
-        let p = unsafe { &*self.mag[cc] }.pop()?;
-        self.moved(1, 0);
-        Some(p)
+        unsafe { &*self.mag[cc] }.pop()
     }
 
     /// Fills the loaded magazine of class `cc`, held by this CPU and empty,
@@ -131,46 +107,20 @@ impl CpuCache {
     pub(crate) fn fill_loaded(&mut self, cc: usize, rounds: &[usize]) {
         // SAFETY: as in `pop`.
         unsafe { &*self.mag[cc] }.fill(rounds);
-        self.moved(0, rounds.len() as u64);
     }
 
-    /// Rounds in the loaded magazine of class `cc` (0 for the sentinel).
-    fn loaded_len(&self, cc: usize) -> u64 {
-        // SAFETY: as in `pop`.
-        u64::from(unsafe { &*self.mag[cc] }.len())
-    }
-
-    /// Records that the loaded magazines went from `before` to `after`
-    /// rounds other than by a counted pop or push.
-    fn moved(&mut self, before: u64, after: u64) {
-        self.moved_in = self.moved_in.wrapping_add(after).wrapping_sub(before);
-    }
-
-    /// The allocations and frees of the fast paths since the last call, and
-    /// the bytes in the loaded and previous magazines (one pass over the
-    /// classes this CPU used). Every change of the loaded magazines' rounds
-    /// is a pop, a push or `moved_in`, so the pops are the frees plus
-    /// `moved_in` minus the rounds loaded now. Restarts both counts here.
-    pub(crate) fn take_counts(&mut self, pool: &MagazinePool) -> Counts {
-        let (mut loaded, mut bytes) = (0u64, 0usize);
+    /// Bytes in the loaded and previous magazines of every class.
+    #[inline]
+    pub(crate) fn cached_bytes(&self, pool: &MagazinePool) -> usize {
+        let mut bytes = 0;
         let mut left = self.touched;
         while left != 0 {
             let cc = left.trailing_zeros() as usize;
             left &= left - 1;
-            let here = self.loaded_len(cc);
             let prev = self.previous[cc].map_or(0, |m| pool.mag(m).len());
-            loaded += here;
-            bytes += (here as usize + prev as usize) * round_size(cc);
+            // SAFETY: as in `pop`.
+            bytes += (unsafe { &*self.mag[cc] }.len() + prev) as usize * round_size(cc);
         }
-        let frees = core::mem::take(&mut self.frees);
-        let allocs = frees.wrapping_add(self.moved_in).wrapping_sub(loaded);
-        self.moved_in = loaded;
-        #[cfg(debug_assertions)]
-        debug_assert_eq!(allocs, core::mem::take(&mut self.allocs_seen));
-        Counts {
-            allocs,
-            frees,
-            cached_bytes: bytes,
-        }
+        bytes
     }
 }

@@ -118,7 +118,7 @@ pub fn programs(quick: bool) -> Stage {
 }
 
 /// The report's larson, remote and churn workloads on libc malloc under
-/// each preloaded allocator (`figures/preload-workloads.*`):
+/// each preloaded allocator (`figures/workloads.*`):
 /// `preload/eval.sh --workloads`, the median of 9 report runs each (≈ 2
 /// min); `--quick` one `--quick` report run each.
 pub fn workloads(quick: bool) -> Stage {
