@@ -488,9 +488,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     ) -> Option<NonNull<u8>> {
         let c = slab::fit_small(layout.size(), layout.align())?;
         // SAFETY: forwarded.
-        let p = unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.pop_object(c)) }??;
-        // SAFETY: a round is an object's address in the heap, never null.
-        Some(unsafe { NonNull::new_unchecked(p as *mut u8) })
+        unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.alloc_cached(c)) }?
     }
 
     /// Every allocation [`Self::alloc_fast`] leaves: larger sizes and
@@ -528,9 +526,9 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         }
     }
 
-    /// `dealloc`'s fast path on slot `cpu` (see `Handle::free_fast`): true
-    /// if `p` is freed, false having changed nothing (then
-    /// [`Self::dealloc_slow`]).
+    /// `dealloc`'s fast path on slot `cpu` (`Handle::free_cached`; a full
+    /// magazine is finished out of line): true if `p` is freed, false
+    /// having changed nothing (then [`Self::dealloc_slow`]).
     ///
     /// # Safety
     /// As [`Self::with_ready_handle`], and `p` came from `alloc`

@@ -297,16 +297,9 @@ impl<'h> Handle<'h> {
     /// or `None` (then [`Self::alloc_fit`]): no call, so `GlobalAlloc`'s
     /// fast path that inlines it needs no stack frame.
     #[inline(always)]
-    pub(crate) fn pop_object(&mut self, c: usize) -> Option<usize> {
+    pub(crate) fn alloc_cached(&mut self, c: usize) -> Option<NonNull<u8>> {
         let p = self.pop_loaded(c)?;
         self.heap.hand_out_object(c, p);
-        Some(p)
-    }
-
-    /// [`Self::pop_object`] as a pointer.
-    #[inline(always)]
-    fn alloc_cached(&mut self, c: usize) -> Option<NonNull<u8>> {
-        let p = self.pop_object(c)?;
         // SAFETY: a round is an object's address in the heap, never null.
         Some(unsafe { NonNull::new_unchecked(p as *mut u8) })
     }
