@@ -14,10 +14,11 @@
 //! cargo run --release -p magbuddy-bench --bin report -- [--quick] [--threads 1,2,4,8] [--out target/report]
 //! ```
 //!
-//! Full: ≈ 50–55 min on the 2-core VM (the in-process sections ≈ 9 min,
-//! `preload/eval.sh 3 --programs` ≈ 16 min, the model checkers ≈ 8,
-//! `preload/eval.sh 3 --rss` ≈ 5, `bench-c/run.sh 3` ≈ 4, the workloads ≈ 2,
-//! the examples, the kernel and the boundaries ≈ 1 min each). `--quick`:
+//! Full: 2,247 s on the 2-core VM on 2026-11-30 (the in-process sections
+//! 8 min, `preload/eval.sh 3 --programs` 918 s, the model checkers about 6
+//! min, `preload/eval.sh 3 --rss` 160 s, `bench-c/run.sh 3` 202 s, the
+//! workloads 66 s, the examples, the kernel and the boundaries under a
+//! minute each). `--quick`:
 //! each stage's smoke variant (`bench-c/run.sh --quick`, `preload/eval.sh 1
 //! --quick --programs`, `--quick --workloads` and `1 --rss`, the kernel on
 //! 2 vCPUs with 256 MiB, the examples as they are; the model checkers,
@@ -143,7 +144,7 @@ pub struct Args {
     #[arg(long)]
     no_bench_c: bool,
     /// Skip the real programs through LD_PRELOAD (`preload/eval.sh
-    /// --programs`, the longest stage: ≈ 16 min in full).
+    /// --programs`, the longest stage: 918 s in full on 2026-11-30).
     #[arg(long)]
     no_programs: bool,
     /// Skip the allocator workloads through LD_PRELOAD (`preload/eval.sh
@@ -160,7 +161,7 @@ pub struct Args {
     #[arg(long)]
     no_examples: bool,
     /// Skip the model checkers' suites and mutants (shuttle, loom,
-    /// `scripts/mutants.sh`; ≈ 8 min, always skipped with `--quick`).
+    /// `scripts/mutants.sh`; about 6 min, always skipped with `--quick`).
     #[arg(long)]
     no_verify: bool,
     /// Skip the instructions at the program boundaries (`Box`, 4 KiB and

@@ -119,8 +119,8 @@ pub fn programs(quick: bool) -> Stage {
 
 /// The report's larson, remote and churn workloads on libc malloc under
 /// each preloaded allocator (`figures/workloads.*`):
-/// `preload/eval.sh --workloads`, the median of 9 report runs each (≈ 2
-/// min); `--quick` one `--quick` report run each.
+/// `preload/eval.sh --workloads`, the median of 9 report runs each (66 s
+/// on 2026-11-30); `--quick` one `--quick` report run each.
 pub fn workloads(quick: bool) -> Stage {
     let args = if quick {
         &["--quick", "--workloads"][..]
@@ -141,7 +141,7 @@ pub fn workloads(quick: bool) -> Stage {
 }
 
 /// Resident memory over time (§2.6): `preload/eval.sh 3 --rss` as in the
-/// paper (≈ 5 min); `--quick` one run per allocator, the smallest the
+/// paper (160 s); `--quick` one run per allocator, the smallest the
 /// script has (`rss_phases` has one size).
 pub fn rss(quick: bool) -> Stage {
     eval_sh(
@@ -211,7 +211,7 @@ pub fn examples() -> Vec<Stage> {
 /// Why `--quick` leaves the model checkers out.
 const VERIFY_QUICK: &str = "`--quick` leaves the model checkers out: they have no smaller \
      variant than the paper's (`MAGBUDDY_VERIFY_SCALE` only multiplies the suites' \
-     schedules) and CI runs them in `scripts/test-all.sh`; ≈ 8 min without `--quick`";
+     schedules) and CI runs them in `scripts/test-all.sh`; about 6 min without `--quick`";
 
 /// The model checkers' suites, whose printed counts are §3.2's and §3.3's
 /// tables, invoked as `scripts/test-all.sh` invokes them (same variables and
