@@ -6,7 +6,8 @@
 //!
 //! ```text
 //!  [Heap + CPU slots (first region only)] [Region] [area words] [area summaries]
-//!  [area free counts] [chunk words] [page descriptors] [slab descriptors] pad
+//!  [area free counts] [trimmed counts] [chunk words] [page descriptors]
+//!  [slab descriptors] pad
 //!  | usable pages ... |
 //! ```
 //!
@@ -131,6 +132,7 @@ pub(crate) struct Layout {
     pub(crate) tops: usize,
     pub(crate) summaries: usize,
     pub(crate) frees: usize,
+    pub(crate) trimmed: usize,
     pub(crate) chunks: usize,
     pub(crate) descs: usize,
     pub(crate) slabs: usize,
@@ -159,7 +161,8 @@ impl Layout {
         let tops = align_up(region + size_of::<Region>(), align_of::<AtomicU64>());
         let summaries = tops + areas * size_of::<AtomicU64>();
         let frees = summaries + areas * size_of::<AtomicU64>();
-        let chunks = frees + areas * size_of::<AtomicU64>();
+        let trimmed = frees + areas * size_of::<AtomicU64>();
+        let chunks = trimmed + areas * size_of::<AtomicU64>();
         let chunk_words = areas * g.chunks_per_area() as usize;
         let descs = align_up(
             chunks + chunk_words * size_of::<AtomicU64>(),
@@ -175,6 +178,7 @@ impl Layout {
             tops,
             summaries,
             frees,
+            trimmed,
             chunks,
             descs,
             slabs,
@@ -261,6 +265,9 @@ pub(crate) struct Region {
     tops: *const AtomicU64,
     summaries: *const AtomicU64,
     frees: *const AtomicU64,
+    /// Per area, its free count when a trim last looked at it (see
+    /// [`Region::trimmed`]).
+    trimmed: *const AtomicU64,
     chunks: *const AtomicU64,
     descs: *const AtomicU32,
     /// The descriptor of the page at `usable_lo` (see [`Usable`]).
@@ -336,8 +343,11 @@ impl Region {
             }
         }
         for a in (0..l.areas).filter(|_| !skip_zero) {
-            // SAFETY: in bounds of the free-count array laid out by `l`.
-            unsafe { ptr::write((l.frees as *mut AtomicU64).add(a), AtomicU64::new(0)) };
+            // SAFETY: in bounds of the free-count and trimmed arrays laid out by `l`.
+            unsafe {
+                ptr::write((l.frees as *mut AtomicU64).add(a), AtomicU64::new(0));
+                ptr::write((l.trimmed as *mut AtomicU64).add(a), AtomicU64::new(0));
+            }
         }
         for p in (0..l.areas * area_pages).filter(|_| !skip_zero) {
             // SAFETY: in bounds of the descriptor array laid out by `l`.
@@ -367,6 +377,7 @@ impl Region {
             tops: l.tops as *const AtomicU64,
             summaries: l.summaries as *const AtomicU64,
             frees: l.frees as *const AtomicU64,
+            trimmed: l.trimmed as *const AtomicU64,
             chunks: l.chunks as *const AtomicU64,
             descs: l.descs as *const AtomicU32,
             // In bounds: `usable_lo` is a page of the grid.
@@ -411,6 +422,18 @@ impl Region {
         debug_assert!(a < self.areas);
         // SAFETY: `a < areas`, initialized in `init`.
         unsafe { &*self.frees.add(a) }
+    }
+
+    /// Area `a`'s free count ([`Region::free_count`]) as a trim last left
+    /// it: while the two are equal, no step gave pages back in the area
+    /// since that trim found it in use or gave its pages back (or since
+    /// init), so it cannot have become wholly free with pages used since,
+    /// and the heap's own trims skip it.
+    #[inline]
+    pub(crate) fn trimmed(&self, a: usize) -> &AtomicU64 {
+        debug_assert!(a < self.areas);
+        // SAFETY: `a < areas`, initialized in `init`.
+        unsafe { &*self.trimmed.add(a) }
     }
 
     /// Descriptor of grid page `p`.
@@ -491,7 +514,7 @@ impl Region {
     /// Metadata bytes of this region by array, with slab descriptors of
     /// `slab_desc` bytes. Bytes of the caller's range that are neither
     /// metadata nor usable (alignment) are what remains.
-    pub(crate) fn metadata(&self, slab_desc: usize) -> [(&'static str, usize); 7] {
+    pub(crate) fn metadata(&self, slab_desc: usize) -> [(&'static str, usize); 8] {
         let words = |n: usize| n * size_of::<AtomicU64>();
         [
             (
@@ -501,6 +524,7 @@ impl Region {
             ("area words", words(self.areas)),
             ("area summaries", words(self.areas)),
             ("area free counts", words(self.areas)),
+            ("area trimmed counts", words(self.areas)),
             (
                 "chunk words",
                 words(self.areas * self.g.chunks_per_area() as usize),
