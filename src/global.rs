@@ -124,7 +124,8 @@ unsafe fn unreserve(p: *mut u8, layout: Layout) {
 /// Zeroes a fresh block of `size` bytes at `p` and returns `p` (so that
 /// callers end in a tail call): 8 to 128 bytes (a `Box` or small `vec!` of
 /// zeros) with a few overlapping stores in line, large page-aligned ones by
-/// discarding their pages (unix), others by writing.
+/// discarding their pages (unix), others by writing; at least 8 bytes, so
+/// an object's free tag (bytes 4..8) is cleared too.
 ///
 /// # Safety
 /// `p` is a live block of at least `size` bytes from a region of [`reserve`].
@@ -137,8 +138,11 @@ unsafe fn zero(p: *mut u8, size: usize) -> *mut u8 {
         // SAFETY: forwarded.
         unsafe { zero_large(p, size) };
     } else {
-        // SAFETY: the block is ours and `size` long.
-        unsafe { core::ptr::write_bytes(p, 0, size) };
+        // At least 8: blocks of the heap are (so this is in bounds), and
+        // bytes 4..8 hold a fast-path object's free tag, left for this
+        // zeroing to clear (`alloc_zeroed`).
+        // SAFETY: the block is ours and at least `size.max(8)` long.
+        unsafe { core::ptr::write_bytes(p, 0, size.max(8)) };
     }
     p
 }
@@ -557,7 +561,10 @@ unsafe impl GlobalAlloc for MagbuddyAlloc {
         // The fast path: the thread's slot, if it holds one, and its ready
         // handle's magazine; `pinned` is known here, not tested.
         // SAFETY: PINNED: `inner` is pinned (see `new`).
-        match unsafe { self.inner.alloc_fast::<true>(ThreadSlot::held(), layout) } {
+        match unsafe {
+            self.inner
+                .alloc_fast::<true, true>(ThreadSlot::held(), layout)
+        } {
             Some(p) => p.as_ptr(),
             None => self.alloc_other(layout),
         }
@@ -566,8 +573,14 @@ unsafe impl GlobalAlloc for MagbuddyAlloc {
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as in `alloc`.
-        match unsafe { self.inner.alloc_fast::<true>(ThreadSlot::held(), layout) } {
-            // SAFETY: a fresh block of at least `layout.size()` bytes.
+        // The object's tag is left for `zero`, which clears it (one store
+        // fewer than `alloc`'s).
+        match unsafe {
+            self.inner
+                .alloc_fast::<true, false>(ThreadSlot::held(), layout)
+        } {
+            // SAFETY: a fresh block of at least `layout.size()` bytes; the
+            // zeroing clears its tag before the caller gets it.
             Some(p) => unsafe { zero(p.as_ptr(), layout.size()) },
             None => self.alloc_zeroed_other(layout),
         }

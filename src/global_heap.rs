@@ -479,16 +479,18 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     /// Nothing in it calls out.
     ///
     /// # Safety
-    /// As [`Self::with_ready_handle`].
+    /// As [`Self::with_ready_handle`]; with `!CLEAR_TAG`, the caller zeroes
+    /// bytes 4..8 of the object before anyone else may see it (they hold
+    /// its free tag, see `Handle::alloc_cached_as`).
     #[inline(always)]
-    pub(crate) unsafe fn alloc_fast<const PINNED: bool>(
+    pub(crate) unsafe fn alloc_fast<const PINNED: bool, const CLEAR_TAG: bool>(
         &self,
         cpu: Option<usize>,
         layout: Layout,
     ) -> Option<NonNull<u8>> {
         let c = slab::fit_small(layout.size(), layout.align())?;
         // SAFETY: forwarded.
-        unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.alloc_cached(c)) }?
+        unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.alloc_cached_as::<CLEAR_TAG>(c)) }?
     }
 
     /// Every allocation [`Self::alloc_fast`] leaves: larger sizes and
@@ -519,7 +521,7 @@ impl<C: CurrentCpu> GlobalHeap<C> {
     unsafe fn alloc_on<const PINNED: bool>(&self, cpu: Option<usize>, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded.
         unsafe {
-            match self.alloc_fast::<PINNED>(cpu, layout) {
+            match self.alloc_fast::<PINNED, true>(cpu, layout) {
                 Some(p) => p.as_ptr(),
                 None => self.alloc_other::<PINNED>(cpu, layout),
             }

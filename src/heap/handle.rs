@@ -298,8 +298,19 @@ impl<'h> Handle<'h> {
     /// fast path that inlines it needs no stack frame.
     #[inline(always)]
     pub(crate) fn alloc_cached(&mut self, c: usize) -> Option<NonNull<u8>> {
+        self.alloc_cached_as::<true>(c)
+    }
+
+    /// [`Self::alloc_cached`], leaving the free tag to the caller unless
+    /// `CLEAR_TAG`: one store fewer for `alloc_zeroed`, whose zeroing of
+    /// bytes 4..8 clears it before the user gets the object.
+    #[inline(always)]
+    pub(crate) fn alloc_cached_as<const CLEAR_TAG: bool>(
+        &mut self,
+        c: usize,
+    ) -> Option<NonNull<u8>> {
         let p = self.pop_loaded(c)?;
-        self.heap.hand_out_object(c, p);
+        self.heap.hand_out_object::<CLEAR_TAG>(c, p);
         // SAFETY: a round is an object's address in the heap, never null.
         Some(unsafe { NonNull::new_unchecked(p as *mut u8) })
     }
@@ -342,7 +353,7 @@ impl<'h> Handle<'h> {
     #[inline(always)]
     fn hand_out(&mut self, cc: usize, p: usize) -> Option<NonNull<u8>> {
         if cc < SMALL_CLASSES {
-            self.heap.hand_out_object(cc, p);
+            self.heap.hand_out_object::<true>(cc, p);
             return NonNull::new(p as *mut u8);
         }
         self.hand_out_block(cc, p)

@@ -156,10 +156,11 @@ impl Heap {
         Ok(())
     }
 
-    /// Object `p` (class `c`) goes to a user: clears its tag, and in
-    /// `checked` builds its bit.
+    /// Object `p` (class `c`) goes to a user: clears its tag (unless
+    /// `!CLEAR_TAG`, see `slab::hand_out_object`), and in `checked` builds
+    /// its bit.
     #[inline(always)]
-    pub(crate) fn hand_out_object(&self, c: usize, p: usize) {
-        slab::hand_out_object(&self.table, c, p);
+    pub(crate) fn hand_out_object<const CLEAR_TAG: bool>(&self, c: usize, p: usize) {
+        slab::hand_out_object::<CLEAR_TAG>(&self.table, c, p);
     }
 }

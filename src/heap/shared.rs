@@ -95,7 +95,7 @@ impl Heap {
                 self.slabs.give_up(reg, s, id, Owner::Shared);
                 if out[0] != 0 {
                     slab::leave_slab(&self.table, c, &out);
-                    self.hand_out_object(c, out[0]);
+                    self.hand_out_object::<true>(c, out[0]);
                     return NonNull::new(out[0] as *mut u8);
                 }
             }

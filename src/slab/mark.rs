@@ -28,16 +28,18 @@ pub(crate) unsafe fn tag_word<'a>(p: usize) -> &'a raw::AtomicU32 {
     unsafe { &*((p + 4) as *const raw::AtomicU32) }
 }
 
-/// Object `p` (class `c`) goes to a user: clears its tag, and in `checked`
-/// builds its bit.
+/// Object `p` (class `c`) goes to a user: clears its tag (unless
+/// `!CLEAR_TAG`: the caller zeroes bytes 4..8 before the user gets `p`; a
+/// tag left there would only send `p`'s next free through the exact check
+/// behind it), and in `checked` builds its bit.
 #[inline(always)]
-pub(crate) fn hand_out_object(table: &RegionTable, c: usize, p: usize) {
+pub(crate) fn hand_out_object<const CLEAR_TAG: bool>(table: &RegionTable, c: usize, p: usize) {
     if MARK_AT_USER {
         let reg = table.of(p).expect("object inside the heap");
         let (s, base) = slab_at(reg, reg.page_of(p));
         // SAFETY: we hold `p`, an object of that live slab.
         unsafe { s.mark_taken(base, c, p) };
-    } else {
+    } else if CLEAR_TAG {
         // SAFETY: we hold `p`, an object of a live slab.
         // Relaxed: only the holder of `p` writes it now.
         unsafe { tag_word(p) }.store(0, Ordering::Relaxed);
