@@ -198,13 +198,23 @@ fn cache_gauge_counts_what_a_live_handle_holds() {
     let mem = Mem::new(16 * MIB);
     let heap = heap(&mem);
     let mut h = heap.handle().unwrap();
-    let objs: Vec<_> = (0..1000).map(|_| h.alloc(64).unwrap()).collect();
+    let objs: Vec<_> = (0..1000).map(|_| h.alloc(512).unwrap()).collect();
     for p in objs {
         unsafe { h.free(p.as_ptr()) };
     }
     // Frees past a magazine's capacity took slow paths, which publish.
     let held = heap.cpu_stats(h.cpu()).cached_bytes;
     assert!(held > 0 && held as usize <= heap.cpu_cache_cap(), "{held}");
+    // Slow paths of another class recount that class and keep this one's.
+    let objs: Vec<_> = (0..1000).map(|_| h.alloc(64).unwrap()).collect();
+    for p in objs {
+        unsafe { h.free(p.as_ptr()) };
+    }
+    let both = heap.cpu_stats(h.cpu()).cached_bytes;
+    assert!(
+        both > held && both as usize <= heap.cpu_cache_cap(),
+        "{held} then {both}"
+    );
     assert!(heap.slabs_in_use() >= 1);
     let cpu = h.cpu();
     drop(h);

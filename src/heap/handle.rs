@@ -345,7 +345,7 @@ impl<'h> Handle<'h> {
         let mut tally = Tally::default();
         self.free_cached_slow(cc, p, &mut tally);
         self.slot.counters.record(&tally, true);
-        self.publish_counts();
+        self.publish_counts(false);
     }
 
     /// Last step of a cached allocation: the round stops counting as free
@@ -379,7 +379,7 @@ impl<'h> Handle<'h> {
         let c = &self.slot.counters;
         c.bump_owned(if ok { Event::Alloc } else { Event::Failed }, 1);
         c.record(tally, true);
-        self.publish_counts();
+        self.publish_counts(false);
     }
 
     /// Allocates for `layout` (size rounded up to the alignment).
@@ -614,7 +614,7 @@ impl Drop for Handle<'_> {
         self.flush_magazines(&mut tally, true);
         self.give_up_slabs();
         self.slot.counters.record(&tally, true);
-        self.publish_counts();
+        self.publish_counts(true);
         let slot = self.slot;
         // Relaxed: published by the Release in `release` just below.
         slot.home.store(self.home, Ordering::Relaxed);

@@ -50,11 +50,16 @@ impl Handle<'_> {
     }
 
     /// Moves the operations counted in the cache to the slot's counters and
-    /// refreshes the cached-bytes gauge.
-    pub(crate) fn publish_counts(&mut self) {
+    /// refreshes the cached-bytes gauge: exact when `exact` (a release),
+    /// else recounting the classes whose magazines changed.
+    pub(crate) fn publish_counts(&mut self, exact: bool) {
         let pool = &self.heap.mags;
         let (a, f, cached) = self.cache(|c| {
-            let cached = c.cached_bytes(pool);
+            let cached = if exact {
+                c.recount_all(pool)
+            } else {
+                c.recount_changed(pool)
+            };
             (
                 core::mem::take(&mut c.allocs),
                 core::mem::take(&mut c.frees),

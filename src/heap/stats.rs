@@ -35,7 +35,8 @@ macro_rules! events {
         #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
         pub struct CpuStats {
             $($(#[doc = $doc])* pub $field: u64,)*
-            /// Bytes in this CPU's magazines as of its last slow path (a gauge).
+            /// Bytes in this CPU's magazines (a gauge): each class as of its
+            /// last slow path or magazine change, exact after a release.
             pub cached_bytes: u64,
         }
 
