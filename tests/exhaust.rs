@@ -157,3 +157,41 @@ fn zeroed_region_skips_zero_metadata_and_still_validates() {
     heap.validate().unwrap();
     assert_eq!(heap.stats().free_bytes, initial.free_bytes);
 }
+
+#[test]
+fn zeroed_region_leaves_unclaimed_cpu_slots_untouched() {
+    let len = 64 * MIB;
+    let mem = Mem::zeroed(len, 2 * MIB);
+    let config = HeapConfig {
+        zeroed: true,
+        ..HeapConfig::new(64)
+    };
+    let heap = unsafe { Heap::init_with(mem.ptr(), len, config) }.unwrap();
+    // The heap header, 64 slots and the magazine pool come first.
+    let head = || {
+        // SAFETY: the heap's range; only read, while no handle is held.
+        let bytes = unsafe { std::slice::from_raw_parts(mem.ptr(), 256 << 10) };
+        bytes.iter().filter(|&&b| b != 0).count()
+    };
+    let blank = head();
+    // Constructed, each slot points at the sentinel magazine per class:
+    // 64 constructed slots are about 13 KiB of non-zero bytes.
+    assert!(blank < 4096, "{blank} non-zero bytes before any claim");
+    for cpu in 0..64 {
+        let mut h = heap.handle_for(cpu).unwrap();
+        let p = h.alloc(64).unwrap();
+        unsafe { h.free(p.as_ptr()) };
+    }
+    let claimed = head();
+    assert!(
+        claimed > blank + (8 << 10),
+        "{blank} then {claimed}: claimed slots are constructed"
+    );
+    // Claimed again: constructed once, state kept.
+    let mut h = heap.handle_for(63).unwrap();
+    let p = h.alloc(64).unwrap();
+    unsafe { h.free(p.as_ptr()) };
+    drop(h);
+    heap.reclaim();
+    heap.validate().unwrap();
+}

@@ -41,6 +41,24 @@ impl CpuSlot {
         }
     }
 
+    /// Constructs the slot in place if init left it as zeros (see
+    /// `Heap::init`): every field but the cache and the home is valid as
+    /// zeros, and nobody but the holder reads those.
+    ///
+    /// # Safety
+    /// The caller holds the slot (just claimed it).
+    pub(crate) unsafe fn construct_if_blank(&self, home: usize, sentinel: *const Magazine) {
+        // SAFETY: the caller holds the slot, so nobody else touches its cache.
+        self.cache.with_mut(|c| unsafe {
+            if (*c).is_blank() {
+                *c = CpuCache::new(sentinel);
+                // Relaxed: read only by later holders, after their claim's
+                // Acquire.
+                self.home.store(home, Ordering::Relaxed);
+            }
+        });
+    }
+
     /// Claims the slot. Acquire: the previous holder's writes to the slot
     /// (released in [`Self::release`]) are visible to the new one.
     pub(crate) fn try_claim(&self) -> bool {

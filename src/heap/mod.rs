@@ -185,6 +185,12 @@ const fn depot_magazines(config: &HeapConfig) -> usize {
     }
 }
 
+/// CPU `cpu`'s first home: neighbouring areas, so small blocks stay together
+/// and the rest of the region stays whole for large ones.
+const fn first_home(cpu: usize, areas: usize) -> usize {
+    pack(0, if cpu < areas { cpu } else { areas - 1 })
+}
+
 const fn pack(region: usize, area: usize) -> usize {
     (region << 32) | area
 }
@@ -277,15 +283,17 @@ impl Heap {
             return Err(InitError::TooLarge);
         }
         let sentinel = (mags_at as *const Magazine).wrapping_add(n_mags);
-        for cpu in 0..config.cpus {
-            // Neighbouring first homes: small blocks stay together and the
-            // rest of the region stays whole for large ones.
-            let home = pack(0, cpu.min(layout.areas - 1));
+        // In a range that reads as zeros, all-zero bytes are a valid slot
+        // (`CpuSlot::is_blank`): its first holder constructs it
+        // (`Heap::handle_for`), so slots no thread claims stay untouched
+        // (the shim's 64 were 16 pages resident in every process).
+        let skip_zero = config.zeroed && !crate::sync::MODEL_CHECKED;
+        for cpu in (0..config.cpus).filter(|_| !skip_zero) {
             // SAFETY: slot `cpu` lies in [slots_at, cursor), inside our range.
             unsafe {
                 ptr::write(
                     (slots_at as *mut CachePadded<CpuSlot>).add(cpu),
-                    CachePadded::new(CpuSlot::new(home, sentinel)),
+                    CachePadded::new(CpuSlot::new(first_home(cpu, layout.areas), sentinel)),
                 )
             };
         }
@@ -610,7 +618,16 @@ impl Heap {
     /// assert!(heap.handle_for(2).is_none()); // no such slot
     /// ```
     pub fn handle_for(&self, cpu: usize) -> Option<Handle<'_>> {
-        (cpu < self.cpus && self.slot(cpu).try_claim()).then(|| Handle::new(self, CpuId::new(cpu)))
+        if !(cpu < self.cpus && self.slot(cpu).try_claim()) {
+            return None;
+        }
+        let home = first_home(cpu, self.table.first().areas);
+        // SAFETY: we just claimed the slot.
+        unsafe {
+            self.slot(cpu)
+                .construct_if_blank(home, self.mags.sentinel())
+        };
+        Some(Handle::new(self, CpuId::new(cpu)))
     }
 
     /// Counters of CPU slot `cpu`.

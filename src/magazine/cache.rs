@@ -62,6 +62,12 @@ impl CpuCache {
         }
     }
 
+    /// Whether these bytes are all zeros, as in a slot init left blank: a
+    /// constructed cache points at the sentinel, never at null.
+    pub(crate) fn is_blank(&self) -> bool {
+        self.mag[0].is_null()
+    }
+
     /// Pops a round of class `cc` from the loaded magazine (the fast path):
     /// `None` if it is empty or missing.
     #[inline(always)]
