@@ -176,7 +176,7 @@ impl SlabView {
     /// The caller owns the slab.
     pub unsafe fn take(&self, out: &mut [usize]) -> usize {
         // SAFETY: forwarded.
-        unsafe { self.desc.take(self.base, out) }
+        unsafe { self.desc.carve(self.base, out) }
     }
 
     /// Owner: moves the return list to the local free list (one swap).

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Mem, MIB, PAGE};
-use magbuddy::{Geometry, Heap, HeapConfig};
+use magbuddy::{FreeError, Geometry, Heap, HeapConfig};
 
 fn largest_block(heap: &Heap) -> usize {
     PAGE << heap.stats().largest_free_order().unwrap()
@@ -191,6 +191,59 @@ fn zeroed_region_leaves_unclaimed_cpu_slots_untouched() {
     let mut h = heap.handle_for(63).unwrap();
     let p = h.alloc(64).unwrap();
     unsafe { h.free(p.as_ptr()) };
+    drop(h);
+    heap.reclaim();
+    heap.validate().unwrap();
+}
+
+#[test]
+fn a_fresh_slab_touches_only_the_pages_its_carving_reached() {
+    let len = 64 * MIB;
+    let mem = Mem::zeroed(len, 2 * MIB);
+    let config = HeapConfig {
+        zeroed: true,
+        ..HeapConfig::new(1)
+    };
+    let heap = unsafe { Heap::init_with(mem.ptr(), len, config) }.unwrap();
+    let mut h = heap.handle().unwrap();
+    // 64 B objects: one refill carves at most a magazine (32 objects, 2 KiB),
+    // all on the slab's first page; the free bitmap sits in its last page.
+    let first = h.alloc(64).unwrap().as_ptr();
+    let base = first as usize & !(16 * 1024 - 1);
+    let zero = |page: usize| {
+        // SAFETY: pages of a live slab of ours, only read.
+        let bytes = unsafe { std::slice::from_raw_parts((base + page * PAGE) as *const u8, PAGE) };
+        bytes.iter().all(|&b| b == 0)
+    };
+    assert!(
+        zero(1) && zero(2),
+        "pages the carving did not reach are untouched"
+    );
+    // A free of an object there (never handed out) is refused.
+    let far = (base + 2 * PAGE) as *mut u8;
+    assert_eq!(
+        unsafe { h.try_free(far) },
+        Err(FreeError::NotAllocated(far as usize))
+    );
+    assert_eq!(
+        unsafe { heap.try_free(far) },
+        Err(FreeError::NotAllocated(far as usize))
+    );
+    heap.validate().unwrap();
+    // Carving on opens them; every object is handed out once.
+    let more: Vec<_> = (0..200).map(|_| h.alloc(64).unwrap().as_ptr()).collect();
+    assert!(more.iter().all(|&p| p as usize & !(16 * 1024 - 1) == base));
+    assert!(more.contains(&far), "carved and handed out");
+    assert_eq!(heap.usable_size(far), Ok(64));
+    heap.validate().unwrap();
+    let mut all = more.clone();
+    all.push(first);
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 201);
+    for p in all {
+        unsafe { h.free(p) };
+    }
     drop(h);
     heap.reclaim();
     heap.validate().unwrap();

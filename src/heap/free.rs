@@ -85,6 +85,11 @@ impl Heap {
             Self::check_object(c, addr)?;
             return Ok((reg, page, Block::Object(c)));
         }
+        if let Some(c) = desc.unopened_class() {
+            // No object there was ever handed out (see `SlabDesc::take`).
+            Self::check_object(c, addr)?;
+            return Err(FreeError::NotAllocated(addr));
+        }
         // A block in a magazine is free: `DoubleFree`, whatever the build.
         let cached_is_free = !crate::mutant::on(crate::mutant::Mutant::CachedAsLive);
         match desc.order() {

@@ -285,9 +285,19 @@ impl Heap {
     fn validate_slab(&self, reg: &Region, p: usize, c: usize) -> Result<(), ValidateError> {
         let h = self.g.area_order();
         let addr = reg.addr_of(p);
-        if p % (1 << SLAB_ORDER) != 0
-            || (p..p + (1 << SLAB_ORDER)).any(|q| reg.desc_snapshot(q) != PageDesc::slab(c))
-        {
+        // SAFETY: validate runs at a quiet point (documented).
+        let local = unsafe { slab::desc_at(reg, p).local() };
+        // Pages the carving reached are open, the others not yet.
+        let open = slab::opened(c as u32, local.bump());
+        let page_ok = |k: usize| {
+            reg.desc_snapshot(p + k)
+                == if k < open {
+                    PageDesc::slab(c)
+                } else {
+                    PageDesc::slab_unopened(c)
+                }
+        };
+        if p % (1 << SLAB_ORDER) != 0 || !(0..1 << SLAB_ORDER).all(page_ok) {
             fail("slab pages disagree", addr)?;
         }
         if reg.area(p >> h).block_at((p & ((1 << h) - 1)) as u32)

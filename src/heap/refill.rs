@@ -288,7 +288,7 @@ impl Handle<'_> {
             let (reg, s, base) = slab::slab_by_id(&self.heap.table, id);
             // SAFETY: the current slab is owned by our CPU.
             unsafe {
-                let n = s.take(base, out);
+                let n = s.take(reg, base, out);
                 if n > 0 {
                     return n;
                 }

@@ -89,8 +89,8 @@ impl Heap {
             let (reg, s, base) = slab::slab_by_id(&self.table, id);
             // SAFETY: we own the slab until we give it up below.
             unsafe {
-                if s.take(base, &mut out) == 0 && s.collect(base) > 0 {
-                    s.take(base, &mut out);
+                if s.take(reg, base, &mut out) == 0 && s.collect(base) > 0 {
+                    s.take(reg, base, &mut out);
                 }
                 self.slabs.give_up(reg, s, id, Owner::Shared);
                 if out[0] != 0 {

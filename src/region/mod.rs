@@ -71,6 +71,10 @@ impl PageDesc {
     const SLAB: u32 = 1 << 30;
     /// With `HEAD`: the block sits in a magazine (it is free).
     const CACHED: u32 = 1 << 29;
+    /// Instead of `SLAB`: a page of a slab whose objects were never handed
+    /// out (not yet opened, see `SlabDesc::take`). No fast path takes it
+    /// for a slab page, so a free there is decided by the general path.
+    const UNOPENED: u32 = 1 << 28;
 
     /// First page of a live buddy block of order `k`.
     pub(crate) const fn head(k: u32) -> Self {
@@ -92,7 +96,22 @@ impl PageDesc {
         Self(Self::SLAB | c as u32)
     }
 
-    /// The size class if this page belongs to a slab.
+    /// A page of a slab of class `c` not opened yet: its objects carry no
+    /// free tag, and no object of it was handed out.
+    pub(crate) const fn slab_unopened(c: usize) -> Self {
+        Self(Self::UNOPENED | c as u32)
+    }
+
+    /// The size class if this is a page of a slab not opened yet.
+    pub(crate) const fn unopened_class(self) -> Option<usize> {
+        if self.0 & (Self::HEAD | Self::SLAB | Self::UNOPENED) == Self::UNOPENED {
+            Some((self.0 & Self::ORDER_MASK) as usize)
+        } else {
+            None
+        }
+    }
+
+    /// The size class if this page belongs to a slab and is opened.
     pub(crate) const fn slab_class(self) -> Option<usize> {
         if self.0 & Self::SLAB != 0 {
             Some((self.0 & Self::ORDER_MASK) as usize)

@@ -4,7 +4,9 @@
 
 use super::{capacity, class_size, object_index, tag_of, tag_word, Owner};
 use crate::mutant::{self, Mutant};
+use crate::region::{PageDesc, Region};
 use crate::sync::{raw, AtomicU32, AtomicU64, Ordering, UnsafeCell};
+use crate::PAGE_SIZE;
 
 /// Owner word of a slab nobody owns.
 pub(crate) const ABANDONED: u32 = Owner::Abandoned.token();
@@ -46,6 +48,13 @@ pub(crate) struct Local {
     pub(crate) class: u32,
 }
 
+impl Local {
+    /// Objects carved so far.
+    pub(crate) fn bump(self) -> u32 {
+        self.bump
+    }
+}
+
 /// A slab descriptor: type-stable metadata, one per four pages.
 pub(crate) struct SlabDesc {
     pub(crate) owner: AtomicU32,
@@ -72,6 +81,34 @@ impl Progress {
     /// Objects carved so far: indices at or above this were never handed out.
     pub(crate) fn carved(self) -> u32 {
         self.0 as u32
+    }
+}
+
+/// Pages of a slab of class `c` opened once `bump` objects were carved: up
+/// to the page the last carved object starts on, at least the first.
+pub(crate) fn opened(c: u32, bump: u32) -> usize {
+    match bump.checked_sub(1) {
+        Some(last) => last as usize * class_size(c as usize) / PAGE_SIZE + 1,
+        None => 1,
+    }
+}
+
+/// Writes the free tag of every object that starts on page `k` of the slab
+/// at `base` (class `c`); nothing in `checked` builds, which mark with bits.
+///
+/// # Safety
+/// The slab is the caller's and none of those objects was handed out.
+unsafe fn tag_page(base: usize, c: u32, k: usize) {
+    if cfg!(feature = "checked") {
+        return;
+    }
+    let size = class_size(c as usize);
+    let first = (k * PAGE_SIZE).div_ceil(size) as u32;
+    let end = ((k + 1) * PAGE_SIZE).div_ceil(size) as u32;
+    for i in first..end.min(capacity(c as usize)) {
+        let p = obj(base, c, i) as usize;
+        // SAFETY: object `i` of the caller's slab, not handed out.
+        unsafe { tag_word(p) }.store(tag_of(p), Ordering::Relaxed);
     }
 }
 
@@ -204,13 +241,8 @@ impl SlabDesc {
             // Relaxed: published with the slab's descriptors (Release).
             word.store(bits, Ordering::Relaxed);
         }
-        if !cfg!(feature = "checked") {
-            for i in 0..cap {
-                let p = obj(base, c as u32, i) as usize;
-                // SAFETY: object `i` of our fresh slab.
-                unsafe { tag_word(p) }.store(tag_of(p), Ordering::Relaxed);
-            }
-        }
+        // SAFETY: page 0 of our fresh slab (opened from the start).
+        unsafe { tag_page(base, c as u32, 0) };
         // Relaxed: published with the slab's descriptors (Release) or by the
         // abandoned stack's push.
         self.progress.store(0, Ordering::Relaxed);
@@ -218,12 +250,42 @@ impl SlabDesc {
         self.owner.store(token, Ordering::Relaxed);
     }
 
-    /// Hands out up to `out.len()` objects: local free list first, then
-    /// uncarved objects. Returns how many.
+    /// Hands out up to `out.len()` objects of the slab at `base` in `reg`
+    /// (local free list first, then uncarved objects), and first opens the
+    /// pages the carved ones start on: tags their objects, then marks the
+    /// page a slab page (Release: a free that reads the mark also reads the
+    /// tags). Until then a page's descriptor says "unopened", which no free
+    /// fast path takes, so a free of an object there (never handed out, and
+    /// without a tag) is decided by the general path. Returns how many.
+    ///
+    /// Why lazily: a fresh slab that tagged all its objects at once made
+    /// every class a program touches cost 16 KiB resident.
+    ///
+    /// # Safety
+    /// The caller owns the slab, which lives at `base` in `reg`.
+    pub(crate) unsafe fn take(&self, reg: &Region, base: usize, out: &mut [usize]) -> usize {
+        // SAFETY: the caller owns the slab.
+        let before = unsafe { self.local() };
+        // SAFETY: as above.
+        let n = unsafe { self.carve(base, out) };
+        // SAFETY: as above.
+        let after = unsafe { self.local() }.bump;
+        let (c, page) = (before.class, reg.page_of(base));
+        for k in opened(c, before.bump)..opened(c, after) {
+            // SAFETY: page `k` of our slab; its objects were never handed out.
+            unsafe { tag_page(base, c, k) };
+            reg.desc(page + k)
+                .store(PageDesc::slab(c as usize).0, Ordering::Release);
+        }
+        n
+    }
+
+    /// [`Self::take`] without opening pages: the slab alone, for models and
+    /// unit tests that have no region.
     ///
     /// # Safety
     /// The caller owns the slab, which lives at `base`.
-    pub(crate) unsafe fn take(&self, base: usize, out: &mut [usize]) -> usize {
+    pub(crate) unsafe fn carve(&self, base: usize, out: &mut [usize]) -> usize {
         // SAFETY: exclusive by ownership; objects of a slab we own are ours.
         self.local.with_mut(|l| unsafe {
             let l = &mut *l;
@@ -497,7 +559,7 @@ mod tests {
         unsafe {
             d.init(base, 6, 1); // 512 B, 32 objects
             let mut out = [0usize; 40];
-            assert_eq!(d.take(base, &mut out), 32);
+            assert_eq!(d.carve(base, &mut out), 32);
             assert!(!d.has_local());
             assert!(!d.free_remote(base, 6, out[3]));
             assert!(!d.free_remote(base, 6, out[7]));
@@ -506,7 +568,7 @@ mod tests {
             assert_eq!(d.collect(base), 2);
             assert_eq!(d.local().handed, 29);
             let mut again = [0usize; 4];
-            assert_eq!(d.take(base, &mut again), 3);
+            assert_eq!(d.carve(base, &mut again), 3);
             let mut got = again[..3].to_vec();
             got.sort();
             assert_eq!(got, [out[0], out[3], out[7]].to_vec());
@@ -522,7 +584,7 @@ mod tests {
         unsafe {
             d.init(base, 8, 1);
             let mut out = [0usize; 8];
-            assert_eq!(d.take(base, &mut out), 8);
+            assert_eq!(d.carve(base, &mut out), 8);
             assert!(d.try_abandon_full(1));
             assert_eq!(d.owner.load(Ordering::Relaxed), ABANDONED);
             assert!(d.free_remote(base, 8, out[0]), "first free publishes");

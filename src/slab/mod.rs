@@ -55,7 +55,7 @@ mod mark;
 mod owner;
 mod pool;
 
-pub(crate) use desc::{SlabDesc, ABANDONED};
+pub(crate) use desc::{opened, SlabDesc, ABANDONED};
 pub(crate) use mark::{hand_out_object, leave_slab, tag_of, tag_word, MARK_AT_USER};
 pub(crate) use owner::Owner;
 pub(crate) use pool::{desc_at, slab_at, slab_by_id, SlabId, SlabPool};

@@ -138,9 +138,16 @@ impl SlabPool {
         // SAFETY: the block is fresh from the tree; nobody else can reach it.
         unsafe { s.init(reg.addr_of(page), c, owner.token()) };
         for q in page..page + (1 << SLAB_ORDER) {
+            // The first page is open from the start (init tagged its
+            // objects), the others once carving reaches them (`take`).
+            let d = if q == page {
+                PageDesc::slab(c)
+            } else {
+                PageDesc::slab_unopened(c)
+            };
             // Release: the slab descriptor's init is visible to whoever frees
             // an object of it after reading this page descriptor.
-            reg.desc(q).store(PageDesc::slab(c).0, Ordering::Release);
+            reg.desc(q).store(d.0, Ordering::Release);
         }
         // Relaxed: a statistic.
         self.live.fetch_add(1, Ordering::Relaxed);
