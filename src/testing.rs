@@ -176,7 +176,7 @@ impl SlabView {
     /// The caller owns the slab.
     pub unsafe fn take(&self, out: &mut [usize]) -> usize {
         // SAFETY: forwarded.
-        unsafe { self.desc.carve(self.base, out) }
+        unsafe { self.desc.take_tagged(self.base, out).0 }
     }
 
     /// Owner: moves the return list to the local free list (one swap).

@@ -264,28 +264,51 @@ impl SlabDesc {
     /// # Safety
     /// The caller owns the slab, which lives at `base` in `reg`.
     pub(crate) unsafe fn take(&self, reg: &Region, base: usize, out: &mut [usize]) -> usize {
+        // SAFETY: forwarded.
+        let (n, opened) = unsafe { self.take_tagged(base, out) };
+        // SAFETY: the caller owns the slab.
+        let c = unsafe { self.local() }.class as usize;
+        let page = reg.page_of(base);
+        for k in opened {
+            // Release: after the tags `take_tagged` wrote.
+            reg.desc(page + k)
+                .store(PageDesc::slab(c).0, Ordering::Release);
+        }
+        n
+    }
+
+    /// [`Self::take`] up to the page descriptors: carves, and tags the
+    /// objects of the pages the carving reached for the first time, which
+    /// it returns (the slab alone, also for models that have no region).
+    ///
+    /// # Safety
+    /// The caller owns the slab, which lives at `base`.
+    pub(crate) unsafe fn take_tagged(
+        &self,
+        base: usize,
+        out: &mut [usize],
+    ) -> (usize, core::ops::Range<usize>) {
         // SAFETY: the caller owns the slab.
         let before = unsafe { self.local() };
         // SAFETY: as above.
         let n = unsafe { self.carve(base, out) };
         // SAFETY: as above.
         let after = unsafe { self.local() }.bump;
-        let (c, page) = (before.class, reg.page_of(base));
-        for k in opened(c, before.bump)..opened(c, after) {
+        let c = before.class;
+        let pages = opened(c, before.bump)..opened(c, after);
+        for k in pages.clone() {
             // SAFETY: page `k` of our slab; its objects were never handed out.
             unsafe { tag_page(base, c, k) };
-            reg.desc(page + k)
-                .store(PageDesc::slab(c as usize).0, Ordering::Release);
         }
-        n
+        (n, pages)
     }
 
-    /// [`Self::take`] without opening pages: the slab alone, for models and
-    /// unit tests that have no region.
+    /// Hands out up to `out.len()` objects: local free list first, then
+    /// uncarved objects (see [`Self::take`]).
     ///
     /// # Safety
     /// The caller owns the slab, which lives at `base`.
-    pub(crate) unsafe fn carve(&self, base: usize, out: &mut [usize]) -> usize {
+    unsafe fn carve(&self, base: usize, out: &mut [usize]) -> usize {
         // SAFETY: exclusive by ownership; objects of a slab we own are ours.
         self.local.with_mut(|l| unsafe {
             let l = &mut *l;
@@ -559,7 +582,7 @@ mod tests {
         unsafe {
             d.init(base, 6, 1); // 512 B, 32 objects
             let mut out = [0usize; 40];
-            assert_eq!(d.carve(base, &mut out), 32);
+            assert_eq!(d.take_tagged(base, &mut out).0, 32);
             assert!(!d.has_local());
             assert!(!d.free_remote(base, 6, out[3]));
             assert!(!d.free_remote(base, 6, out[7]));
@@ -568,7 +591,7 @@ mod tests {
             assert_eq!(d.collect(base), 2);
             assert_eq!(d.local().handed, 29);
             let mut again = [0usize; 4];
-            assert_eq!(d.carve(base, &mut again), 3);
+            assert_eq!(d.take_tagged(base, &mut again).0, 3);
             let mut got = again[..3].to_vec();
             got.sort();
             assert_eq!(got, [out[0], out[3], out[7]].to_vec());
@@ -584,7 +607,7 @@ mod tests {
         unsafe {
             d.init(base, 8, 1);
             let mut out = [0usize; 8];
-            assert_eq!(d.carve(base, &mut out), 8);
+            assert_eq!(d.take_tagged(base, &mut out).0, 8);
             assert!(d.try_abandon_full(1));
             assert_eq!(d.owner.load(Ordering::Relaxed), ABANDONED);
             assert!(d.free_remote(base, 8, out[0]), "first free publishes");
