@@ -132,15 +132,22 @@ fn four_gib_heap_initialises_in_metadata_time() {
     println!("4 GiB heap: {s}");
 }
 
+/// A heap of `cpus` CPU slots on `mem` built with `HeapConfig::zeroed` (the
+/// memory reads as zeros).
+fn zeroed_heap(mem: &Mem, cpus: usize) -> &Heap {
+    let config = HeapConfig {
+        zeroed: true,
+        ..HeapConfig::new(cpus)
+    };
+    // SAFETY: the test's own zeroed memory, alive as long as the heap.
+    unsafe { Heap::init_with(mem.ptr(), mem.len(), config) }.unwrap()
+}
+
 #[test]
 fn zeroed_region_skips_zero_metadata_and_still_validates() {
     let len = 4usize << 30;
     let mem = Mem::zeroed(len, 2 * MIB);
-    let config = HeapConfig {
-        zeroed: true,
-        ..HeapConfig::new(4)
-    };
-    let heap = unsafe { Heap::init_with(mem.ptr(), len, config) }.unwrap();
+    let heap = zeroed_heap(&mem, 4);
     heap.validate().unwrap();
     let initial = heap.stats();
     let mut h = heap.handle().unwrap();
@@ -162,11 +169,7 @@ fn zeroed_region_skips_zero_metadata_and_still_validates() {
 fn zeroed_region_leaves_unclaimed_cpu_slots_untouched() {
     let len = 64 * MIB;
     let mem = Mem::zeroed(len, 2 * MIB);
-    let config = HeapConfig {
-        zeroed: true,
-        ..HeapConfig::new(64)
-    };
-    let heap = unsafe { Heap::init_with(mem.ptr(), len, config) }.unwrap();
+    let heap = zeroed_heap(&mem, 64);
     // The heap header, 64 slots and the magazine pool come first.
     let head = || {
         // SAFETY: the heap's range; only read, while no handle is held.
@@ -200,11 +203,7 @@ fn zeroed_region_leaves_unclaimed_cpu_slots_untouched() {
 fn a_fresh_slab_touches_only_the_pages_its_carving_reached() {
     let len = 64 * MIB;
     let mem = Mem::zeroed(len, 2 * MIB);
-    let config = HeapConfig {
-        zeroed: true,
-        ..HeapConfig::new(1)
-    };
-    let heap = unsafe { Heap::init_with(mem.ptr(), len, config) }.unwrap();
+    let heap = zeroed_heap(&mem, 1);
     let mut h = heap.handle().unwrap();
     // 64 B objects: one refill carves at most a magazine (32 objects, 2 KiB),
     // all on the slab's first page; the free bitmap sits in its last page.

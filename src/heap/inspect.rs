@@ -289,14 +289,7 @@ impl Heap {
         let local = unsafe { slab::desc_at(reg, p).local() };
         // Pages the carving reached are open, the others not yet.
         let open = slab::opened(c as u32, local.bump());
-        let page_ok = |k: usize| {
-            reg.desc_snapshot(p + k)
-                == if k < open {
-                    PageDesc::slab(c)
-                } else {
-                    PageDesc::slab_unopened(c)
-                }
-        };
+        let page_ok = |k: usize| reg.desc_snapshot(p + k) == PageDesc::slab_page(c, k < open);
         if p % (1 << SLAB_ORDER) != 0 || !(0..1 << SLAB_ORDER).all(page_ok) {
             fail("slab pages disagree", addr)?;
         }

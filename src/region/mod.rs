@@ -96,10 +96,15 @@ impl PageDesc {
         Self(Self::SLAB | c as u32)
     }
 
-    /// A page of a slab of class `c` not opened yet: its objects carry no
-    /// free tag, and no object of it was handed out.
-    pub(crate) const fn slab_unopened(c: usize) -> Self {
-        Self(Self::UNOPENED | c as u32)
+    /// A page of a slab of class `c`: [`PageDesc::slab`] once `open`, else
+    /// not opened yet (its objects carry no free tag, and no object of it
+    /// was handed out).
+    pub(crate) const fn slab_page(c: usize, open: bool) -> Self {
+        if open {
+            Self::slab(c)
+        } else {
+            Self(Self::UNOPENED | c as u32)
+        }
     }
 
     /// The size class if this is a page of a slab not opened yet.

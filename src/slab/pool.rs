@@ -137,17 +137,13 @@ impl SlabPool {
         let s = desc_at(reg, page);
         // SAFETY: the block is fresh from the tree; nobody else can reach it.
         unsafe { s.init(reg.addr_of(page), c, owner.token()) };
-        for q in page..page + (1 << SLAB_ORDER) {
+        for k in 0..1 << SLAB_ORDER {
             // The first page is open from the start (init tagged its
             // objects), the others once carving reaches them (`take`).
-            let d = if q == page {
-                PageDesc::slab(c)
-            } else {
-                PageDesc::slab_unopened(c)
-            };
+            let d = PageDesc::slab_page(c, k < super::opened(c as u32, 0));
             // Release: the slab descriptor's init is visible to whoever frees
             // an object of it after reading this page descriptor.
-            reg.desc(q).store(d.0, Ordering::Release);
+            reg.desc(page + k).store(d.0, Ordering::Release);
         }
         // Relaxed: a statistic.
         self.live.fetch_add(1, Ordering::Relaxed);
