@@ -488,9 +488,9 @@ impl<C: CurrentCpu> GlobalHeap<C> {
         cpu: Option<usize>,
         layout: Layout,
     ) -> Option<NonNull<u8>> {
-        let c = slab::fit_small(layout.size(), layout.align())?;
+        let k = slab::fit_key(layout.size(), layout.align())?;
         // SAFETY: forwarded.
-        unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.alloc_cached_as::<CLEAR_TAG>(c)) }?
+        unsafe { self.with_ready_handle::<PINNED, _>(cpu, |h| h.alloc_fitted_as::<CLEAR_TAG>(k)) }?
     }
 
     /// Every allocation [`Self::alloc_fast`] leaves: larger sizes and

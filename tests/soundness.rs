@@ -596,11 +596,12 @@ fn bug8_every_accepted_geometry_serves_or_is_refused() {
 /// on 5d3224e the free mark of src/heap/slabs.rs (the address xor
 /// "magbuddy" at bytes 8..16, or 4..8 of an 8 B object); since then the free
 /// tag of src/slab.rs (`tag_of`: the address's low half xor 0x6d627501 at
-/// bytes 4..8). Both are written, so the test keeps attacking whichever the
-/// allocator uses.
+/// bytes 4..8), now the constant 0x6d627501 there (`FREE_TAG`). The mark
+/// and the current tag are written, so the test keeps attacking whichever
+/// the allocator uses.
 fn forge_free_mark(p: *mut u8, size: usize) {
     let mark = (p as u64) ^ 0x6d61_6762_7564_6479;
-    let tag = (p as u32) ^ 0x6d62_7501;
+    let tag = 0x6d62_7501u32;
     unsafe {
         if size == 8 {
             (p.add(4) as *mut u32).write(mark as u32);

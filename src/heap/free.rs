@@ -195,21 +195,20 @@ impl Heap {
         if !Self::is_object_start(c, addr) {
             return None;
         }
-        let tag = slab::tag_of(addr);
         // SAFETY: an object of a live slab, just checked.
         let word = unsafe { slab::tag_word(addr) };
         crate::sync::model_yield();
         // Acquire: as in `Heap::claim_object` (orders the re-check below).
-        if word.load(Ordering::Acquire) == tag {
+        if word.load(Ordering::Acquire) == slab::FREE_TAG {
             return None;
         }
         // A stale free whose slab was released and reused meanwhile: the
         // general path decides (see `Heap::claim_object`).
-        if !super::object::still_slab(cell, c) {
+        if !super::object::still_slab(cell, PageDesc::slab(c)) {
             return None;
         }
         // Relaxed: published with the magazine push that follows.
-        word.store(tag, Ordering::Relaxed);
+        word.store(slab::FREE_TAG, Ordering::Relaxed);
         Some(c)
     }
 

@@ -11,17 +11,20 @@ use crate::cpu::CpuId;
 use crate::magazine::{cache_class, fit_cached, CpuCache, Magazine, MAX_CACHED};
 use crate::region::Usable;
 use crate::slab::{self, Owner, MAX_SMALL, SMALL_CLASSES};
-use crate::sync::{AtomicBool, AtomicUsize, Ordering, UnsafeCell};
+use crate::sync::{AtomicBool, AtomicU32, AtomicUsize, Ordering, UnsafeCell};
 use crate::FreeError;
 
 /// State of one CPU slot, in the heap's metadata (one cache line pair each).
 pub(crate) struct CpuSlot {
     claimed: AtomicBool,
-    /// Set to ask the holder to flush its magazines ([`Heap::reclaim`]);
-    /// its next allocation that reaches a slow path honours and clears it.
-    /// A flag in the slot, not a heap-wide epoch: the fast path tests it
-    /// with one compare, through the slot it loads anyway.
-    drain: AtomicBool,
+    /// Set (to `u32::MAX`, else 0) to ask the holder to flush its
+    /// magazines ([`Heap::reclaim`]); its next allocation that reaches a
+    /// slow path honours and clears it. A word in the slot, not a heap-wide
+    /// epoch: the fast path reads it through the slot it loads anyway, and
+    /// as the floor of its pop (a round only if the loaded magazine holds
+    /// more than it), the compare that tests emptiness tests it too (2
+    /// instructions fewer than a flag with its own branch).
+    drain: AtomicU32,
     /// Magazines and current slabs, touched only by the slot's holder.
     pub(crate) cache: UnsafeCell<CpuCache>,
     /// Home area (packed region/area), kept across claims.
@@ -34,7 +37,7 @@ impl CpuSlot {
     pub(crate) fn new(home: usize, sentinel: *const Magazine) -> Self {
         Self {
             claimed: AtomicBool::new(false),
-            drain: AtomicBool::new(false),
+            drain: AtomicU32::new(0),
             cache: UnsafeCell::new(CpuCache::new(sentinel)),
             home: AtomicUsize::new(home),
             counters: Counters::default(),
@@ -73,12 +76,18 @@ impl CpuSlot {
     pub(crate) fn request_drain(&self) {
         // Relaxed: a request flag; a late view only delays the flush by
         // one call.
-        self.drain.store(true, Ordering::Relaxed);
+        self.drain.store(u32::MAX, Ordering::Relaxed);
     }
 
     /// Whether a drain was requested and not yet honoured.
-    #[inline(always)]
     pub(crate) fn drain_requested(&self) -> bool {
+        self.pop_floor() != 0
+    }
+
+    /// The floor of the fast path's pop: `u32::MAX` (no round) while a
+    /// drain is due, else 0.
+    #[inline(always)]
+    pub(crate) fn pop_floor(&self) -> u32 {
         // Relaxed: as in `request_drain`.
         self.drain.load(Ordering::Relaxed)
     }
@@ -88,7 +97,7 @@ impl CpuSlot {
     /// stays set for the next allocation (no read-modify-write needed).
     pub(crate) fn clear_drain(&self) {
         // Relaxed: as in `request_drain`.
-        self.drain.store(false, Ordering::Relaxed);
+        self.drain.store(0, Ordering::Relaxed);
     }
 
     /// Releases the slot. Release: pairs with the Acquire in `try_claim`.
@@ -177,10 +186,8 @@ impl<'h> Handle<'h> {
     /// only: a CPU that allocates honours drains on its next allocation).
     #[inline(always)]
     pub(crate) fn pop_loaded(&mut self, cc: usize) -> Option<usize> {
-        if self.slot.drain_requested() {
-            return None;
-        }
-        self.cache(|c| c.pop(cc))
+        let floor = self.slot.pop_floor();
+        self.cache(|c| c.pop(cc, floor))
     }
 
     /// Pushes a round of class `cc` onto the loaded magazine (the fast path):
@@ -282,9 +289,9 @@ impl<'h> Handle<'h> {
     /// ```
     #[inline(always)]
     pub fn alloc_fit_cached(&mut self, size: usize, align: usize) -> Option<NonNull<u8>> {
-        // `fit_small`: the classes above 2 KiB take `alloc_fit`, keeping
+        // `fit_key`: the classes above 2 KiB take `alloc_fit`, keeping
         // this path as short as it was before them.
-        self.alloc_cached(slab::fit_small(size, align)?)
+        self.alloc_fitted_as::<true>(slab::fit_key(size, align)?)
     }
 
     /// `alloc_fit`'s other sizes and alignments (the multi-page classes,
@@ -328,9 +335,28 @@ impl<'h> Handle<'h> {
         c: usize,
     ) -> Option<NonNull<u8>> {
         let p = self.pop_loaded(c)?;
+        Some(self.hand_out_round::<CLEAR_TAG>(c, p))
+    }
+
+    /// [`Self::alloc_cached_as`] by fitted key `k` (`slab::fit_key`): the
+    /// magazine comes from the cache's per-size table, so no class is
+    /// looked up (only `checked` builds need it, to hand the object out).
+    #[inline(always)]
+    pub(crate) fn alloc_fitted_as<const CLEAR_TAG: bool>(
+        &mut self,
+        k: usize,
+    ) -> Option<NonNull<u8>> {
+        let floor = self.slot.pop_floor();
+        let p = self.cache(|c| c.pop_fitted(k, floor))?;
+        Some(self.hand_out_round::<CLEAR_TAG>(slab::fitted_class(k), p))
+    }
+
+    /// Object `p` of small class `c`, just popped, goes to the user.
+    #[inline(always)]
+    fn hand_out_round<const CLEAR_TAG: bool>(&self, c: usize, p: usize) -> NonNull<u8> {
         self.heap.hand_out_object::<CLEAR_TAG>(c, p);
         // SAFETY: a round is an object's address in the heap, never null.
-        Some(unsafe { NonNull::new_unchecked(p as *mut u8) })
+        unsafe { NonNull::new_unchecked(p as *mut u8) }
     }
 
     /// Blocks above 16 KiB (and `size == 0`): straight from the buddy tree.

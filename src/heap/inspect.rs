@@ -192,7 +192,7 @@ impl Heap {
             }
             // SAFETY: as above.
             let tag = unsafe { slab::tag_word(p) }.load(crate::sync::Ordering::Relaxed);
-            if !slab::MARK_AT_USER && tag != slab::tag_of(p) {
+            if !slab::MARK_AT_USER && tag != slab::FREE_TAG {
                 fail("object in a magazine carries no free tag", p)?;
             }
             return Ok(());

@@ -13,18 +13,20 @@
 
 use super::Heap;
 use crate::region::{PageDesc, Region};
-use crate::slab::{self, slab_at, tag_of, tag_word, SlabDesc, MARK_AT_USER};
+use crate::slab::{self, slab_at, tag_word, SlabDesc, FREE_TAG, MARK_AT_USER};
 use crate::sync::{AtomicU32, Ordering};
 use crate::FreeError;
 
-/// Whether the page whose descriptor is `cell` still is in a slab of class
-/// `c`: a free that read the class earlier and then found the object's mark
-/// in use is stale if not (the slab was released, its pages reused).
+/// Whether the page whose descriptor is `cell` still is the slab page it
+/// was (`slab`, a [`PageDesc::slab`] read before): a free that read the
+/// class earlier and then found the object's mark in use is stale if not
+/// (the slab was released, its pages reused). The fast path passes the
+/// descriptor it loaded, which it still holds in a register.
 #[inline(always)]
-pub(crate) fn still_slab(cell: &AtomicU32, c: usize) -> bool {
+pub(crate) fn still_slab(cell: &AtomicU32, slab: PageDesc) -> bool {
     // Relaxed: ordered after the caller's Acquire access to the object's
     // tag or bit; a new owner's write there implies the release before it.
-    cell.load(Ordering::Relaxed) == PageDesc::slab(c).0
+    cell.load(Ordering::Relaxed) == slab.0
         || crate::mutant::on(crate::mutant::Mutant::ClaimSkipsRecheck)
 }
 
@@ -58,7 +60,7 @@ impl Heap {
             if !unsafe { s.mark_free(base, c, p) } {
                 return Err(self.free_object_error(s, base, c, p));
             }
-            if !still_slab(reg.desc(page), c) {
+            if !still_slab(reg.desc(page), PageDesc::slab(c)) {
                 // SAFETY: as above; we set the bit just now.
                 unsafe { s.mark_taken(base, c, p) };
                 return Err(FreeError::DoubleFree(p));
@@ -71,14 +73,14 @@ impl Heap {
         // The tag was written by whoever freed `p` before; a user who frees
         // it again is ordered after that free (same thread, or the
         // synchronisation that passed the pointer on).
-        if tag.load(Ordering::Acquire) == tag_of(p) {
+        if tag.load(Ordering::Acquire) == FREE_TAG {
             self.confirm_not_free(reg, page, c, p)?;
         }
-        if !still_slab(reg.desc(page), c) {
+        if !still_slab(reg.desc(page), PageDesc::slab(c)) {
             return Err(FreeError::DoubleFree(p));
         }
         // Relaxed: published with the magazine push or the slab push.
-        tag.store(tag_of(p), Ordering::Relaxed);
+        tag.store(FREE_TAG, Ordering::Relaxed);
         Ok(())
     }
 
@@ -147,7 +149,7 @@ impl Heap {
             unsafe { s.is_free(base, c, p) }
         } else {
             // SAFETY: as above.
-            (unsafe { tag_word(p) }.load(Ordering::Relaxed) == tag_of(p))
+            (unsafe { tag_word(p) }.load(Ordering::Relaxed) == FREE_TAG)
                 && self.confirm_free(s, base, c, p)
         };
         if free {

@@ -5,7 +5,7 @@
 //! buddy tree's placement) are the heap's (`heap/refill.rs`).
 
 use super::{round_size, MagId, Magazine, MagazinePool, CACHE_CLASSES};
-use crate::slab::{SlabId, SMALL_CLASSES};
+use crate::slab::{self, SlabId, FIT_INDICES, SMALL_CLASSES};
 
 const _: () = assert!(CACHE_CLASSES <= 64, "`touched` has a bit per class");
 
@@ -16,6 +16,14 @@ pub(crate) struct CpuCache {
     /// pushed to with a limit of 0) when none is loaded, so the fast paths
     /// test no pointer.
     mag: [*const Magazine; CACHE_CLASSES],
+    /// `mag[slab::fitted_class(8 * i + 7)]` for every entry `i`, kept so by
+    /// [`Self::swap_loaded`] (the only writer of `mag` after `new`): the
+    /// fitted fast path (`malloc`, `GlobalAlloc`) goes from the size to the
+    /// magazine with one load instead of a class lookup and a load, 2
+    /// instructions fewer per allocation, for 2 KiB per CPU. An entry
+    /// that missed a swap would pop another CPU's magazine: the unit test
+    /// `by_fit_follows_every_swap` checks the invariant.
+    by_fit: [*const Magazine; FIT_INDICES],
     /// Rounds a push may fill the loaded magazine to: its capacity, or 0
     /// when none is loaded, so a push needs one compare.
     limit: [u32; CACHE_CLASSES],
@@ -49,6 +57,7 @@ impl CpuCache {
     pub(crate) fn new(sentinel: *const Magazine) -> Self {
         Self {
             mag: [sentinel; CACHE_CLASSES],
+            by_fit: [sentinel; FIT_INDICES],
             limit: [0; CACHE_CLASSES],
             allocs: 0,
             frees: 0,
@@ -69,14 +78,35 @@ impl CpuCache {
     }
 
     /// Pops a round of class `cc` from the loaded magazine (the fast path):
-    /// `None` if it is empty or missing.
+    /// `None` if it is empty or missing, or `floor` is `u32::MAX` (see
+    /// [`Magazine::pop_above`]).
     #[inline(always)]
-    pub(crate) fn pop(&mut self, cc: usize) -> Option<usize> {
+    pub(crate) fn pop(&mut self, cc: usize, floor: u32) -> Option<usize> {
         debug_assert!(cc < CACHE_CLASSES);
         // SAFETY: `cc` is a cache class (callers derive it from a size or
         // a descriptor we wrote); the loaded magazine (held by this CPU)
         // or the sentinel lives in the heap's pool for its lifetime.
-        let p = unsafe { &**self.mag.get_unchecked(cc) }.pop()?;
+        let p = unsafe { &**self.mag.get_unchecked(cc) }.pop_above(floor)?;
+        self.allocs += 1;
+        Some(p)
+    }
+
+    /// [`Self::pop`] by fitted key `k` ([`slab::fit_key`]): the magazine
+    /// of class `slab::fitted_class(k)`.
+    #[inline(always)]
+    pub(crate) fn pop_fitted(&mut self, k: usize, floor: u32) -> Option<usize> {
+        debug_assert!(k < 8 * FIT_INDICES && k % 8 == 7);
+        // Entry `k / 8` sits at byte `k - 7`, added as two offsets so that
+        // the `- 7` folds into the load's displacement: as `k / 8 * 8` it
+        // costs an `and` per `malloc` (1 instruction of 90.2 per pair).
+        let at = self
+            .by_fit
+            .as_ptr()
+            .wrapping_byte_add(k)
+            .wrapping_byte_sub(7);
+        // SAFETY: `k` is a fitted key, so `at` is entry `k / 8` of
+        // `by_fit`: the class's loaded magazine or the sentinel, as in `pop`.
+        let p = unsafe { &**at }.pop_above(floor)?;
         self.allocs += 1;
         Some(p)
     }
@@ -112,6 +142,10 @@ impl CpuCache {
                 (pool.cap(cc), pool.mag(m))
             }
         };
+        let loaded = self.mag[cc];
+        for i in slab::fit_indices(cc) {
+            self.by_fit[i] = loaded;
+        }
         self.changed |= 1 << cc;
         old
     }
@@ -161,5 +195,66 @@ impl CpuCache {
             self.class_bytes[cc] = bytes;
         }
         self.counted
+    }
+}
+
+#[cfg(all(test, not(any(loom, shuttle))))]
+mod tests {
+    use crate::{slab, Heap};
+
+    /// The per-size table is what the fitted fast path pops from: an entry
+    /// left behind by a swap would hand out rounds of a magazine this CPU
+    /// no longer holds. Every swap a mix of sizes and alignments causes
+    /// (loads, unloads at flushes, the depot) keeps `by_fit[i]` equal to
+    /// the loaded magazine of entry `i`'s class.
+    #[test]
+    fn by_fit_follows_every_swap() {
+        let len = 16 << 20;
+        let mut ram = std::vec![0u8; len];
+        // SAFETY: `ram` is ours and outlives the heap.
+        let heap = unsafe { Heap::init(ram.as_mut_ptr(), len, 1) }.unwrap();
+        let mut h = heap.handle_for(0).unwrap();
+        let check = |heap: &Heap, step: usize| {
+            heap.slot(0).cache.with(|c| {
+                // SAFETY: a quiet point: the only handle is ours and idle.
+                let c = unsafe { &*c };
+                for i in 0..slab::FIT_INDICES {
+                    let cc = slab::fitted_class(8 * i + 7);
+                    assert_eq!(
+                        c.by_fit[i], c.mag[cc],
+                        "entry {i} (class {cc}), step {step}"
+                    );
+                }
+            });
+        };
+        check(heap, 0);
+        let mut live = std::vec::Vec::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for step in 1..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if live.len() < 600 && (x % 3 != 0 || live.is_empty()) {
+                let size = 1 + (x >> 8) as usize % 2048;
+                let align = 8 << ((x >> 24) % 3);
+                live.push(h.alloc_fit(size, align).unwrap());
+            } else {
+                let p = live.swap_remove((x >> 32) as usize % live.len());
+                // SAFETY: allocated above, freed once.
+                unsafe { h.try_free(p.as_ptr()) }.unwrap();
+            }
+            if step % 97 == 0 {
+                check(heap, step);
+            }
+            if step % 5_000 == 0 {
+                heap.reclaim();
+            }
+        }
+        for p in live {
+            // SAFETY: as above.
+            unsafe { h.try_free(p.as_ptr()) }.unwrap();
+        }
+        drop(h);
+        check(heap, usize::MAX);
     }
 }

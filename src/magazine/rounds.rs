@@ -33,7 +33,19 @@ impl Magazine {
     /// Holder: takes the top round, if any.
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<usize> {
-        let n = self.len().checked_sub(1)?;
+        self.pop_above(0)
+    }
+
+    /// Holder: takes the top round if the magazine holds more than `floor`
+    /// rounds: `floor` is 0, or `u32::MAX` to refuse (a drain request,
+    /// tested with the emptiness in one compare).
+    #[inline(always)]
+    pub(crate) fn pop_above(&self, floor: u32) -> Option<usize> {
+        let len = self.len();
+        if len <= floor {
+            return None;
+        }
+        let n = len - 1;
         // Relaxed: a checker that reads the old count may still find the
         // round, which was free when it read the count.
         self.count.store(n, Ordering::Relaxed);

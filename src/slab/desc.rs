@@ -2,7 +2,7 @@
 //! word, free bitmap and the owner-only state (see `crate::slab` for the
 //! ownership protocol and the free marks).
 
-use super::{capacity, class_size, object_index, tag_of, tag_word, Owner};
+use super::{capacity, class_size, object_index, tag_word, Owner, FREE_TAG};
 use crate::mutant::{self, Mutant};
 use crate::region::{PageDesc, Region};
 use crate::sync::{raw, AtomicU32, AtomicU64, Ordering, UnsafeCell};
@@ -108,7 +108,7 @@ unsafe fn tag_page(base: usize, c: u32, k: usize) {
     for i in first..end.min(capacity(c as usize)) {
         let p = obj(base, c, i) as usize;
         // SAFETY: object `i` of the caller's slab, not handed out.
-        unsafe { tag_word(p) }.store(tag_of(p), Ordering::Relaxed);
+        unsafe { tag_word(p) }.store(FREE_TAG, Ordering::Relaxed);
     }
 }
 
@@ -522,7 +522,7 @@ impl SlabDesc {
                 }
                 // SAFETY: a free object of this slab holds its tag.
                 let tag = unsafe { tag_word(p) }.load(Ordering::Relaxed);
-                if !cfg!(feature = "checked") && tag != tag_of(p) {
+                if !cfg!(feature = "checked") && tag != FREE_TAG {
                     return Err("object on a slab free list carries no free tag");
                 }
                 // SAFETY: a free object of this slab holds its link.

@@ -10,12 +10,12 @@ use crate::sync::{raw, Ordering};
 /// marks them where they enter and leave the slab layer.
 pub(crate) const MARK_AT_USER: bool = cfg!(feature = "checked");
 
-/// The free tag of object `p` (see the module doc): odd, so never 0 (the
-/// cleared value), and different for every object of a slab.
-#[inline(always)]
-pub(crate) fn tag_of(p: usize) -> u32 {
-    (p as u32) ^ 0x6d62_7501
-}
+/// The free tag (see the layer doc in `crate::slab`): never 0 (the cleared
+/// value). One constant for every object, not one per address: the free
+/// fast path compares it as an immediate (2 instructions fewer than
+/// deriving it from the address), and it is a filter either way, since a
+/// match only sends the free to the exact check behind it.
+pub(crate) const FREE_TAG: u32 = 0x6d62_7501;
 
 /// The word that holds object `p`'s free tag: bytes 4..8, past the 4-byte
 /// free-list link, so it fits the smallest class.

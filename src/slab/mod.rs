@@ -56,7 +56,7 @@ mod owner;
 mod pool;
 
 pub(crate) use desc::{opened, SlabDesc, ABANDONED};
-pub(crate) use mark::{hand_out_object, leave_slab, tag_of, tag_word, MARK_AT_USER};
+pub(crate) use mark::{hand_out_object, leave_slab, tag_word, FREE_TAG, MARK_AT_USER};
 pub(crate) use owner::Owner;
 pub(crate) use pool::{desc_at, slab_at, slab_by_id, SlabId, SlabPool};
 
@@ -133,17 +133,21 @@ const fn objects_per_slab(c: usize) -> u32 {
     n as u32
 }
 
-/// Per-class data of the free path, one 8-byte table entry per class (so
-/// the free path indexes it with one scaled address): what
-/// [`object_index`] needs.
-#[derive(Clone, Copy)]
+/// Per-class data of the free path, as one array per field (64 entries:
+/// zero past the classes, where capacity 0 refuses every offset, so any
+/// 6-bit class from a page descriptor indexes it without a bounds check).
+/// Every field is one scaled address off the same base, and the capacity
+/// a 32-bit memory operand of the compare: an array of 8-byte entries took
+/// 3 instructions more per free in the C shim (a copy of the class, a
+/// load of the capacity, a saved register). What [`object_index`] and
+/// [`capacity`] read.
 struct Index {
     /// Inverse of the odd part of the class size, modulo 2^32.
-    inverse: u32,
+    inverse: [u32; 64],
     /// `objects_per_slab`.
-    cap: u16,
+    cap: [u32; 64],
     /// log2 of the power-of-two part of the class size.
-    shift: u16,
+    shift: [u8; 64],
 }
 
 /// The inverse of odd `q` modulo 2^32 (Newton's iteration: each step
@@ -158,22 +162,18 @@ const fn inverse_of(q: u32) -> u32 {
     x
 }
 
-/// 64 entries (zero past the classes: capacity 0 refuses every offset), so
-/// any 6-bit class from a page descriptor indexes it without a bounds check.
-const INDEX: [Index; 64] = {
-    let mut t = [Index {
-        inverse: 0,
-        cap: 0,
-        shift: 0,
-    }; 64];
+const INDEX: Index = {
+    let mut t = Index {
+        inverse: [0; 64],
+        cap: [0; 64],
+        shift: [0; 64],
+    };
     let mut c = 0;
     while c < SMALL_CLASSES {
         let shift = CLASS_SIZES[c].trailing_zeros();
-        t[c] = Index {
-            inverse: inverse_of((CLASS_SIZES[c] >> shift) as u32),
-            cap: objects_per_slab(c) as u16,
-            shift: shift as u16,
-        };
+        t.inverse[c] = inverse_of((CLASS_SIZES[c] >> shift) as u32);
+        t.cap[c] = objects_per_slab(c);
+        t.shift[c] = shift as u8;
         c += 1;
     }
     t
@@ -194,10 +194,10 @@ const INDEX: [Index; 64] = {
 /// of every class.
 #[inline(always)]
 pub(crate) fn object_index(c: usize, offset: usize) -> usize {
-    let e = INDEX[c & 63];
+    let c = c & 63;
     (offset as u32)
-        .rotate_right(e.shift as u32)
-        .wrapping_mul(e.inverse) as usize
+        .rotate_right(INDEX.shift[c] as u32)
+        .wrapping_mul(INDEX.inverse[c]) as usize
 }
 
 /// Objects per slab of class `c` (see `objects_per_slab`), from the class
@@ -205,7 +205,7 @@ pub(crate) fn object_index(c: usize, offset: usize) -> usize {
 /// lives in the slab's tail.
 #[inline(always)]
 pub(crate) fn capacity(c: usize) -> u32 {
-    INDEX[c & 63].cap as u32
+    INDEX.cap[c & 63]
 }
 
 /// [`capacity`] as a `usize`.
@@ -291,13 +291,56 @@ pub(crate) fn fit_class(size: usize, align: usize) -> Option<usize> {
 }
 
 /// [`fit_class`] for objects of up to 2048 B (`None` for the rest): one
-/// compare and one load, what the handle's fast path inlines. The
-/// multi-page classes are [`fit_big`], behind it.
+/// compare and one load. The multi-page classes are [`fit_big`], behind it.
 #[inline(always)]
 pub(crate) fn fit_small(size: usize, align: usize) -> Option<usize> {
-    let s1 = size.wrapping_sub(1) | align.wrapping_sub(1);
-    // `s1 < 2048`: the shifted value fits the `u8`.
-    (s1 < MAX_SMALL).then(|| FIT[(s1 >> 3) as u8 as usize] as usize)
+    fit_key(size, align).map(fitted_class)
+}
+
+/// Entries of the fitted table: one per 8 bytes up to 2048.
+pub(crate) const FIT_INDICES: usize = MAX_SMALL / 8;
+
+/// Where [`fit_small`] looks: `k = (size - 1) | (align - 1) | 7`, the last
+/// byte of the smallest multiple of 8 and of `align` that holds `size`, if
+/// below 2048 (`None` for the rest). Tables with one entry per 8 bytes
+/// take entry `k / 8`; the CPU caches' per-size magazine table is one, so
+/// the handle's fitted fast path needs no class.
+#[inline(always)]
+pub(crate) fn fit_key(size: usize, align: usize) -> Option<usize> {
+    let k = size.wrapping_sub(1) | align.wrapping_sub(1) | 7;
+    (k < MAX_SMALL).then_some(k)
+}
+
+/// The class of fitted key `k` ([`fit_key`]).
+#[inline(always)]
+pub(crate) fn fitted_class(k: usize) -> usize {
+    // `k < 2048`: the shifted value fits the `u8`.
+    FIT[(k >> 3) as u8 as usize] as usize
+}
+
+/// `FIT_RANGE[c]`: the fitted indices whose class is `c` (`FIT` is
+/// monotone, so they are one range; empty for classes no index names).
+const FIT_RANGE: [(u16, u16); SMALL_CLASSES] = {
+    let mut t = [(0u16, 0u16); SMALL_CLASSES];
+    let mut i = 0;
+    while i < FIT_INDICES {
+        let c = FIT[i] as usize;
+        if t[c].1 == 0 {
+            t[c].0 = i as u16;
+        }
+        t[c].1 = i as u16 + 1;
+        i += 1;
+    }
+    t
+};
+
+/// The fitted indices of cache class `c`: exactly those `i` with
+/// `fitted_class(8 * i + 7) == c` (none for page classes).
+pub(crate) fn fit_indices(c: usize) -> core::ops::Range<usize> {
+    match FIT_RANGE.get(c) {
+        Some(&(lo, hi)) => lo as usize..hi as usize,
+        None => 0..0,
+    }
 }
 
 /// [`fit_class`] above 2048 B: a multi-page class, or `None` where a
@@ -429,5 +472,19 @@ mod tests {
         assert_eq!(fit_class(0, 8), None);
         assert_eq!(fit_class(MAX_FIT + 1, 8), None);
         assert_eq!(fit_class(8, 4096), None);
+    }
+
+    #[test]
+    fn fit_indices_are_the_indices_of_their_class() {
+        for c in 0..SMALL_CLASSES + 8 {
+            let mine: std::vec::Vec<usize> = (0..FIT_INDICES)
+                .filter(|&i| fitted_class(8 * i + 7) == c)
+                .collect();
+            assert_eq!(
+                fit_indices(c).collect::<std::vec::Vec<_>>(),
+                mine,
+                "class {c}"
+            );
+        }
     }
 }

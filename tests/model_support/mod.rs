@@ -100,9 +100,15 @@ pub fn block_size(size: usize) -> usize {
     }
 }
 
-/// The free tag of object `p` in the default build since 7a561a8
-/// (`src/slab/mark.rs` `tag_of`, bytes 4..8 of a free object).
-fn tag_of(p: usize) -> u32 {
+/// The free tag of the default build (`src/slab/mark.rs` `FREE_TAG`, bytes
+/// 4..8 of a free object): one constant for every object.
+fn tag_of(_p: usize) -> u32 {
+    0x6d62_7501
+}
+
+/// The free tag from 7a561a8 until it became a constant: the constant xor
+/// the address's low half (random heads avoid it too).
+fn old_tag_of(p: usize) -> u32 {
     (p as u32) ^ 0x6d62_7501
 }
 
@@ -1122,7 +1128,8 @@ impl<'h> Run<'h> {
         };
         let mut head = [next(), next()];
         // Never the free tag or the old free mark by accident.
-        if (head[0] >> 32) as u32 == tag_of(p) || (head[0] >> 32) as u32 == old_mark_of(p) as u32 {
+        let half = (head[0] >> 32) as u32;
+        if half == tag_of(p) || half == old_tag_of(p) || half == old_mark_of(p) as u32 {
             head[0] ^= 1 << 63;
         }
         if head[1] == old_mark_of(p) {
