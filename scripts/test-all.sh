@@ -28,6 +28,8 @@ stage "format" cargo fmt --all -- --check
 stage "layers (scripts/layers.sh)" scripts/layers.sh
 clippy() {
   cargo clippy --workspace --all-targets "${P[@]}" -- -D warnings
+  # The shim alone: without `std` (no other package enables `magbuddy/std`).
+  cargo clippy -p magbuddy-preload "${P[@]}" -- -D warnings
   cargo clippy -p magbuddy --all-targets --features checked,std,allocator-api2 "${P[@]}" -- -D warnings
   "${SHUTTLE[@]}" cargo clippy -p verify --all-targets "${P[@]}" -- -D warnings
   "${LOOM[@]}" cargo clippy -p verify --all-targets "${P[@]}" -- -D warnings

@@ -51,10 +51,15 @@
 // Built to abort on panic (the release and verify profiles), the shim needs
 // nothing of `std` on x86_64: without it the library links neither `std`'s
 // runtime nor `libgcc_s` (its unwinder), so a small program under the shim
-// maps 2,072 KiB instead of 2,268–2,424 (`sleep`: the shim's resident text
+// maps 2,068 KiB instead of 2,268–2,424 (`sleep`: the shim's resident text
 // 232 → 108 KiB, and `libgcc_s`'s 76 KiB gone; `papers/preload.md`).
-// Debug builds keep `std`, whose unwinding panics need it.
-#![cfg_attr(all(panic = "abort", target_arch = "x86_64"), no_std)]
+// Debug builds keep `std`, whose unwinding panics need it, and so does a
+// build where another package enabled `magbuddy/std` (`magbuddy_std`, see
+// `build.rs`): the workspace's.
+#![cfg_attr(
+    all(panic = "abort", target_arch = "x86_64", not(magbuddy_std)),
+    no_std
+)]
 
 use core::cell::UnsafeCell;
 use core::ffi::{c_int, c_void};
@@ -361,7 +366,7 @@ fn die(args: core::fmt::Arguments<'_>) -> ! {
 
 /// A panic (a bug) without `std`: its message on stderr, then abort, as
 /// `std` would do for a panic that reaches an `extern "C"` function.
-#[cfg(all(panic = "abort", target_arch = "x86_64"))]
+#[cfg(all(panic = "abort", target_arch = "x86_64", not(magbuddy_std)))]
 #[panic_handler]
 fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
     die(format_args!("panic: {info}"))
@@ -369,7 +374,7 @@ fn on_panic(info: &core::panic::PanicInfo<'_>) -> ! {
 
 /// The precompiled `core` was built to unwind and names this symbol; with
 /// `panic = "abort"` nothing unwinds, so it is never called.
-#[cfg(all(panic = "abort", target_arch = "x86_64"))]
+#[cfg(all(panic = "abort", target_arch = "x86_64", not(magbuddy_std)))]
 #[no_mangle]
 extern "C" fn rust_eh_personality() {}
 
