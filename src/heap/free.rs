@@ -204,7 +204,7 @@ impl Heap {
         }
         // A stale free whose slab was released and reused meanwhile: the
         // general path decides (see `Heap::claim_object`).
-        if !super::object::still_slab(cell, PageDesc::slab(c)) {
+        if !super::object::still_slab(cell, c) {
             return None;
         }
         // Relaxed: published with the magazine push that follows.

@@ -17,16 +17,14 @@ use crate::slab::{self, slab_at, tag_word, SlabDesc, FREE_TAG, MARK_AT_USER};
 use crate::sync::{AtomicU32, Ordering};
 use crate::FreeError;
 
-/// Whether the page whose descriptor is `cell` still is the slab page it
-/// was (`slab`, a [`PageDesc::slab`] read before): a free that read the
-/// class earlier and then found the object's mark in use is stale if not
-/// (the slab was released, its pages reused). The fast path passes the
-/// descriptor it loaded, which it still holds in a register.
+/// Whether the page whose descriptor is `cell` still is in a slab of class
+/// `c`: a free that read the class earlier and then found the object's mark
+/// in use is stale if not (the slab was released, its pages reused).
 #[inline(always)]
-pub(crate) fn still_slab(cell: &AtomicU32, slab: PageDesc) -> bool {
+pub(crate) fn still_slab(cell: &AtomicU32, c: usize) -> bool {
     // Relaxed: ordered after the caller's Acquire access to the object's
     // tag or bit; a new owner's write there implies the release before it.
-    cell.load(Ordering::Relaxed) == slab.0
+    cell.load(Ordering::Relaxed) == PageDesc::slab(c).0
         || crate::mutant::on(crate::mutant::Mutant::ClaimSkipsRecheck)
 }
 
@@ -60,7 +58,7 @@ impl Heap {
             if !unsafe { s.mark_free(base, c, p) } {
                 return Err(self.free_object_error(s, base, c, p));
             }
-            if !still_slab(reg.desc(page), PageDesc::slab(c)) {
+            if !still_slab(reg.desc(page), c) {
                 // SAFETY: as above; we set the bit just now.
                 unsafe { s.mark_taken(base, c, p) };
                 return Err(FreeError::DoubleFree(p));
@@ -76,7 +74,7 @@ impl Heap {
         if tag.load(Ordering::Acquire) == FREE_TAG {
             self.confirm_not_free(reg, page, c, p)?;
         }
-        if !still_slab(reg.desc(page), PageDesc::slab(c)) {
+        if !still_slab(reg.desc(page), c) {
             return Err(FreeError::DoubleFree(p));
         }
         // Relaxed: published with the magazine push or the slab push.

@@ -98,7 +98,7 @@ impl CpuCache {
         debug_assert!(k < 8 * FIT_INDICES && k % 8 == 7);
         // Entry `k / 8` sits at byte `k - 7`, added as two offsets so that
         // the `- 7` folds into the load's displacement: as `k / 8 * 8` it
-        // costs an `and` per `malloc` (1 instruction of 90.2 per pair).
+        // costs an `and` per `malloc`.
         let at = self
             .by_fit
             .as_ptr()

@@ -102,9 +102,7 @@ pub fn block_size(size: usize) -> usize {
 
 /// The free tag of the default build (`src/slab/mark.rs` `FREE_TAG`, bytes
 /// 4..8 of a free object): one constant for every object.
-fn tag_of(_p: usize) -> u32 {
-    0x6d62_7501
-}
+const FREE_TAG: u32 = 0x6d62_7501;
 
 /// The free tag from 7a561a8 until it became a constant: the constant xor
 /// the address's low half (random heads avoid it too).
@@ -1129,7 +1127,7 @@ impl<'h> Run<'h> {
         let mut head = [next(), next()];
         // Never the free tag or the old free mark by accident.
         let half = (head[0] >> 32) as u32;
-        if half == tag_of(p) || half == old_tag_of(p) || half == old_mark_of(p) as u32 {
+        if half == FREE_TAG || half == old_tag_of(p) || half == old_mark_of(p) as u32 {
             head[0] ^= 1 << 63;
         }
         if head[1] == old_mark_of(p) {
@@ -1773,7 +1771,7 @@ impl<'h> Run<'h> {
                         } else {
                             ((p + 8) as *mut u64).write(old_mark_of(p));
                         }
-                        ((p + 4) as *mut u32).write(tag_of(p));
+                        ((p + 4) as *mut u32).write(FREE_TAG);
                         blk.head[0] = (p as *const u64).read();
                         if blk.size >= 16 {
                             blk.head[1] = ((p + 8) as *const u64).read();
