@@ -34,6 +34,7 @@ CASES=(
   "GeometryUnchecked|soundness|bug8_every_accepted_geometry"
   "SlabIdsWrap|soundness|bug5_top_slab_of_a_region_just_under_4_tib"
   "GrowIgnoresBuddy|resize|grows_into_a_free_buddy_and_refuses_a_taken_one"
+  "DrainReleasesListed|soundness|extra_b_a_live_object_holding_the_tag"
 )
 BINS=(--test soundness --test bad_input --test model_fuzz --test race_matrix --test extremes
   --test resize)

@@ -68,11 +68,16 @@ pub enum Mutant {
     /// Buddy: a batch allocation reserves the pages of one block on the
     /// area word, however many it then takes in the chunk word.
     BatchReservesOne = 18,
+    /// Soundness: a flush puts each round back on its slab's lists while
+    /// its magazine still lists it (the magazine is emptied at the end), so
+    /// a round handed out again meanwhile reads as free to a free's exact
+    /// check.
+    DrainReleasesListed = 19,
 }
 
 impl Mutant {
     /// Every seeded defect, in order.
-    pub const ALL: [Mutant; 18] = [
+    pub const ALL: [Mutant; 19] = [
         Mutant::FreeWithoutCheck,
         Mutant::TwoStepUpdate,
         Mutant::UnreserveFirst,
@@ -91,6 +96,7 @@ impl Mutant {
         Mutant::PublishLiveFirst,
         Mutant::ClaimSkipsRecheck,
         Mutant::BatchReservesOne,
+        Mutant::DrainReleasesListed,
     ];
 }
 

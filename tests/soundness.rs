@@ -664,3 +664,60 @@ fn extra_a_live_object_holding_the_free_mark_pattern_can_be_freed() {
         "every slab released"
     );
 }
+
+/// Extra B (found by an outside attack, 2026-11-30; src/magazine/rounds.rs
+/// `drain`): a flush kept every round of a magazine listed until the whole
+/// magazine was done, but each round was already back on its slab's lists,
+/// so another thread could take it again, hand it out and see its user
+/// free it while the magazine still listed it. If that user's object held
+/// the tag value at bytes 4..8 (any program may store it), the exact check
+/// found it in the magazine and refused the free as a `DoubleFree`, and
+/// `GlobalAlloc` and the shim abort on that. Here one thread fills the
+/// depot (a handle's batch of 64 B objects, freed, the handle released),
+/// one empties it (`reclaim`) in a loop, and one allocates on the shared
+/// path, stores the tag and frees once. On 1aaac3a a refusal came within
+/// the 3 s budget in every run (5 of 5 with `--release`). Expected: no
+/// refusal; the heap validates.
+#[test]
+fn extra_b_a_live_object_holding_the_tag_is_freed_while_its_old_magazine_drains() {
+    let _serial = HEAVY.lock();
+    let mem = Mem::new(64 * MIB);
+    let heap = heap(&mem, 2);
+    let stop = AtomicBool::new(false);
+    let refused = Mutex::new(None);
+    let budget = Duration::from_secs(3);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                let mut h = heap.handle_for(0).unwrap();
+                let v: Vec<_> = (0..256).map(|_| h.alloc(64).unwrap()).collect();
+                for p in v {
+                    unsafe { h.try_free(p.as_ptr()) }.unwrap();
+                }
+            }
+        });
+        s.spawn(|| {
+            while !stop.load(Ordering::Relaxed) {
+                heap.reclaim();
+            }
+        });
+        let t0 = Instant::now();
+        while t0.elapsed() < budget {
+            let Some(p) = heap.alloc(64) else { continue };
+            let p = p.as_ptr();
+            forge_free_mark(p, 64);
+            if let Err(e) = unsafe { heap.try_free(p) } {
+                *refused.lock().unwrap() = Some(e);
+                break;
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    assert_eq!(
+        refused.into_inner().unwrap(),
+        None,
+        "the free of a live 64 B object holding the tag was refused"
+    );
+    heap.reclaim();
+    heap.validate().unwrap();
+}

@@ -104,11 +104,14 @@ impl Heap {
     /// Whether free object `p` is free: its bit is set (on the slab's lists
     /// or never carved) or a magazine holds it. An object always is in one
     /// of the two while free (a refill publishes the magazine before it
-    /// clears the bits; a flush sets the bits before it empties the
-    /// magazine), so only a move from the slab into a magazine already
+    /// clears the bits; a flush sets a round's bit before the round leaves
+    /// its magazine), so only a move from the slab into a magazine already
     /// scanned could hide it; such a move is a take, counted in the slab's
-    /// `progress`, and the check repeats. Lock-free: each repeat means the
-    /// slab's owner took objects meanwhile.
+    /// `progress`, and the check repeats. And a live object is never listed
+    /// in a magazine: a flushed round leaves its magazine before it goes on
+    /// its slab's lists, from which it can be handed out again
+    /// (`Magazine::drain`). Lock-free: each repeat means the slab's owner
+    /// took objects meanwhile.
     pub(crate) fn confirm_free(&self, s: &SlabDesc, base: usize, c: usize, p: usize) -> bool {
         loop {
             let before = s.progress();

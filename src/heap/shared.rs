@@ -33,6 +33,31 @@ impl Heap {
         p: usize,
         tally: &mut Tally,
     ) -> bool {
+        self.mark_round(cc, p) && self.release_round(by, cc, p, tally)
+    }
+
+    /// The first half of [`Self::flush_round`]: an object's free bit is set
+    /// (the default build's round enters the slab layer here, so the bit
+    /// must have been clear; false, counted, if it was not). Nothing can
+    /// take the object again until [`Self::release_round`].
+    fn mark_round(&self, cc: usize, p: usize) -> bool {
+        if cc >= SMALL_CLASSES || slab::MARK_AT_USER {
+            return true;
+        }
+        let reg = self.region_of(p).expect("round inside the heap");
+        let (s, base) = slab::slab_at(reg, reg.page_of(p));
+        // SAFETY: the object lies in a live slab (it is handed out).
+        let marked = unsafe { s.mark_free(base, cc, p) };
+        if !marked {
+            self.record_corruption(p);
+        }
+        marked
+    }
+
+    /// The second half of [`Self::flush_round`]: the object goes on its
+    /// slab's lists, where it can be taken again; a block goes back to the
+    /// tree (its cached descriptor is its mark).
+    fn release_round(&self, by: Option<Owner>, cc: usize, p: usize, tally: &mut Tally) -> bool {
         let reg = self.region_of(p).expect("round inside the heap");
         let page = reg.page_of(p);
         if cc >= SMALL_CLASSES {
@@ -41,14 +66,6 @@ impl Heap {
             return unsafe { self.release_block(reg, page, p, PageDesc::cached(k), tally) }
                 .map_err(|_| self.record_corruption(p))
                 .is_ok();
-        }
-        let (s, base) = slab::slab_at(reg, page);
-        // Default build: the round enters the slab layer here, and its bit
-        // must have been clear.
-        // SAFETY: the object lies in a live slab (it is handed out).
-        if !slab::MARK_AT_USER && !unsafe { s.mark_free(base, cc, p) } {
-            self.record_corruption(p);
-            return false;
         }
         let remote = self.slabs.free_to_slab(by, reg, page, cc, p);
         tally.add(Event::Remote, remote as u32);
@@ -188,9 +205,14 @@ impl Heap {
         tally: &mut Tally,
     ) {
         let bytes = m.len() as usize * crate::magazine::round_size(cc);
-        m.drain(|p| {
-            self.flush_round(by, cc, p, tally);
-        });
+        // Each round leaves the magazine between its mark and its release
+        // (see `Magazine::drain`).
+        m.drain(
+            |p| self.mark_round(cc, p),
+            |p| {
+                self.release_round(by, cc, p, tally);
+            },
+        );
         self.came_home(bytes);
     }
 }

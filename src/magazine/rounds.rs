@@ -1,6 +1,7 @@
 //! One magazine: a holder-only array of rounds that anyone may search.
 
 use super::MAG_ROUNDS;
+use crate::mutant::{self, Mutant};
 use crate::sync::{AtomicU32, AtomicUsize, Ordering};
 
 /// One magazine in the pool. Only its holder (a CPU, or whoever popped it
@@ -80,15 +81,36 @@ impl Magazine {
         self.count.store(rounds.len() as u32, Ordering::Release);
     }
 
-    /// Holder: runs `f` on every round, then empties the magazine (so each
-    /// round is still listed here while `f` moves it elsewhere).
-    pub(crate) fn drain(&self, mut f: impl FnMut(usize)) {
-        for slot in &self.slots[..self.len() as usize] {
-            // Relaxed: the holder's own writes.
-            f(slot.load(Ordering::Relaxed));
+    /// Holder: empties the magazine from the top, one round at a time:
+    /// `mark` runs on a round while it is still listed here, then the round
+    /// leaves the listing, then `release` runs on it if `mark` returned
+    /// true. A checker (`holds`) must never find a round neither listed nor
+    /// marked (it would take a free object for a live one), nor listed after
+    /// it could be handed out again (it would take a live object for a free
+    /// one): so a round is marked where it goes, unlisted, and only then
+    /// made available.
+    pub(crate) fn drain(
+        &self,
+        mut mark: impl FnMut(usize) -> bool,
+        mut release: impl FnMut(usize),
+    ) {
+        for i in (0..self.len() as usize).rev() {
+            // Relaxed: the holder's own write.
+            let p = self.slots[i].load(Ordering::Relaxed);
+            let marked = mark(p);
+            if !mutant::on(Mutant::DrainReleasesListed) {
+                // Release: the mark happens before the round leaves the
+                // listing (pairs with the Acquire in `holds`).
+                self.count.store(i as u32, Ordering::Release);
+            }
+            if marked {
+                release(p);
+            }
         }
-        // Release: whatever `f` published happens before the rounds vanish.
-        self.count.store(0, Ordering::Release);
+        if mutant::on(Mutant::DrainReleasesListed) {
+            // Release: as above, for every round at once.
+            self.count.store(0, Ordering::Release);
+        }
     }
 
     /// Anyone: runs `f` on every round the magazine holds now.

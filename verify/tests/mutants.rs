@@ -14,10 +14,10 @@
 
 use magbuddy::mutant::{select, Mutant};
 use verify::scenario::{
-    area_double_free, churn, double_free, drain_oom, fast, grow_races, lin_history, oom, prepare,
-    r_observer, racing_frees, reclaim_races_shared_alloc, runs, shared_path,
-    stale_free_races_reuse, stale_object_free_races_slab_reuse, Fast, Kind, Lin, Mix, Reuse, Side,
-    SMALL, WIDE,
+    area_double_free, churn, double_free, drain_oom, fast, forged_tag_free_races_drain, grow_races,
+    lin_history, oom, prepare, r_observer, racing_frees, reclaim_races_shared_alloc, runs,
+    shared_path, stale_free_races_reuse, stale_object_free_races_slab_reuse, Fast, Kind, Lin, Mix,
+    Reuse, Side, SMALL, WIDE,
 };
 use verify::{hunt, hunting, install_quiet_hook, Sched, Tally};
 
@@ -138,6 +138,7 @@ const SCENARIOS: &[(&str, Body)] = &[
     ("race_objects_shared", race_objects_shared),
     ("race_pages_handle_shared", race_pages_handle_shared),
     ("race_pages_handles", race_pages_handles),
+    ("forged_tag_drain", forged_tag_free_races_drain),
     ("lin_shared", lin_shared),
     ("lin_mixed", lin_mixed),
     ("lin_churn", lin_churn),
@@ -332,6 +333,14 @@ const CASES: &[Case] = &[
     Case {
         mutant: Mutant::BatchReservesOne,
         scenario: "churn_batched",
+        sched: Sched::Random,
+        seed: SEED,
+        max: MAX,
+        claim: Claim::Catches,
+    },
+    Case {
+        mutant: Mutant::DrainReleasesListed,
+        scenario: "forged_tag_drain",
         sched: Sched::Random,
         seed: SEED,
         max: MAX,

@@ -9,9 +9,17 @@
 //! head before the slab's or magazine's own descriptor, and a stale free in
 //! between released the block to the tree while the slab or magazine kept
 //! it (random lin suite's schedule in `verify/regressions/`).
+//!
+//! `forged_tag_free_races_drain_*`: a live object that holds the free tag,
+//! freed while the magazine it was a round of is flushed; body in
+//! `verify::scenario::forged_tag_free_races_drain`. Its free must succeed.
+//! On 1aaac3a the flush kept every round listed until the whole magazine was
+//! done (mutant `DrainReleasesListed`, caught after 74 random schedules).
 #![cfg(shuttle)]
 
-use verify::scenario::{stale_free_races_reuse, stale_object_free_races_slab_reuse, Reuse};
+use verify::scenario::{
+    forged_tag_free_races_drain, stale_free_races_reuse, stale_object_free_races_slab_reuse, Reuse,
+};
 use verify::{suite, Sched};
 
 const BASE: usize = 1000;
@@ -93,5 +101,24 @@ fn stale_object_free_races_slab_reuse_handle_pct_depth3() {
         "stale_object_free_races_slab_reuse_handle_pct_depth3",
         Sched::Pct { depth: 3 },
         true,
+    );
+}
+
+fn forged(name: &str, sched: Sched) {
+    let t = suite(name, sched, BASE, forged_tag_free_races_drain);
+    // 62 (random) and 463 (PCT) on 2026-11-30.
+    t.require(name, "old round reused during the drain", 30);
+}
+
+#[test]
+fn forged_tag_free_races_drain_random() {
+    forged("forged_tag_free_races_drain_random", Sched::Random);
+}
+
+#[test]
+fn forged_tag_free_races_drain_pct_depth3() {
+    forged(
+        "forged_tag_free_races_drain_pct_depth3",
+        Sched::Pct { depth: 3 },
     );
 }

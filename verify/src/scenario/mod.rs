@@ -25,4 +25,6 @@ pub use heap::{
 pub use lin::{lin_history, prepare, Fill, Lin};
 pub use race::{exactly_one_promised, pair_name, racing_frees, Kind, Side, PAIRS};
 pub use reclaim::reclaim_races_shared_alloc;
-pub use reuse::{stale_free_races_reuse, stale_object_free_races_slab_reuse, Reuse};
+pub use reuse::{
+    forged_tag_free_races_drain, stale_free_races_reuse, stale_object_free_races_slab_reuse, Reuse,
+};

@@ -12,11 +12,11 @@
 //! block to the tree while the slab or magazine kept it: one block, two
 //! owners.
 
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
 use magbuddy::testing::yield_in_claims;
-use magbuddy::{FreeError, PAGE_SIZE};
+use magbuddy::{FreeError, HeapConfig, PAGE_SIZE};
 use shuttle::rand::{thread_rng, Rng};
 
 use super::small_config;
@@ -195,4 +195,74 @@ pub fn stale_object_free_races_slab_reuse(handle: bool, tally: &Tally) {
         start,
         "handle {handle}: merged back"
     );
+}
+
+/// The value a free object holds at bytes 4..8 (`magbuddy`'s free tag), a
+/// value any program may store in a live object too.
+const FREE_TAG: u32 = 0x6d62_7501;
+
+/// Rounds per magazine in [`forged_tag_free_races_drain`].
+const DRAIN_ROUNDS: usize = 4;
+
+/// One schedule (found by an outside attack): CPU 0's handle frees four
+/// 64 B objects into its magazine and is released, so the magazine goes to
+/// the depot; then thread D empties the depot (`reclaim`) while thread U
+/// allocates four objects on the shared path, stores the free tag in each,
+/// as any program may, and frees each once. Every free must succeed: a
+/// flush that put a round back on its slab's lists while the magazine still
+/// listed it made the exact check behind the tag take U's live object for
+/// a free one. Afterwards the heap must be whole.
+pub fn forged_tag_free_races_drain(tally: &Tally) {
+    let config = HeapConfig {
+        magazine_rounds: Some(DRAIN_ROUNDS),
+        depot_magazines: Some(2),
+        ..small_config(1)
+    };
+    // Two areas: room for a fresh slab beside the old one, so the shared
+    // path never has to wait for the slab the drain holds.
+    let owned = Arc::new(OwnedHeap::with_config(config, 2));
+    let heap = owned.heap();
+    let start = heap.stats().free_blocks;
+    let mut h = heap.handle_for(0).expect("CPU 0");
+    let old: Vec<usize> = (0..DRAIN_ROUNDS)
+        .map(|_| h.alloc(64).expect("room").as_ptr() as usize)
+        .collect();
+    for &p in &old {
+        // SAFETY: allocated above, not used.
+        unsafe { h.try_free(p as *mut u8) }.expect("the first free");
+    }
+    drop(h);
+    let drained = Arc::new(AtomicBool::new(false));
+    let d = {
+        let (owned, drained) = (owned.clone(), drained.clone());
+        shuttle::thread::spawn(move || {
+            owned.heap().reclaim();
+            drained.store(true, SeqCst);
+        })
+    };
+    let u = {
+        let (owned, drained) = (owned.clone(), drained.clone());
+        shuttle::thread::spawn(move || {
+            let heap = owned.heap();
+            let mut reused = 0;
+            for _ in 0..DRAIN_ROUNDS {
+                let p = heap.alloc(64).expect("room").as_ptr();
+                if !drained.load(SeqCst) && old.contains(&(p as usize)) {
+                    reused += 1;
+                }
+                // SAFETY: a live 64 B object of ours.
+                unsafe { p.add(4).cast::<u32>().write_unaligned(FREE_TAG) };
+                // SAFETY: as above; freed once.
+                let r = unsafe { heap.try_free(p) };
+                assert_eq!(r, Ok(()), "the free of a live object holding the tag");
+            }
+            reused
+        })
+    };
+    d.join().unwrap();
+    tally.add("old round reused during the drain", u.join().unwrap());
+    heap.reclaim();
+    heap.validate().expect("validate");
+    assert_eq!(heap.corruptions().0, 0, "corruptions");
+    assert_eq!(heap.stats().free_blocks, start, "merged back");
 }
