@@ -23,6 +23,11 @@ THREAD_EXIT_KEYS=1 LD_PRELOAD=$SO target/preload/thread_exit
 cc -O1 -fno-builtin -g -Wall -Wextra -o target/preload/reentry preload/tests/reentry.c -ldl
 LD_PRELOAD=$SO target/preload/reentry
 
+# A live block holding the free tag's value is freed while a magazine that
+# held it is flushed (preload/tests/tag_race.c).
+cc -O1 -fno-builtin -g -Wall -Wextra -pthread -o target/preload/tag_race preload/tests/tag_race.c
+LD_PRELOAD=$SO target/preload/tag_race 2
+
 # Memory comes back: malloc_trim returns free areas, calloc of 1 GiB touches
 # nothing (RSS asserted, not time).
 cc -O1 -fno-builtin -g -Wall -Wextra -pthread -o target/preload/memory_return preload/tests/memory_return.c
