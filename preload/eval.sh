@@ -26,6 +26,10 @@
 #   preload/eval.sh 3 --programs  only the real programs (3 runs each)
 #   preload/eval.sh --workloads   only the workloads (9 report runs each; with
 #                              --quick one --quick report run each)
+#   preload/eval.sh --instructions  only the programs' instruction counts
+#                              under callgrind (glibc, the shim, mimalloc; one
+#                              run each, about 35 min): the program's and its
+#                              allocator's instructions (preload/cgshare.py)
 # The allocators: ALLOCS below (glibc first, the baseline), each selected by
 # alloc_env; jemalloc and tcmalloc join when $JE and $TC exist.
 # Writes into target/preload/: eval.md (both tables), eval.csv (program x
@@ -38,14 +42,15 @@
 # and the command, as eval-programs.md, eval-workloads.md and rss-eval.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=3 QUICK="" RSS_ONLY="" PROGRAMS_ONLY="" WORKLOADS_ONLY=""
+RUNS=3 QUICK="" RSS_ONLY="" PROGRAMS_ONLY="" WORKLOADS_ONLY="" INSTRUCTIONS_ONLY=""
 for a in "$@"; do
   case $a in
     --quick) QUICK=--quick ;;
     --rss) RSS_ONLY=1 ;;
     --programs) PROGRAMS_ONLY=1 ;;
     --workloads) WORKLOADS_ONLY=1 ;;
-    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick] [--rss | --programs | --workloads]" >&2; exit 2 ;;
+    --instructions) INSTRUCTIONS_ONLY=1 ;;
+    '' | *[!0-9]*) echo "usage: $0 [runs] [--quick] [--rss | --programs | --workloads | --instructions]" >&2; exit 2 ;;
     *) RUNS=$a ;;
   esac
 done
@@ -325,6 +330,70 @@ if [ -n "$RSS_ONLY" ]; then
     cat "$OUT/rss.md"
   } >"$OUT/rss-eval.md"
   cat "$OUT/rss-eval.md"
+  exit 0
+fi
+# instructions: each program once under callgrind per allocator (glibc, the
+# shim, mimalloc), its processes' instructions and its allocator's
+# (preload/cgshare.py), as ratios to glibc; the output checked as above.
+# xz and zstd are left out: 24 s and 7 s natively, 20 and 6 min under
+# callgrind.
+instructions() {
+  command -v valgrind >/dev/null || { echo "instructions: needs valgrind" >&2; exit 1; }
+  local md=$OUT/instructions-programs.md csv=$OUT/instructions-programs.csv cg=$W/cg
+  local allocs=(glibc magbuddy mimalloc)
+  echo "program,allocator,instructions,allocator_instructions" >"$csv"
+  {
+    echo "| program | glibc instructions (G) | glibc's allocator | magbuddy | magbuddy's allocator | mimalloc | mimalloc's allocator | no allocator at all |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+  } >"$md"
+  local p name kind cmd alloc total share ref sum
+  for p in "${PROGRAMS[@]}"; do
+    IFS='|' read -r name kind cmd <<<"$p"
+    case $name in xz* | zstd*) continue ;; esac
+    declare -A I=() A=()
+    ref=""
+    for alloc in "${allocs[@]}"; do
+      alloc_env "$alloc"
+      rm -rf "$cg" && mkdir -p "$cg"
+      env "${ALLOC_ENV[@]}" valgrind --tool=callgrind --trace-children=yes \
+        --callgrind-out-file="$cg/cg.%p" sh -c "$cmd" >"$W/out" 2>"$W/valgrind.log"
+      sum=$(sha256sum <"$W/out" | cut -c1-16)
+      if [ -z "$ref" ]; then ref=$sum; elif [ "$sum" != "$ref" ]; then
+        echo "OUTPUT DIFFERS under callgrind: $name under $alloc" >&2; exit 1
+      fi
+      read -r total share < <(python3 preload/cgshare.py "$cg"/cg.*)
+      I[$alloc]=$total A[$alloc]=$share
+      printf '"%s",%s,%s,%s\n' "${name//\"/\"\"}" "$alloc" "$total" "$share" >>"$csv"
+    done
+    awk -v n="$name" -v g="${I[glibc]}" -v ga="${A[glibc]}" -v m="${I[magbuddy]}" -v ma="${A[magbuddy]}" \
+      -v i="${I[mimalloc]}" -v ia="${A[mimalloc]}" 'BEGIN {
+        printf "| %s | %.3f | %.1f %% | %.3f | %.1f %% | %.3f | %.1f %% | %.3f |\n",
+          n, g / 1e9, 100 * ga / g, m / g, 100 * ma / m, i / g, 100 * ia / i, (g - ga) / g }' >>"$md"
+    echo "done: $name under callgrind" >&2
+  done
+  # Geometric means of the ratios (fields counted from the end: names hold commas).
+  awk -F, 'NR > 1 { a = $(NF - 2); i[a, ++n[a]] = $(NF - 1); s[a, n[a]] = $NF }
+    END {
+      for (k = 1; k <= n["glibc"]; k++) {
+        g = i["glibc", k]
+        lm += log(i["magbuddy", k] / g); li += log(i["mimalloc", k] / g); lz += log((g - s["glibc", k]) / g)
+      }
+      k = n["glibc"]
+      printf "| geometric mean | | | %.3f | | %.3f | | %.3f |\n", exp(lm / k), exp(li / k), exp(lz / k)
+    }' "$csv" >>"$md"
+  {
+    echo "# magbuddy as LD_PRELOAD malloc: instructions of real programs"
+    echo
+    echo "$(date -u +%F), $(nproc) CPUs, $(uname -r), glibc $(ldd --version | head -1 | awk '{print $NF}'), $(versions). Command: \`preload/eval.sh --instructions\`."
+    echo
+    echo "Each program once under \`valgrind --tool=callgrind --trace-children=yes\` per allocator, outputs checked identical. glibc instructions: all processes of the command line (pipelines included). The magbuddy and mimalloc columns are ratios of the program's instructions to glibc's (lower is better); each allocator column is the share of the program's instructions spent inside that allocator (\`preload/cgshare.py\`: inclusive costs of the calls into malloc, free, realloc and the other entry points). No allocator at all: glibc's instructions less its allocator's, over glibc's, i.e. the ratio an allocator that cost nothing would reach. xz and zstd are left out (20 and 6 min under callgrind)."
+    echo
+    cat "$md"
+  } >"$OUT/instructions-eval.md"
+  cat "$OUT/instructions-eval.md"
+}
+if [ -n "$INSTRUCTIONS_ONLY" ]; then
+  instructions
   exit 0
 fi
 if [ -n "$WORKLOADS_ONLY" ]; then
