@@ -33,32 +33,40 @@ impl Heap {
         p: usize,
         tally: &mut Tally,
     ) -> bool {
-        self.mark_round(cc, p) && self.release_round(by, cc, p, tally)
+        self.mark_round(cc, p)
+            .is_some_and(|reg| self.release_round(reg, by, cc, p, tally))
     }
 
     /// The first half of [`Self::flush_round`]: an object's free bit is set
     /// (the default build's round enters the slab layer here, so the bit
-    /// must have been clear; false, counted, if it was not). Nothing can
-    /// take the object again until [`Self::release_round`].
-    fn mark_round(&self, cc: usize, p: usize) -> bool {
-        if cc >= SMALL_CLASSES || slab::MARK_AT_USER {
-            return true;
-        }
+    /// must have been clear; `None`, counted, if it was not). Nothing can
+    /// take the object again until [`Self::release_round`], which gets the
+    /// round's region.
+    fn mark_round(&self, cc: usize, p: usize) -> Option<&Region> {
         let reg = self.region_of(p).expect("round inside the heap");
+        if cc >= SMALL_CLASSES || slab::MARK_AT_USER {
+            return Some(reg);
+        }
         let (s, base) = slab::slab_at(reg, reg.page_of(p));
         // SAFETY: the object lies in a live slab (it is handed out).
-        let marked = unsafe { s.mark_free(base, cc, p) };
-        if !marked {
+        if !unsafe { s.mark_free(base, cc, p) } {
             self.record_corruption(p);
+            return None;
         }
-        marked
+        Some(reg)
     }
 
     /// The second half of [`Self::flush_round`]: the object goes on its
     /// slab's lists, where it can be taken again; a block goes back to the
     /// tree (its cached descriptor is its mark).
-    fn release_round(&self, by: Option<Owner>, cc: usize, p: usize, tally: &mut Tally) -> bool {
-        let reg = self.region_of(p).expect("round inside the heap");
+    fn release_round(
+        &self,
+        reg: &Region,
+        by: Option<Owner>,
+        cc: usize,
+        p: usize,
+        tally: &mut Tally,
+    ) -> bool {
         let page = reg.page_of(p);
         if cc >= SMALL_CLASSES {
             let k = (cc - SMALL_CLASSES) as u32;
@@ -209,8 +217,8 @@ impl Heap {
         // (see `Magazine::drain`).
         m.drain(
             |p| self.mark_round(cc, p),
-            |p| {
-                self.release_round(by, cc, p, tally);
+            |p, reg| {
+                self.release_round(reg, by, cc, p, tally);
             },
         );
         self.came_home(bytes);

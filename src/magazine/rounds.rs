@@ -83,16 +83,16 @@ impl Magazine {
 
     /// Holder: empties the magazine from the top, one round at a time:
     /// `mark` runs on a round while it is still listed here, then the round
-    /// leaves the listing, then `release` runs on it if `mark` returned
-    /// true. A checker (`holds`) must never find a round neither listed nor
+    /// leaves the listing, then `release` runs on it with what `mark`
+    /// returned, if anything. A checker (`holds`) must never find a round neither listed nor
     /// marked (it would take a free object for a live one), nor listed after
     /// it could be handed out again (it would take a live object for a free
     /// one): so a round is marked where it goes, unlisted, and only then
     /// made available.
-    pub(crate) fn drain(
+    pub(crate) fn drain<T>(
         &self,
-        mut mark: impl FnMut(usize) -> bool,
-        mut release: impl FnMut(usize),
+        mut mark: impl FnMut(usize) -> Option<T>,
+        mut release: impl FnMut(usize, T),
     ) {
         for i in (0..self.len() as usize).rev() {
             // Relaxed: the holder's own write.
@@ -103,8 +103,8 @@ impl Magazine {
                 // listing (pairs with the Acquire in `holds`).
                 self.count.store(i as u32, Ordering::Release);
             }
-            if marked {
-                release(p);
+            if let Some(marked) = marked {
+                release(p, marked);
             }
         }
         if mutant::on(Mutant::DrainReleasesListed) {
