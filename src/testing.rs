@@ -5,6 +5,10 @@
 pub use crate::buddy::Geometry;
 use crate::buddy::{Area, AreaWord, ChunkWord};
 pub use crate::probe::{probe_count, reset_probes, Probe};
+
+/// The default build's free tag (bytes 4..8 of a free object): the value
+/// tests store in live objects, which must still be freed exactly once.
+pub const FREE_TAG: u32 = crate::slab::FREE_TAG;
 use crate::sync::AtomicU64;
 
 /// One area's buddy words, driven directly (no heap around them).

@@ -601,7 +601,7 @@ fn bug8_every_accepted_geometry_serves_or_is_refused() {
 /// the allocator uses.
 fn forge_free_mark(p: *mut u8, size: usize) {
     let mark = (p as u64) ^ 0x6d61_6762_7564_6479;
-    let tag = 0x6d62_7501u32;
+    let tag = magbuddy::testing::FREE_TAG;
     unsafe {
         if size == 8 {
             (p.add(4) as *mut u32).write(mark as u32);

@@ -48,6 +48,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
+use magbuddy::testing::FREE_TAG;
 use magbuddy::{FreeError, Geometry, Handle, Heap, HeapConfig};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -99,10 +100,6 @@ pub fn block_size(size: usize) -> usize {
         size.div_ceil(PAGE).next_power_of_two() * PAGE
     }
 }
-
-/// The free tag of the default build (`src/slab/mark.rs` `FREE_TAG`, bytes
-/// 4..8 of a free object): one constant for every object.
-const FREE_TAG: u32 = 0x6d62_7501;
 
 /// The free tag from 7a561a8 until it became a constant: the constant xor
 /// the address's low half (random heads avoid it too).

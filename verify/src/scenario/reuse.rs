@@ -15,7 +15,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 
-use magbuddy::testing::yield_in_claims;
+use magbuddy::testing::{yield_in_claims, FREE_TAG};
 use magbuddy::{FreeError, HeapConfig, PAGE_SIZE};
 use shuttle::rand::{thread_rng, Rng};
 
@@ -196,10 +196,6 @@ pub fn stale_object_free_races_slab_reuse(handle: bool, tally: &Tally) {
         "handle {handle}: merged back"
     );
 }
-
-/// The value a free object holds at bytes 4..8 (`magbuddy`'s free tag), a
-/// value any program may store in a live object too.
-const FREE_TAG: u32 = 0x6d62_7501;
 
 /// Rounds per magazine in [`forged_tag_free_races_drain`].
 const DRAIN_ROUNDS: usize = 4;
